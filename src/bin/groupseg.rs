@@ -1,0 +1,199 @@
+//! `groupseg`: segment or classify photos with a GroupViT checkpoint from the command line.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use candle_core::Device;
+use clap::{Args, Parser, Subcommand};
+use groupseg::preprocess::{self, SegmentationSize};
+use groupseg::{parse_labels, render, SegmentOptions, Segmenter};
+
+/// Exit status when some photos failed and the others were done.
+const PARTIAL: u8 = 3;
+
+#[derive(Parser)]
+#[command(name = "groupseg", version, about = "Open-vocabulary segmentation with GroupViT")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct Common {
+    /// Checkpoint directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json),
+    /// or its weights file.
+    #[arg(long)]
+    model: PathBuf,
+    /// Comma-separated labels, e.g. "cat, sofa, window, floor".
+    #[arg(long)]
+    labels: String,
+    /// Prompt template with {} for the label; repeat to average several.
+    #[arg(long = "template")]
+    templates: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Paint every photo by label: writes NAME.overlay.png and NAME.json per photo.
+    Segment {
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+        #[arg(long, default_value = "groupseg-out")]
+        out: PathBuf,
+        /// Pixels whose best label scores under this are background (0-1).
+        #[arg(long, default_value_t = 0.95)]
+        background_threshold: f32,
+        /// Label every pixel; no background class.
+        #[arg(long)]
+        no_background: bool,
+        /// Short side of the photo as the model sees it.
+        #[arg(long, default_value_t = 448)]
+        short_side: u32,
+        /// Sliding window side and stride, in pixels of the resized photo.
+        #[arg(long, default_value_t = 448)]
+        window: usize,
+        #[arg(long, default_value_t = 224)]
+        stride: usize,
+        /// Colour opacity of the overlay (0-1).
+        #[arg(long, default_value_t = 0.5)]
+        opacity: f32,
+        /// Also write transformers' `segmentation_logits` (labels × height × width, .npy) for the
+        /// one photo given, resized to the segmentation size, without windows or background.
+        #[arg(long)]
+        raw_logits: Option<PathBuf>,
+    },
+    /// Zero-shot classification: label probabilities per photo.
+    Classify {
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn load(common: &Common) -> Result<(Segmenter, Vec<String>), String> {
+    let labels = parse_labels(&common.labels).map_err(|e| e.to_string())?;
+    let seg = Segmenter::load(&common.model, &Device::Cpu).map_err(|e| format!("{}: {e}", common.model.display()))?;
+    Ok((seg, labels))
+}
+
+fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    preprocess::decode(&bytes).map_err(|e| e.to_string())
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(failed) if failed == 0 => ExitCode::SUCCESS,
+        Ok(failed) => {
+            eprintln!("{failed} photo(s) failed; the others were done");
+            ExitCode::from(PARTIAL)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Returns how many photos failed.
+fn run(cli: Cli) -> Result<usize, String> {
+    match cli.command {
+        Command::Segment {
+            photos,
+            common,
+            out,
+            background_threshold,
+            no_background,
+            short_side,
+            window,
+            stride,
+            opacity,
+            raw_logits,
+        } => {
+            if raw_logits.is_some() && photos.len() != 1 {
+                return Err("--raw-logits takes exactly one photo".into());
+            }
+            if short_side == 0 || window == 0 || stride == 0 {
+                return Err("--short-side, --window and --stride must be positive".into());
+            }
+            let (seg, labels) = load(&common)?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let opts = SegmentOptions {
+                size: SegmentationSize { short_side, ..Default::default() },
+                window,
+                stride,
+                background_threshold: (!no_background).then_some(background_threshold),
+                ..Default::default()
+            };
+            let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
+            let mut failed = 0;
+            for path in &photos {
+                let started = std::time::Instant::now();
+                let result = read_photo(path).and_then(|photo| {
+                    if let Some(npy) = &raw_logits {
+                        let logits = seg.raw_logits(&photo, &labels, &common.templates, &opts).map_err(|e| e.to_string())?;
+                        logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
+                    }
+                    let s = seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts).map_err(|e| e.to_string())?;
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
+                    let overlay = out.join(format!("{stem}.overlay.png"));
+                    render::overlay(&photo, &s, opacity).save(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
+                    let mask = out.join(format!("{stem}.mask.png"));
+                    render::mask(&s).save(&mask).map_err(|e| format!("{}: {e}", mask.display()))?;
+                    let summary = serde_json::json!({
+                        "photo": path.display().to_string(),
+                        "width": s.width,
+                        "height": s.height,
+                        "classes": s.summary,
+                        "overlay": overlay.display().to_string(),
+                        "mask": mask.display().to_string(),
+                    });
+                    let json = out.join(format!("{stem}.json"));
+                    std::fs::write(&json, serde_json::to_string_pretty(&summary).unwrap_or_default())
+                        .map_err(|e| format!("{}: {e}", json.display()))?;
+                    Ok(s)
+                });
+                match result {
+                    Ok(s) => {
+                        let parts: Vec<String> = s
+                            .summary
+                            .iter()
+                            .filter(|c| c.share > 0.0)
+                            .map(|c| format!("{} {:.1}%", c.label, c.share * 100.0))
+                            .collect();
+                        println!("{}: {} ({} ms)", path.display(), parts.join(", "), started.elapsed().as_millis());
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(failed)
+        }
+        Command::Classify { photos, common } => {
+            let (seg, labels) = load(&common)?;
+            let mut failed = 0;
+            for path in &photos {
+                match read_photo(path).and_then(|p| seg.classify(&p, &labels, &common.templates).map_err(|e| e.to_string())) {
+                    Ok(probs) => {
+                        let mut ranked: Vec<(&String, f32)> = labels.iter().zip(probs).collect();
+                        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+                        println!("{}", path.display());
+                        for (label, p) in ranked {
+                            println!("  {p:.4}  {label}");
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("{}: {e}", path.display());
+                        failed += 1;
+                    }
+                }
+            }
+            Ok(failed)
+        }
+    }
+}

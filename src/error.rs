@@ -1,0 +1,32 @@
+//! One error type for the crate: each variant says what went wrong in words a user can act on.
+
+/// Everything that can go wrong between a checkpoint, a photo and a label map.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the checkpoint's config.json is invalid: {0}")]
+    Config(String),
+    #[error("the checkpoint does not fit this model: {0}")]
+    Weights(String),
+    #[error("the checkpoint's tokenizer is unusable: {0}")]
+    Tokenizer(String),
+    #[error("cannot decode the photo: {0}")]
+    Image(String),
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("computation failed: {0}")]
+    Compute(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub(crate) fn io(path: impl AsRef<std::path::Path>, source: std::io::Error) -> Self {
+        Error::Io { path: path.as_ref().display().to_string(), source }
+    }
+}

@@ -1,0 +1,21 @@
+//! groupseg: open-vocabulary segmentation with GroupViT, natively and in the browser.
+//!
+//! `model` is GroupViT in candle; `tokenize` and `preprocess` turn prompts and photos into inputs;
+//! `segment` turns group assignments into a label per pixel; `render` paints it; `pipeline` ties a
+//! checkpoint to those steps; `wasm` is the JavaScript-facing surface.
+
+pub mod error;
+pub mod model;
+pub mod pipeline;
+pub mod preprocess;
+pub mod render;
+pub mod resample;
+pub mod segment;
+pub mod tokenize;
+
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
+
+pub use error::{Error, Result};
+pub use pipeline::{parse_labels, CheckpointFiles, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
+pub use segment::{SegmentOptions, Segmentation};

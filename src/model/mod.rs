@@ -1,0 +1,188 @@
+//! GroupViT (Xu et al., CVPR 2022) in candle, module for module as transformers' `GroupViTModel`.
+
+pub mod config;
+pub mod projection;
+pub mod text;
+pub mod vision;
+pub mod weights;
+
+use candle_core::{Device, Module, Tensor, D};
+use candle_nn::VarBuilder;
+
+pub use config::{GroupViTConfig, TextConfig, VisionConfig};
+use projection::ProjectionHead;
+use text::TextTransformer;
+use vision::VisionTransformer;
+
+use crate::error::{Error, Result};
+use crate::resample;
+
+/// What the image side yields for segmentation and classification.
+pub struct ImageFeatures {
+    /// Projected whole-image embeddings `(B, projection_dim)`, not normalised.
+    pub image_embeds: Tensor,
+    /// Projected embedding of each final group `(B, groups, projection_dim)`, not normalised.
+    pub group_embeds: Tensor,
+    /// Soft assignment of each grouping block, `(B, groups_out, tokens_in)`.
+    pub assignments: Vec<Tensor>,
+    /// Patch grid `(rows, cols)`.
+    pub grid: (usize, usize),
+}
+
+/// transformers' `GroupViTModel.forward(..., output_segmentation=True)` outputs.
+pub struct GroupViTOutput {
+    pub logits_per_image: Tensor,
+    /// L2-normalised.
+    pub text_embeds: Tensor,
+    /// L2-normalised.
+    pub image_embeds: Tensor,
+    /// `(B, T, H, W)` at the input's resolution.
+    pub segmentation_logits: Tensor,
+    pub assignments: Vec<Tensor>,
+}
+
+/// `GroupViTModel`.
+#[derive(Debug, Clone)]
+pub struct GroupViTModel {
+    text_model: TextTransformer,
+    vision_model: VisionTransformer,
+    visual_projection: ProjectionHead,
+    text_projection: ProjectionHead,
+    /// `logit_scale` as stored (its exponential is the temperature).
+    logit_scale: f32,
+    config: GroupViTConfig,
+}
+
+impl GroupViTModel {
+    pub fn new(vb: VarBuilder, config: &GroupViTConfig) -> Result<Self> {
+        let weights = |e: candle_core::Error| Error::Weights(e.to_string());
+        let (t, v) = (&config.text_config, &config.vision_config);
+        let (inter, proj) = (config.projection_intermediate_dim, config.projection_dim);
+        Ok(Self {
+            text_model: TextTransformer::new(vb.pp("text_model"), t).map_err(weights)?,
+            vision_model: VisionTransformer::new(vb.pp("vision_model"), v).map_err(weights)?,
+            visual_projection: ProjectionHead::new(vb.pp("visual_projection"), v.hidden_size, inter, proj)
+                .map_err(weights)?,
+            text_projection: ProjectionHead::new(vb.pp("text_projection"), t.hidden_size, inter, proj)
+                .map_err(weights)?,
+            logit_scale: vb.get((), "logit_scale").and_then(|s| s.to_scalar::<f32>()).map_err(weights)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Loads weights from the bytes of `model.safetensors` or `pytorch_model.bin`.
+    pub fn from_bytes(config: &GroupViTConfig, weights: Vec<u8>, device: &Device) -> Result<Self> {
+        Self::new(weights::var_builder(weights, device)?, config)
+    }
+
+    pub fn config(&self) -> &GroupViTConfig {
+        &self.config
+    }
+
+    /// `exp(logit_scale)`, the contrastive temperature.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale.exp()
+    }
+
+    /// Text positions the model has (77 for CLIP-style checkpoints).
+    pub fn context_length(&self) -> usize {
+        self.text_model.context_length()
+    }
+
+    /// `get_text_features`: projected, not normalised, `(T, projection_dim)`.
+    pub fn text_features(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.text_projection.forward(&self.text_model.forward(input_ids)?)?)
+    }
+
+    /// Runs the vision tower and projects both the pooled embedding and every group.
+    pub fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        let out = self.vision_model.forward(pixel_values)?;
+        let (b, g, h) = out.last_hidden_state.dims3()?;
+        let groups = self.visual_projection.forward(&out.last_hidden_state.reshape((b * g, h))?)?;
+        Ok(ImageFeatures {
+            image_embeds: self.visual_projection.forward(&out.pooled)?,
+            group_embeds: groups.reshape((b, g, ()))?,
+            assignments: out.assignments,
+            grid: out.grid,
+        })
+    }
+
+    /// The whole forward as transformers computes it with `output_segmentation=True`.
+    pub fn forward(&self, input_ids: &Tensor, pixel_values: &Tensor) -> Result<GroupViTOutput> {
+        let (_, _, height, width) = pixel_values.dims4()?;
+        let image = self.image_features(pixel_values)?;
+        let text_embeds = l2_normalize(&self.text_features(input_ids)?)?;
+        let image_embeds = l2_normalize(&image.image_embeds)?;
+        let scale = self.logit_scale() as f64;
+        let logits_per_image = (image_embeds.matmul(&text_embeds.t()?)? * scale)?;
+        let segmentation_logits =
+            segmentation_logits(&image.group_embeds, &image.assignments, &text_embeds, scale, (height, width))?;
+        Ok(GroupViTOutput {
+            logits_per_image,
+            text_embeds,
+            image_embeds,
+            segmentation_logits,
+            assignments: image.assignments,
+        })
+    }
+}
+
+pub fn l2_normalize(xs: &Tensor) -> candle_core::Result<Tensor> {
+    xs.broadcast_div(&xs.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)
+}
+
+/// Chains the grouping blocks' soft maps: `(B, final groups, image tokens)` — how much of each patch
+/// ends up in each final group.
+pub fn chain_assignments(assignments: &[Tensor]) -> candle_core::Result<Tensor> {
+    let mut chained: Option<Tensor> = None;
+    for a in assignments {
+        let a_t = a.transpose(1, 2)?.contiguous()?;
+        chained = Some(match chained {
+            None => a_t,
+            Some(prev) => prev.matmul(&a_t)?,
+        });
+    }
+    match chained {
+        Some(c) => c.transpose(1, 2)?.contiguous(),
+        None => candle_core::bail!("the model has no grouping block"),
+    }
+}
+
+/// transformers' `resize_attention_map` recovers the feature grid from the token count and the
+/// output size rather than from the patch grid; it is reproduced here so raw logits match it exactly.
+fn feature_grid(height: usize, width: usize, tokens: usize) -> candle_core::Result<(usize, usize)> {
+    let scale = ((height * width / tokens) as f64).sqrt();
+    let (fh, fw) = if height > width {
+        let fw = (width as f64 / scale).round() as usize;
+        (tokens / fw.max(1), fw)
+    } else {
+        let fh = (height as f64 / scale).round() as usize;
+        (fh, tokens / fh.max(1))
+    };
+    if fh * fw != tokens {
+        candle_core::bail!("cannot lay {tokens} tokens out on a grid for a {height}×{width} input");
+    }
+    Ok((fh, fw))
+}
+
+/// transformers' `segmentation_logits`: group–text cosine × scale, spread over the pixels by the
+/// chained soft grouping (resized bilinearly), × scale again. `(B, T, H, W)`.
+pub fn segmentation_logits(
+    group_embeds: &Tensor,
+    assignments: &[Tensor],
+    text_embeds: &Tensor,
+    scale: f64,
+    (height, width): (usize, usize),
+) -> Result<Tensor> {
+    let grouping = chain_assignments(assignments)?;
+    let (b, _, tokens) = grouping.dims3()?;
+    let (fh, fw) = feature_grid(height, width, tokens)?;
+    let per_group = (l2_normalize(group_embeds)?.broadcast_matmul(&text_embeds.t()?)? * scale)?;
+    // Resizing is linear, so mixing groups into labels before resizing gives the same logits with
+    // T instead of G planes to resize.
+    let at_grid = (per_group.transpose(1, 2)?.contiguous()?.matmul(&grouping)? * scale)?;
+    let t = at_grid.dim(1)?;
+    let data = at_grid.flatten_all()?.to_vec1::<f32>()?;
+    let resized = resample::bilinear(&data, b * t, fh, fw, height, width);
+    Ok(Tensor::from_vec(resized, (b, t, height, width), group_embeds.device())?)
+}

@@ -1,0 +1,454 @@
+//! GroupViT's image encoder: a ViT whose stages carry learnable group tokens, each stage ending in a
+//! grouping block that assigns image tokens to groups (64, then 8 in the published checkpoints).
+//! One struct per transformers module; field and parameter names are the checkpoint's.
+
+use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
+use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+
+use super::config::{Activation, VisionConfig};
+use crate::resample;
+
+/// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    num_heads: usize,
+    head_dim: usize,
+    scale: f64,
+}
+
+impl Attention {
+    pub fn new(vb: VarBuilder, hidden: usize, num_heads: usize) -> Result<Self> {
+        let head_dim = hidden / num_heads;
+        Ok(Self {
+            q_proj: linear(hidden, hidden, vb.pp("q_proj"))?,
+            k_proj: linear(hidden, hidden, vb.pp("k_proj"))?,
+            v_proj: linear(hidden, hidden, vb.pp("v_proj"))?,
+            out_proj: linear(hidden, hidden, vb.pp("out_proj"))?,
+            num_heads,
+            head_dim,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    fn heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// `xs` attends to `context` (itself when `None`).
+    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = xs.dims3()?;
+        let context = context.unwrap_or(xs);
+        let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
+        let k = self.heads(&self.k_proj.forward(context)?)?;
+        let v = self.heads(&self.v_proj.forward(context)?)?;
+        let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+/// `GroupViTMLP`: fc1, activation, fc2.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl Mlp {
+    pub fn new(vb: VarBuilder, act: Activation, input: usize, hidden: usize, output: usize) -> Result<Self> {
+        Ok(Self { fc1: linear(input, hidden, vb.pp("fc1"))?, fc2: linear(hidden, output, vb.pp("fc2"))?, act })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.act.forward(&self.fc1.forward(xs)?)?)
+    }
+}
+
+/// `GroupViTMixerMLP`: the MLP applied across tokens rather than channels (it maps G groups to G').
+#[derive(Debug, Clone)]
+pub struct MixerMlp(Mlp);
+
+impl MixerMlp {
+    pub fn new(vb: VarBuilder, act: Activation, tokens_in: usize, hidden: usize, tokens_out: usize) -> Result<Self> {
+        Ok(Self(Mlp::new(vb, act, tokens_in, hidden, tokens_out)?))
+    }
+}
+
+impl Module for MixerMlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.0.forward(&xs.transpose(1, 2)?.contiguous()?)?.transpose(1, 2)?.contiguous()
+    }
+}
+
+/// `GroupViTEncoderLayer`: pre-norm transformer block.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    self_attn: Attention,
+    layer_norm1: LayerNorm,
+    mlp: Mlp,
+    layer_norm2: LayerNorm,
+}
+
+impl EncoderLayer {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            self_attn: Attention::new(vb.pp("self_attn"), h, cfg.num_attention_heads)?,
+            layer_norm1: layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
+            mlp: Mlp::new(vb.pp("mlp"), cfg.hidden_act, h, cfg.intermediate_size, h)?,
+            layer_norm2: layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
+        })
+    }
+}
+
+impl Module for EncoderLayer {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = (xs + self.self_attn.forward(&self.layer_norm1.forward(xs)?, None)?)?;
+        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
+    }
+}
+
+/// `GroupViTPatchEmbeddings`: a stride-`patch` convolution, computed as one matmul over unfolded patches.
+#[derive(Debug, Clone)]
+pub struct PatchEmbeddings {
+    /// Convolution kernel flattened to `(channels·patch·patch, hidden)`.
+    kernel: Tensor,
+    bias: Tensor,
+    patch: usize,
+}
+
+impl PatchEmbeddings {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let (h, c, p) = (cfg.hidden_size, cfg.num_channels, cfg.patch_size);
+        let vb = vb.pp("projection");
+        let weight = vb.get((h, c, p, p), "weight")?;
+        Ok(Self { kernel: weight.reshape((h, c * p * p))?.t()?.contiguous()?, bias: vb.get(h, "bias")?, patch: p })
+    }
+
+    /// `(B, C, H, W)` to `(B, gh·gw, hidden)`; like the convolution, rows and columns that do not fill
+    /// a whole patch are dropped.
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
+        let (b, c, h, w) = pixel_values.dims4()?;
+        let p = self.patch;
+        let (gh, gw) = (h / p, w / p);
+        if gh == 0 || gw == 0 {
+            candle_core::bail!("an input of {h}×{w} pixels is smaller than one {p}×{p} patch");
+        }
+        let patches = pixel_values
+            .narrow(2, 0, gh * p)?
+            .narrow(3, 0, gw * p)?
+            .contiguous()?
+            .reshape((b, c, gh, p, gw, p))?
+            .permute((0, 2, 4, 1, 3, 5))?
+            .contiguous()?
+            .reshape((b * gh * gw, c * p * p))?;
+        let out = patches.matmul(&self.kernel)?.broadcast_add(&self.bias)?;
+        Ok((out.reshape((b, gh * gw, ()))?, (gh, gw)))
+    }
+}
+
+/// `GroupViTVisionEmbeddings`: patches, LayerNorm, then position embeddings (bicubically resized
+/// when the patch grid differs from the one they were learnt on).
+#[derive(Debug, Clone)]
+pub struct VisionEmbeddings {
+    patch_embeddings: PatchEmbeddings,
+    position_embeddings: Tensor,
+    layernorm: LayerNorm,
+    grid: usize,
+}
+
+impl VisionEmbeddings {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let grid = cfg.position_grid();
+        Ok(Self {
+            patch_embeddings: PatchEmbeddings::new(vb.pp("patch_embeddings"), cfg)?,
+            position_embeddings: vb.get((1, grid * grid, cfg.hidden_size), "position_embeddings")?,
+            layernorm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("layernorm"))?,
+            grid,
+        })
+    }
+
+    /// transformers' `interpolate_pos_encoding`, including its shortcut for square inputs of the
+    /// training size.
+    fn position_embeddings_for(&self, gh: usize, gw: usize, square: bool) -> Result<Tensor> {
+        if gh * gw == self.grid * self.grid && square {
+            return Ok(self.position_embeddings.clone());
+        }
+        let dim = self.position_embeddings.dim(D::Minus1)?;
+        let table = self.position_embeddings.flatten_all()?.to_vec1::<f32>()?;
+        let resized = resample::bicubic_channels_last(&table, self.grid, self.grid, dim, gh, gw);
+        Tensor::from_vec(resized, (1, gh * gw, dim), self.position_embeddings.device())
+    }
+
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
+        let (_, _, h, w) = pixel_values.dims4()?;
+        let (patches, (gh, gw)) = self.patch_embeddings.forward(pixel_values)?;
+        let embeddings = self.layernorm.forward(&patches)?;
+        let pos = self.position_embeddings_for(gh, gw, h == w)?;
+        Ok((embeddings.broadcast_add(&pos)?, (gh, gw)))
+    }
+}
+
+/// `GroupViTCrossAttentionLayer`: group tokens attend to image tokens before assignment.
+#[derive(Debug, Clone)]
+pub struct CrossAttentionLayer {
+    attn: Attention,
+    norm2: LayerNorm,
+    mlp: Mlp,
+    norm_post: LayerNorm,
+}
+
+impl CrossAttentionLayer {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            attn: Attention::new(vb.pp("attn"), h, cfg.num_attention_heads)?,
+            norm2: layer_norm(h, cfg.layer_norm_eps, vb.pp("norm2"))?,
+            mlp: Mlp::new(vb.pp("mlp"), cfg.hidden_act, h, cfg.intermediate_size, h)?,
+            norm_post: layer_norm(h, cfg.layer_norm_eps, vb.pp("norm_post"))?,
+        })
+    }
+
+    pub fn forward(&self, query: &Tensor, key: &Tensor) -> Result<Tensor> {
+        let x = (query + self.attn.forward(query, Some(key))?)?;
+        let x = (&x + self.mlp.forward(&self.norm2.forward(&x)?)?)?;
+        self.norm_post.forward(&x)
+    }
+}
+
+/// `GroupViTAssignAttention`: the assignment. Each image token goes to its best group (hard argmax
+/// over groups at inference); each group takes the normalised sum of its tokens. Also returns the
+/// soft assignment (softmax over groups) that segmentation multiplies across stages.
+#[derive(Debug, Clone)]
+pub struct AssignAttention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    proj: Linear,
+    scale: f64,
+    assign_eps: f64,
+}
+
+impl AssignAttention {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            q_proj: linear(h, h, vb.pp("q_proj"))?,
+            k_proj: linear(h, h, vb.pp("k_proj"))?,
+            v_proj: linear(h, h, vb.pp("v_proj"))?,
+            proj: linear(h, h, vb.pp("proj"))?,
+            scale: (h as f64).powf(-0.5),
+            assign_eps: cfg.assign_eps,
+        })
+    }
+
+    /// `groups (B, G, D)`, `tokens (B, N, D)` → (new group features `(B, G, D)`, soft map `(B, G, N)`).
+    pub fn forward(&self, groups: &Tensor, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let q = self.q_proj.forward(groups)?;
+        let k = self.k_proj.forward(tokens)?;
+        let v = self.v_proj.forward(tokens)?;
+        let raw = (q.matmul(&k.t()?)? * self.scale)?;
+        let soft = candle_nn::ops::softmax(&raw, 1)?;
+        let num_groups = soft.dim(1)?;
+        let winner = soft.argmax_keepdim(1)?;
+        let ids = Tensor::arange(0u32, num_groups as u32, soft.device())?.reshape((1, num_groups, 1))?;
+        let hard = winner.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
+        let attn = hard.broadcast_div(&(hard.sum_keepdim(2)? + self.assign_eps)?)?;
+        Ok((self.proj.forward(&attn.matmul(&v)?)?, soft))
+    }
+}
+
+/// `GroupViTTokenAssign`: the grouping block. Group tokens are mixed into the stage's output groups,
+/// attend to the image tokens, then take them over by assignment.
+#[derive(Debug, Clone)]
+pub struct TokenAssign {
+    norm_tokens: LayerNorm,
+    mlp_inter: MixerMlp,
+    norm_post_tokens: LayerNorm,
+    norm_x: LayerNorm,
+    pre_assign_attn: CrossAttentionLayer,
+    assign: AssignAttention,
+    norm_new_x: LayerNorm,
+    mlp_channels: Mlp,
+}
+
+impl TokenAssign {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig, num_group_token: usize, num_output_group: usize) -> Result<Self> {
+        let h = cfg.hidden_size;
+        let eps = cfg.layer_norm_eps;
+        let (tokens_dim, channels_dim) = cfg.assign_mlp_dims();
+        Ok(Self {
+            norm_tokens: layer_norm(h, eps, vb.pp("norm_tokens"))?,
+            mlp_inter: MixerMlp::new(vb.pp("mlp_inter"), cfg.hidden_act, num_group_token, tokens_dim, num_output_group)?,
+            norm_post_tokens: layer_norm(h, eps, vb.pp("norm_post_tokens"))?,
+            norm_x: layer_norm(h, eps, vb.pp("norm_x"))?,
+            pre_assign_attn: CrossAttentionLayer::new(vb.pp("pre_assign_attn"), cfg)?,
+            assign: AssignAttention::new(vb.pp("assign"), cfg)?,
+            norm_new_x: layer_norm(h, eps, vb.pp("norm_new_x"))?,
+            mlp_channels: Mlp::new(vb.pp("mlp_channels"), cfg.hidden_act, h, channels_dim, h)?,
+        })
+    }
+
+    pub fn forward(&self, image_tokens: &Tensor, group_tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let group_tokens = self.norm_tokens.forward(group_tokens)?;
+        let image_tokens = self.norm_x.forward(image_tokens)?;
+        let projected = self.norm_post_tokens.forward(&self.mlp_inter.forward(&group_tokens)?)?;
+        let projected = self.pre_assign_attn.forward(&projected, &image_tokens)?;
+        let (assigned, soft) = self.assign.forward(&projected, &image_tokens)?;
+        let x = (assigned + projected)?;
+        let x = (&x + self.mlp_channels.forward(&self.norm_new_x.forward(&x)?)?)?;
+        Ok((x, soft))
+    }
+}
+
+/// `group_projector`: carries the previous stage's group tokens into this stage's (LayerNorm, mixer MLP).
+#[derive(Debug, Clone)]
+pub struct GroupProjector {
+    norm: LayerNorm,
+    mixer: MixerMlp,
+}
+
+impl GroupProjector {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig, prev_groups: usize, groups: usize) -> Result<Self> {
+        Ok(Self {
+            norm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("0"))?,
+            mixer: MixerMlp::new(vb.pp("1"), cfg.hidden_act, prev_groups, cfg.hidden_size / 2, groups)?,
+        })
+    }
+}
+
+impl Module for GroupProjector {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.mixer.forward(&self.norm.forward(xs)?)
+    }
+}
+
+/// What one stage hands on: image tokens (or groups), its group tokens, its soft assignment map.
+pub struct StageOutput {
+    pub tokens: Tensor,
+    pub group_tokens: Option<Tensor>,
+    pub assignment: Option<Tensor>,
+}
+
+/// `GroupViTStage`: transformer layers over [image tokens; group tokens], then a grouping block.
+#[derive(Debug, Clone)]
+pub struct Stage {
+    group_token: Option<Tensor>,
+    layers: Vec<EncoderLayer>,
+    downsample: Option<TokenAssign>,
+    group_projector: Option<GroupProjector>,
+}
+
+impl Stage {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig, index: usize) -> Result<Self> {
+        let groups = cfg.num_group_tokens[index];
+        let prev_groups = if index > 0 { cfg.num_output_groups[index - 1] } else { 0 };
+        let layers = (0..cfg.depths[index])
+            .map(|i| EncoderLayer::new(vb.pp("layers").pp(i), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        let (group_token, downsample) = if groups > 0 {
+            (
+                Some(vb.get((1, groups, cfg.hidden_size), "group_token")?),
+                Some(TokenAssign::new(vb.pp("downsample"), cfg, groups, cfg.num_output_groups[index])?),
+            )
+        } else {
+            (None, None)
+        };
+        let group_projector = if prev_groups > 0 && groups > 0 {
+            Some(GroupProjector::new(vb.pp("group_projector"), cfg, prev_groups, groups)?)
+        } else {
+            None
+        };
+        Ok(Self { group_token, layers, downsample, group_projector })
+    }
+
+    pub fn forward(&self, tokens: &Tensor, prev_group_tokens: Option<&Tensor>) -> Result<StageOutput> {
+        let batch = tokens.dim(0)?;
+        let group_tokens = match &self.group_token {
+            None => None,
+            Some(g) => {
+                let g = g.broadcast_as((batch, g.dim(1)?, g.dim(2)?))?;
+                Some(match (&self.group_projector, prev_group_tokens) {
+                    (Some(p), Some(prev)) => (p.forward(prev)? + g)?,
+                    _ => g.contiguous()?,
+                })
+            }
+        };
+        let num_tokens = tokens.dim(1)?;
+        let mut x = match &group_tokens {
+            Some(g) => Tensor::cat(&[tokens, g], 1)?,
+            None => tokens.clone(),
+        };
+        for layer in &self.layers {
+            x = layer.forward(&x)?;
+        }
+        let (tokens, group_tokens) = match group_tokens {
+            Some(_) => (x.i((.., ..num_tokens))?.contiguous()?, Some(x.i((.., num_tokens..))?.contiguous()?)),
+            None => (x, None),
+        };
+        match (&self.downsample, group_tokens) {
+            (Some(assign), Some(g)) => {
+                let (groups, soft) = assign.forward(&tokens, &g)?;
+                Ok(StageOutput { tokens: groups, group_tokens: Some(g), assignment: Some(soft) })
+            }
+            (_, g) => Ok(StageOutput { tokens, group_tokens: g, assignment: None }),
+        }
+    }
+}
+
+/// The vision tower's results.
+pub struct VisionOutput {
+    /// Final group features after LayerNorm, `(B, groups, hidden)`.
+    pub last_hidden_state: Tensor,
+    /// Mean over groups, `(B, hidden)`.
+    pub pooled: Tensor,
+    /// Each grouping block's soft assignment, `(B, groups_out, tokens_in)`.
+    pub assignments: Vec<Tensor>,
+    /// Patch grid `(rows, cols)` of the input.
+    pub grid: (usize, usize),
+}
+
+/// `GroupViTVisionTransformer`.
+#[derive(Debug, Clone)]
+pub struct VisionTransformer {
+    embeddings: VisionEmbeddings,
+    stages: Vec<Stage>,
+    layernorm: LayerNorm,
+}
+
+impl VisionTransformer {
+    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let stages_vb = vb.pp("encoder").pp("stages");
+        let stages = (0..cfg.depths.len())
+            .map(|i| Stage::new(stages_vb.pp(i), cfg, i))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            embeddings: VisionEmbeddings::new(vb.pp("embeddings"), cfg)?,
+            stages,
+            layernorm: layer_norm(cfg.hidden_size, cfg.layer_norm_eps, vb.pp("layernorm"))?,
+        })
+    }
+
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
+        let (mut tokens, grid) = self.embeddings.forward(pixel_values)?;
+        let mut group_tokens: Option<Tensor> = None;
+        let mut assignments = Vec::with_capacity(self.stages.len());
+        for stage in &self.stages {
+            let out = stage.forward(&tokens, group_tokens.as_ref())?;
+            tokens = out.tokens;
+            group_tokens = out.group_tokens;
+            assignments.extend(out.assignment);
+        }
+        let last_hidden_state = self.layernorm.forward(&tokens)?;
+        let pooled = last_hidden_state.mean(1)?;
+        Ok(VisionOutput { last_hidden_state, pooled, assignments, grid })
+    }
+}

@@ -1,0 +1,100 @@
+//! Reading checkpoint weights: `model.safetensors` or PyTorch's `pytorch_model.bin` (a zip of
+//! pickles), from bytes so that the browser, which has no file system, uses the same code.
+//! Tensors may be stored in f32, f16 or bf16; the model computes in f32.
+
+use std::collections::HashMap;
+use std::io::{Cursor, Read};
+
+use candle_core::pickle::{Object, Stack};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::error::{Error, Result};
+
+/// The two container formats a checkpoint's weights come in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WeightsFormat {
+    Safetensors,
+    PyTorch,
+}
+
+impl WeightsFormat {
+    /// Recognises the format from the first bytes: zip archives start with `PK`, safetensors with
+    /// a little-endian header length followed by `{`.
+    pub fn sniff(bytes: &[u8]) -> Result<Self> {
+        if bytes.starts_with(b"PK\x03\x04") {
+            return Ok(Self::PyTorch);
+        }
+        if bytes.len() >= 9 && bytes[8] == b'{' {
+            return Ok(Self::Safetensors);
+        }
+        Err(Error::Weights(
+            "the weights file is neither safetensors nor a PyTorch zip checkpoint (pytorch_model.bin)".into(),
+        ))
+    }
+}
+
+/// Builds a `VarBuilder` over the weights in `bytes`, converting every tensor to f32 on use.
+pub fn var_builder(bytes: Vec<u8>, device: &Device) -> Result<VarBuilder<'static>> {
+    match WeightsFormat::sniff(&bytes)? {
+        WeightsFormat::Safetensors => {
+            // Validate the header and data extents now, so a truncated download is reported as such.
+            safetensors::SafeTensors::deserialize(&bytes)
+                .map_err(|e| Error::Weights(format!("the safetensors file is damaged or truncated ({e})")))?;
+            Ok(VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?)
+        }
+        WeightsFormat::PyTorch => {
+            let tensors = read_pytorch(&bytes, device)?;
+            Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
+        }
+    }
+}
+
+fn pth_error(e: impl std::fmt::Display) -> Error {
+    Error::Weights(format!("the PyTorch checkpoint is damaged or truncated ({e})"))
+}
+
+/// Reads every tensor of a `torch.save` zip archive held in memory.
+pub fn read_pytorch(bytes: &[u8], device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(pth_error)?;
+    let pickle_name = zip
+        .file_names()
+        .filter_map(|n| n.ok())
+        .find(|n| n.ends_with("data.pkl"))
+        .map(|n| n.into_owned())
+        .ok_or_else(|| pth_error("no data.pkl inside"))?;
+    let dir = std::path::PathBuf::from(pickle_name.trim_end_matches(".pkl"));
+    let mut pickle = Vec::new();
+    zip.by_name(&pickle_name).map_err(pth_error)?.read_to_end(&mut pickle).map_err(pth_error)?;
+    let mut stack = Stack::empty();
+    stack.read_loop(&mut Cursor::new(pickle))?;
+    let entries = match stack.finalize()? {
+        Object::Dict(entries) => entries,
+        _ => return Err(pth_error("data.pkl does not hold a state dict")),
+    };
+    let mut tensors = HashMap::with_capacity(entries.len());
+    for (name, value) in entries {
+        // Non-tensor entries (e.g. metadata) are skipped, as transformers does.
+        let Some(info) = value.into_tensor_info(name, &dir)? else { continue };
+        let layout = &info.layout;
+        let fortran = layout.is_fortran_contiguous() && !layout.is_contiguous();
+        if !layout.is_contiguous() && !fortran {
+            return Err(Error::Weights(format!("tensor {} is stored with strides this reader does not handle", info.name)));
+        }
+        let mut file = zip.by_name(&info.path).map_err(pth_error)?;
+        let elem = info.dtype.size_in_bytes();
+        let mut raw = vec![0u8; (layout.start_offset() + layout.shape().elem_count()) * elem];
+        file.read_exact(&mut raw).map_err(|e| pth_error(format!("{}: {e}", info.name)))?;
+        let raw = &raw[layout.start_offset() * elem..];
+        let dims = layout.dims();
+        let tensor = if fortran && dims.len() > 1 {
+            let reversed: Vec<usize> = dims.iter().rev().copied().collect();
+            let t = Tensor::from_raw_buffer(raw, info.dtype, &reversed, device)?;
+            t.permute((0..dims.len()).rev().collect::<Vec<_>>())?.contiguous()?
+        } else {
+            Tensor::from_raw_buffer(raw, info.dtype, dims, device)?
+        };
+        tensors.insert(info.name, tensor);
+    }
+    Ok(tensors)
+}

@@ -1,0 +1,202 @@
+//! A loaded checkpoint and what users ask of it: segment a photo by labels, classify it, or give
+//! transformers' raw segmentation logits.
+
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+
+use crate::error::{Error, Result};
+use crate::model::{l2_normalize, segmentation_logits, GroupViTConfig, GroupViTModel};
+use crate::preprocess::{self, PreprocessorConfig};
+use crate::segment::{self, SegmentOptions, Segmentation, BACKGROUND};
+use crate::tokenize::TextTokenizer;
+
+/// The prompt every label is put into unless others are given.
+pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
+
+/// The tokenizer files a checkpoint comes with.
+pub enum TokenizerFiles<'a> {
+    Json(&'a [u8]),
+    VocabMerges { vocab: &'a [u8], merges: &'a str },
+}
+
+/// The contents of a checkpoint's files.
+pub struct CheckpointFiles<'a> {
+    pub config: &'a str,
+    /// `model.safetensors` or `pytorch_model.bin`.
+    pub weights: Vec<u8>,
+    pub tokenizer: TokenizerFiles<'a>,
+    pub preprocessor: Option<&'a str>,
+}
+
+/// Splits what a user typed ("cat, sofa ,, window") into labels: trimmed, non-empty, first
+/// occurrence kept.
+pub fn parse_labels(text: &str) -> Result<Vec<String>> {
+    let mut labels: Vec<String> = Vec::new();
+    for l in text.split([',', '\n']).map(str::trim).filter(|l| !l.is_empty()) {
+        if !labels.iter().any(|x| x.eq_ignore_ascii_case(l)) {
+            labels.push(l.to_owned());
+        }
+    }
+    if labels.is_empty() {
+        return Err(Error::InvalidInput("type at least one label, e.g. \"cat, sofa, window\"".into()));
+    }
+    if labels.len() >= u16::MAX as usize {
+        return Err(Error::InvalidInput(format!("{} labels are more than this tool handles", labels.len())));
+    }
+    Ok(labels)
+}
+
+fn check_labels(labels: &[String]) -> Result<()> {
+    if labels.is_empty() {
+        return Err(Error::InvalidInput("give at least one label".into()));
+    }
+    Ok(())
+}
+
+/// A GroupViT checkpoint ready to segment.
+pub struct Segmenter {
+    model: GroupViTModel,
+    tokenizer: TextTokenizer,
+    preprocessor: PreprocessorConfig,
+    device: Device,
+}
+
+impl Segmenter {
+    pub fn from_files(files: CheckpointFiles, device: &Device) -> Result<Self> {
+        let config = GroupViTConfig::from_json(files.config)?;
+        let context = config.text_config.max_position_embeddings;
+        let tokenizer = match files.tokenizer {
+            TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(json, context)?,
+            TokenizerFiles::VocabMerges { vocab, merges } => TextTokenizer::from_vocab_merges(vocab, merges, context)?,
+        };
+        let preprocessor = match files.preprocessor {
+            Some(json) => PreprocessorConfig::from_json(json)?,
+            None => PreprocessorConfig::default(),
+        };
+        let model = GroupViTModel::from_bytes(&config, files.weights, device)?;
+        Ok(Self { model, tokenizer, preprocessor, device: device.clone() })
+    }
+
+    /// Loads a checkpoint directory (`config.json`, `model.safetensors` or `pytorch_model.bin`,
+    /// `tokenizer.json` or `vocab.json` + `merges.txt`, optionally `preprocessor_config.json`), or a
+    /// weights file with those files beside it.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+        let text = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let (dir, weights_path) = if path.is_dir() {
+            let found = ["model.safetensors", "pytorch_model.bin"].iter().map(|n| path.join(n)).find(|p| p.is_file());
+            let weights = found.ok_or_else(|| {
+                Error::InvalidInput(format!("{} has neither model.safetensors nor pytorch_model.bin", path.display()))
+            })?;
+            (path.to_path_buf(), weights)
+        } else {
+            (path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf(), path.to_path_buf())
+        };
+        let config = text(&dir.join("config.json"))?;
+        let preprocessor = dir.join("preprocessor_config.json");
+        let preprocessor = if preprocessor.is_file() { Some(text(&preprocessor)?) } else { None };
+        let tok_json = dir.join("tokenizer.json");
+        let (tok_bytes, vocab, merges);
+        let tokenizer = if tok_json.is_file() {
+            tok_bytes = read(&tok_json)?;
+            TokenizerFiles::Json(&tok_bytes)
+        } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
+            vocab = read(&dir.join("vocab.json"))?;
+            merges = text(&dir.join("merges.txt"))?;
+            TokenizerFiles::VocabMerges { vocab: &vocab, merges: &merges }
+        } else {
+            return Err(Error::InvalidInput(format!(
+                "{} has no tokenizer.json (nor vocab.json and merges.txt)",
+                dir.display()
+            )));
+        };
+        Self::from_files(
+            CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() },
+            device,
+        )
+    }
+
+    pub fn model(&self) -> &GroupViTModel {
+        &self.model
+    }
+
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    pub fn preprocessor(&self) -> &PreprocessorConfig {
+        &self.preprocessor
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token ids `(T, context)` of `prompts`.
+    pub fn tokenize(&self, prompts: &[String]) -> Result<Tensor> {
+        let ids = self.tokenizer.encode(prompts)?;
+        let cols = self.tokenizer.context_length();
+        Ok(Tensor::from_vec(ids.concat(), (prompts.len(), cols), &self.device)?)
+    }
+
+    /// One normalised embedding per label `(C, projection_dim)`: each template filled with the
+    /// label, embedded, normalised, averaged over templates and normalised again.
+    pub fn label_embeddings(&self, labels: &[String], templates: &[String]) -> Result<Tensor> {
+        check_labels(labels)?;
+        let templates: Vec<&str> =
+            if templates.is_empty() { vec![DEFAULT_TEMPLATE] } else { templates.iter().map(String::as_str).collect() };
+        if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
+            return Err(Error::InvalidInput(format!("the prompt template {t:?} has no {{}} for the label")));
+        }
+        let prompts: Vec<String> =
+            labels.iter().flat_map(|l| templates.iter().map(move |t| t.replace("{}", l))).collect();
+        let embeds = l2_normalize(&self.model.text_features(&self.tokenize(&prompts)?)?)?;
+        let embeds = embeds.reshape((labels.len(), templates.len(), ()))?.mean(1)?;
+        Ok(l2_normalize(&embeds)?)
+    }
+
+    /// Segments `photo` into `labels` (plus background) at the photo's resolution.
+    pub fn segment(&self, photo: &RgbImage, labels: &[String], templates: &[String], opts: &SegmentOptions) -> Result<Segmentation> {
+        let embeddings = self.label_embeddings(labels, templates)?;
+        self.segment_with_embeddings(photo, labels, &embeddings, opts)
+    }
+
+    /// As [`Segmenter::segment`] with label embeddings computed beforehand (and reusable across photos).
+    pub fn segment_with_embeddings(
+        &self,
+        photo: &RgbImage,
+        labels: &[String],
+        embeddings: &Tensor,
+        opts: &SegmentOptions,
+    ) -> Result<Segmentation> {
+        check_labels(labels)?;
+        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
+        let (_, _, h, w) = pixels.dims4()?;
+        let scale = self.model.logit_scale().min(opts.max_logit_scale);
+        let scores = segment::slide(|x| self.model.image_features(x), &pixels, embeddings, scale, opts)?;
+        let classes = std::iter::once(BACKGROUND.to_owned()).chain(labels.iter().cloned()).collect();
+        Ok(segment::label_photo(&scores, classes, (h, w), (photo.height() as usize, photo.width() as usize)))
+    }
+
+    /// Zero-shot classification: softmax over `logits_per_image` for the labels.
+    pub fn classify(&self, photo: &RgbImage, labels: &[String], templates: &[String]) -> Result<Vec<f32>> {
+        let embeddings = self.label_embeddings(labels, templates)?;
+        let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
+        let image = l2_normalize(&self.model.image_features(&pixels)?.image_embeds)?;
+        let logits = (image.matmul(&embeddings.t()?)? * self.model.logit_scale() as f64)?;
+        Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// transformers' `segmentation_logits` `(labels, H, W)` for the photo resized to the segmentation
+    /// size as one input: no windows, no background, no top-k, the logit scale applied twice uncapped.
+    pub fn raw_logits(&self, photo: &RgbImage, labels: &[String], templates: &[String], opts: &SegmentOptions) -> Result<Tensor> {
+        let embeddings = self.label_embeddings(labels, templates)?;
+        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
+        let (_, _, h, w) = pixels.dims4()?;
+        let image = self.model.image_features(&pixels)?;
+        let scale = self.model.logit_scale() as f64;
+        let logits = segmentation_logits(&image.group_embeds, &image.assignments, &embeddings, scale, (h, w))?;
+        Ok(logits.squeeze(0)?)
+    }
+}

@@ -1,0 +1,158 @@
+//! Photos to model inputs: decoding (EXIF orientation applied, any colour type to RGB), the
+//! checkpoint's classification transform, and the segmentation resize of the official evaluation.
+
+use std::io::Cursor;
+
+use candle_core::{Device, Tensor};
+use image::imageops::FilterType;
+use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+/// `preprocessor_config.json` (CLIP image processor); defaults are those of the GroupViT checkpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct PreprocessorConfig {
+    pub do_resize: bool,
+    pub size: Size,
+    pub do_center_crop: bool,
+    pub crop_size: Size,
+    pub do_rescale: bool,
+    pub rescale_factor: f32,
+    pub do_normalize: bool,
+    pub image_mean: [f32; 3],
+    pub image_std: [f32; 3],
+}
+
+/// transformers writes sizes as a number, `{"shortest_edge": n}` or `{"height": h, "width": w}`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Square(u32),
+    ShortestEdge { shortest_edge: u32 },
+    Exact { height: u32, width: u32 },
+}
+
+impl Default for PreprocessorConfig {
+    fn default() -> Self {
+        Self {
+            do_resize: true,
+            size: Size::ShortestEdge { shortest_edge: 224 },
+            do_center_crop: true,
+            crop_size: Size::Exact { height: 224, width: 224 },
+            do_rescale: true,
+            rescale_factor: 1.0 / 255.0,
+            do_normalize: true,
+            image_mean: [0.485, 0.456, 0.406],
+            image_std: [0.229, 0.224, 0.225],
+        }
+    }
+}
+
+impl PreprocessorConfig {
+    pub fn from_json(json: &str) -> Result<Self> {
+        serde_json::from_str(json).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))
+    }
+}
+
+/// How the official evaluation sizes a photo for segmentation (mmseg `Resize` with `keep_ratio`,
+/// `img_scale=(2048, 448)`): the short side to 448 unless that pushes the long side past 2048.
+#[derive(Debug, Clone, Copy)]
+pub struct SegmentationSize {
+    pub short_side: u32,
+    pub max_long_side: u32,
+}
+
+impl Default for SegmentationSize {
+    fn default() -> Self {
+        Self { short_side: 448, max_long_side: 2048 }
+    }
+}
+
+impl SegmentationSize {
+    /// Output size `(width, height)` for a photo of `w × h`.
+    pub fn fit(&self, w: u32, h: u32) -> (u32, u32) {
+        let (short, long) = (w.min(h) as f64, w.max(h) as f64);
+        let scale = (self.short_side as f64 / short).min(self.max_long_side as f64 / long);
+        // mmcv's `rescale_size`: int(x * scale + 0.5).
+        let r = |x: u32| ((x as f64 * scale + 0.5) as u32).max(1);
+        (r(w), r(h))
+    }
+}
+
+/// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP; applies EXIF orientation; returns 8-bit RGB.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::Image(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(Error::Image("not a JPEG, PNG, WebP, GIF or BMP file".into()));
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| Error::Image(e.to_string()))?;
+    let orientation = decoder.orientation().map_err(|e| Error::Image(e.to_string()))?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Error::Image(e.to_string()))?;
+    img.apply_orientation(orientation);
+    // Alpha is dropped (as PIL's convert("RGB") does); greyscale and 16-bit become 8-bit RGB.
+    Ok(img.to_rgb8())
+}
+
+/// `(1, 3, H, W)` f32 tensor of `img` rescaled and normalised.
+pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let mut data = vec![0f32; 3 * w * h];
+    let rescale = if cfg.do_rescale { cfg.rescale_factor } else { 1.0 };
+    for (i, px) in img.pixels().enumerate() {
+        for c in 0..3 {
+            let mut v = px.0[c] as f32 * rescale;
+            if cfg.do_normalize {
+                v = (v - cfg.image_mean[c]) / cfg.image_std[c];
+            }
+            data[c * w * h + i] = v;
+        }
+    }
+    Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
+}
+
+/// The checkpoint's classification transform: bicubic resize of the short side, centre crop.
+pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
+    let mut img = img.clone();
+    if cfg.do_resize {
+        let (w, h) = (img.width(), img.height());
+        let (nw, nh) = match cfg.size {
+            Size::Square(s) | Size::ShortestEdge { shortest_edge: s } => {
+                let scale = s as f64 / w.min(h) as f64;
+                if w <= h {
+                    (s, ((h as f64 * scale) as u32).max(s))
+                } else {
+                    (((w as f64 * scale) as u32).max(s), s)
+                }
+            }
+            Size::Exact { height, width } => (width, height),
+        };
+        img = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
+    }
+    if cfg.do_center_crop {
+        let (cw, ch) = match cfg.crop_size {
+            Size::Square(s) | Size::ShortestEdge { shortest_edge: s } => (s, s),
+            Size::Exact { height, width } => (width, height),
+        };
+        let (cw, ch) = (cw.min(img.width()), ch.min(img.height()));
+        let x = (img.width() - cw) / 2;
+        let y = (img.height() - ch) / 2;
+        img = image::imageops::crop_imm(&img, x, y, cw, ch).to_image();
+    }
+    to_tensor(&img, cfg, device)
+}
+
+/// The segmentation input: the photo resized bilinearly to `size`, aspect ratio kept, normalised.
+pub fn segmentation_input(
+    img: &RgbImage,
+    cfg: &PreprocessorConfig,
+    size: &SegmentationSize,
+    device: &Device,
+) -> Result<Tensor> {
+    let (w, h) = size.fit(img.width(), img.height());
+    let resized = image::imageops::resize(img, w, h, FilterType::Triangle);
+    to_tensor(&resized, cfg, device)
+}

@@ -1,0 +1,312 @@
+//! From group assignment to a label per pixel, as NVlabs' `GroupViTSegInference` does it:
+//! soft grouping maps multiplied across stages and resized bilinearly, the argmax group per pixel,
+//! each group labelled by its affinity to the label embeddings (scale capped at 100, only the image's
+//! top-5 labels allowed), background where the best score stays under a threshold, and 448-pixel
+//! windows at stride 224 averaged over the photo.
+
+use candle_core::{IndexOp, Tensor};
+
+use crate::error::Result;
+use crate::model::{chain_assignments, l2_normalize, ImageFeatures};
+use crate::preprocess::SegmentationSize;
+use crate::resample;
+
+/// Name of class 0 in every segmentation.
+pub const BACKGROUND: &str = "background";
+
+/// Knobs of the official inference, with its defaults.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    pub size: SegmentationSize,
+    /// Side of the square sliding window, in pixels of the resized photo.
+    pub window: usize,
+    pub stride: usize,
+    /// A pixel whose best label scores under this is background; `None` labels every pixel.
+    pub background_threshold: Option<f32>,
+    /// Only the labels that rank in the top `top_k` for the whole window may label its groups.
+    pub top_k: usize,
+    /// Ceiling of the contrastive temperature, as in the official evaluation.
+    pub max_logit_scale: f32,
+}
+
+impl Default for SegmentOptions {
+    fn default() -> Self {
+        Self {
+            size: SegmentationSize::default(),
+            window: 448,
+            stride: 224,
+            background_threshold: Some(0.95),
+            top_k: 5,
+            max_logit_scale: 100.0,
+        }
+    }
+}
+
+/// One class's part of a segmentation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ClassSummary {
+    pub label: String,
+    /// Fraction of the photo's pixels.
+    pub share: f32,
+    /// Mean score (0–1) of the class over its pixels.
+    pub mean_score: f32,
+    /// Bounding box `[x0, y0, x1, y1]` (exclusive ends) of its pixels, if it has any.
+    pub bbox: Option<[u32; 4]>,
+}
+
+/// A label per pixel of the photo, at the photo's own resolution.
+#[derive(Debug, Clone)]
+pub struct Segmentation {
+    pub width: u32,
+    pub height: u32,
+    /// `classes[0]` is background; `classes[i]` is the i-th label.
+    pub classes: Vec<String>,
+    /// Row-major class index per pixel.
+    pub label_map: Vec<u16>,
+    /// Score of the winning class per pixel.
+    pub scores: Vec<f32>,
+    pub summary: Vec<ClassSummary>,
+}
+
+/// The windows `(y, x)` mmseg's `slide_inference` visits, and the window's size.
+pub fn windows(h: usize, w: usize, window: usize, stride: usize) -> (Vec<(usize, usize)>, (usize, usize)) {
+    let (ch, cw) = (window.min(h), window.min(w));
+    let grids = |len: usize, crop: usize| (len.saturating_sub(crop) + stride - 1) / stride + 1;
+    let mut out = Vec::new();
+    for gy in 0..grids(h, ch) {
+        for gx in 0..grids(w, cw) {
+            let y2 = (gy * stride + ch).min(h);
+            let x2 = (gx * stride + cw).min(w);
+            out.push((y2 - ch, x2 - cw));
+        }
+    }
+    (out, (ch, cw))
+}
+
+fn softmax(row: &mut [f32]) {
+    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in row.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    for v in row.iter_mut() {
+        *v /= sum;
+    }
+}
+
+/// `group_affinity_mat` of the official inference, `(G, C)` row-major: softmax over the top-k labels
+/// times softmax over all labels.
+pub fn group_affinity(
+    group_embeds: &Tensor,
+    image_embed: &Tensor,
+    labels: &Tensor,
+    scale: f32,
+    top_k: usize,
+) -> Result<(Vec<f32>, usize, usize)> {
+    let groups = (l2_normalize(group_embeds)?.matmul(&labels.t()?)? * scale as f64)?;
+    let (g, c) = groups.dims2()?;
+    let mut whole = (l2_normalize(&image_embed.unsqueeze(0)?)?.matmul(&labels.t()?)? * scale as f64)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    softmax(&mut whole);
+    let mut order: Vec<usize> = (0..c).collect();
+    order.sort_by(|&a, &b| whole[b].total_cmp(&whole[a]));
+    let mut allowed = vec![false; c];
+    for &i in order.iter().take(top_k.clamp(1, c)) {
+        allowed[i] = true;
+    }
+    let mut affinity = groups.flatten_all()?.to_vec1::<f32>()?;
+    for row in affinity.chunks_mut(c) {
+        let mut all = row.to_vec();
+        softmax(&mut all);
+        for (v, &ok) in row.iter_mut().zip(&allowed) {
+            if !ok {
+                *v = f32::NEG_INFINITY;
+            }
+        }
+        softmax(row);
+        for (v, a) in row.iter_mut().zip(all) {
+            *v *= a;
+        }
+    }
+    Ok((affinity, g, c))
+}
+
+/// Class scores `(C + 1, h, w)` of one window, class 0 being background.
+fn window_scores(
+    features: &ImageFeatures,
+    index: usize,
+    labels: &Tensor,
+    scale: f32,
+    opts: &SegmentOptions,
+    (h, w): (usize, usize),
+) -> Result<Vec<f32>> {
+    let assignments: Vec<Tensor> =
+        features.assignments.iter().map(|a| a.narrow(0, index, 1)).collect::<candle_core::Result<_>>()?;
+    let grouping = chain_assignments(&assignments)?.i(0)?;
+    let (g, _) = grouping.dims2()?;
+    let (gh, gw) = features.grid;
+    let maps = resample::bilinear(&grouping.flatten_all()?.to_vec1::<f32>()?, g, gh, gw, h, w);
+    let (affinity, _, c) = group_affinity(
+        &features.group_embeds.i(index)?,
+        &features.image_embeds.i(index)?,
+        labels,
+        scale,
+        opts.top_k,
+    )?;
+    let best_fg = affinity.iter().copied().fold(0f32, f32::max);
+    let threshold = opts.background_threshold.map(|t| t.min(best_fg));
+    let plane = h * w;
+    let mut scores = vec![0f32; (c + 1) * plane];
+    for p in 0..plane {
+        // The one-hot of the argmax group (the first one on ties, like torch.argmax).
+        let mut best = 0;
+        for k in 1..g {
+            if maps[k * plane + p] > maps[best * plane + p] {
+                best = k;
+            }
+        }
+        let row = &affinity[best * c..(best + 1) * c];
+        let mut top = 0f32;
+        for (j, &v) in row.iter().enumerate() {
+            scores[(j + 1) * plane + p] = v;
+            top = top.max(v);
+        }
+        if threshold.is_some_and(|t| top < t) {
+            scores[p] = 1.0;
+        }
+    }
+    Ok(scores)
+}
+
+/// Runs the sliding-window inference on a resized, normalised photo `(1, 3, H, W)` and returns the
+/// averaged class scores `(C + 1, H, W)`.
+pub fn slide(
+    encode: impl Fn(&Tensor) -> Result<ImageFeatures>,
+    pixel_values: &Tensor,
+    labels: &Tensor,
+    scale: f32,
+    opts: &SegmentOptions,
+) -> Result<Vec<f32>> {
+    let (_, _, h, w) = pixel_values.dims4()?;
+    let c = labels.dim(0)? + 1;
+    let (origins, (ch, cw)) = windows(h, w, opts.window, opts.stride.max(1));
+    let crops = origins
+        .iter()
+        .map(|&(y, x)| pixel_values.narrow(2, y, ch)?.narrow(3, x, cw))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let features = encode(&Tensor::cat(&crops, 0)?)?;
+    let mut sum = vec![0f32; c * h * w];
+    let mut count = vec![0u16; h * w];
+    for (i, &(y0, x0)) in origins.iter().enumerate() {
+        let scores = window_scores(&features, i, labels, scale, opts, (ch, cw))?;
+        for k in 0..c {
+            for y in 0..ch {
+                let src = &scores[(k * ch + y) * cw..(k * ch + y + 1) * cw];
+                let dst = &mut sum[(k * h + y0 + y) * w + x0..(k * h + y0 + y) * w + x0 + cw];
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += s;
+                }
+            }
+        }
+        for y in 0..ch {
+            for v in &mut count[(y0 + y) * w + x0..(y0 + y) * w + x0 + cw] {
+                *v += 1;
+            }
+        }
+    }
+    for k in 0..c {
+        for (v, &n) in sum[k * h * w..(k + 1) * h * w].iter_mut().zip(&count) {
+            *v /= n as f32;
+        }
+    }
+    Ok(sum)
+}
+
+/// Resizes class scores `(C, h, w)` bilinearly to the photo's `out_h × out_w` and takes the argmax
+/// per pixel, without holding the resized scores of every class at once.
+pub fn label_photo(scores: &[f32], classes: Vec<String>, (h, w): (usize, usize), (out_h, out_w): (usize, usize)) -> Segmentation {
+    let c = classes.len();
+    let plane = h * w;
+    let ty = resample::linear_taps(h, out_h);
+    let tx = resample::linear_taps(w, out_w);
+    let mut label_map = vec![0u16; out_h * out_w];
+    let mut best_scores = vec![0f32; out_h * out_w];
+    let mut pixels = vec![0u64; c];
+    let mut score_sum = vec![0f64; c];
+    let mut bbox: Vec<Option<[u32; 4]>> = vec![None; c];
+    for (y, a) in ty.iter().enumerate() {
+        for (x, b) in tx.iter().enumerate() {
+            let (i00, i01) = (a.i0 * w + b.i0, a.i0 * w + b.i1);
+            let (i10, i11) = (a.i1 * w + b.i0, a.i1 * w + b.i1);
+            let mut best = 0;
+            let mut best_v = f32::NEG_INFINITY;
+            for k in 0..c {
+                let s = &scores[k * plane..(k + 1) * plane];
+                let v = a.w0 * (b.w0 * s[i00] + b.w1 * s[i01]) + a.w1 * (b.w0 * s[i10] + b.w1 * s[i11]);
+                if v > best_v {
+                    best_v = v;
+                    best = k;
+                }
+            }
+            label_map[y * out_w + x] = best as u16;
+            best_scores[y * out_w + x] = best_v;
+            pixels[best] += 1;
+            score_sum[best] += best_v as f64;
+            let (x, y) = (x as u32, y as u32);
+            let bb = bbox[best].get_or_insert([x, y, x + 1, y + 1]);
+            bb[0] = bb[0].min(x);
+            bb[1] = bb[1].min(y);
+            bb[2] = bb[2].max(x + 1);
+            bb[3] = bb[3].max(y + 1);
+        }
+    }
+    let total = (out_h * out_w).max(1) as f32;
+    let summary = classes
+        .iter()
+        .enumerate()
+        .map(|(k, label)| ClassSummary {
+            label: label.clone(),
+            share: pixels[k] as f32 / total,
+            mean_score: if pixels[k] > 0 { (score_sum[k] / pixels[k] as f64) as f32 } else { 0.0 },
+            bbox: bbox[k],
+        })
+        .collect();
+    Segmentation {
+        width: out_w as u32,
+        height: out_h as u32,
+        classes,
+        label_map,
+        scores: best_scores,
+        summary,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_follow_mmseg_slide_inference() {
+        // 448 × 597: two windows side by side, the second flush with the right edge.
+        let (w, size) = windows(448, 597, 448, 224);
+        assert_eq!(size, (448, 448));
+        assert_eq!(w, vec![(0, 0), (0, 149)]);
+        // 896 × 448: three windows down, overlapping by half.
+        assert_eq!(windows(896, 448, 448, 224).0, vec![(0, 0), (224, 0), (448, 0)]);
+        // Smaller than a window: one window, the whole photo.
+        assert_eq!(windows(300, 200, 448, 224), (vec![(0, 0)], (300, 200)));
+    }
+
+    #[test]
+    fn label_photo_upsamples_and_summarises() {
+        // Two classes on a 2 × 2 grid: class 1 wins on the left column.
+        let scores = [0.0, 1.0, 0.0, 1.0, /* class 1 */ 0.9, 0.1, 0.9, 0.1];
+        let seg = label_photo(&scores, vec!["background".into(), "cat".into()], (2, 2), (4, 4));
+        assert_eq!(seg.label_map, vec![1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0]);
+        assert_eq!(seg.summary[1].share, 0.5);
+        assert_eq!(seg.summary[1].bbox, Some([0, 0, 2, 4]));
+        assert!((seg.summary[1].mean_score - 0.8).abs() < 1e-6, "{:?}", seg.summary[1]);
+    }
+}

@@ -1,0 +1,32 @@
+//! Helpers shared by the integration tests: fixture paths and tolerant comparison.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// The reference's outputs stored beside a fixture model.
+pub fn expected(name: &str) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture(name).join("expected.safetensors"), &Device::Cpu).expect("expected.safetensors")
+}
+
+/// Asserts `|a - b| <= tol · max(1, |b|)` everywhere, naming the worst element.
+pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
+    assert_eq!(got.dims(), want.dims(), "{what}: shape");
+    let g = got.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = want.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let (mut worst, mut at) = (0f32, 0);
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let err = (a - b).abs() / b.abs().max(1.0);
+        if err.is_nan() || err > worst {
+            worst = if err.is_nan() { f32::INFINITY } else { err };
+            at = i;
+        }
+    }
+    assert!(worst <= tol, "{what}: relative error {worst:e} at {at} (got {}, want {})", g[at], w[at]);
+}
