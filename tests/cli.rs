@@ -1,0 +1,111 @@
+//! The `groupseg` command as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+use candle_core::Tensor;
+use common::{assert_close, expected, fixture};
+
+fn groupseg() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_groupseg"))
+}
+
+#[test]
+fn segment_reports_a_broken_photo_and_does_the_rest() {
+    let out = tempfile::tempdir().unwrap();
+    let broken = out.path().join("broken.jpg");
+    std::fs::write(&broken, b"not a photo at all").unwrap();
+    let model = fixture("tiny-3stage");
+    let run = groupseg()
+        .arg("segment")
+        .arg(&broken)
+        .arg(model.join("photo.png"))
+        .args(["--labels", "cat, dog, grass, sky", "--short-side", "40", "--window", "40", "--stride", "20"])
+        .args(["--background-threshold", "0.078", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("broken.jpg") && stderr.contains("cannot decode the photo"), "{stderr}");
+
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.path().join("photo.json")).unwrap()).unwrap();
+    assert_eq!((summary["width"].as_u64(), summary["height"].as_u64()), (Some(72), Some(40)));
+    let classes = summary["classes"].as_array().unwrap();
+    let names: Vec<&str> = classes.iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert_eq!(names, ["background", "cat", "dog", "grass", "sky"]);
+    // Same shares as the reference label map.
+    let want = expected("tiny-3stage")["photo_label_map"].flatten_all().unwrap().to_vec1::<i32>().unwrap();
+    for (k, c) in classes.iter().enumerate() {
+        let share = want.iter().filter(|&&v| v == k as i32).count() as f64 / want.len() as f64;
+        assert!((c["share"].as_f64().unwrap() - share).abs() < 1e-6, "{c}");
+    }
+    let overlay = image::open(out.path().join("photo.overlay.png")).unwrap();
+    assert_eq!(overlay.width(), 360, "narrow photos get a legend-wide canvas");
+    assert!(overlay.height() > 40, "legend below the photo");
+    assert_eq!(image::open(out.path().join("photo.mask.png")).unwrap().height(), 40);
+}
+
+#[test]
+fn raw_logits_npy_matches_transformers() {
+    let out = tempfile::tempdir().unwrap();
+    let npy = out.path().join("logits.npy");
+    let model = fixture("tiny-3stage");
+    let run = groupseg()
+        .arg("segment")
+        .arg(model.join("photo.png"))
+        .args(["--labels", "cat, dog, grass, sky", "--short-side", "40", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .arg("--raw-logits")
+        .arg(&npy)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let got = Tensor::read_npy(&npy).unwrap();
+    assert_close("raw logits", &got, &expected("tiny-3stage")["photo_raw_logits"], 1e-4);
+}
+
+#[test]
+fn classify_prints_a_distribution() {
+    let model = fixture("tiny-3stage");
+    let run = groupseg()
+        .arg("classify")
+        .arg(model.join("photo.png"))
+        .args(["--labels", "cat, dog, grass", "--template", "a photo of a {}.", "--template", "a {} in the sky", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let probs: Vec<(f64, String)> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let (p, label) = l.trim().split_once("  ").unwrap();
+            (p.parse().unwrap(), label.to_owned())
+        })
+        .collect();
+    let mut labels: Vec<&str> = probs.iter().map(|(_, l)| l.as_str()).collect();
+    labels.sort();
+    assert_eq!(labels, ["cat", "dog", "grass"]);
+    let sum: f64 = probs.iter().map(|(p, _)| p).sum();
+    assert!((sum - 1.0).abs() < 2e-4, "{stdout}");
+    assert!(probs.windows(2).all(|w| w[0].0 >= w[1].0), "sorted: {stdout}");
+}
+
+#[test]
+fn a_missing_model_is_a_clear_failure() {
+    let run = groupseg()
+        .args(["segment", "x.png", "--labels", "cat", "--model", "/nonexistent/groupvit"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("/nonexistent/groupvit"), "{stderr}");
+}
