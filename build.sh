@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# groupseg's one entry point. Installs what each step needs, then does it.
+#   ./build.sh test       everything CI runs: native tests, wasm32 build + bindings
+#   ./build.sh serve      build the wasm module and serve www/ on http://127.0.0.1:${PORT:-8080}
+#   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
+#   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+WASM_TARGET=wasm32-unknown-unknown
+
+need_wasm_tools() {
+  rustup target list --installed | grep -qx "$WASM_TARGET" || rustup target add "$WASM_TARGET"
+  # wasm-bindgen-cli must be exactly the wasm-bindgen version Cargo.lock pins.
+  local want
+  want=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+  if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want" ]; then
+    # Without --locked: one of its locked dependency versions is not served by our registry mirror.
+    cargo install wasm-bindgen-cli --version "$want"
+  fi
+}
+
+build_wasm() {
+  need_wasm_tools
+  cargo build --lib --release --target "$WASM_TARGET"
+  wasm-bindgen --target web --out-dir www/pkg "target/$WASM_TARGET/release/groupseg.wasm"
+  echo "wasm module: $(du -h www/pkg/groupseg_bg.wasm | cut -f1) in www/pkg/"
+}
+
+need_reference() {
+  # The Python reference (torch + transformers) is a developer tool: several GB, never needed by CI.
+  if [ ! -x .venv-ref/bin/python ]; then
+    python3 -m venv .venv-ref
+    .venv-ref/bin/pip install -q -r tools/reference/requirements.txt
+  fi
+}
+
+case "${1:-}" in
+  test)
+    cargo test
+    cargo check --benches
+    build_wasm
+    ;;
+  serve)
+    build_wasm
+    echo "serving www/ on http://127.0.0.1:${PORT:-8080}/"
+    exec python3 -m http.server --bind 127.0.0.1 --directory www "${PORT:-8080}"
+    ;;
+  bench)
+    need_reference
+    out=bench-out
+    threads=$(nproc)
+    .venv-ref/bin/python tools/reference/reference.py "$out" "$threads"
+    cargo build --release --bin groupseg
+    GROUPSEG_BENCH_DIR="$out" cargo bench --bench forward
+    # Full-size parity: our --raw-logits against transformers' segmentation_logits, per-pixel argmax.
+    labels=$(.venv-ref/bin/python -c "import json; print(', '.join(json.load(open('$out/reference_times.json'))['labels']))")
+    target/release/groupseg segment "$out/photo448.png" --model "$out/model" --labels "$labels" \
+      --out "$out/segment" --raw-logits "$out/ours_logits.npy"
+    .venv-ref/bin/python - "$out" <<'PY'
+import sys, numpy as np
+out = sys.argv[1]
+ref, ours = np.load(f"{out}/reference_logits.npy"), np.load(f"{out}/ours_logits.npy")
+agree = (ref.argmax(0) == ours.argmax(0)).mean()
+print(f"full-size parity: argmax agreement {agree * 100:.3f} % of {ref.shape[1]}x{ref.shape[2]} pixels; "
+      f"max |diff| {np.abs(ref - ours).max():.2e} on logits up to {np.abs(ref).max():.1f}")
+sys.exit(0 if agree >= 0.995 else 1)
+PY
+    ;;
+  fixtures)
+    need_reference
+    .venv-ref/bin/python tests/fixtures/make_fixtures.py
+    ;;
+  *)
+    sed -n '2,7p' "$0"
+    exit 2
+    ;;
+esac
