@@ -171,6 +171,13 @@ impl Segmenter {
         opts: &SegmentOptions,
     ) -> Result<Segmentation> {
         check_labels(labels)?;
+        if embeddings.dims2()?.0 != labels.len() {
+            return Err(Error::InvalidInput(format!(
+                "{} label embeddings were given for {} labels",
+                embeddings.dims2()?.0,
+                labels.len()
+            )));
+        }
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
         let scale = self.model.logit_scale().min(opts.max_logit_scale);

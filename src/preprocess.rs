@@ -115,6 +115,8 @@ pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> R
 }
 
 /// The checkpoint's classification transform: bicubic resize of the short side, centre crop.
+/// (Catmull-Rom is the `image` crate's bicubic; PIL's differs slightly in its filter support, so
+/// pixels may differ by a grey level from transformers' processor.)
 pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
     let mut img = img.clone();
     if cfg.do_resize {

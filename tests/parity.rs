@@ -109,3 +109,11 @@ fn raw_logits_match_transformers_segmentation_logits() {
     let got = seg.raw_logits(&photo, &labels, &[], &opts).unwrap();
     assert_close("photo_raw_logits", &got, &expected("tiny-3stage")["photo_raw_logits"], TOL);
 }
+
+#[test]
+fn mismatched_label_embeddings_are_refused() {
+    let (seg, photo, labels, opts) = photo_case();
+    let embeddings = seg.label_embeddings(&labels[..2], &[]).unwrap();
+    let err = seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts).unwrap_err();
+    assert!(err.to_string().contains("2 label embeddings were given for 4 labels"), "{err}");
+}

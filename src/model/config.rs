@@ -3,34 +3,8 @@
 
 use serde::Deserialize;
 
+pub use super::activation::Activation;
 use crate::error::{Error, Result};
-
-/// The activations transformers' `ACT2FN` names that GroupViT checkpoints use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-pub enum Activation {
-    /// Exact GELU (erf), transformers' "gelu".
-    #[serde(rename = "gelu")]
-    Gelu,
-    /// x * sigmoid(1.702 x), as in CLIP's text tower.
-    #[serde(rename = "quick_gelu")]
-    QuickGelu,
-    /// The tanh approximation.
-    #[serde(alias = "gelu_new", alias = "gelu_pytorch_tanh")]
-    GeluTanh,
-    #[serde(rename = "relu")]
-    Relu,
-}
-
-impl Activation {
-    pub fn forward(self, xs: &candle_core::Tensor) -> candle_core::Result<candle_core::Tensor> {
-        match self {
-            Activation::Gelu => xs.gelu_erf(),
-            Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
-            Activation::GeluTanh => xs.gelu(),
-            Activation::Relu => xs.relu(),
-        }
-    }
-}
 
 /// `assign_mlp_ratio` is a pair (tokens, channels) or one number used for both.
 #[derive(Debug, Clone, Deserialize)]

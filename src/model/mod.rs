@@ -1,6 +1,8 @@
 //! GroupViT (Xu et al., CVPR 2022) in candle, module for module as transformers' `GroupViTModel`.
 
+pub mod activation;
 pub mod config;
+pub mod cpu_kernels;
 pub mod projection;
 pub mod text;
 pub mod vision;

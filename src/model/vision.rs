@@ -6,6 +6,7 @@ use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
 
 use super::config::{Activation, VisionConfig};
+use super::cpu_kernels;
 use crate::resample;
 
 /// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
@@ -46,7 +47,7 @@ impl Attention {
         let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
         let k = self.heads(&self.k_proj.forward(context)?)?;
         let v = self.heads(&self.v_proj.forward(context)?)?;
-        let attn = candle_nn::ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let attn = cpu_kernels::softmax_last_dim(&q.matmul(&k.t()?)?)?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out_proj.forward(&out)
     }

@@ -1,0 +1,215 @@
+//! Elementwise CPU kernels that candle computes one scalar libm call at a time: exact GELU and
+//! softmax. In a 448-pixel GroupViT forward they cost about as much as the matmuls around them.
+//! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
+//! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
+//! split across cores natively (one thread in wasm).
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+
+/// erf(x) for f32 as a ratio of polynomials in x² (inputs beyond ±4 give ±1 in f32 anyway).
+#[inline(always)]
+pub fn erf_f32(x: f32) -> f32 {
+    let x = x.clamp(-4.0, 4.0);
+    let x2 = x * x;
+    let mut p = x2 * -2.726_142_3e-10 + 2.770_681_4e-8;
+    p = p * x2 - 2.101_024e-6;
+    p = p * x2 - 5.692_506_4e-5;
+    p = p * x2 - 7.349_906_3e-4;
+    p = p * x2 - 2.954_600_1e-3;
+    p = p * x2 - 1.609_603_3e-2;
+    let mut q = x2 * -1.456_607_2e-5 - 2.133_740_6e-4;
+    q = q * x2 - 1.682_827e-3;
+    q = q * x2 - 7.373_329_3e-3;
+    q = q * x2 - 1.426_473_9e-2;
+    x * p / q
+}
+
+/// e^x for f32 without branches or calls (Cephes' `expf`: 2^n · polynomial, ~1 ulp), so loops over
+/// it compile to SIMD. Inputs are clamped to the finite range.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // Adding and subtracting 1.5·2^23 rounds to the nearest integer without a rounding instruction.
+    const ROUND: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let mut p = 1.987_569_1e-4 * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 5.000_000_1e-1;
+    let p = p * r * r + r + 1.0;
+    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+}
+
+/// Runs `f` over matching chunks of `src` and `dst` (whole rows of `row` elements), on all cores
+/// natively and in one go in wasm.
+fn par_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows = (src.len() / row.max(1)).max(1);
+        // Below ~16k elements a thread costs more than it saves.
+        let chunk = (rows.div_ceil(threads) * row).max((1 << 14) / row.max(1) * row).max(row);
+        if threads > 1 && src.len() > chunk {
+            std::thread::scope(|s| {
+                for (sc, dc) in src.chunks(chunk).zip(dst.chunks_mut(chunk)) {
+                    let f = &f;
+                    s.spawn(move || f(sc, dc));
+                }
+            });
+            return;
+        }
+    }
+    let _ = row;
+    f(src, dst)
+}
+
+fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+    let CpuStorage::F32(data) = storage else { candle_core::bail!("{op} takes f32") };
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous input") };
+    Ok(&data[start..end])
+}
+
+struct FastGelu;
+
+impl CustomOp1 for FastGelu {
+    fn name(&self) -> &'static str {
+        "fast-gelu-erf"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(self.name(), storage, layout)?;
+        let mut out = vec![0f32; src.len()];
+        par_rows(src, &mut out, 1, |src, dst| {
+            for (d, &x) in dst.iter_mut().zip(src) {
+                *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+struct FastSoftmaxLastDim;
+
+impl CustomOp1 for FastSoftmaxLastDim {
+    fn name(&self) -> &'static str {
+        "fast-softmax-last-dim"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let src = contiguous_f32(self.name(), storage, layout)?;
+        let row = layout.dims().last().copied().unwrap_or(1).max(1);
+        let mut out = vec![0f32; src.len()];
+        par_rows(src, &mut out, row, |src, dst| {
+            for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)) {
+                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for (o, &v) in d.iter_mut().zip(s) {
+                    *o = exp_f32(v - max);
+                    sum += *o;
+                }
+                let inv = 1.0 / sum;
+                for o in d.iter_mut() {
+                    *o *= inv;
+                }
+            }
+        });
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// Softmax over the last dimension, through the fast kernel where it applies (f32 on the CPU).
+pub fn softmax_last_dim(xs: &Tensor) -> Result<Tensor> {
+    if xs.dtype() == DType::F32 && matches!(xs.device(), Device::Cpu) {
+        xs.contiguous()?.apply_op1_no_bwd(&FastSoftmaxLastDim)
+    } else {
+        candle_nn::ops::softmax_last_dim(xs)
+    }
+}
+
+/// Exact GELU, through the fast kernel where it applies (f32 on the CPU).
+pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
+    if xs.dtype() == DType::F32 && matches!(xs.device(), Device::Cpu) {
+        xs.contiguous()?.apply_op1_no_bwd(&FastGelu)
+    } else {
+        xs.gelu_erf()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// erf in f64 by its Maclaurin series (|x| ≤ 3) or continued fraction, for checking only.
+    fn erf_f64(x: f64) -> f64 {
+        if x.abs() > 3.0 {
+            // erfc continued fraction (Lentz), enough terms for 1e-15.
+            let t = x.abs();
+            let mut f = t;
+            for k in (1..60).rev() {
+                f = t + (k as f64 / 2.0) / f;
+            }
+            let erfc = (-t * t).exp() / (f * std::f64::consts::PI.sqrt());
+            return (1.0 - erfc).copysign(x);
+        }
+        let mut sum = 0.0;
+        let mut term = x;
+        for n in 0..100 {
+            sum += term / (2 * n + 1) as f64;
+            term *= -x * x / (n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+
+    #[test]
+    fn erf_approximation_is_accurate_to_float_precision() {
+        let mut worst = 0f64;
+        for i in -60000..=60000 {
+            let x = i as f32 * 1e-4;
+            worst = worst.max((erf_f32(x) as f64 - erf_f64(x as f64)).abs());
+        }
+        assert!(worst < 5e-7, "max |erf error| {worst:e}");
+    }
+
+    #[test]
+    fn fast_gelu_matches_candle_exact_gelu() {
+        let xs = Tensor::randn(0f32, 3.0, (97, 1001), &Device::Cpu).unwrap();
+        let fast = gelu_erf(&xs).unwrap();
+        let exact = xs.gelu_erf().unwrap();
+        let diff = (fast - exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff < 2e-6, "max |diff| {diff:e}");
+        // A non-contiguous view goes through the same kernel after a copy.
+        let t = xs.t().unwrap();
+        let d = (gelu_erf(&t).unwrap() - t.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 2e-6);
+    }
+
+    #[test]
+    fn exp_approximation_is_within_a_few_ulp() {
+        let mut worst = 0f64;
+        for i in -870000..=880000 {
+            let x = i as f32 * 1e-4;
+            let want = (x as f64).exp();
+            worst = worst.max(((exp_f32(x) as f64 - want) / want).abs());
+        }
+        assert!(worst < 4e-7, "max relative error {worst:e}");
+    }
+
+    #[test]
+    fn fast_softmax_matches_candle() {
+        for shape in [(3, 7, 5), (2, 6, 300)] {
+            let xs = (Tensor::randn(0f32, 4.0, shape, &Device::Cpu).unwrap() - 50.0).unwrap();
+            let d = (softmax_last_dim(&xs).unwrap() - candle_nn::ops::softmax_last_dim(&xs).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap();
+            assert!(d < 1e-6, "{shape:?}: max |diff| {d:e}");
+        }
+    }
+}
