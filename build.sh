@@ -52,9 +52,9 @@ case "${1:-}" in
     threads=$(nproc)
     .venv-ref/bin/python tools/reference/reference.py "$out" "$threads"
     cargo build --release --bin groupseg
-    GROUPSEG_BENCH_DIR="$out" cargo bench --bench forward
+    GROUPSEG_BENCH_DIR="$out" GROUPSEG_BENCH_PYTHON=.venv-ref/bin/python cargo bench --bench forward
     # Full-size parity: our --raw-logits against transformers' segmentation_logits, per-pixel argmax.
-    labels=$(.venv-ref/bin/python -c "import json; print(', '.join(json.load(open('$out/reference_times.json'))['labels']))")
+    labels=$(.venv-ref/bin/python -c "import json; print(', '.join(json.load(open('$out/reference.json'))['labels']))")
     target/release/groupseg segment "$out/photo448.png" --model "$out/model" --labels "$labels" \
       --out "$out/segment" --raw-logits "$out/ours_logits.npy"
     .venv-ref/bin/python - "$out" <<'PY'

@@ -4,6 +4,8 @@
 //! `segment` turns group assignments into a label per pixel; `render` paints it; `pipeline` ties a
 //! checkpoint to those steps; `wasm` is the JavaScript-facing surface.
 
+#[cfg(not(target_arch = "wasm32"))]
+pub mod alloc;
 pub mod error;
 pub mod model;
 pub mod pipeline;

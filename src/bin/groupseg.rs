@@ -85,6 +85,7 @@ fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
 }
 
 fn main() -> ExitCode {
+    groupseg::alloc::keep_freed_buffers();
     match run(Cli::parse()) {
         Ok(failed) if failed == 0 => ExitCode::SUCCESS,
         Ok(failed) => {

@@ -4,7 +4,7 @@
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
 //! split across cores natively (one thread in wasm).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp2, Layout, Result, Shape, Tensor};
 
 /// erf(x) for f32 as a ratio of polynomials in x² (inputs beyond ±4 give ±1 in f32 anyway).
 #[inline(always)]
@@ -66,10 +66,95 @@ fn par_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f
     f(src, dst)
 }
 
+/// In-place variant of [`par_rows`].
+fn par_rows_mut(data: &mut [f32], row: usize, f: impl Fn(&mut [f32]) + Sync) {
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows = (data.len() / row.max(1)).max(1);
+        let chunk = (rows.div_ceil(threads) * row).max((1 << 14) / row.max(1) * row).max(row);
+        if threads > 1 && data.len() > chunk {
+            std::thread::scope(|s| {
+                for c in data.chunks_mut(chunk) {
+                    let f = &f;
+                    s.spawn(move || f(c));
+                }
+            });
+            return;
+        }
+    }
+    let _ = row;
+    f(data)
+}
+
 fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(data) = storage else { candle_core::bail!("{op} takes f32") };
     let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("{op} takes contiguous input") };
     Ok(&data[start..end])
+}
+
+/// Lane-wise accumulators let the compiler keep reductions in SIMD registers (float addition is
+/// not associative, so a single running sum would force one element at a time).
+const LANES: usize = 8;
+
+#[inline(always)]
+fn gelu_rows(src: &[f32], dst: &mut [f32]) {
+    for (d, &x) in dst.iter_mut().zip(src) {
+        *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+#[inline(always)]
+fn softmax_rows(src: &[f32], dst: &mut [f32], row: usize) {
+    for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)) {
+        let mut lanes = [f32::NEG_INFINITY; LANES];
+        let mut chunks = s.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (m, &v) in lanes.iter_mut().zip(c) {
+                *m = m.max(v);
+            }
+        }
+        let max = chunks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), |a, &b| a.max(b));
+        for (o, &v) in d.iter_mut().zip(s) {
+            *o = exp_f32(v - max);
+        }
+        let mut lanes = [0f32; LANES];
+        let mut chunks = d.chunks_exact(LANES);
+        for c in &mut chunks {
+            for (a, &v) in lanes.iter_mut().zip(c) {
+                *a += v;
+            }
+        }
+        let sum: f32 = lanes.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>();
+        let inv = 1.0 / sum;
+        for o in d.iter_mut() {
+            *o *= inv;
+        }
+    }
+}
+
+/// Compiles `$body` twice on x86-64, once for AVX2+FMA (8 lanes), picked at run time like gemm's
+/// kernels, since the crate itself targets baseline SSE2.
+macro_rules! with_best_simd {
+    ($body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                // SAFETY: the features were just detected on this CPU.
+                unsafe { wide(|| $body) }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            $body
+        }
+    }};
 }
 
 struct FastGelu;
@@ -82,11 +167,7 @@ impl CustomOp1 for FastGelu {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(self.name(), storage, layout)?;
         let mut out = vec![0f32; src.len()];
-        par_rows(src, &mut out, 1, |src, dst| {
-            for (d, &x) in dst.iter_mut().zip(src) {
-                *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-            }
-        });
+        par_rows(src, &mut out, 1, |src, dst| with_best_simd!(gelu_rows(src, dst)));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -102,22 +183,81 @@ impl CustomOp1 for FastSoftmaxLastDim {
         let src = contiguous_f32(self.name(), storage, layout)?;
         let row = layout.dims().last().copied().unwrap_or(1).max(1);
         let mut out = vec![0f32; src.len()];
-        par_rows(src, &mut out, row, |src, dst| {
-            for (s, d) in src.chunks_exact(row).zip(dst.chunks_exact_mut(row)) {
-                let max = s.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut sum = 0f32;
-                for (o, &v) in d.iter_mut().zip(s) {
-                    *o = exp_f32(v - max);
-                    sum += *o;
-                }
-                let inv = 1.0 / sum;
-                for o in d.iter_mut() {
-                    *o *= inv;
-                }
-            }
-        });
+        par_rows(src, &mut out, row, |src, dst| with_best_simd!(softmax_rows(src, dst, row)));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+}
+
+/// What follows a matmul in the same pass over its output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Epilogue {
+    Bias,
+    BiasGeluErf,
+    BiasQuickGelu,
+    BiasRelu,
+}
+
+#[inline(always)]
+fn epilogue_rows(dst: &mut [f32], bias: &[f32], ep: Epilogue) {
+    for row in dst.chunks_exact_mut(bias.len()) {
+        match ep {
+            Epilogue::Bias => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+            Epilogue::BiasRelu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
+            Epilogue::BiasGeluErf => row.iter_mut().zip(bias).for_each(|(v, b)| {
+                let x = *v + b;
+                *v = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
+            }),
+            Epilogue::BiasQuickGelu => row.iter_mut().zip(bias).for_each(|(v, b)| {
+                let x = *v + b;
+                *v = x / (1.0 + exp_f32(-1.702 * x));
+            }),
+        }
+    }
+}
+
+struct FusedEpilogue(Epilogue);
+
+impl InplaceOp2 for FusedEpilogue {
+    fn name(&self) -> &'static str {
+        "fused-bias-epilogue"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, bias: &CpuStorage, bias_l: &Layout) -> Result<()> {
+        let bias = contiguous_f32(self.name(), bias, bias_l)?;
+        let CpuStorage::F32(data) = dst else { candle_core::bail!("fused-bias-epilogue takes f32") };
+        let Some((start, end)) = dst_l.contiguous_offsets() else { candle_core::bail!("fused-bias-epilogue takes contiguous input") };
+        let cols = bias.len();
+        if cols == 0 || (end - start) % cols != 0 {
+            candle_core::bail!("bias of {cols} does not divide an output of {}", end - start);
+        }
+        let ep = self.0;
+        par_rows_mut(&mut data[start..end], cols, |rows| with_best_simd!(epilogue_rows(rows, bias, ep)));
+        Ok(())
+    }
+}
+
+/// `act(x @ weightᵀ + bias)` for `x (…, in)`, `weight (out, in)`: bias and activation are applied in
+/// one pass over the fresh matmul output (a broadcast add alone cost half as much as the matmul).
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, ep: Epilogue) -> Result<Tensor> {
+    let mut dims = xs.dims().to_vec();
+    let in_dim = dims.pop().unwrap_or(1);
+    let out_dim = weight.dim(0)?;
+    let x2 = xs.contiguous()?.reshape(((), in_dim))?;
+    let y = x2.matmul(&weight.t()?)?;
+    let y = if y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous() {
+        y.inplace_op2(bias, &FusedEpilogue(ep))?;
+        y
+    } else {
+        let y = y.broadcast_add(bias)?;
+        match ep {
+            Epilogue::Bias => y,
+            Epilogue::BiasRelu => y.relu()?,
+            Epilogue::BiasGeluErf => y.gelu_erf()?,
+            Epilogue::BiasQuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702)?)?)?,
+        }
+    };
+    dims.push(out_dim);
+    y.reshape(dims)
 }
 
 /// Softmax over the last dimension, through the fast kernel where it applies (f32 on the CPU).
@@ -184,6 +324,26 @@ mod tests {
         let t = xs.t().unwrap();
         let d = (gelu_erf(&t).unwrap() - t.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 2e-6);
+    }
+
+    #[test]
+    fn fused_linear_matches_candle_linear() {
+        use candle_core::Module;
+        let x = Tensor::randn(0f32, 1.0, (2, 33, 24), &Device::Cpu).unwrap();
+        let w = Tensor::randn(0f32, 0.3, (40, 24), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, 40, &Device::Cpu).unwrap();
+        let reference = candle_nn::Linear::new(w.clone(), Some(b.clone())).forward(&x).unwrap();
+        for (ep, want) in [
+            (Epilogue::Bias, reference.clone()),
+            (Epilogue::BiasRelu, reference.relu().unwrap()),
+            (Epilogue::BiasGeluErf, reference.gelu_erf().unwrap()),
+            (Epilogue::BiasQuickGelu, (&reference * candle_nn::ops::sigmoid(&(&reference * 1.702).unwrap()).unwrap()).unwrap()),
+        ] {
+            let got = linear(&x, &w, &b, ep).unwrap();
+            assert_eq!(got.dims(), &[2, 33, 40]);
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+            assert!(d < 1e-5, "{ep:?}: max |diff| {d:e}");
+        }
     }
 
     #[test]

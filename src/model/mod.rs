@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod config;
 pub mod cpu_kernels;
+pub mod linear;
 pub mod projection;
 pub mod text;
 pub mod vision;

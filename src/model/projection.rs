@@ -1,7 +1,10 @@
 //! The projection heads (`visual_projection`, `text_projection`): Linear, BatchNorm1d, ReLU, Linear.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{linear, Linear, VarBuilder};
+use candle_nn::VarBuilder;
+
+use super::activation::Activation;
+use super::linear::Linear;
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 
@@ -27,12 +30,12 @@ impl ProjectionHead {
         let shift = (beta - (&mean * &scale)?)?;
         let weight = w0.broadcast_mul(&scale.unsqueeze(1)?)?;
         let bias = ((b0 * &scale)? + shift)?;
-        Ok(Self { fc_in: Linear::new(weight, Some(bias)), fc_out: linear(intermediate, output, vb.pp("3"))? })
+        Ok(Self { fc_in: Linear::from_parts(weight, bias), fc_out: Linear::new(vb.pp("3"), intermediate, output)? })
     }
 }
 
 impl Module for ProjectionHead {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc_out.forward(&self.fc_in.forward(xs)?.relu()?)
+        self.fc_out.forward(&self.fc_in.forward_act(xs, Activation::Relu)?)
     }
 }

@@ -3,10 +3,15 @@
 //! One struct per transformers module; field and parameter names are the checkpoint's.
 
 use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
-use candle_nn::{layer_norm, linear, LayerNorm, Linear, VarBuilder};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{Activation, VisionConfig};
 use super::cpu_kernels;
+use super::linear::Linear;
+
+fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
+    Linear::new(vb, input, output)
+}
 use crate::resample;
 
 /// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
@@ -69,7 +74,7 @@ impl Mlp {
 
 impl Module for Mlp {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.act.forward(&self.fc1.forward(xs)?)?)
+        self.fc2.forward(&self.fc1.forward_act(xs, self.act)?)
     }
 }
 

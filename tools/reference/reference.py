@@ -5,10 +5,11 @@ Makes a random GroupViT with the published `nvidia/groupvit-gcc-yfcc` shapes (tr
 defaults) in OUT/model (not committed; the tokenizer is built from ../shared's CLIP vocabulary at run
 time), then, with transformers on this CPU:
 - times the image forward at 224 and at one 448 window, and the text encoder for 1 and 20 prompts,
-  writing medians to OUT/reference_times.json;
+  writing medians to OUT/reference.json;
 - writes OUT/photo.png (640×480) and transformers' segmentation_logits for it, resized to the
   segmentation size (448×597), to OUT/reference_logits.npy.
-Usage: reference.py OUT THREADS
+Usage: reference.py OUT THREADS          (makes the model, then times)
+       reference.py OUT THREADS --times   (times the model already in OUT; JSON on stdout)
 """
 import json
 import os
@@ -19,6 +20,7 @@ import gzip
 
 import numpy as np
 import torch
+import transformers
 from safetensors.torch import save_file
 from transformers import CLIPTokenizer, GroupViTConfig, GroupViTModel
 
@@ -40,10 +42,38 @@ def median_ms(fn, warmup, runs):
     return statistics.median(times)
 
 
+def time_model(model, tok):
+    """Medians in ms of the image forward (224, one 448 window) and text encoder (1, 20 prompts)."""
+    def image(x):
+        v = model.vision_model(pixel_values=x, output_attentions=True, return_dict=True)
+        model.visual_projection(v.pooler_output)
+        model.visual_projection(v.last_hidden_state.reshape(-1, v.last_hidden_state.shape[-1]))
+
+    def text(n):
+        ids = tok([f"a photo of a {l}." for l in (LABELS * 2)[:n]], padding="max_length", max_length=77,
+                  return_tensors="pt").input_ids
+        return lambda: model.get_text_features(input_ids=ids)
+
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(0)
+        x224, x448 = torch.randn(1, 3, 224, 224, generator=g), torch.randn(1, 3, 448, 448, generator=g)
+        return {
+            "image_224": median_ms(lambda: image(x224), 2, 10),
+            "image_448": median_ms(lambda: image(x448), 1, 5),
+            "text_1": median_ms(text(1), 2, 10),
+            "text_20": median_ms(text(20), 1, 5),
+        }
+
+
 def main():
     out, threads = sys.argv[1], int(sys.argv[2])
     torch.set_num_threads(threads)
     model_dir = os.path.join(out, "model")
+    if "--times" in sys.argv:
+        model = GroupViTModel.from_pretrained(model_dir).eval()
+        interpolating(model)
+        print(json.dumps(time_model(model, CLIPTokenizer.from_pretrained(model_dir))))
+        return
     os.makedirs(model_dir, exist_ok=True)
     cfg = GroupViTConfig()
     model = GroupViTModel(cfg).eval()
@@ -61,24 +91,7 @@ def main():
     interpolating(model)
     n_params = sum(p.numel() for p in model.parameters())
 
-    def image(x):
-        v = model.vision_model(pixel_values=x, output_attentions=True, return_dict=True)
-        model.visual_projection(v.pooler_output)
-        model.visual_projection(v.last_hidden_state.reshape(-1, v.last_hidden_state.shape[-1]))
-
-    def text(n):
-        ids = tok([f"a photo of a {l}." for l in (LABELS * 2)[:n]], padding="max_length", max_length=77,
-                  return_tensors="pt").input_ids
-        return lambda: model.get_text_features(input_ids=ids)
-
-    times = {}
     with torch.no_grad():
-        x224, x448 = torch.randn(1, 3, 224, 224), torch.randn(1, 3, 448, 448)
-        times["image_224"] = median_ms(lambda: image(x224), 2, 10)
-        times["image_448"] = median_ms(lambda: image(x448), 1, 5)
-        times["text_1"] = median_ms(text(1), 2, 10)
-        times["text_20"] = median_ms(text(20), 1, 5)
-
         img = photo(640, 480, 11)
         img.save(os.path.join(out, "photo.png"))
         # The segmentation size as groupseg computes it (bilinear, short side 448): use the Rust
@@ -89,10 +102,10 @@ def main():
         enc = tok([f"a photo of a {l}." for l in labels], padding="max_length", max_length=77, return_tensors="pt")
         seg = model(input_ids=enc.input_ids, pixel_values=normalise(img), output_segmentation=True).segmentation_logits[0]
         np.save(os.path.join(out, "reference_logits.npy"), seg.numpy())
-    with open(os.path.join(out, "reference_times.json"), "w") as f:
-        json.dump({"threads": threads, "torch": torch.__version__, "parameters": n_params, "labels": labels,
-                   "median_ms": times}, f, indent=2)
-    print(f"reference: {n_params} parameters; transformers medians (ms, {threads} threads): {times}")
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump({"threads": threads, "torch": torch.__version__, "transformers": transformers.__version__,
+                   "parameters": n_params, "labels": labels}, f, indent=2)
+    print(f"reference: random GroupViT with {n_params} parameters in {model_dir}")
 
 
 if __name__ == "__main__":
