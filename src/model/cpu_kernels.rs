@@ -2,9 +2,10 @@
 //! softmax. In a 448-pixel GroupViT forward they cost about as much as the matmuls around them.
 //! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
-//! split across cores natively (one thread in wasm).
+//! split across candle's rayon pool (one thread in wasm).
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
 
 /// erf(x) for f32 as a ratio of polynomials in x² (inputs beyond ±4 give ±1 in f32 anyway).
 #[inline(always)]
@@ -43,48 +44,25 @@ pub fn exp_f32(x: f32) -> f32 {
     p * f32::from_bits(((n as i32 + 127) << 23) as u32)
 }
 
-/// Runs `f` over matching chunks of `src` and `dst` (whole rows of `row` elements), on all cores
-/// natively and in one go in wasm.
+/// Rows per parallel task: below ~16k elements a task costs more than it saves.
+fn chunk_len(len: usize, row: usize) -> usize {
+    let row = row.max(1);
+    let rows = (len / row).max(1);
+    let tasks = rayon::current_num_threads().max(1);
+    (rows.div_ceil(tasks) * row).max((1 << 14) / row * row).max(row)
+}
+
+/// Runs `f` over matching chunks of `src` and `dst` (whole rows of `row` elements) on candle's
+/// rayon pool (one thread in wasm).
 fn par_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let rows = (src.len() / row.max(1)).max(1);
-        // Below ~16k elements a thread costs more than it saves.
-        let chunk = (rows.div_ceil(threads) * row).max((1 << 14) / row.max(1) * row).max(row);
-        if threads > 1 && src.len() > chunk {
-            std::thread::scope(|s| {
-                for (sc, dc) in src.chunks(chunk).zip(dst.chunks_mut(chunk)) {
-                    let f = &f;
-                    s.spawn(move || f(sc, dc));
-                }
-            });
-            return;
-        }
-    }
-    let _ = row;
-    f(src, dst)
+    let chunk = chunk_len(src.len(), row);
+    src.par_chunks(chunk).zip(dst.par_chunks_mut(chunk)).for_each(|(s, d)| f(s, d));
 }
 
 /// In-place variant of [`par_rows`].
 fn par_rows_mut(data: &mut [f32], row: usize, f: impl Fn(&mut [f32]) + Sync) {
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let rows = (data.len() / row.max(1)).max(1);
-        let chunk = (rows.div_ceil(threads) * row).max((1 << 14) / row.max(1) * row).max(row);
-        if threads > 1 && data.len() > chunk {
-            std::thread::scope(|s| {
-                for c in data.chunks_mut(chunk) {
-                    let f = &f;
-                    s.spawn(move || f(c));
-                }
-            });
-            return;
-        }
-    }
-    let _ = row;
-    f(data)
+    let chunk = chunk_len(data.len(), row);
+    data.par_chunks_mut(chunk).for_each(|d| f(d));
 }
 
 fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
