@@ -52,7 +52,7 @@ impl Attention {
         let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
         let k = self.heads(&self.k_proj.forward(context)?)?;
         let v = self.heads(&self.v_proj.forward(context)?)?;
-        let attn = cpu_kernels::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+        let attn = cpu_kernels::softmax_last_dim_in_place(q.matmul(&k.t()?)?)?;
         let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out_proj.forward(&out)
     }
