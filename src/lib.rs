@@ -8,6 +8,7 @@
 pub mod alloc;
 pub mod error;
 pub mod model;
+pub mod pil_resize;
 pub mod pipeline;
 pub mod preprocess;
 pub mod render;

@@ -9,6 +9,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::pil_resize;
 
 /// `preprocessor_config.json` (CLIP image processor); defaults are those of the GroupViT checkpoints.
 #[derive(Debug, Clone, Deserialize)]
@@ -23,6 +24,8 @@ pub struct PreprocessorConfig {
     pub do_normalize: bool,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
+    /// Pillow's filter code for resizing (3: bicubic).
+    pub resample: u32,
 }
 
 /// transformers writes sizes as a number, `{"shortest_edge": n}` or `{"height": h, "width": w}`.
@@ -46,6 +49,7 @@ impl Default for PreprocessorConfig {
             do_normalize: true,
             image_mean: [0.485, 0.456, 0.406],
             image_std: [0.229, 0.224, 0.225],
+            resample: 3,
         }
     }
 }
@@ -115,8 +119,7 @@ pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> R
 }
 
 /// The checkpoint's classification transform: bicubic resize of the short side, centre crop.
-/// (Catmull-Rom is the `image` crate's bicubic; PIL's differs slightly in its filter support, so
-/// pixels may differ by a grey level from transformers' processor.)
+/// The resize is Pillow's, as in transformers' processors, so the pixels are the same.
 pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
     let mut img = img.clone();
     if cfg.do_resize {
@@ -132,7 +135,9 @@ pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &D
             }
             Size::Exact { height, width } => (width, height),
         };
-        img = image::imageops::resize(&img, nw, nh, FilterType::CatmullRom);
+        let filter = pil_resize::Filter::from_pil_code(cfg.resample)
+            .ok_or_else(|| Error::Config(format!("preprocessor_config.json: unknown resample filter {}", cfg.resample)))?;
+        img = pil_resize::resize(&img, nw, nh, filter);
     }
     if cfg.do_center_crop {
         let (cw, ch) = match cfg.crop_size {

@@ -17,12 +17,14 @@ fn segment_reports_a_broken_photo_and_does_the_rest() {
     let broken = out.path().join("broken.jpg");
     std::fs::write(&broken, b"not a photo at all").unwrap();
     let model = fixture("tiny-3stage");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(model.join("photo.json")).unwrap()).unwrap();
+    let threshold = meta["background_threshold"].to_string();
     let run = groupseg()
         .arg("segment")
         .arg(&broken)
         .arg(model.join("photo.png"))
         .args(["--labels", "cat, dog, grass, sky", "--short-side", "40", "--window", "40", "--stride", "20"])
-        .args(["--background-threshold", "0.078", "--model"])
+        .args(["--background-threshold", &threshold, "--model"])
         .arg(&model)
         .arg("--out")
         .arg(out.path())

@@ -117,3 +117,33 @@ fn mismatched_label_embeddings_are_refused() {
     let err = seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts).unwrap_err();
     assert!(err.to_string().contains("2 label embeddings were given for 4 labels"), "{err}");
 }
+
+#[test]
+fn classification_matches_transformers_image_processor_and_logits() {
+    let (seg, photo, labels, _) = photo_case();
+    let e = expected("tiny-3stage");
+    // Both resize with Pillow's algorithm (ours is a port), so the pixels are the same.
+    let ours = preprocess::classification_input(&photo, seg.preprocessor(), &Device::Cpu).unwrap();
+    let want = &e["photo_classify_pixels"];
+    assert_eq!(ours.dims(), want.dims());
+    let diff = (&ours - want).unwrap().abs().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let worst = diff.iter().copied().fold(0f32, f32::max);
+    let mean = diff.iter().sum::<f32>() / diff.len() as f32;
+    assert!(worst <= 1e-5, "worst pixel difference {worst} (mean {mean})");
+    let probs = seg.classify(&photo, &labels, &[]).unwrap();
+    let want = e["photo_classify_probs"].to_vec1::<f32>().unwrap();
+    for (p, w) in probs.iter().zip(&want) {
+        assert!((p - w).abs() < TOL, "ours {probs:?}, transformers {want:?}");
+    }
+}
+
+#[test]
+fn downscaled_classification_input_is_pillows() {
+    let dir = fixture("tiny-3stage");
+    let seg = Segmenter::load(&dir, &Device::Cpu).unwrap();
+    let big = preprocess::decode(&std::fs::read(dir.join("photo_big.png")).unwrap()).unwrap();
+    let ours = preprocess::classification_input(&big, seg.preprocessor(), &Device::Cpu).unwrap();
+    let want = &expected("tiny-3stage")["big_classify_pixels"];
+    let worst = (&ours - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(worst <= 1e-5, "worst pixel difference {worst}");
+}
