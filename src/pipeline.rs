@@ -197,13 +197,13 @@ impl Segmenter {
 
     /// transformers' `segmentation_logits` `(labels, H, W)` for the photo resized to the segmentation
     /// size as one input: no windows, no background, no top-k, the logit scale applied twice uncapped.
-    pub fn raw_logits(&self, photo: &RgbImage, labels: &[String], templates: &[String], opts: &SegmentOptions) -> Result<Tensor> {
-        let embeddings = self.label_embeddings(labels, templates)?;
+    /// `embeddings` come from [`Segmenter::label_embeddings`].
+    pub fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, opts: &SegmentOptions) -> Result<Tensor> {
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
         let image = self.model.image_features(&pixels)?;
         let scale = self.model.logit_scale() as f64;
-        let logits = segmentation_logits(&image.group_embeds, &image.assignments, &embeddings, scale, (h, w))?;
+        let logits = segmentation_logits(&image.group_embeds, &image.assignments, embeddings, scale, (h, w))?;
         Ok(logits.squeeze(0)?)
     }
 }

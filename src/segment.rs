@@ -95,17 +95,17 @@ fn softmax(row: &mut [f32]) {
     }
 }
 
-/// `group_affinity_mat` of the official inference, `(G, C)` row-major: softmax over the top-k labels
-/// times softmax over all labels.
+/// `group_affinity_mat` of the official inference, `(G, C)` row-major, with C: softmax over the
+/// top-k labels times softmax over all labels.
 pub fn group_affinity(
     group_embeds: &Tensor,
     image_embed: &Tensor,
     labels: &Tensor,
     scale: f32,
     top_k: usize,
-) -> Result<(Vec<f32>, usize, usize)> {
+) -> Result<(Vec<f32>, usize)> {
     let groups = (l2_normalize(group_embeds)?.matmul(&labels.t()?)? * scale as f64)?;
-    let (g, c) = groups.dims2()?;
+    let c = groups.dim(1)?;
     let mut whole = (l2_normalize(&image_embed.unsqueeze(0)?)?.matmul(&labels.t()?)? * scale as f64)?
         .flatten_all()?
         .to_vec1::<f32>()?;
@@ -130,7 +130,7 @@ pub fn group_affinity(
             *v *= a;
         }
     }
-    Ok((affinity, g, c))
+    Ok((affinity, c))
 }
 
 /// Class scores `(C + 1, h, w)` of one window, class 0 being background.
@@ -148,7 +148,7 @@ fn window_scores(
     let (g, _) = grouping.dims2()?;
     let (gh, gw) = features.grid;
     let maps = resample::bilinear(&grouping.flatten_all()?.to_vec1::<f32>()?, g, gh, gw, h, w);
-    let (affinity, _, c) = group_affinity(
+    let (affinity, c) = group_affinity(
         &features.group_embeds.i(index)?,
         &features.image_embeds.i(index)?,
         labels,

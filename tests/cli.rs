@@ -111,3 +111,27 @@ fn a_missing_model_is_a_clear_failure() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert!(stderr.contains("/nonexistent/groupvit"), "{stderr}");
 }
+
+#[test]
+fn photos_with_the_same_name_do_not_overwrite_each_other() {
+    let out = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-3stage");
+    std::fs::copy(model.join("photo_big.png"), other.path().join("photo.png")).unwrap();
+    let run = groupseg()
+        .arg("segment")
+        .arg(model.join("photo.png"))
+        .arg(other.path().join("photo.png"))
+        .args(["--labels", "cat, sky", "--short-side", "40", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("photo.json")).unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("photo-2.json")).unwrap()).unwrap();
+    assert_eq!(first["width"], 72);
+    assert_eq!(second["width"], 163);
+    assert!(out.path().join("photo-2.overlay.png").is_file());
+}

@@ -106,7 +106,8 @@ fn official_sliding_window_segmentation_matches_reference() {
 #[test]
 fn raw_logits_match_transformers_segmentation_logits() {
     let (seg, photo, labels, opts) = photo_case();
-    let got = seg.raw_logits(&photo, &labels, &[], &opts).unwrap();
+    let embeddings = seg.label_embeddings(&labels, &[]).unwrap();
+    let got = seg.raw_logits(&photo, &embeddings, &opts).unwrap();
     assert_close("photo_raw_logits", &got, &expected("tiny-3stage")["photo_raw_logits"], TOL);
 }
 

@@ -34,7 +34,7 @@ struct Common {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Paint every photo by label: writes NAME.overlay.png and NAME.json per photo.
+    /// Paint every photo by label: writes NAME.overlay.png, NAME.mask.png and NAME.json per photo.
     Segment {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
@@ -131,15 +131,21 @@ fn run(cli: Cli) -> Result<usize, String> {
             };
             let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
             let mut failed = 0;
+            let mut used_names = std::collections::HashSet::new();
             for path in &photos {
                 let started = std::time::Instant::now();
+                // Photos from different folders may share a name: number the later ones.
+                let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
+                let stem = (1..)
+                    .map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") })
+                    .find(|name| used_names.insert(name.clone()))
+                    .unwrap_or(base);
                 let result = read_photo(path).and_then(|photo| {
                     if let Some(npy) = &raw_logits {
-                        let logits = seg.raw_logits(&photo, &labels, &common.templates, &opts).map_err(|e| e.to_string())?;
+                        let logits = seg.raw_logits(&photo, &embeddings, &opts).map_err(|e| e.to_string())?;
                         logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
                     }
                     let s = seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts).map_err(|e| e.to_string())?;
-                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
                     let overlay = out.join(format!("{stem}.overlay.png"));
                     render::overlay(&photo, &s, opacity).save(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
                     let mask = out.join(format!("{stem}.mask.png"));
