@@ -27,6 +27,15 @@ build_wasm() {
   echo "wasm module: $(du -h www/pkg/groupseg_bg.wasm | cut -f1) in www/pkg/"
 }
 
+need_vulkan() {
+  # Without a GPU the GPU tests run natively on Mesa's lavapipe (Vulkan on the CPU).
+  if ! ls /usr/share/vulkan/icd.d/lvp_icd*.json >/dev/null 2>&1; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1
+  fi
+  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+}
+
 need_reference() {
   # The Python reference (torch + transformers) is a developer tool: several GB, never needed by CI.
   if [ ! -x .venv-ref/bin/python ]; then
@@ -37,6 +46,7 @@ need_reference() {
 
 case "${1:-}" in
   test)
+    need_vulkan
     cargo test
     cargo check --benches
     build_wasm

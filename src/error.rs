@@ -19,6 +19,11 @@ pub enum Error {
     Image(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// No GPU could be used; the CPU path runs instead.
+    #[error("no usable GPU: {0}")]
+    GpuUnavailable(String),
+    #[error("GPU error: {0}")]
+    Gpu(String),
     #[error("computation failed: {0}")]
     Compute(#[from] candle_core::Error),
 }

@@ -7,6 +7,7 @@
 #[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;
 pub mod error;
+pub mod gpu;
 pub mod model;
 pub mod pil_resize;
 pub mod pipeline;

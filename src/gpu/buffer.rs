@@ -1,0 +1,88 @@
+//! f32 tensors in GPU storage buffers: upload once, compute in place, read back only results.
+
+use wgpu::util::DeviceExt;
+
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// A row-major f32 tensor living in a storage buffer.
+pub struct GpuTensor {
+    pub buffer: wgpu::Buffer,
+    pub shape: Vec<usize>,
+}
+
+impl GpuTensor {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Uploads `data` (laid out as `shape`).
+    pub fn upload(gpu: &Gpu, data: &[f32], shape: &[usize]) -> Result<Self> {
+        if data.len() != shape.iter().product::<usize>() {
+            return Err(Error::InvalidInput(format!("{} values do not fill shape {shape:?}", data.len())));
+        }
+        // Zero-sized bindings are invalid: keep at least one element.
+        let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
+        let buffer = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: None,
+            contents: &bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+        });
+        Ok(Self { buffer, shape: shape.to_vec() })
+    }
+
+    /// An uninitialised output of `shape`.
+    pub fn empty(gpu: &Gpu, shape: &[usize]) -> Self {
+        let len = shape.iter().product::<usize>().max(1);
+        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: (len * 4) as u64,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Self { buffer, shape: shape.to_vec() }
+    }
+
+    /// Copies the tensor back to the CPU.
+    pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let size = (self.len().max(1) * 4) as u64;
+        let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = gpu.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&self.buffer, 0, &staging, 0, size);
+        gpu.queue.submit([encoder.finish()]);
+        let (tx, rx) = futures_channel::oneshot::channel();
+        staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        #[cfg(not(target_arch = "wasm32"))]
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;
+        rx.await
+            .map_err(|_| Error::Gpu("the GPU device was lost".into()))?
+            .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
+        let out = data.chunks_exact(4).take(self.len()).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        drop(data);
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// [`GpuTensor::read`], blocking (native only).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn read_blocking(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        pollster::block_on(self.read(gpu))
+    }
+}

@@ -1,0 +1,140 @@
+// C[b] = act(A[b] · op(B[b]) + bias): A is M×K row-major; B is N×K (op = transpose: weights, keys)
+// or K×N (values). Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block held
+// in registers, stepping through K in slices of 16 staged in workgroup memory.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    // 1: B is N×K (C = A·Bᵀ); 0: B is K×N.
+    b_transposed: u32,
+    // Elements between consecutive batch items (0 for a matrix shared by the batch).
+    a_batch_stride: u32,
+    b_batch_stride: u32,
+    c_batch_stride: u32,
+    // 0: none, 1: + bias, 2: + bias then exact GELU, 3: + bias then quick-GELU, 4: + bias then ReLU.
+    epilogue: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a: array<f32>;
+@group(0) @binding(1) var<storage, read> b: array<f32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+@group(0) @binding(4) var<uniform> p: Params;
+
+const BM: u32 = 64u;
+const BN: u32 = 64u;
+const BK: u32 = 16u;
+
+// k-major tiles, so a thread's 4 consecutive rows (columns) are adjacent.
+var<workgroup> tile_a: array<f32, 1024>;
+var<workgroup> tile_b: array<f32, 1024>;
+
+// erf as a ratio of polynomials (XLA/Eigen's f32 form), the same as the CPU kernels.
+fn erf(v: f32) -> f32 {
+    let x = clamp(v, -4.0, 4.0);
+    let x2 = x * x;
+    var num = x2 * -2.72614225801306e-10 + 2.77068142495902e-08;
+    num = num * x2 - 2.10102402082508e-06;
+    num = num * x2 - 5.69250639462346e-05;
+    num = num * x2 - 7.34990630326855e-04;
+    num = num * x2 - 2.95459980854025e-03;
+    num = num * x2 - 1.60960333262415e-02;
+    var den = x2 * -1.45660718464996e-05 - 2.13374055278905e-04;
+    den = den * x2 - 1.68282697438203e-03;
+    den = den * x2 - 7.37332916720468e-03;
+    den = den * x2 - 1.42647390514189e-02;
+    return x * num / den;
+}
+
+fn finish(v: f32, col: u32) -> f32 {
+    if (p.epilogue == 0u) {
+        return v;
+    }
+    let x = v + bias[col];
+    switch p.epilogue {
+        case 2u: { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
+        case 3u: { return x / (1.0 + exp(-1.702 * x)); }
+        case 4u: { return max(x, 0.0); }
+        default: { return x; }
+    }
+}
+
+@compute @workgroup_size(16, 16)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * BM;
+    let col0 = wg.x * BN;
+    let a_base = wg.z * p.a_batch_stride;
+    let b_base = wg.z * p.b_batch_stride;
+    let c_base = wg.z * p.c_batch_stride;
+
+    var acc: array<f32, 16>;
+    for (var i = 0u; i < 16u; i++) {
+        acc[i] = 0.0;
+    }
+
+    for (var k0 = 0u; k0 < p.k; k0 += BK) {
+        // 256 threads stage 64×16 values of each operand, 4 each; neighbouring threads read
+        // neighbouring addresses.
+        for (var s = 0u; s < 4u; s++) {
+            let idx = li + s * 256u;
+            let r = idx / BK;
+            let kk = idx % BK;
+            let gr = row0 + r;
+            let gk = k0 + kk;
+            var va = 0.0;
+            if (gr < p.m && gk < p.k) {
+                va = a[a_base + gr * p.k + gk];
+            }
+            tile_a[kk * BM + r] = va;
+            var vb = 0.0;
+            if (p.b_transposed == 1u) {
+                let gn = col0 + r;
+                if (gn < p.n && gk < p.k) {
+                    vb = b[b_base + gn * p.k + gk];
+                }
+                tile_b[kk * BN + r] = vb;
+            } else {
+                let n = idx % BN;
+                let kb = idx / BN;
+                let gn = col0 + n;
+                let gkb = k0 + kb;
+                if (gn < p.n && gkb < p.k) {
+                    vb = b[b_base + gkb * p.n + gn];
+                }
+                tile_b[kb * BN + n] = vb;
+            }
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < BK; kk++) {
+            let ar = kk * BM + lid.y * 4u;
+            let bc = kk * BN + lid.x * 4u;
+            let av = vec4<f32>(tile_a[ar], tile_a[ar + 1u], tile_a[ar + 2u], tile_a[ar + 3u]);
+            let bv = vec4<f32>(tile_b[bc], tile_b[bc + 1u], tile_b[bc + 2u], tile_b[bc + 3u]);
+            for (var i = 0u; i < 4u; i++) {
+                acc[i * 4u + 0u] = fma(av[i], bv.x, acc[i * 4u + 0u]);
+                acc[i * 4u + 1u] = fma(av[i], bv.y, acc[i * 4u + 1u]);
+                acc[i * 4u + 2u] = fma(av[i], bv.z, acc[i * 4u + 2u]);
+                acc[i * 4u + 3u] = fma(av[i], bv.w, acc[i * 4u + 3u]);
+            }
+        }
+        workgroupBarrier();
+    }
+
+    for (var i = 0u; i < 4u; i++) {
+        let row = row0 + lid.y * 4u + i;
+        if (row >= p.m) {
+            continue;
+        }
+        for (var j = 0u; j < 4u; j++) {
+            let col = col0 + lid.x * 4u + j;
+            if (col < p.n) {
+                c[c_base + row * p.n + col] = finish(acc[i * 4u + j], col);
+            }
+        }
+    }
+}

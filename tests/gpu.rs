@@ -1,0 +1,106 @@
+//! The GPU kernels against the CPU path. In CI they run on Mesa's lavapipe (Vulkan on the CPU),
+//! which `./build.sh test` installs; without any adapter these tests fail rather than skip.
+
+use candle_core::{Device, Tensor};
+use groupseg::gpu::buffer::GpuTensor;
+use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
+use groupseg::gpu::Gpu;
+use groupseg::model::cpu_kernels::{self, Epilogue as CpuEpilogue};
+
+fn gpu() -> Gpu {
+    match Gpu::new_blocking() {
+        Ok(gpu) => {
+            eprintln!("GPU: {:?}", gpu.adapter);
+            gpu
+        }
+        Err(e) => panic!("{e} (install mesa-vulkan-drivers for lavapipe; ./build.sh test does)"),
+    }
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f32]) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    let (mut worst, mut at) = (0f32, 0);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        let err = (g - w).abs() / w.abs().max(1.0);
+        if !(err <= worst) {
+            worst = if err.is_nan() { f32::INFINITY } else { err };
+            at = i;
+        }
+    }
+    assert!(worst <= 1e-4, "{what}: relative error {worst:e} at {at} (got {}, want {})", got[at], want[at]);
+}
+
+#[test]
+fn linear_layers_match_the_cpu_with_every_epilogue() {
+    let gpu = gpu();
+    let matmul = Matmul::new(&gpu);
+    // Odd sizes cross tile edges; 848 × 384 → 1536 is a stage-1 MLP at 448 pixels.
+    for (m, k, n) in [(1, 1, 1), (7, 13, 5), (65, 17, 130), (848, 384, 1536)] {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+        let w = (Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap() / (k as f64).sqrt()).unwrap();
+        let b = Tensor::randn(0f32, 1.0, n, &Device::Cpu).unwrap();
+        let (gx, gw, gb) = (
+            GpuTensor::upload(&gpu, &values(&x), &[m, k]).unwrap(),
+            GpuTensor::upload(&gpu, &values(&w), &[n, k]).unwrap(),
+            GpuTensor::upload(&gpu, &values(&b), &[n]).unwrap(),
+        );
+        for (ep, cpu_ep) in [
+            (Epilogue::Bias, CpuEpilogue::Bias),
+            (Epilogue::BiasGeluErf, CpuEpilogue::BiasGeluErf),
+            (Epilogue::BiasQuickGelu, CpuEpilogue::BiasQuickGelu),
+            (Epilogue::BiasRelu, CpuEpilogue::BiasRelu),
+        ] {
+            let want = values(&cpu_kernels::linear(&x, &w, &b, cpu_ep).unwrap());
+            let out = GpuTensor::empty(&gpu, &[m, n]);
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };
+            matmul.encode(&gpu, &mut enc, &gx, &gw, BLayout::Transposed, Some(&gb), ep, &out, shape).unwrap();
+            gpu.queue.submit([enc.finish()]);
+            assert_close(&format!("{m}×{k}→{n} {ep:?}"), &out.read_blocking(&gpu).unwrap(), &want);
+        }
+    }
+}
+
+#[test]
+fn batched_attention_products_match_the_cpu() {
+    let gpu = gpu();
+    let matmul = Matmul::new(&gpu);
+    // Six heads of 70 tokens × 64: scores Q·Kᵀ, then P·V.
+    let (heads, t, d) = (6, 70, 64);
+    let q = Tensor::randn(0f32, 1.0, (heads, t, d), &Device::Cpu).unwrap();
+    let k = Tensor::randn(0f32, 1.0, (heads, t, d), &Device::Cpu).unwrap();
+    let v = Tensor::randn(0f32, 1.0, (heads, t, d), &Device::Cpu).unwrap();
+    let up = |x: &Tensor| GpuTensor::upload(&gpu, &values(x), x.dims()).unwrap();
+    let (gq, gk, gv) = (up(&q), up(&k), up(&v));
+
+    let scores = GpuTensor::empty(&gpu, &[heads, t, t]);
+    let mixed = GpuTensor::empty(&gpu, &[heads, t, d]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    let s = MatmulShape { batch: heads, m: t, n: t, k: d, b_shared: false };
+    matmul.encode(&gpu, &mut enc, &gq, &gk, BLayout::Transposed, None, Epilogue::None, &scores, s).unwrap();
+    let s = MatmulShape { batch: heads, m: t, n: d, k: t, b_shared: false };
+    matmul.encode(&gpu, &mut enc, &scores, &gv, BLayout::Plain, None, Epilogue::None, &mixed, s).unwrap();
+    gpu.queue.submit([enc.finish()]);
+
+    let want_scores = q.matmul(&k.t().unwrap()).unwrap();
+    assert_close("Q·Kᵀ", &scores.read_blocking(&gpu).unwrap(), &values(&want_scores));
+    let want_mixed = want_scores.matmul(&v).unwrap();
+    assert_close("(Q·Kᵀ)·V", &mixed.read_blocking(&gpu).unwrap(), &values(&want_mixed));
+}
+
+#[test]
+fn shape_mistakes_are_errors() {
+    let gpu = gpu();
+    let matmul = Matmul::new(&gpu);
+    let a = GpuTensor::upload(&gpu, &[1.0; 6], &[2, 3]).unwrap();
+    let c = GpuTensor::empty(&gpu, &[2, 2]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    let s = MatmulShape { batch: 1, m: 2, n: 2, k: 3, b_shared: true };
+    let err = matmul.encode(&gpu, &mut enc, &a, &a, BLayout::Transposed, None, Epilogue::Bias, &c, s).unwrap_err();
+    assert!(err.to_string().contains("needs a bias"), "{err}");
+    assert!(GpuTensor::upload(&gpu, &[1.0; 5], &[2, 3]).is_err());
+}
