@@ -104,3 +104,26 @@ fn shape_mistakes_are_errors() {
     assert!(err.to_string().contains("needs a bias"), "{err}");
     assert!(GpuTensor::upload(&gpu, &[1.0; 5], &[2, 3]).is_err());
 }
+
+#[test]
+fn layer_norm_and_softmax_match_the_cpu() {
+    use groupseg::gpu::rows::RowOps;
+    let gpu = gpu();
+    let ops = RowOps::new(&gpu);
+    for (rows, cols) in [(1, 1), (5, 7), (848, 384), (3, 1000)] {
+        let x = (Tensor::randn(0f32, 2.0, (rows, cols), &Device::Cpu).unwrap() + 3.0).unwrap();
+        let w = Tensor::randn(0f32, 1.0, cols, &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, cols, &Device::Cpu).unwrap();
+        let up = |t: &Tensor| GpuTensor::upload(&gpu, &values(t), t.dims()).unwrap();
+        let (gx, gw, gb) = (up(&x), up(&w), up(&b));
+        let y = GpuTensor::empty(&gpu, &[rows, cols]);
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        ops.encode_layer_norm(&gpu, &mut enc, &gx, &gw, &gb, &y, 1e-5).unwrap();
+        ops.encode_softmax(&gpu, &mut enc, &gx).unwrap();
+        gpu.queue.submit([enc.finish()]);
+        let want_ln = candle_nn::ops::layer_norm(&x, &w, &b, 1e-5).unwrap();
+        assert_close(&format!("layer norm {rows}×{cols}"), &y.read_blocking(&gpu).unwrap(), &values(&want_ln));
+        let want_sm = candle_nn::ops::softmax_last_dim(&x).unwrap();
+        assert_close(&format!("softmax {rows}×{cols}"), &gx.read_blocking(&gpu).unwrap(), &values(&want_sm));
+    }
+}

@@ -5,6 +5,7 @@
 
 pub mod buffer;
 pub mod matmul;
+pub mod rows;
 
 use crate::error::Error;
 
