@@ -127,3 +127,43 @@ fn layer_norm_and_softmax_match_the_cpu() {
         assert_close(&format!("softmax {rows}×{cols}"), &gx.read_blocking(&gpu).unwrap(), &values(&want_sm));
     }
 }
+
+#[test]
+fn add_transpose_and_assignment_match_the_cpu() {
+    use groupseg::gpu::ops::Ops;
+    let gpu = gpu();
+    let ops = Ops::new(&gpu);
+    let up = |t: &Tensor| GpuTensor::upload(&gpu, &values(t), t.dims()).unwrap();
+
+    // Residual add and a broadcast (position embeddings over a batch of 3).
+    let x = Tensor::randn(0f32, 1.0, (3, 50, 16), &Device::Cpu).unwrap();
+    let pos = Tensor::randn(0f32, 1.0, (1, 50, 16), &Device::Cpu).unwrap();
+    let y = GpuTensor::empty(&gpu, &[3, 50, 16]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    ops.encode_add(&gpu, &mut enc, &up(&x), &up(&pos), &y).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    assert_close("broadcast add", &y.read_blocking(&gpu).unwrap(), &values(&x.broadcast_add(&pos).unwrap()));
+
+    // Head split: (B, T, H, d) → (B, H, T, d).
+    let t = Tensor::randn(0f32, 1.0, (2, 37, 6, 8), &Device::Cpu).unwrap();
+    let out = GpuTensor::empty(&gpu, &[2, 6, 37, 8]);
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    ops.encode_transpose(&gpu, &mut enc, &up(&t), &out, (2, 37, 6, 8)).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    let want = t.transpose(1, 2).unwrap().contiguous().unwrap();
+    assert_eq!(out.read_blocking(&gpu).unwrap(), values(&want));
+
+    // The assignment of 300 tokens to 12 groups, against the CPU model's AssignAttention maths.
+    let raw = (Tensor::randn(0f32, 1.0, (2, 12, 300), &Device::Cpu).unwrap() * 3.0).unwrap();
+    let (soft, hard) = (GpuTensor::empty(&gpu, &[2, 12, 300]), GpuTensor::empty(&gpu, &[2, 12, 300]));
+    let mut enc = gpu.device.create_command_encoder(&Default::default());
+    ops.encode_assign(&gpu, &mut enc, &up(&raw), &soft, &hard, 1.0).unwrap();
+    gpu.queue.submit([enc.finish()]);
+    let want_soft = candle_nn::ops::softmax(&raw, 1).unwrap();
+    let winner = want_soft.argmax_keepdim(1).unwrap();
+    let ids = Tensor::arange(0u32, 12, &Device::Cpu).unwrap().reshape((1, 12, 1)).unwrap();
+    let onehot = winner.broadcast_eq(&ids).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+    let want_hard = onehot.broadcast_div(&(onehot.sum_keepdim(2).unwrap() + 1.0).unwrap()).unwrap();
+    assert_close("soft assignment", &soft.read_blocking(&gpu).unwrap(), &values(&want_soft));
+    assert_close("hard assignment", &hard.read_blocking(&gpu).unwrap(), &values(&want_hard));
+}

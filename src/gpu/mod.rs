@@ -5,6 +5,7 @@
 
 pub mod buffer;
 pub mod matmul;
+pub mod ops;
 pub mod rows;
 
 use crate::error::Error;
