@@ -167,3 +167,37 @@ fn add_transpose_and_assignment_match_the_cpu() {
     assert_close("soft assignment", &soft.read_blocking(&gpu).unwrap(), &values(&want_soft));
     assert_close("hard assignment", &hard.read_blocking(&gpu).unwrap(), &values(&want_hard));
 }
+
+fn vision_parity(name: &str) {
+    use groupseg::gpu::vision::{GpuVisionTransformer, Kernels};
+    use groupseg::model::vision::VisionTransformer;
+    use groupseg::model::{weights, GroupViTConfig};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let cfg = GroupViTConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vb = weights::var_builder(std::fs::read(dir.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
+    let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let pixels = &expected["pixel_values"];
+
+    let cpu = VisionTransformer::new(vb.pp("vision_model"), &cfg.vision_config).unwrap().forward(pixels).unwrap();
+    let gpu = gpu();
+    let tower = GpuVisionTransformer::new(&gpu, vb.pp("vision_model"), &cfg.vision_config).unwrap();
+    let got = tower.forward(&gpu, &Kernels::new(&gpu), pixels).unwrap();
+
+    assert_eq!(got.grid, cpu.grid);
+    assert_close(&format!("{name} groups"), &values(&got.last_hidden_state), &values(&cpu.last_hidden_state));
+    assert_eq!(got.assignments.len(), cpu.assignments.len());
+    for (i, (g, c)) in got.assignments.iter().zip(&cpu.assignments).enumerate() {
+        assert_eq!(g.dims(), c.dims());
+        assert_close(&format!("{name} assignment {i}"), &values(g), &values(c));
+    }
+}
+
+#[test]
+fn vision_tower_matches_the_cpu_on_the_two_stage_fixture() {
+    vision_parity("tiny-2stage");
+}
+
+#[test]
+fn vision_tower_matches_the_cpu_on_the_three_stage_non_square_fixture() {
+    vision_parity("tiny-3stage");
+}

@@ -7,6 +7,7 @@ pub mod buffer;
 pub mod matmul;
 pub mod ops;
 pub mod rows;
+pub mod vision;
 
 use crate::error::Error;
 

@@ -139,26 +139,32 @@ impl PatchEmbeddings {
         Ok(Self { kernel: weight.reshape((h, c * p * p))?.t()?.contiguous()?, bias: vb.get(h, "bias")?, patch: p })
     }
 
-    /// `(B, C, H, W)` to `(B, gh·gw, hidden)`; like the convolution, rows and columns that do not fill
-    /// a whole patch are dropped.
+    /// `(B, C, H, W)` to `(B, gh·gw, hidden)`.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
-        let (b, c, h, w) = pixel_values.dims4()?;
-        let p = self.patch;
-        let (gh, gw) = (h / p, w / p);
-        if gh == 0 || gw == 0 {
-            candle_core::bail!("an input of {h}×{w} pixels is smaller than one {p}×{p} patch");
-        }
-        let patches = pixel_values
-            .narrow(2, 0, gh * p)?
-            .narrow(3, 0, gw * p)?
-            .contiguous()?
-            .reshape((b, c, gh, p, gw, p))?
-            .permute((0, 2, 4, 1, 3, 5))?
-            .contiguous()?
-            .reshape((b * gh * gw, c * p * p))?;
+        let b = pixel_values.dim(0)?;
+        let (patches, grid) = unfold_patches(pixel_values, self.patch)?;
         let out = patches.matmul(&self.kernel)?.broadcast_add(&self.bias)?;
-        Ok((out.reshape((b, gh * gw, ()))?, (gh, gw)))
+        Ok((out.reshape((b, grid.0 * grid.1, ()))?, grid))
     }
+}
+
+/// The patches of `(B, C, H, W)` as rows `(B·gh·gw, C·p·p)`, in the convolution kernel's order;
+/// like the convolution, rows and columns that do not fill a whole patch are dropped.
+pub fn unfold_patches(pixel_values: &Tensor, p: usize) -> Result<(Tensor, (usize, usize))> {
+    let (b, c, h, w) = pixel_values.dims4()?;
+    let (gh, gw) = (h / p, w / p);
+    if gh == 0 || gw == 0 {
+        candle_core::bail!("an input of {h}×{w} pixels is smaller than one {p}×{p} patch");
+    }
+    let patches = pixel_values
+        .narrow(2, 0, gh * p)?
+        .narrow(3, 0, gw * p)?
+        .contiguous()?
+        .reshape((b, c, gh, p, gw, p))?
+        .permute((0, 2, 4, 1, 3, 5))?
+        .contiguous()?
+        .reshape((b * gh * gw, c * p * p))?;
+    Ok((patches, (gh, gw)))
 }
 
 /// `GroupViTVisionEmbeddings`: patches, LayerNorm, then position embeddings (bicubically resized
@@ -182,25 +188,25 @@ impl VisionEmbeddings {
         })
     }
 
-    /// transformers' `interpolate_pos_encoding`, including its shortcut for square inputs of the
-    /// training size.
-    fn position_embeddings_for(&self, gh: usize, gw: usize, square: bool) -> Result<Tensor> {
-        if gh * gw == self.grid * self.grid && square {
-            return Ok(self.position_embeddings.clone());
-        }
-        let dim = self.position_embeddings.dim(D::Minus1)?;
-        let table = self.position_embeddings.flatten_all()?.to_vec1::<f32>()?;
-        let resized = resample::bicubic_channels_last(&table, self.grid, self.grid, dim, gh, gw);
-        Tensor::from_vec(resized, (1, gh * gw, dim), self.position_embeddings.device())
-    }
-
     pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
         let (_, _, h, w) = pixel_values.dims4()?;
         let (patches, (gh, gw)) = self.patch_embeddings.forward(pixel_values)?;
         let embeddings = self.layernorm.forward(&patches)?;
-        let pos = self.position_embeddings_for(gh, gw, h == w)?;
+        let pos = position_embeddings_for(&self.position_embeddings, self.grid, (gh, gw), h == w)?;
         Ok((embeddings.broadcast_add(&pos)?, (gh, gw)))
     }
+}
+
+/// transformers' `interpolate_pos_encoding` of a `(1, grid², hidden)` table for a `gh × gw` patch
+/// grid, including its shortcut for square inputs of the training size.
+pub fn position_embeddings_for(table: &Tensor, grid: usize, (gh, gw): (usize, usize), square: bool) -> Result<Tensor> {
+    if gh * gw == grid * grid && square {
+        return Ok(table.clone());
+    }
+    let dim = table.dim(D::Minus1)?;
+    let values = table.flatten_all()?.to_vec1::<f32>()?;
+    let resized = resample::bicubic_channels_last(&values, grid, grid, dim, gh, gw);
+    Tensor::from_vec(resized, (1, gh * gw, dim), table.device())
 }
 
 /// `GroupViTCrossAttentionLayer`: group tokens attend to image tokens before assignment.
