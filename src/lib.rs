@@ -21,5 +21,5 @@ pub mod tokenize;
 pub mod wasm;
 
 pub use error::{Error, Result};
-pub use pipeline::{parse_labels, CheckpointFiles, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
+pub use pipeline::{parse_labels, Backend, CheckpointFiles, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
 pub use segment::{SegmentOptions, Segmentation};

@@ -5,7 +5,8 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::model::{l2_normalize, segmentation_logits, GroupViTConfig, GroupViTModel};
+use crate::gpu::vision::GpuImageEncoder;
+use crate::model::{l2_normalize, segmentation_logits, weights, GroupViTConfig, GroupViTModel, ImageFeatures};
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::segment::{self, SegmentOptions, Segmentation, BACKGROUND};
 use crate::tokenize::TextTokenizer;
@@ -53,16 +54,45 @@ fn check_labels(labels: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Where the image encoder runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The GPU when one is usable, else the CPU (saying why).
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Backend::Auto),
+            "gpu" => Ok(Backend::Gpu),
+            "cpu" => Ok(Backend::Cpu),
+            _ => Err(Error::InvalidInput(format!("backend {s:?} is not one of auto, gpu, cpu"))),
+        }
+    }
+}
+
 /// A GroupViT checkpoint ready to segment.
 pub struct Segmenter {
     model: GroupViTModel,
     tokenizer: TextTokenizer,
     preprocessor: PreprocessorConfig,
     device: Device,
+    gpu: Option<GpuImageEncoder>,
+    backend: String,
 }
 
 impl Segmenter {
+    /// Builds a segmenter that runs on the CPU.
     pub fn from_files(files: CheckpointFiles, device: &Device) -> Result<Self> {
+        Self::from_files_on(files, device, Backend::Cpu)
+    }
+
+    /// Builds a segmenter whose image encoder runs on `backend`.
+    pub fn from_files_on(files: CheckpointFiles, device: &Device, backend: Backend) -> Result<Self> {
         let config = GroupViTConfig::from_json(files.config)?;
         let context = config.text_config.max_position_embeddings;
         let tokenizer = match files.tokenizer {
@@ -73,8 +103,21 @@ impl Segmenter {
             Some(json) => PreprocessorConfig::from_json(json)?,
             None => PreprocessorConfig::default(),
         };
-        let model = GroupViTModel::from_bytes(&config, files.weights, device)?;
-        Ok(Self { model, tokenizer, preprocessor, device: device.clone() })
+        let vb = weights::var_builder(files.weights, device)?;
+        let model = GroupViTModel::new(vb.clone(), &config)?;
+        let (gpu, backend) = match backend {
+            Backend::Cpu => (None, "CPU".to_owned()),
+            Backend::Gpu | Backend::Auto => match open_gpu(vb.pp("vision_model"), &config) {
+                Ok(g) => {
+                    let a = g.adapter();
+                    let note = format!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
+                    (Some(g), note)
+                }
+                Err(e) if backend == Backend::Auto => (None, format!("CPU ({e})")),
+                Err(e) => return Err(e),
+            },
+        };
+        Ok(Self { model, tokenizer, preprocessor, device: device.clone(), gpu, backend })
     }
 
     /// Loads a checkpoint directory (`config.json`, `model.safetensors` or `pytorch_model.bin`,
@@ -82,6 +125,12 @@ impl Segmenter {
     /// weights file with those files beside it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
+        Self::load_on(path, device, Backend::Cpu)
+    }
+
+    /// [`Segmenter::load`] with the image encoder on `backend`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_on(path: &std::path::Path, device: &Device, backend: Backend) -> Result<Self> {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let text = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
         let (dir, weights_path) = if path.is_dir() {
@@ -111,10 +160,24 @@ impl Segmenter {
                 dir.display()
             )));
         };
-        Self::from_files(
+        Self::from_files_on(
             CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() },
             device,
+            backend,
         )
+    }
+
+    /// Where the image encoder runs, in words ("GPU: …" or "CPU (why not the GPU)").
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// The image encoder on the chosen backend, projected.
+    pub fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        match &self.gpu {
+            Some(g) => self.model.project(g.forward(pixel_values)?),
+            None => self.model.image_features(pixel_values),
+        }
     }
 
     pub fn model(&self) -> &GroupViTModel {
@@ -181,7 +244,7 @@ impl Segmenter {
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
         let scale = self.model.logit_scale().min(opts.max_logit_scale);
-        let scores = segment::slide(|x| self.model.image_features(x), &pixels, embeddings, scale, opts)?;
+        let scores = segment::slide(|x| self.image_features(x), &pixels, embeddings, scale, opts)?;
         let classes = std::iter::once(BACKGROUND.to_owned()).chain(labels.iter().cloned()).collect();
         Ok(segment::label_photo(&scores, classes, (h, w), (photo.height() as usize, photo.width() as usize)))
     }
@@ -190,7 +253,7 @@ impl Segmenter {
     pub fn classify(&self, photo: &RgbImage, labels: &[String], templates: &[String]) -> Result<Vec<f32>> {
         let embeddings = self.label_embeddings(labels, templates)?;
         let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
-        let image = l2_normalize(&self.model.image_features(&pixels)?.image_embeds)?;
+        let image = l2_normalize(&self.image_features(&pixels)?.image_embeds)?;
         let logits = (image.matmul(&embeddings.t()?)? * self.model.logit_scale() as f64)?;
         Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
     }
@@ -201,9 +264,19 @@ impl Segmenter {
     pub fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, opts: &SegmentOptions) -> Result<Tensor> {
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
-        let image = self.model.image_features(&pixels)?;
+        let image = self.image_features(&pixels)?;
         let scale = self.model.logit_scale() as f64;
         let logits = segmentation_logits(&image.group_embeds, &image.assignments, embeddings, scale, (h, w))?;
         Ok(logits.squeeze(0)?)
     }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn open_gpu(vb: candle_nn::VarBuilder, config: &GroupViTConfig) -> Result<GpuImageEncoder> {
+    GpuImageEncoder::open(vb, &config.vision_config)
+}
+
+#[cfg(target_arch = "wasm32")]
+fn open_gpu(_vb: candle_nn::VarBuilder, _config: &GroupViTConfig) -> Result<GpuImageEncoder> {
+    Err(Error::GpuUnavailable("the page does not run the GPU encoder yet".into()))
 }

@@ -135,3 +135,55 @@ fn photos_with_the_same_name_do_not_overwrite_each_other() {
     assert_eq!(second["width"], 163);
     assert!(out.path().join("photo-2.overlay.png").is_file());
 }
+
+#[test]
+fn the_backend_is_chosen_and_reported() {
+    let model = fixture("tiny-3stage");
+    let run = |backend: &str| {
+        groupseg()
+            .arg("classify")
+            .arg(model.join("photo.png"))
+            .args(["--labels", "cat, dog", "--backend", backend, "--model"])
+            .arg(&model)
+            .output()
+            .unwrap()
+    };
+    let gpu = run("gpu");
+    let stderr = String::from_utf8_lossy(&gpu.stderr);
+    assert!(gpu.status.success() && stderr.contains("backend: GPU: "), "{stderr}");
+    let cpu = run("cpu");
+    assert!(cpu.status.success() && String::from_utf8_lossy(&cpu.stderr).contains("backend: CPU"));
+    // Both backends give the same probabilities (to the printed precision, ±1 in the last digit).
+    let probs = |out: &std::process::Output| -> Vec<f64> {
+        String::from_utf8_lossy(&out.stdout).lines().skip(1).map(|l| l.trim().split_once("  ").unwrap().0.parse().unwrap()).collect()
+    };
+    for (g, c) in probs(&gpu).iter().zip(probs(&cpu)) {
+        assert!((g - c).abs() <= 1.5e-4, "gpu {g} cpu {c}");
+    }
+    let bad = run("tpu");
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of auto, gpu, cpu"));
+}
+
+#[test]
+fn without_a_gpu_auto_falls_back_to_the_cpu_and_says_why() {
+    let model = fixture("tiny-3stage");
+    // Restricting wgpu to Metal leaves no adapter on Linux: the machine seems to have no GPU.
+    let run = |backend: &str| {
+        groupseg()
+            .env("WGPU_BACKEND", "metal")
+            .arg("classify")
+            .arg(model.join("photo.png"))
+            .args(["--labels", "cat, dog", "--backend", backend, "--model"])
+            .arg(&model)
+            .output()
+            .unwrap()
+    };
+    let auto = run("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(stderr.contains("backend: CPU (no usable GPU: no GPU adapter"), "{stderr}");
+    let forced = run("gpu");
+    assert_eq!(forced.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&forced.stderr).contains("no usable GPU"));
+}

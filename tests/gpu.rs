@@ -201,3 +201,27 @@ fn vision_tower_matches_the_cpu_on_the_two_stage_fixture() {
 fn vision_tower_matches_the_cpu_on_the_three_stage_non_square_fixture() {
     vision_parity("tiny-3stage");
 }
+
+#[test]
+fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
+    use groupseg::preprocess::{self, SegmentationSize};
+    use groupseg::{Backend, SegmentOptions, Segmenter};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-3stage");
+    let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
+    assert!(seg.backend().starts_with("GPU: "), "{}", seg.backend());
+    let photo = preprocess::decode(&std::fs::read(dir.join("photo.png")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("photo.json")).unwrap()).unwrap();
+    let labels: Vec<String> = meta["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
+    let mut opts = SegmentOptions {
+        size: SegmentationSize { short_side: 40, ..Default::default() },
+        window: meta["window"].as_u64().unwrap() as usize,
+        stride: meta["stride"].as_u64().unwrap() as usize,
+        background_threshold: Some(meta["background_threshold"].as_f64().unwrap() as f32),
+        ..Default::default()
+    };
+    let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let as_map = |t: &Tensor| -> Vec<u16> { t.flatten_all().unwrap().to_vec1::<i32>().unwrap().iter().map(|&v| v as u16).collect() };
+    assert_eq!(seg.segment(&photo, &labels, &[], &opts).unwrap().label_map, as_map(&expected["photo_label_map"]));
+    opts.background_threshold = None;
+    assert_eq!(seg.segment(&photo, &labels, &[], &opts).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
+}

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use groupseg::preprocess::{self, SegmentationSize};
-use groupseg::{parse_labels, render, SegmentOptions, Segmenter};
+use groupseg::{parse_labels, render, Backend, SegmentOptions, Segmenter};
 
 /// Exit status when some photos failed and the others were done.
 const PARTIAL: u8 = 3;
@@ -30,6 +30,9 @@ struct Common {
     /// Prompt template with {} for the label; repeat to average several.
     #[arg(long = "template")]
     templates: Vec<String>,
+    /// Where the image encoder runs: auto (the GPU if usable, else the CPU), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: String,
 }
 
 #[derive(Subcommand)]
@@ -75,7 +78,10 @@ enum Command {
 
 fn load(common: &Common) -> Result<(Segmenter, Vec<String>), String> {
     let labels = parse_labels(&common.labels).map_err(|e| e.to_string())?;
-    let seg = Segmenter::load(&common.model, &Device::Cpu).map_err(|e| format!("{}: {e}", common.model.display()))?;
+    let backend: Backend = common.backend.parse().map_err(|e: groupseg::Error| e.to_string())?;
+    let seg = Segmenter::load_on(&common.model, &Device::Cpu, backend)
+        .map_err(|e| format!("{}: {e}", common.model.display()))?;
+    eprintln!("backend: {}", seg.backend());
     Ok((seg, labels))
 }
 

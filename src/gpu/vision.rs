@@ -475,3 +475,30 @@ impl Recorder<'_> {
         Ok((self.add(&new_x, &m)?, soft))
     }
 }
+
+/// The image encoder on an open GPU: device, compiled kernels and uploaded weights.
+pub struct GpuImageEncoder {
+    gpu: Gpu,
+    kernels: Kernels,
+    tower: GpuVisionTransformer,
+}
+
+impl GpuImageEncoder {
+    /// Opens the best GPU and uploads the `vision_model` weights under `vb` (native only for now:
+    /// the browser needs asynchronous read-back).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn open(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
+        let gpu = Gpu::new_blocking()?;
+        let kernels = Kernels::new(&gpu);
+        let tower = GpuVisionTransformer::new(&gpu, vb, cfg)?;
+        Ok(Self { gpu, kernels, tower })
+    }
+
+    pub fn adapter(&self) -> &super::AdapterSummary {
+        &self.gpu.adapter
+    }
+
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
+        self.tower.forward(&self.gpu, &self.kernels, pixel_values)
+    }
+}

@@ -99,7 +99,11 @@ impl GroupViTModel {
 
     /// Runs the vision tower and projects both the pooled embedding and every group.
     pub fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        let out = self.vision_model.forward(pixel_values)?;
+        self.project(self.vision_model.forward(pixel_values)?)
+    }
+
+    /// Projects a vision tower's output (from this model's tower or the GPU's).
+    pub fn project(&self, out: vision::VisionOutput) -> Result<ImageFeatures> {
         let (b, g, h) = out.last_hidden_state.dims3()?;
         let groups = self.visual_projection.forward(&out.last_hidden_state.reshape((b * g, h))?)?;
         Ok(ImageFeatures {
