@@ -57,8 +57,9 @@ fn check_labels(labels: &[String]) -> Result<()> {
 /// Where the image encoder runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
-    /// The GPU when one is usable, else the CPU (saying why).
+    /// A hardware GPU when one is usable, else the CPU (saying why).
     Auto,
+    /// Any GPU adapter, software emulation included.
     Gpu,
     Cpu,
 }
@@ -107,7 +108,7 @@ impl Segmenter {
         let model = GroupViTModel::new(vb.clone(), &config)?;
         let (gpu, backend) = match backend {
             Backend::Cpu => (None, "CPU".to_owned()),
-            Backend::Gpu | Backend::Auto => match open_gpu(vb.pp("vision_model"), &config) {
+            Backend::Gpu | Backend::Auto => match open_gpu(vb.pp("vision_model"), &config, backend == Backend::Gpu) {
                 Ok(g) => {
                     let a = g.adapter();
                     let note = format!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
@@ -272,11 +273,11 @@ impl Segmenter {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn open_gpu(vb: candle_nn::VarBuilder, config: &GroupViTConfig) -> Result<GpuImageEncoder> {
-    GpuImageEncoder::open(vb, &config.vision_config)
+fn open_gpu(vb: candle_nn::VarBuilder, config: &GroupViTConfig, allow_software: bool) -> Result<GpuImageEncoder> {
+    GpuImageEncoder::open(vb, &config.vision_config, allow_software)
 }
 
 #[cfg(target_arch = "wasm32")]
-fn open_gpu(_vb: candle_nn::VarBuilder, _config: &GroupViTConfig) -> Result<GpuImageEncoder> {
+fn open_gpu(_vb: candle_nn::VarBuilder, _config: &GroupViTConfig, _allow_software: bool) -> Result<GpuImageEncoder> {
     Err(Error::GpuUnavailable("the page does not run the GPU encoder yet".into()))
 }

@@ -160,6 +160,14 @@ fn the_backend_is_chosen_and_reported() {
     for (g, c) in probs(&gpu).iter().zip(probs(&cpu)) {
         assert!((g - c).abs() <= 1.5e-4, "gpu {g} cpu {c}");
     }
+    // On a machine whose only adapter is software (lavapipe here), auto keeps to the CPU and says so.
+    let auto = run("auto");
+    let stderr = String::from_utf8_lossy(&auto.stderr);
+    assert!(auto.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("backend: GPU: ") && !stderr.contains("llvmpipe") || stderr.contains("is software emulation"),
+        "{stderr}"
+    );
     let bad = run("tpu");
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of auto, gpu, cpu"));

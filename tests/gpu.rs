@@ -8,7 +8,7 @@ use groupseg::gpu::Gpu;
 use groupseg::model::cpu_kernels::{self, Epilogue as CpuEpilogue};
 
 fn gpu() -> Gpu {
-    match Gpu::new_blocking() {
+    match Gpu::new_blocking(true) {
         Ok(gpu) => {
             eprintln!("GPU: {:?}", gpu.adapter);
             gpu

@@ -40,8 +40,10 @@ fn unavailable(reason: impl std::fmt::Display) -> Error {
 }
 
 impl Gpu {
-    /// Opens the best adapter that meets GroupViT's needs.
-    pub async fn new() -> Result<Self, Error> {
+    /// Opens the best adapter that meets GroupViT's needs. Software adapters (llvmpipe,
+    /// SwiftShader, WARP) emulate a GPU on the CPU and are far slower than the CPU path, so they are
+    /// refused unless `allow_software` (tests use them as a GPU stand-in).
+    pub async fn new(allow_software: bool) -> Result<Self, Error> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -51,6 +53,12 @@ impl Gpu {
             .await
             .map_err(|e| unavailable(format!("no GPU adapter ({e})")))?;
         let info = adapter.get_info();
+        if info.device_type == wgpu::DeviceType::Cpu && !allow_software {
+            return Err(unavailable(format!(
+                "the only adapter, {}, is software emulation, slower than the CPU path",
+                info.name
+            )));
+        }
         let offered = adapter.limits();
         let binding = u64::from(offered.max_storage_buffer_binding_size);
         if binding < NEEDED_STORAGE_BINDING {
@@ -98,7 +106,7 @@ impl Gpu {
 
     /// [`Gpu::new`], blocking (native only; the browser must await).
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn new_blocking() -> Result<Self, Error> {
-        pollster::block_on(Self::new())
+    pub fn new_blocking(allow_software: bool) -> Result<Self, Error> {
+        pollster::block_on(Self::new(allow_software))
     }
 }

@@ -485,10 +485,10 @@ pub struct GpuImageEncoder {
 
 impl GpuImageEncoder {
     /// Opens the best GPU and uploads the `vision_model` weights under `vb` (native only for now:
-    /// the browser needs asynchronous read-back).
+    /// the browser needs asynchronous read-back). See [`Gpu::new`] for `allow_software`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
-        let gpu = Gpu::new_blocking()?;
+    pub fn open(vb: VarBuilder, cfg: &VisionConfig, allow_software: bool) -> Result<Self> {
+        let gpu = Gpu::new_blocking(allow_software)?;
         let kernels = Kernels::new(&gpu);
         let tower = GpuVisionTransformer::new(&gpu, vb, cfg)?;
         Ok(Self { gpu, kernels, tower })
