@@ -160,7 +160,6 @@ pub struct GpuVisionTransformer {
     embed_norm: LayerNorm,
     stages: Vec<Stage>,
     final_norm: LayerNorm,
-    hidden: usize,
 }
 
 impl GpuVisionTransformer {
@@ -241,7 +240,6 @@ impl GpuVisionTransformer {
             embed_norm: ln(emb.pp("layernorm"))?,
             stages,
             final_norm: ln(vb.pp("layernorm"))?,
-            hidden: h,
         })
     }
 
@@ -253,8 +251,8 @@ impl GpuVisionTransformer {
         let pos = position_embeddings_for(&self.position_embeddings, self.grid, (gh, gw), height == width)?;
         let mut r = Recorder { gpu, k: kernels, enc: gpu.device.create_command_encoder(&Default::default()) };
         let n = gh * gw;
-        let x = upload(gpu, &patches)?;
-        let x = r.linear(&x, &self.kernel, Epilogue::Bias, &[batch, n])?;
+        let x = upload(gpu, &patches.reshape((batch, n, ()))?)?;
+        let x = r.linear(&x, &self.kernel, Epilogue::Bias)?;
         let x = r.layer_norm(&x, &self.embed_norm)?;
         let mut x = r.add(&x, &upload(gpu, &pos)?)?;
         let mut groups: Option<GpuTensor> = None;
@@ -308,7 +306,6 @@ impl GpuVisionTransformer {
         let last_hidden_state = to_tensor(&last)?;
         let assignments = soft_maps.iter().map(to_tensor).collect::<Result<Vec<_>>>()?;
         let pooled = last_hidden_state.mean(1)?;
-        debug_assert_eq!(last_hidden_state.dim(2)?, self.hidden);
         Ok(VisionOutput { last_hidden_state, pooled, assignments, grid: (gh, gw) })
     }
 }
@@ -335,13 +332,14 @@ impl Recorder<'_> {
         GpuTensor::empty(self.gpu, shape)
     }
 
-    /// `x (…, in)` → `(…, out)`; `lead` overrides the leading shape of the result.
-    fn linear(&mut self, x: &GpuTensor, l: &Linear, ep: Epilogue, lead: &[usize]) -> Result<GpuTensor> {
-        let rows = x.len() / l.input;
-        let mut shape = lead.to_vec();
-        if shape.iter().product::<usize>() != rows {
-            shape = x.shape[..x.shape.len() - 1].to_vec();
+    /// `x (…, in)` → `(…, out)`.
+    fn linear(&mut self, x: &GpuTensor, l: &Linear, ep: Epilogue) -> Result<GpuTensor> {
+        let (&input, lead) = x.shape.split_last().ok_or_else(|| Error::Gpu("a linear layer needs a tensor".into()))?;
+        if input != l.input {
+            return Err(Error::Gpu(format!("a linear layer of {} inputs was given {:?}", l.input, x.shape)));
         }
+        let rows = x.len() / input;
+        let mut shape = lead.to_vec();
         shape.push(l.output);
         let y = self.empty(&shape);
         let s = MatmulShape { batch: 1, m: rows, n: l.output, k: l.input, b_shared: true };
@@ -404,8 +402,8 @@ impl Recorder<'_> {
     }
 
     fn mlp(&mut self, x: &GpuTensor, m: &Mlp) -> Result<GpuTensor> {
-        let h = self.linear(x, &m.fc1, m.act, &[])?;
-        self.linear(&h, &m.fc2, Epilogue::Bias, &[])
+        let h = self.linear(x, &m.fc1, m.act)?;
+        self.linear(&h, &m.fc2, Epilogue::Bias)
     }
 
     /// The MLP across tokens: `(B, G, D)` → `(B, G', D)`.
@@ -423,9 +421,9 @@ impl Recorder<'_> {
         let (b, t, d) = (x.shape[0], x.shape[1], x.shape[2]);
         let s = ctx.shape[1];
         let (h, hd) = (a.heads, d / a.heads);
-        let q = self.linear(x, &a.q, Epilogue::Bias, &[])?;
-        let k = self.linear(ctx, &a.k, Epilogue::Bias, &[])?;
-        let v = self.linear(ctx, &a.v, Epilogue::Bias, &[])?;
+        let q = self.linear(x, &a.q, Epilogue::Bias)?;
+        let k = self.linear(ctx, &a.k, Epilogue::Bias)?;
+        let v = self.linear(ctx, &a.v, Epilogue::Bias)?;
         let q = self.transpose(&q, (b, t, h, hd), &[b, h, t, hd])?;
         let k = self.transpose(&k, (b, s, h, hd), &[b, h, s, hd])?;
         let v = self.transpose(&v, (b, s, h, hd), &[b, h, s, hd])?;
@@ -437,7 +435,7 @@ impl Recorder<'_> {
         let shape = MatmulShape { batch: b * h, m: t, n: hd, k: s, b_shared: false };
         self.k.matmul.encode(self.gpu, &mut self.enc, &scores, &v, BLayout::Plain, None, Epilogue::None, &mixed, shape)?;
         let merged = self.transpose(&mixed, (b, h, t, hd), &[b, t, d])?;
-        self.linear(&merged, &a.out, Epilogue::Bias, &[])
+        self.linear(&merged, &a.out, Epilogue::Bias)
     }
 
     /// `GroupViTTokenAssign`: returns the new group features and the soft assignment.
@@ -457,9 +455,9 @@ impl Recorder<'_> {
         // The assignment.
         let (b, g, d) = (projected.shape[0], projected.shape[1], projected.shape[2]);
         let n = x.shape[1];
-        let q = self.linear(&projected, &ta.q, Epilogue::Bias, &[])?;
-        let k = self.linear(&x, &ta.k, Epilogue::Bias, &[])?;
-        let v = self.linear(&x, &ta.v, Epilogue::Bias, &[])?;
+        let q = self.linear(&projected, &ta.q, Epilogue::Bias)?;
+        let k = self.linear(&x, &ta.k, Epilogue::Bias)?;
+        let v = self.linear(&x, &ta.v, Epilogue::Bias)?;
         let raw = self.empty(&[b, g, n]);
         let shape = MatmulShape { batch: b, m: g, n, k: d, b_shared: false };
         self.k.matmul.encode(self.gpu, &mut self.enc, &q, &k, BLayout::Transposed, None, Epilogue::None, &raw, shape)?;
@@ -468,7 +466,7 @@ impl Recorder<'_> {
         let pooled = self.empty(&[b, g, d]);
         let shape = MatmulShape { batch: b, m: g, n: d, k: n, b_shared: false };
         self.k.matmul.encode(self.gpu, &mut self.enc, &hard, &v, BLayout::Plain, None, Epilogue::None, &pooled, shape)?;
-        let assigned = self.linear(&pooled, &ta.proj, Epilogue::Bias, &[])?;
+        let assigned = self.linear(&pooled, &ta.proj, Epilogue::Bias)?;
         let new_x = self.add(&assigned, &projected)?;
         let normed = self.layer_norm(&new_x, &ta.norm_new_x)?;
         let m = self.mlp(&normed, &ta.mlp_channels)?;
