@@ -7,6 +7,11 @@ use std::process::Command;
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
+use groupseg::gpu::buffer::GpuTensor;
+use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
+use groupseg::gpu::vision::GpuImageEncoder;
+use groupseg::gpu::Gpu;
+use groupseg::model::{weights, GroupViTConfig};
 use groupseg::Segmenter;
 
 const ROUNDS: usize = 3;
@@ -77,5 +82,51 @@ fn main() {
     println!("{:<10} {:>12} {:>16} {:>8}", "work", "groupseg ms", "transformers ms", "ratio");
     for (i, w) in WORK.iter().enumerate() {
         println!("{w:<10} {:>12.1} {:>16.1} {:>8.2}", ours[i], peer[i], ours[i] / peer[i]);
+    }
+    gpu_section(&dir, &x224, &x448);
+}
+
+/// The GPU image encoder on the best hardware adapter (or a software one when
+/// GROUPSEG_BENCH_SOFTWARE_GPU is set, for relative figures only), and the matmul's throughput.
+fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
+    let allow_software = std::env::var_os("GROUPSEG_BENCH_SOFTWARE_GPU").is_some();
+    let model = dir.join("model");
+    let cfg = GroupViTConfig::from_json(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    let vb = weights::var_builder(std::fs::read(model.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
+    let encoder = match GpuImageEncoder::open(vb.pp("vision_model"), &cfg.vision_config, allow_software) {
+        Ok(e) => e,
+        Err(e) => {
+            println!("\nGPU: not measured ({e})");
+            return;
+        }
+    };
+    let a = encoder.adapter();
+    println!("\nGPU: {} ({}, {}, {})", a.name, a.backend, a.device_type, a.driver);
+    let software = a.device_type == "Cpu";
+    let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
+    let t224 = median_ms(warmup, runs, || drop(encoder.forward(x224).unwrap()));
+    let t448 = median_ms(warmup, runs, || drop(encoder.forward(x448).unwrap()));
+    println!("image encoder: 224 {t224:.1} ms, one 448 window {t448:.1} ms (with read-back)");
+
+    // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one.
+    let gpu = Gpu::new_blocking(allow_software).unwrap();
+    let matmul = Matmul::new(&gpu);
+    let shapes: &[(usize, usize, usize)] = if software { &[(848, 384, 1536)] } else { &[(848, 384, 1536), (4096, 4096, 4096)] };
+    for &(m, k, n) in shapes {
+        let a = GpuTensor::upload(&gpu, &vec![0.5; m * k], &[m, k]).unwrap();
+        let b = GpuTensor::upload(&gpu, &vec![0.25; n * k], &[n, k]).unwrap();
+        let bias = GpuTensor::upload(&gpu, &vec![0.0; n], &[n]).unwrap();
+        let c = GpuTensor::empty(&gpu, &[m, n]);
+        let reps = if software { 1 } else { 10 };
+        let ms = median_ms(1, 3, || {
+            let mut enc = gpu.device.create_command_encoder(&Default::default());
+            let s = MatmulShape { batch: 1, m, n, k, b_shared: true };
+            for _ in 0..reps {
+                matmul.encode(&gpu, &mut enc, &a, &b, BLayout::Transposed, Some(&bias), Epilogue::BiasGeluErf, &c, s).unwrap();
+            }
+            gpu.queue.submit([enc.finish()]);
+            gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        }) / reps as f64;
+        println!("matmul {m}×{k}→{n}: {ms:.2} ms, {:.1} GFLOP/s", 2.0 * (m * n * k) as f64 / ms / 1e6);
     }
 }
