@@ -11,6 +11,19 @@ fn groupseg() -> Command {
     Command::new(env!("CARGO_BIN_EXE_groupseg"))
 }
 
+/// `groupseg classify` of the fixture photo on `backend`, with `env` set.
+fn classify_on(backend: &str, env: &[(&str, &str)]) -> std::process::Output {
+    let model = fixture("tiny-3stage");
+    groupseg()
+        .envs(env.iter().copied())
+        .arg("classify")
+        .arg(model.join("photo.png"))
+        .args(["--labels", "cat, dog", "--backend", backend, "--model"])
+        .arg(&model)
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn segment_reports_a_broken_photo_and_does_the_rest() {
     let out = tempfile::tempdir().unwrap();
@@ -138,16 +151,7 @@ fn photos_with_the_same_name_do_not_overwrite_each_other() {
 
 #[test]
 fn the_backend_is_chosen_and_reported() {
-    let model = fixture("tiny-3stage");
-    let run = |backend: &str| {
-        groupseg()
-            .arg("classify")
-            .arg(model.join("photo.png"))
-            .args(["--labels", "cat, dog", "--backend", backend, "--model"])
-            .arg(&model)
-            .output()
-            .unwrap()
-    };
+    let run = |backend: &str| classify_on(backend, &[]);
     let gpu = run("gpu");
     let stderr = String::from_utf8_lossy(&gpu.stderr);
     assert!(gpu.status.success() && stderr.contains("backend: GPU: "), "{stderr}");
@@ -175,18 +179,8 @@ fn the_backend_is_chosen_and_reported() {
 
 #[test]
 fn without_a_gpu_auto_falls_back_to_the_cpu_and_says_why() {
-    let model = fixture("tiny-3stage");
     // Restricting wgpu to Metal leaves no adapter on Linux: the machine seems to have no GPU.
-    let run = |backend: &str| {
-        groupseg()
-            .env("WGPU_BACKEND", "metal")
-            .arg("classify")
-            .arg(model.join("photo.png"))
-            .args(["--labels", "cat, dog", "--backend", backend, "--model"])
-            .arg(&model)
-            .output()
-            .unwrap()
-    };
+    let run = |backend: &str| classify_on(backend, &[("WGPU_BACKEND", "metal")]);
     let auto = run("auto");
     let stderr = String::from_utf8_lossy(&auto.stderr);
     assert!(auto.status.success(), "{stderr}");

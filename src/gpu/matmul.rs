@@ -5,7 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use super::buffer::GpuTensor;
-use super::Gpu;
+use super::{dispatch, pipeline, uniform, Gpu};
 use crate::error::{Error, Result};
 
 /// What follows the product, in the same pass (mirrors `cpu_kernels::Epilogue`).
@@ -43,7 +43,6 @@ const TILE: usize = 64;
 /// The compiled kernel.
 pub struct Matmul {
     pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
     /// Bound in place of a bias when there is none.
     no_bias: wgpu::Buffer,
 }
@@ -54,21 +53,13 @@ impl Matmul {
             label: Some("matmul"),
             source: wgpu::ShaderSource::Wgsl(include_str!("matmul.wgsl").into()),
         });
-        let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("matmul"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: Default::default(),
-            cache: None,
-        });
-        let layout = pipeline.get_bind_group_layout(0);
+        let pipeline = pipeline(gpu, &module, "main");
         let no_bias = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("no bias"),
             contents: &[0; 4],
             usage: wgpu::BufferUsages::STORAGE,
         });
-        Self { pipeline, layout, no_bias }
+        Self { pipeline, no_bias }
     }
 
     /// Records `c = epilogue(a · op(b) + bias)` into `encoder`.
@@ -110,28 +101,11 @@ impl Matmul {
             u32_of(s.m * s.n)?,
             epilogue as u32,
         ];
-        let bytes: Vec<u8> = params.iter().flat_map(|v| v.to_le_bytes()).collect();
-        let uniform = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("matmul params"),
-            contents: &bytes,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
-        let bias_buffer = bias.map_or(&self.no_bias, |t| &t.buffer);
-        let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some("matmul"),
-            layout: &self.layout,
-            entries: &[
-                wgpu::BindGroupEntry { binding: 0, resource: a.buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 1, resource: b.buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 2, resource: bias_buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 3, resource: c.buffer.as_entire_binding() },
-                wgpu::BindGroupEntry { binding: 4, resource: uniform.as_entire_binding() },
-            ],
-        });
-        let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("matmul"), timestamp_writes: None });
-        pass.set_pipeline(&self.pipeline);
-        pass.set_bind_group(0, &bind, &[]);
-        pass.dispatch_workgroups(s.n.div_ceil(TILE) as u32, s.m.div_ceil(TILE) as u32, s.batch as u32);
+        let params = uniform(gpu, &params);
+        let bias = bias.map_or(&self.no_bias, |t| &t.buffer);
+        let bindings = [(0, &a.buffer), (1, &b.buffer), (2, bias), (3, &c.buffer), (4, &params)];
+        let workgroups = (s.n.div_ceil(TILE) as u32, s.m.div_ceil(TILE) as u32, s.batch as u32);
+        dispatch(gpu, encoder, &self.pipeline, &bindings, workgroups);
         Ok(())
     }
 }

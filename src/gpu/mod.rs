@@ -3,6 +3,8 @@
 //! says what it got. When no usable GPU is there the error says why, so callers fall back to the CPU.
 //! Kernels live beside this file, each with its WGSL.
 
+use wgpu::util::DeviceExt;
+
 pub mod buffer;
 pub mod matmul;
 pub mod ops;
@@ -109,4 +111,48 @@ impl Gpu {
     pub fn new_blocking(allow_software: bool) -> Result<Self, Error> {
         pollster::block_on(Self::new(allow_software))
     }
+}
+
+/// A compute pipeline for `entry` in `module`, its bind group layout derived from the shader (so it
+/// holds only the bindings that entry point uses).
+pub(crate) fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
+    gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(entry),
+        layout: None,
+        module,
+        entry_point: Some(entry),
+        compilation_options: Default::default(),
+        cache: None,
+    })
+}
+
+/// A uniform buffer holding a shader's `Params` struct, given field by field as 32-bit words.
+pub(crate) fn uniform(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
+    let bytes: Vec<u8> = words.iter().flat_map(|v| v.to_le_bytes()).collect();
+    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("params"),
+        contents: &bytes,
+        usage: wgpu::BufferUsages::UNIFORM,
+    })
+}
+
+/// Binds each buffer at its binding and records one dispatch of `pipeline`.
+pub(crate) fn dispatch(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    pipeline: &wgpu::ComputePipeline,
+    buffers: &[(u32, &wgpu::Buffer)],
+    workgroups: (u32, u32, u32),
+) {
+    let entries: Vec<wgpu::BindGroupEntry> =
+        buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }).collect();
+    let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let mut pass = encoder.begin_compute_pass(&Default::default());
+    pass.set_pipeline(pipeline);
+    pass.set_bind_group(0, &bind, &[]);
+    pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
 }

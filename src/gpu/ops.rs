@@ -1,60 +1,28 @@
 //! Elementwise, layout and assignment kernels: everything between the matmuls that is not a row
 //! reduction.
 
-use wgpu::util::DeviceExt;
-
 use super::buffer::GpuTensor;
-use super::Gpu;
+use super::{dispatch, pipeline, uniform, Gpu};
 use crate::error::{Error, Result};
 
 const MAX_DISPATCH: usize = 65535;
-
-fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
-    gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: None,
-        module,
-        entry_point: Some(entry),
-        compilation_options: Default::default(),
-        cache: None,
-    })
-}
-
-fn uniform(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
-    let bytes: Vec<u8> = words.iter().flat_map(|v| v.to_le_bytes()).collect();
-    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: None,
-        contents: &bytes,
-        usage: wgpu::BufferUsages::UNIFORM,
-    })
-}
 
 fn u32_of(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Gpu(format!("size {v} exceeds u32")))
 }
 
+/// Dispatches with the parameters at binding 3, as in every shader here.
 fn run(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
     pipeline: &wgpu::ComputePipeline,
     buffers: &[(u32, &wgpu::Buffer)],
     params: &wgpu::Buffer,
-    workgroups: (u32, u32),
+    (x, y): (u32, u32),
 ) {
-    // Layouts derived from the shader hold only the bindings an entry point uses, so each buffer
-    // names its binding; the parameters are binding 3 in every shader here.
-    let mut entries: Vec<wgpu::BindGroupEntry> =
-        buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }).collect();
-    entries.push(wgpu::BindGroupEntry { binding: 3, resource: params.as_entire_binding() });
-    let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: None,
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let mut pass = encoder.begin_compute_pass(&Default::default());
-    pass.set_pipeline(pipeline);
-    pass.set_bind_group(0, &bind, &[]);
-    pass.dispatch_workgroups(workgroups.0, workgroups.1, 1);
+    let mut bindings = buffers.to_vec();
+    bindings.push((3, params));
+    dispatch(gpu, encoder, pipeline, &bindings, (x, y, 1));
 }
 
 /// Workgroups for `threads` threads in groups of `size`, spread over two dimensions when needed.
