@@ -9,10 +9,8 @@ use std::time::Instant;
 use candle_core::{Device, Tensor};
 use groupseg::gpu::buffer::GpuTensor;
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
-use groupseg::gpu::vision::GpuImageEncoder;
 use groupseg::gpu::Gpu;
-use groupseg::model::{weights, GroupViTConfig};
-use groupseg::Segmenter;
+use groupseg::{Backend, Segmenter};
 
 const ROUNDS: usize = 3;
 const WORK: [&str; 4] = ["image_224", "image_448", "text_1", "text_20"];
@@ -90,23 +88,24 @@ fn main() {
 /// GROUPSEG_BENCH_SOFTWARE_GPU is set, for relative figures only), and the matmul's throughput.
 fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     let allow_software = std::env::var_os("GROUPSEG_BENCH_SOFTWARE_GPU").is_some();
-    let model = dir.join("model");
-    let cfg = GroupViTConfig::from_json(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    let vb = weights::var_builder(std::fs::read(model.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
-    let encoder = match GpuImageEncoder::open(vb.pp("vision_model"), &cfg.vision_config, allow_software) {
-        Ok(e) => e,
+    let backend = if allow_software { Backend::Gpu } else { Backend::Auto };
+    let seg = match Segmenter::load_on(&dir.join("model"), &Device::Cpu, backend) {
+        Ok(seg) if seg.backend().starts_with("GPU") => seg,
+        Ok(seg) => {
+            println!("\nGPU: not measured ({})", seg.backend());
+            return;
+        }
         Err(e) => {
             println!("\nGPU: not measured ({e})");
             return;
         }
     };
-    let a = encoder.adapter();
-    println!("\nGPU: {} ({}, {}, {})", a.name, a.backend, a.device_type, a.driver);
-    let software = a.device_type == "Cpu";
+    println!("\n{}", seg.backend());
+    let software = seg.backend().contains(", Cpu)");
     let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
-    let t224 = median_ms(warmup, runs, || drop(encoder.forward(x224).unwrap()));
-    let t448 = median_ms(warmup, runs, || drop(encoder.forward(x448).unwrap()));
-    println!("image encoder: 224 {t224:.1} ms, one 448 window {t448:.1} ms (with read-back)");
+    let t224 = median_ms(warmup, runs, || drop(seg.image_features(x224).unwrap()));
+    let t448 = median_ms(warmup, runs, || drop(seg.image_features(x448).unwrap()));
+    println!("image encoder: 224 {t224:.1} ms, one 448 window {t448:.1} ms (with read-back and projections)");
 
     // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one.
     let gpu = Gpu::new_blocking(allow_software).unwrap();

@@ -24,6 +24,8 @@ pub struct SegmentResult {
     pub width: u32,
     pub height: u32,
     pub classes: Vec<String>,
+    /// RGB of each class, three bytes a class: the same colours as the CLI's overlays.
+    pub colours: Vec<u8>,
     #[wasm_bindgen(js_name = labelMap)]
     pub label_map: Vec<u16>,
     pub scores: Vec<f32>,
@@ -65,6 +67,7 @@ impl Segmenter {
             width: s.width,
             height: s.height,
             summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
+            colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
             classes: s.classes,
             label_map: s.label_map,
             scores: s.scores,

@@ -5,7 +5,8 @@ use candle_core::{Device, Tensor};
 use groupseg::gpu::buffer::GpuTensor;
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
-use groupseg::model::cpu_kernels::{self, Epilogue as CpuEpilogue};
+use groupseg::model::config::Activation;
+use groupseg::model::cpu_kernels;
 
 fn gpu() -> Gpu {
     match Gpu::new_blocking(true) {
@@ -48,13 +49,13 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             GpuTensor::upload(&gpu, &values(&w), &[n, k]).unwrap(),
             GpuTensor::upload(&gpu, &values(&b), &[n]).unwrap(),
         );
-        for (ep, cpu_ep) in [
-            (Epilogue::Bias, CpuEpilogue::Bias),
-            (Epilogue::BiasGeluErf, CpuEpilogue::BiasGeluErf),
-            (Epilogue::BiasQuickGelu, CpuEpilogue::BiasQuickGelu),
-            (Epilogue::BiasRelu, CpuEpilogue::BiasRelu),
+        for (ep, cpu_act) in [
+            (Epilogue::Bias, None),
+            (Epilogue::BiasGeluErf, Some(Activation::Gelu)),
+            (Epilogue::BiasQuickGelu, Some(Activation::QuickGelu)),
+            (Epilogue::BiasRelu, Some(Activation::Relu)),
         ] {
-            let want = values(&cpu_kernels::linear(&x, &w, &b, cpu_ep).unwrap());
+            let want = values(&cpu_kernels::linear(&x, &w, &b, cpu_act).unwrap());
             let out = GpuTensor::empty(&gpu, &[m, n]);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };

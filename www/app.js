@@ -3,9 +3,9 @@ import init, { Segmenter } from './pkg/groupseg.js';
 
 const $ = (id) => document.getElementById(id);
 const status = (text, error = false) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
-const PALETTE = [[230,25,75],[60,180,75],[0,130,200],[255,225,25],[245,130,48],[145,30,180],
-                 [70,240,240],[240,50,230],[210,245,60],[0,128,128],[170,110,40],[128,0,0]];
-const colour = (k) => (k === 0 ? [128, 128, 128] : PALETTE[(k - 1) % PALETTE.length]);
+// The library's colour for class k (0 is background), so the page matches the CLI's overlays.
+// `colours` is read from the result once: each read of a wasm getter copies the array.
+const colour = (colours, k) => [colours[3 * k], colours[3 * k + 1], colours[3 * k + 2]];
 
 let segmenter = null;
 await init();
@@ -56,11 +56,12 @@ function show(file, r, ms) {
   const holder = document.createElement('div');
   const legend = document.createElement('div');
   legend.className = 'legend';
+  const colours = r.colours;
   JSON.parse(r.summaryJson).forEach((c, k) => {
     if (c.share === 0) return;
     const row = document.createElement('div');
     const sw = document.createElement('span');
-    sw.style.background = `rgb(${colour(k).join(',')})`;
+    sw.style.background = `rgb(${colour(colours, k).join(',')})`;
     row.append(sw, `${c.label} ${(c.share * 100).toFixed(1)} %, score ${c.mean_score.toFixed(2)}`);
     legend.append(row);
   });
@@ -80,9 +81,10 @@ function paint(img, r) {
   ctx.drawImage(img, 0, 0, r.width, r.height);
   const px = ctx.getImageData(0, 0, r.width, r.height);
   const map = r.labelMap;
+  const colours = r.colours;
   for (let i = 0; i < map.length; i++) {
     if (map[i] === 0) continue;
-    const c = colour(map[i]);
+    const c = colour(colours, map[i]);
     for (let j = 0; j < 3; j++) px.data[4 * i + j] = Math.round(px.data[4 * i + j] * 0.5 + c[j] * 0.5);
   }
   ctx.putImageData(px, 0, 0);

@@ -48,7 +48,7 @@ var<workgroup> scratch: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x;
+    let row = wg.x + wg.y * 65535u;
     if (row >= p.batch * p.groups) {
         return;
     }

@@ -5,10 +5,11 @@
 use wgpu::util::DeviceExt;
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, uniform, Gpu};
+use super::{dispatch, pipeline, shader, uniform, Gpu};
 use crate::error::{Error, Result};
 
-/// What follows the product, in the same pass (mirrors `cpu_kernels::Epilogue`).
+/// What follows the product, in the same pass (the activations the CPU path fuses, with the
+/// discriminants `matmul.wgsl` switches on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Epilogue {
     None = 0,
@@ -49,10 +50,7 @@ pub struct Matmul {
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
-        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("matmul"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("matmul.wgsl").into()),
-        });
+        let module = shader(gpu, "matmul", include_str!("matmul.wgsl"));
         let pipeline = pipeline(gpu, &module, "main");
         let no_bias = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("no bias"),

@@ -113,6 +113,24 @@ impl Gpu {
     }
 }
 
+/// Workgroups along one dispatch dimension at most (WebGPU's default limit).
+const MAX_WORKGROUPS_PER_DIMENSION: usize = 65535;
+
+/// Compiles a WGSL module.
+pub(crate) fn shader(gpu: &Gpu, label: &str, wgsl: &'static str) -> wgpu::ShaderModule {
+    gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(label),
+        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+    })
+}
+
+/// `count` workgroups laid out as (x, y, 1) with x ≤ 65535; the shaders rebuild the flat index as
+/// `x + y · 65535` (times their workgroup size).
+pub(crate) fn workgroups(count: usize) -> (u32, u32, u32) {
+    let count = count.max(1);
+    (count.min(MAX_WORKGROUPS_PER_DIMENSION) as u32, count.div_ceil(MAX_WORKGROUPS_PER_DIMENSION) as u32, 1)
+}
+
 /// A compute pipeline for `entry` in `module`, its bind group layout derived from the shader (so it
 /// holds only the bindings that entry point uses).
 pub(crate) fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {

@@ -2,10 +2,8 @@
 //! reduction.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, uniform, Gpu};
+use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
 use crate::error::{Error, Result};
-
-const MAX_DISPATCH: usize = 65535;
 
 fn u32_of(v: usize) -> Result<u32> {
     u32::try_from(v).map_err(|_| Error::Gpu(format!("size {v} exceeds u32")))
@@ -18,17 +16,16 @@ fn run(
     pipeline: &wgpu::ComputePipeline,
     buffers: &[(u32, &wgpu::Buffer)],
     params: &wgpu::Buffer,
-    (x, y): (u32, u32),
+    groups: (u32, u32, u32),
 ) {
     let mut bindings = buffers.to_vec();
     bindings.push((3, params));
-    dispatch(gpu, encoder, pipeline, &bindings, (x, y, 1));
+    dispatch(gpu, encoder, pipeline, &bindings, groups);
 }
 
-/// Workgroups for `threads` threads in groups of `size`, spread over two dimensions when needed.
-fn grid(threads: usize, size: usize) -> (u32, u32) {
-    let groups = threads.div_ceil(size).max(1);
-    (groups.min(MAX_DISPATCH) as u32, groups.div_ceil(MAX_DISPATCH) as u32)
+/// Workgroups for one thread per element, `size` threads a workgroup.
+fn grid(threads: usize, size: usize) -> (u32, u32, u32) {
+    workgroups(threads.div_ceil(size))
 }
 
 /// The compiled kernels.
@@ -41,14 +38,8 @@ pub struct Ops {
 
 impl Ops {
     pub fn new(gpu: &Gpu) -> Self {
-        let module = |label: &str, src: &'static str| {
-            gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(src.into()),
-            })
-        };
-        let elementwise = module("elementwise", include_str!("elementwise.wgsl"));
-        let assign = module("assign", include_str!("assign.wgsl"));
+        let elementwise = shader(gpu, "elementwise", include_str!("elementwise.wgsl"));
+        let assign = shader(gpu, "assign", include_str!("assign.wgsl"));
         Self {
             add: pipeline(gpu, &elementwise, "add"),
             transpose: pipeline(gpu, &elementwise, "transpose"),
@@ -107,7 +98,7 @@ impl Ops {
         let params = uniform(gpu, &[u32_of(b)?, u32_of(g)?, u32_of(n)?, eps.to_bits()]);
         let all = [(0, &raw.buffer), (1, &soft.buffer), (2, &hard.buffer)];
         run(gpu, encoder, &self.assign_columns, &all, &params, grid(b * n, 64));
-        run(gpu, encoder, &self.assign_rows, &[(2, &hard.buffer)], &params, (u32_of(b * g)?, 1));
+        run(gpu, encoder, &self.assign_rows, &[(2, &hard.buffer)], &params, workgroups(b * g));
         Ok(())
     }
 }

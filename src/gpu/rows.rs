@@ -1,10 +1,8 @@
 //! Row-wise GPU operations: LayerNorm and softmax over the last dimension.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, uniform, Gpu};
+use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
 use crate::error::{Error, Result};
-
-const MAX_DISPATCH: u32 = 65535;
 
 /// The compiled row kernels.
 pub struct RowOps {
@@ -14,10 +12,7 @@ pub struct RowOps {
 
 impl RowOps {
     pub fn new(gpu: &Gpu) -> Self {
-        let module = gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("rows"),
-            source: wgpu::ShaderSource::Wgsl(include_str!("rows.wgsl").into()),
-        });
+        let module = shader(gpu, "rows", include_str!("rows.wgsl"));
         Self { layer_norm: pipeline(gpu, &module, "layer_norm"), softmax: pipeline(gpu, &module, "softmax") }
     }
 
@@ -37,7 +32,8 @@ impl RowOps {
         let params = uniform(gpu, &[rows_u32, cols_u32, eps.to_bits(), 0]);
         let mut bindings = buffers.to_vec();
         bindings.push((4, &params));
-        dispatch(gpu, encoder, pipeline, &bindings, (rows_u32.min(MAX_DISPATCH), rows_u32.div_ceil(MAX_DISPATCH), 1));
+        // One workgroup per row.
+        dispatch(gpu, encoder, pipeline, &bindings, workgroups(rows));
         Ok(())
     }
 

@@ -1,9 +1,8 @@
-//! The activations GroupViT checkpoints name (transformers' `ACT2FN` keys).
+//! The activations GroupViT checkpoints name (transformers' `ACT2FN` keys). In the model they run
+//! fused after a matmul (`cpu_kernels::linear`); `forward` is the plain form for anything else.
 
 use candle_core::{Result, Tensor};
 use serde::Deserialize;
-
-use super::cpu_kernels::gelu_erf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 pub enum Activation {
@@ -23,7 +22,7 @@ pub enum Activation {
 impl Activation {
     pub fn forward(self, xs: &Tensor) -> Result<Tensor> {
         match self {
-            Activation::Gelu => gelu_erf(xs),
+            Activation::Gelu => xs.gelu_erf(),
             Activation::QuickGelu => xs * candle_nn::ops::sigmoid(&(xs * 1.702)?)?,
             Activation::GeluTanh => xs.gelu(),
             Activation::Relu => xs.relu(),

@@ -1,11 +1,14 @@
-//! Elementwise CPU kernels that candle computes one scalar libm call at a time: exact GELU and
-//! softmax. In a 448-pixel GroupViT forward they cost about as much as the matmuls around them.
+//! Elementwise CPU work that candle does one scalar libm call at a time: the bias and activation
+//! after each matmul, and the attention softmax. In a 448-pixel GroupViT forward they cost about as
+//! much as the matmuls around them.
 //! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
 //! split across candle's rayon pool (one thread in wasm).
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Tensor};
 use rayon::prelude::*;
+
+use super::activation::Activation;
 
 /// erf(x) for f32 as a ratio of polynomials in x² (inputs beyond ±4 give ±1 in f32 anyway).
 #[inline(always)]
@@ -52,14 +55,8 @@ fn chunk_len(len: usize, row: usize) -> usize {
     (rows.div_ceil(tasks) * row).max((1 << 14) / row * row).max(row)
 }
 
-/// Runs `f` over matching chunks of `src` and `dst` (whole rows of `row` elements) on candle's
-/// rayon pool (one thread in wasm).
-fn par_rows(src: &[f32], dst: &mut [f32], row: usize, f: impl Fn(&[f32], &mut [f32]) + Sync) {
-    let chunk = chunk_len(src.len(), row);
-    src.par_chunks(chunk).zip(dst.par_chunks_mut(chunk)).for_each(|(s, d)| f(s, d));
-}
-
-/// In-place variant of [`par_rows`].
+/// Runs `f` over chunks of `data` (whole rows of `row` elements) on candle's rayon pool (one
+/// thread in wasm).
 fn par_rows_mut(data: &mut [f32], row: usize, f: impl Fn(&mut [f32]) + Sync) {
     let chunk = chunk_len(data.len(), row);
     data.par_chunks_mut(chunk).for_each(|d| f(d));
@@ -74,13 +71,6 @@ fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Res
 /// Lane-wise accumulators let the compiler keep reductions in SIMD registers (float addition is
 /// not associative, so a single running sum would force one element at a time).
 const LANES: usize = 8;
-
-#[inline(always)]
-fn gelu_rows(src: &[f32], dst: &mut [f32]) {
-    for (d, &x) in dst.iter_mut().zip(src) {
-        *d = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
-    }
-}
 
 /// Softmax of each `row`-long row of `data`, in place.
 #[inline(always)]
@@ -135,21 +125,6 @@ macro_rules! with_best_simd {
     }};
 }
 
-struct FastGelu;
-
-impl CustomOp1 for FastGelu {
-    fn name(&self) -> &'static str {
-        "fast-gelu-erf"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let src = contiguous_f32(self.name(), storage, layout)?;
-        let mut out = vec![0f32; src.len()];
-        par_rows(src, &mut out, 1, |src, dst| with_best_simd!(gelu_rows(src, dst)));
-        Ok((CpuStorage::F32(out), layout.shape().clone()))
-    }
-}
-
 struct SoftmaxLastDimInPlace;
 
 impl InplaceOp1 for SoftmaxLastDimInPlace {
@@ -166,34 +141,27 @@ impl InplaceOp1 for SoftmaxLastDimInPlace {
     }
 }
 
-/// What follows a matmul in the same pass over its output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Epilogue {
-    Bias,
-    BiasGeluErf,
-    BiasQuickGelu,
-    BiasRelu,
-}
-
 #[inline(always)]
-fn epilogue_rows(dst: &mut [f32], bias: &[f32], ep: Epilogue) {
+fn epilogue_rows(dst: &mut [f32], bias: &[f32], act: Option<Activation>) {
     for row in dst.chunks_exact_mut(bias.len()) {
-        match ep {
-            Epilogue::Bias => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
-            Epilogue::BiasRelu => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
-            Epilogue::BiasGeluErf => row.iter_mut().zip(bias).for_each(|(v, b)| {
+        match act {
+            None => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
+            Some(Activation::Relu) => row.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0)),
+            Some(Activation::Gelu) => row.iter_mut().zip(bias).for_each(|(v, b)| {
                 let x = *v + b;
                 *v = 0.5 * x * (1.0 + erf_f32(x * std::f32::consts::FRAC_1_SQRT_2));
             }),
-            Epilogue::BiasQuickGelu => row.iter_mut().zip(bias).for_each(|(v, b)| {
+            Some(Activation::QuickGelu) => row.iter_mut().zip(bias).for_each(|(v, b)| {
                 let x = *v + b;
                 *v = x / (1.0 + exp_f32(-1.702 * x));
             }),
+            // Not fused: `linear` applies it after this pass.
+            Some(Activation::GeluTanh) => row.iter_mut().zip(bias).for_each(|(v, b)| *v += b),
         }
     }
 }
 
-struct FusedEpilogue(Epilogue);
+struct FusedEpilogue(Option<Activation>);
 
 impl InplaceOp2 for FusedEpilogue {
     fn name(&self) -> &'static str {
@@ -208,43 +176,36 @@ impl InplaceOp2 for FusedEpilogue {
         if cols == 0 || (end - start) % cols != 0 {
             candle_core::bail!("bias of {cols} does not divide an output of {}", end - start);
         }
-        let ep = self.0;
-        par_rows_mut(&mut data[start..end], cols, |rows| with_best_simd!(epilogue_rows(rows, bias, ep)));
+        let act = self.0;
+        par_rows_mut(&mut data[start..end], cols, |rows| with_best_simd!(epilogue_rows(rows, bias, act)));
         Ok(())
     }
 }
 
 /// `act(x @ weightᵀ + bias)` for `x (…, in)`, `weight (out, in)`: bias and activation are applied in
 /// one pass over the fresh matmul output (a broadcast add alone cost half as much as the matmul).
-pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, ep: Epilogue) -> Result<Tensor> {
+pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
     let mut dims = xs.dims().to_vec();
     let in_dim = dims.pop().unwrap_or(1);
     let out_dim = weight.dim(0)?;
     let x2 = xs.contiguous()?.reshape(((), in_dim))?;
     let y = x2.matmul(&weight.t()?)?;
-    let y = if y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous() {
-        y.inplace_op2(bias, &FusedEpilogue(ep))?;
-        y
+    let fused = y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous();
+    let y = if fused {
+        y.inplace_op2(bias, &FusedEpilogue(act))?;
+        match act {
+            Some(a @ Activation::GeluTanh) => a.forward(&y)?,
+            _ => y,
+        }
     } else {
         let y = y.broadcast_add(bias)?;
-        match ep {
-            Epilogue::Bias => y,
-            Epilogue::BiasRelu => y.relu()?,
-            Epilogue::BiasGeluErf => y.gelu_erf()?,
-            Epilogue::BiasQuickGelu => (&y * candle_nn::ops::sigmoid(&(&y * 1.702)?)?)?,
+        match act {
+            Some(a) => a.forward(&y)?,
+            None => y,
         }
     };
     dims.push(out_dim);
     y.reshape(dims)
-}
-
-/// Exact GELU, through the fast kernel where it applies (f32 on the CPU).
-pub fn gelu_erf(xs: &Tensor) -> Result<Tensor> {
-    if xs.dtype() == DType::F32 && matches!(xs.device(), Device::Cpu) {
-        xs.contiguous()?.apply_op1_no_bwd(&FastGelu)
-    } else {
-        xs.gelu_erf()
-    }
 }
 
 /// Softmax over the last dimension of attention scores, overwriting them (f32 on the CPU; a new
@@ -296,15 +257,19 @@ mod tests {
     }
 
     #[test]
-    fn fast_gelu_matches_candle_exact_gelu() {
-        let xs = Tensor::randn(0f32, 3.0, (97, 1001), &Device::Cpu).unwrap();
-        let fast = gelu_erf(&xs).unwrap();
+    fn fused_gelu_matches_candle_exact_gelu() {
+        // An identity weight and zero bias leave only the activation, over a wide input range.
+        let xs = Tensor::randn(0f32, 3.0, (97, 101), &Device::Cpu).unwrap();
+        let eye = Tensor::eye(101, DType::F32, &Device::Cpu).unwrap();
+        let zero = Tensor::zeros(101, DType::F32, &Device::Cpu).unwrap();
+        let fast = linear(&xs, &eye, &zero, Some(Activation::Gelu)).unwrap();
         let exact = xs.gelu_erf().unwrap();
         let diff = (fast - exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 2e-6, "max |diff| {diff:e}");
-        // A non-contiguous view goes through the same kernel after a copy.
+        // A non-contiguous input goes through the same kernel after a copy.
         let t = xs.t().unwrap();
-        let d = (gelu_erf(&t).unwrap() - t.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+        let fast_t = linear(&t, &Tensor::eye(97, DType::F32, &Device::Cpu).unwrap(), &Tensor::zeros(97, DType::F32, &Device::Cpu).unwrap(), Some(Activation::Gelu)).unwrap();
+        let d = (fast_t - t.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 2e-6);
     }
 
@@ -315,16 +280,17 @@ mod tests {
         let w = Tensor::randn(0f32, 0.3, (40, 24), &Device::Cpu).unwrap();
         let b = Tensor::randn(0f32, 1.0, 40, &Device::Cpu).unwrap();
         let reference = candle_nn::Linear::new(w.clone(), Some(b.clone())).forward(&x).unwrap();
-        for (ep, want) in [
-            (Epilogue::Bias, reference.clone()),
-            (Epilogue::BiasRelu, reference.relu().unwrap()),
-            (Epilogue::BiasGeluErf, reference.gelu_erf().unwrap()),
-            (Epilogue::BiasQuickGelu, (&reference * candle_nn::ops::sigmoid(&(&reference * 1.702).unwrap()).unwrap()).unwrap()),
+        for (act, want) in [
+            (None, reference.clone()),
+            (Some(Activation::Relu), reference.relu().unwrap()),
+            (Some(Activation::Gelu), reference.gelu_erf().unwrap()),
+            (Some(Activation::QuickGelu), (&reference * candle_nn::ops::sigmoid(&(&reference * 1.702).unwrap()).unwrap()).unwrap()),
+            (Some(Activation::GeluTanh), reference.gelu().unwrap()),
         ] {
-            let got = linear(&x, &w, &b, ep).unwrap();
+            let got = linear(&x, &w, &b, act).unwrap();
             assert_eq!(got.dims(), &[2, 33, 40]);
             let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(d < 1e-5, "{ep:?}: max |diff| {d:e}");
+            assert!(d < 1e-5, "{act:?}: max |diff| {d:e}");
         }
     }
 

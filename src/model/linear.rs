@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::activation::Activation;
-use super::cpu_kernels::{self, Epilogue};
+use super::cpu_kernels;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -24,18 +24,12 @@ impl Linear {
 
     /// `act(x @ weightᵀ + bias)`.
     pub fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
-        let ep = match act {
-            Activation::Gelu => Epilogue::BiasGeluErf,
-            Activation::QuickGelu => Epilogue::BiasQuickGelu,
-            Activation::Relu => Epilogue::BiasRelu,
-            Activation::GeluTanh => return act.forward(&self.forward(xs)?),
-        };
-        cpu_kernels::linear(xs, &self.weight, &self.bias, ep)
+        cpu_kernels::linear(xs, &self.weight, &self.bias, Some(act))
     }
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        cpu_kernels::linear(xs, &self.weight, &self.bias, Epilogue::Bias)
+        cpu_kernels::linear(xs, &self.weight, &self.bias, None)
     }
 }

@@ -9,7 +9,7 @@ pub mod text;
 pub mod vision;
 pub mod weights;
 
-use candle_core::{Device, Module, Tensor, D};
+use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
 
 pub use config::{GroupViTConfig, TextConfig, VisionConfig};
@@ -71,11 +71,6 @@ impl GroupViTModel {
             logit_scale: vb.get((), "logit_scale").and_then(|s| s.to_scalar::<f32>()).map_err(weights)?,
             config: config.clone(),
         })
-    }
-
-    /// Loads weights from the bytes of `model.safetensors` or `pytorch_model.bin`.
-    pub fn from_bytes(config: &GroupViTConfig, weights: Vec<u8>, device: &Device) -> Result<Self> {
-        Self::new(weights::var_builder(weights, device)?, config)
     }
 
     pub fn config(&self) -> &GroupViTConfig {

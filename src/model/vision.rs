@@ -8,10 +8,6 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use super::config::{Activation, VisionConfig};
 use super::cpu_kernels;
 use super::linear::Linear;
-
-fn linear(input: usize, output: usize, vb: VarBuilder) -> Result<Linear> {
-    Linear::new(vb, input, output)
-}
 use crate::resample;
 
 /// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
@@ -30,10 +26,10 @@ impl Attention {
     pub fn new(vb: VarBuilder, hidden: usize, num_heads: usize) -> Result<Self> {
         let head_dim = hidden / num_heads;
         Ok(Self {
-            q_proj: linear(hidden, hidden, vb.pp("q_proj"))?,
-            k_proj: linear(hidden, hidden, vb.pp("k_proj"))?,
-            v_proj: linear(hidden, hidden, vb.pp("v_proj"))?,
-            out_proj: linear(hidden, hidden, vb.pp("out_proj"))?,
+            q_proj: Linear::new(vb.pp("q_proj"), hidden, hidden)?,
+            k_proj: Linear::new(vb.pp("k_proj"), hidden, hidden)?,
+            v_proj: Linear::new(vb.pp("v_proj"), hidden, hidden)?,
+            out_proj: Linear::new(vb.pp("out_proj"), hidden, hidden)?,
             num_heads,
             head_dim,
             scale: (head_dim as f64).powf(-0.5),
@@ -68,7 +64,7 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn new(vb: VarBuilder, act: Activation, input: usize, hidden: usize, output: usize) -> Result<Self> {
-        Ok(Self { fc1: linear(input, hidden, vb.pp("fc1"))?, fc2: linear(hidden, output, vb.pp("fc2"))?, act })
+        Ok(Self { fc1: Linear::new(vb.pp("fc1"), input, hidden)?, fc2: Linear::new(vb.pp("fc2"), hidden, output)?, act })
     }
 }
 
@@ -125,9 +121,8 @@ impl Module for EncoderLayer {
 /// `GroupViTPatchEmbeddings`: a stride-`patch` convolution, computed as one matmul over unfolded patches.
 #[derive(Debug, Clone)]
 pub struct PatchEmbeddings {
-    /// Convolution kernel flattened to `(channels·patch·patch, hidden)`.
-    kernel: Tensor,
-    bias: Tensor,
+    /// The convolution as a linear layer over flattened `(channels, patch, patch)` patches.
+    projection: Linear,
     patch: usize,
 }
 
@@ -136,14 +131,15 @@ impl PatchEmbeddings {
         let (h, c, p) = (cfg.hidden_size, cfg.num_channels, cfg.patch_size);
         let vb = vb.pp("projection");
         let weight = vb.get((h, c, p, p), "weight")?;
-        Ok(Self { kernel: weight.reshape((h, c * p * p))?.t()?.contiguous()?, bias: vb.get(h, "bias")?, patch: p })
+        let projection = Linear::from_parts(weight.reshape((h, c * p * p))?, vb.get(h, "bias")?);
+        Ok(Self { projection, patch: p })
     }
 
     /// `(B, C, H, W)` to `(B, gh·gw, hidden)`.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
         let b = pixel_values.dim(0)?;
         let (patches, grid) = unfold_patches(pixel_values, self.patch)?;
-        let out = patches.matmul(&self.kernel)?.broadcast_add(&self.bias)?;
+        let out = self.projection.forward(&patches)?;
         Ok((out.reshape((b, grid.0 * grid.1, ()))?, grid))
     }
 }
@@ -253,10 +249,10 @@ impl AssignAttention {
     pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
         let h = cfg.hidden_size;
         Ok(Self {
-            q_proj: linear(h, h, vb.pp("q_proj"))?,
-            k_proj: linear(h, h, vb.pp("k_proj"))?,
-            v_proj: linear(h, h, vb.pp("v_proj"))?,
-            proj: linear(h, h, vb.pp("proj"))?,
+            q_proj: Linear::new(vb.pp("q_proj"), h, h)?,
+            k_proj: Linear::new(vb.pp("k_proj"), h, h)?,
+            v_proj: Linear::new(vb.pp("v_proj"), h, h)?,
+            proj: Linear::new(vb.pp("proj"), h, h)?,
             scale: (h as f64).powf(-0.5),
             assign_eps: cfg.assign_eps,
         })
