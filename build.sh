@@ -8,6 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 WASM_TARGET=wasm32-unknown-unknown
+# Mesa's Vulkan loader warns on every start without one (tests, bench and CLI all open the GPU).
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
 need_wasm_tools() {
   rustup target list --installed | grep -qx "$WASM_TARGET" || rustup target add "$WASM_TARGET"
@@ -33,7 +35,6 @@ need_vulkan() {
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends mesa-vulkan-drivers libvulkan1
   fi
-  export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 }
 
 need_reference() {
