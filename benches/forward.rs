@@ -103,8 +103,8 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     println!("\n{}", seg.backend());
     let software = seg.backend().contains(", Cpu)");
     let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
-    let t224 = median_ms(warmup, runs, || drop(seg.image_features(x224).unwrap()));
-    let t448 = median_ms(warmup, runs, || drop(seg.image_features(x448).unwrap()));
+    let t224 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x224)).unwrap()));
+    let t448 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x448)).unwrap()));
     println!("image encoder: 224 {t224:.1} ms, one 448 window {t448:.1} ms (with read-back and projections)");
 
     // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one.

@@ -23,3 +23,7 @@ pub mod wasm;
 pub use error::{Error, Result};
 pub use pipeline::{parse_labels, Backend, CheckpointFiles, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
 pub use segment::{SegmentOptions, Segmentation};
+
+/// Runs one of the library's futures to completion (native callers; the browser awaits them).
+#[cfg(not(target_arch = "wasm32"))]
+pub use pollster::block_on;

@@ -5,6 +5,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
+use crate::gpu::segment::ComposeRequest;
 use crate::gpu::vision::GpuImageEncoder;
 use crate::model::{l2_normalize, segmentation_logits, weights, GroupViTConfig, GroupViTModel, ImageFeatures};
 use crate::preprocess::{self, PreprocessorConfig};
@@ -89,11 +90,32 @@ pub struct Segmenter {
 impl Segmenter {
     /// Builds a segmenter that runs on the CPU.
     pub fn from_files(files: CheckpointFiles, device: &Device) -> Result<Self> {
-        Self::from_files_on(files, device, Backend::Cpu)
+        let (segmenter, _) = Self::cpu_parts(files, device)?;
+        Ok(segmenter)
     }
 
-    /// Builds a segmenter whose image encoder runs on `backend`.
-    pub fn from_files_on(files: CheckpointFiles, device: &Device, backend: Backend) -> Result<Self> {
+    /// Builds a segmenter whose image encoder and segmentation run on `backend`.
+    pub async fn from_files_on(files: CheckpointFiles<'_>, device: &Device, backend: Backend) -> Result<Self> {
+        let (mut segmenter, vb) = Self::cpu_parts(files, device)?;
+        if backend == Backend::Cpu {
+            return Ok(segmenter);
+        }
+        let vision = &segmenter.model.config().vision_config;
+        let projection = segmenter.model.visual_projection();
+        match GpuImageEncoder::open(vb.pp("vision_model"), vision, projection, backend == Backend::Gpu).await {
+            Ok(g) => {
+                let a = g.adapter();
+                segmenter.backend = format!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
+                segmenter.gpu = Some(g);
+            }
+            Err(e) if backend == Backend::Auto => segmenter.backend = format!("CPU ({e})"),
+            Err(e) => return Err(e),
+        }
+        Ok(segmenter)
+    }
+
+    /// The model, tokenizer and preprocessing on the CPU, and the weights for a GPU to upload.
+    fn cpu_parts<'a>(files: CheckpointFiles, device: &Device) -> Result<(Self, candle_nn::VarBuilder<'a>)> {
         let config = GroupViTConfig::from_json(files.config)?;
         let context = config.text_config.max_position_embeddings;
         let tokenizer = match files.tokenizer {
@@ -106,19 +128,9 @@ impl Segmenter {
         };
         let vb = weights::var_builder(files.weights, device)?;
         let model = GroupViTModel::new(vb.clone(), &config)?;
-        let (gpu, backend) = match backend {
-            Backend::Cpu => (None, "CPU".to_owned()),
-            Backend::Gpu | Backend::Auto => match open_gpu(vb.pp("vision_model"), &config, backend == Backend::Gpu) {
-                Ok(g) => {
-                    let a = g.adapter();
-                    let note = format!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
-                    (Some(g), note)
-                }
-                Err(e) if backend == Backend::Auto => (None, format!("CPU ({e})")),
-                Err(e) => return Err(e),
-            },
-        };
-        Ok(Self { model, tokenizer, preprocessor, device: device.clone(), gpu, backend })
+        let segmenter =
+            Self { model, tokenizer, preprocessor, device: device.clone(), gpu: None, backend: "CPU".to_owned() };
+        Ok((segmenter, vb))
     }
 
     /// Loads a checkpoint directory (`config.json`, `model.safetensors` or `pytorch_model.bin`,
@@ -161,11 +173,9 @@ impl Segmenter {
                 dir.display()
             )));
         };
-        Self::from_files_on(
-            CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() },
-            device,
-            backend,
-        )
+        let files =
+            CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() };
+        pollster::block_on(Self::from_files_on(files, device, backend))
     }
 
     /// Where the image encoder runs, in words ("GPU: …" or "CPU (why not the GPU)").
@@ -174,9 +184,9 @@ impl Segmenter {
     }
 
     /// The image encoder on the chosen backend, projected.
-    pub fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+    pub async fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
         match &self.gpu {
-            Some(g) => self.model.project(g.forward(pixel_values)?),
+            Some(g) => self.model.project(g.forward(pixel_values).await?),
             None => self.model.image_features(pixel_values),
         }
     }
@@ -221,13 +231,19 @@ impl Segmenter {
     }
 
     /// Segments `photo` into `labels` (plus background) at the photo's resolution.
-    pub fn segment(&self, photo: &RgbImage, labels: &[String], templates: &[String], opts: &SegmentOptions) -> Result<Segmentation> {
+    pub async fn segment(
+        &self,
+        photo: &RgbImage,
+        labels: &[String],
+        templates: &[String],
+        opts: &SegmentOptions,
+    ) -> Result<Segmentation> {
         let embeddings = self.label_embeddings(labels, templates)?;
-        self.segment_with_embeddings(photo, labels, &embeddings, opts)
+        self.segment_with_embeddings(photo, labels, &embeddings, opts).await
     }
 
     /// As [`Segmenter::segment`] with label embeddings computed beforehand (and reusable across photos).
-    pub fn segment_with_embeddings(
+    pub async fn segment_with_embeddings(
         &self,
         photo: &RgbImage,
         labels: &[String],
@@ -245,16 +261,37 @@ impl Segmenter {
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
         let scale = self.model.logit_scale().min(opts.max_logit_scale);
-        let scores = segment::slide(|x| self.image_features(x), &pixels, embeddings, scale, opts)?;
+        let (crops, origins, window) = segment::crop_windows(&pixels, opts)?;
         let classes = std::iter::once(BACKGROUND.to_owned()).chain(labels.iter().cloned()).collect();
-        Ok(segment::label_photo(&scores, classes, (h, w), (photo.height() as usize, photo.width() as usize)))
+        let out = (photo.height() as usize, photo.width() as usize);
+        match &self.gpu {
+            Some(g) => {
+                let request = ComposeRequest {
+                    origins: &origins,
+                    window,
+                    resized: (h, w),
+                    out,
+                    labels: embeddings,
+                    scale,
+                    top_k: opts.top_k,
+                    background_threshold: opts.background_threshold,
+                };
+                let labels = g.segment(&crops, &request).await?;
+                Ok(segment::summarize(labels.label_map, labels.scores, classes, out))
+            }
+            None => {
+                let features = self.model.image_features(&crops)?;
+                let scores = segment::slide(&features, &origins, window, (h, w), embeddings, scale, opts)?;
+                Ok(segment::label_photo(&scores, classes, (h, w), out))
+            }
+        }
     }
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.
-    pub fn classify(&self, photo: &RgbImage, labels: &[String], templates: &[String]) -> Result<Vec<f32>> {
+    pub async fn classify(&self, photo: &RgbImage, labels: &[String], templates: &[String]) -> Result<Vec<f32>> {
         let embeddings = self.label_embeddings(labels, templates)?;
         let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
-        let image = l2_normalize(&self.image_features(&pixels)?.image_embeds)?;
+        let image = l2_normalize(&self.image_features(&pixels).await?.image_embeds)?;
         let logits = (image.matmul(&embeddings.t()?)? * self.model.logit_scale() as f64)?;
         Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
     }
@@ -262,22 +299,12 @@ impl Segmenter {
     /// transformers' `segmentation_logits` `(labels, H, W)` for the photo resized to the segmentation
     /// size as one input: no windows, no background, no top-k, the logit scale applied twice uncapped.
     /// `embeddings` come from [`Segmenter::label_embeddings`].
-    pub fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, opts: &SegmentOptions) -> Result<Tensor> {
+    pub async fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, opts: &SegmentOptions) -> Result<Tensor> {
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
-        let image = self.image_features(&pixels)?;
+        let image = self.image_features(&pixels).await?;
         let scale = self.model.logit_scale() as f64;
         let logits = segmentation_logits(&image.group_embeds, &image.assignments, embeddings, scale, (h, w))?;
         Ok(logits.squeeze(0)?)
     }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-fn open_gpu(vb: candle_nn::VarBuilder, config: &GroupViTConfig, allow_software: bool) -> Result<GpuImageEncoder> {
-    GpuImageEncoder::open(vb, &config.vision_config, allow_software)
-}
-
-#[cfg(target_arch = "wasm32")]
-fn open_gpu(_vb: candle_nn::VarBuilder, _config: &GroupViTConfig, _allow_software: bool) -> Result<GpuImageEncoder> {
-    Err(Error::GpuUnavailable("the page does not run the GPU encoder yet".into()))
 }

@@ -180,27 +180,34 @@ fn window_scores(
     Ok(scores)
 }
 
-/// Runs the sliding-window inference on a resized, normalised photo `(1, 3, H, W)` and returns the
-/// averaged class scores `(C + 1, H, W)`.
-pub fn slide(
-    encode: impl Fn(&Tensor) -> Result<ImageFeatures>,
-    pixel_values: &Tensor,
-    labels: &Tensor,
-    scale: f32,
-    opts: &SegmentOptions,
-) -> Result<Vec<f32>> {
+/// The windows of a resized, normalised photo `(1, 3, H, W)` as one batch `(B, 3, h, w)`, with
+/// each window's top-left corner and the window size.
+pub fn crop_windows(pixel_values: &Tensor, opts: &SegmentOptions) -> Result<(Tensor, Vec<(usize, usize)>, (usize, usize))> {
     let (_, _, h, w) = pixel_values.dims4()?;
-    let c = labels.dim(0)? + 1;
     let (origins, (ch, cw)) = windows(h, w, opts.window, opts.stride.max(1));
     let crops = origins
         .iter()
         .map(|&(y, x)| pixel_values.narrow(2, y, ch)?.narrow(3, x, cw))
         .collect::<candle_core::Result<Vec<_>>>()?;
-    let features = encode(&Tensor::cat(&crops, 0)?)?;
+    Ok((Tensor::cat(&crops, 0)?, origins, (ch, cw)))
+}
+
+/// The sliding-window inference's averaged class scores `(C + 1, H, W)` over a photo of `(H, W)`,
+/// from the features of its windows (see [`crop_windows`]).
+pub fn slide(
+    features: &ImageFeatures,
+    origins: &[(usize, usize)],
+    (ch, cw): (usize, usize),
+    (h, w): (usize, usize),
+    labels: &Tensor,
+    scale: f32,
+    opts: &SegmentOptions,
+) -> Result<Vec<f32>> {
+    let c = labels.dim(0)? + 1;
     let mut sum = vec![0f32; c * h * w];
     let mut count = vec![0u16; h * w];
     for (i, &(y0, x0)) in origins.iter().enumerate() {
-        let scores = window_scores(&features, i, labels, scale, opts, (ch, cw))?;
+        let scores = window_scores(features, i, labels, scale, opts, (ch, cw))?;
         for k in 0..c {
             for y in 0..ch {
                 let src = &scores[(k * ch + y) * cw..(k * ch + y + 1) * cw];
@@ -233,9 +240,6 @@ pub fn label_photo(scores: &[f32], classes: Vec<String>, (h, w): (usize, usize),
     let tx = resample::linear_taps(w, out_w);
     let mut label_map = vec![0u16; out_h * out_w];
     let mut best_scores = vec![0f32; out_h * out_w];
-    let mut pixels = vec![0u64; c];
-    let mut score_sum = vec![0f64; c];
-    let mut bbox: Vec<Option<[u32; 4]>> = vec![None; c];
     for (y, a) in ty.iter().enumerate() {
         for (x, b) in tx.iter().enumerate() {
             let (i00, i01) = (a.i0 * w + b.i0, a.i0 * w + b.i1);
@@ -252,17 +256,33 @@ pub fn label_photo(scores: &[f32], classes: Vec<String>, (h, w): (usize, usize),
             }
             label_map[y * out_w + x] = best as u16;
             best_scores[y * out_w + x] = best_v;
-            pixels[best] += 1;
-            score_sum[best] += best_v as f64;
-            let (x, y) = (x as u32, y as u32);
-            let bb = bbox[best].get_or_insert([x, y, x + 1, y + 1]);
-            bb[0] = bb[0].min(x);
-            bb[1] = bb[1].min(y);
-            bb[2] = bb[2].max(x + 1);
-            bb[3] = bb[3].max(y + 1);
         }
     }
-    let total = (out_h * out_w).max(1) as f32;
+    summarize(label_map, best_scores, classes, (out_h, out_w))
+}
+
+/// A [`Segmentation`] from a label map and the winning scores: each class's share, mean score and
+/// bounding box.
+pub fn summarize(label_map: Vec<u16>, scores: Vec<f32>, classes: Vec<String>, (h, w): (usize, usize)) -> Segmentation {
+    let c = classes.len();
+    let mut pixels = vec![0u64; c];
+    let mut score_sum = vec![0f64; c];
+    let mut bbox: Vec<Option<[u32; 4]>> = vec![None; c];
+    for (i, (&label, &score)) in label_map.iter().zip(&scores).enumerate() {
+        let k = label as usize;
+        if k >= c {
+            continue;
+        }
+        pixels[k] += 1;
+        score_sum[k] += score as f64;
+        let (x, y) = ((i % w) as u32, (i / w) as u32);
+        let bb = bbox[k].get_or_insert([x, y, x + 1, y + 1]);
+        bb[0] = bb[0].min(x);
+        bb[1] = bb[1].min(y);
+        bb[2] = bb[2].max(x + 1);
+        bb[3] = bb[3].max(y + 1);
+    }
+    let total = (h * w).max(1) as f32;
     let summary = classes
         .iter()
         .enumerate()
@@ -273,14 +293,7 @@ pub fn label_photo(scores: &[f32], classes: Vec<String>, (h, w): (usize, usize),
             bbox: bbox[k],
         })
         .collect();
-    Segmentation {
-        width: out_w as u32,
-        height: out_h as u32,
-        classes,
-        label_map,
-        scores: best_scores,
-        summary,
-    }
+    Segmentation { width: w as u32, height: h as u32, classes, label_map, scores, summary }
 }
 
 #[cfg(test)]

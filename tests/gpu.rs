@@ -182,7 +182,7 @@ fn vision_parity(name: &str) {
     let cpu = VisionTransformer::new(vb.pp("vision_model"), &cfg.vision_config).unwrap().forward(pixels).unwrap();
     let gpu = gpu();
     let tower = GpuVisionTransformer::new(&gpu, vb.pp("vision_model"), &cfg.vision_config).unwrap();
-    let got = tower.forward(&gpu, &Kernels::new(&gpu), pixels).unwrap();
+    let got = groupseg::block_on(tower.forward(&gpu, &Kernels::new(&gpu), pixels)).unwrap();
 
     assert_eq!(got.grid, cpu.grid);
     assert_close(&format!("{name} groups"), &values(&got.last_hidden_state), &values(&cpu.last_hidden_state));
@@ -222,7 +222,58 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
     };
     let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
     let as_map = |t: &Tensor| -> Vec<u16> { t.flatten_all().unwrap().to_vec1::<i32>().unwrap().iter().map(|&v| v as u16).collect() };
-    assert_eq!(seg.segment(&photo, &labels, &[], &opts).unwrap().label_map, as_map(&expected["photo_label_map"]));
+    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map"]));
     opts.background_threshold = None;
-    assert_eq!(seg.segment(&photo, &labels, &[], &opts).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
+    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
+}
+
+/// GPU and CPU backends on the same photo: label maps identical except where the CPU's two best
+/// classes tie within float noise (recorded: the winning scores must then agree within 1e-4), and
+/// the same per-class summaries.
+fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stride: usize) {
+    use groupseg::preprocess::{self, SegmentationSize};
+    use groupseg::{Backend, SegmentOptions, Segmenter};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(model);
+    let gpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
+    let cpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Cpu).unwrap();
+    let photo = preprocess::decode(&std::fs::read(dir.parent().unwrap().join(photo)).unwrap()).unwrap();
+    // Seven labels: the top-5 restriction leaves two out of every window.
+    let labels: Vec<String> = ["cat", "dog", "grass", "sky", "a red car", "water", "tree"].map(String::from).to_vec();
+    for threshold in [Some(0.2), None] {
+        let opts = SegmentOptions {
+            size: SegmentationSize { short_side, ..Default::default() },
+            window,
+            stride,
+            background_threshold: threshold,
+            ..Default::default()
+        };
+        let want = groupseg::block_on(cpu.segment(&photo, &labels, &[], &opts)).unwrap();
+        let got = groupseg::block_on(gpu.segment(&photo, &labels, &[], &opts)).unwrap();
+        assert_eq!((got.width, got.height), (want.width, want.height));
+        let mut ties = 0;
+        for (i, (g, w)) in got.label_map.iter().zip(&want.label_map).enumerate() {
+            let (gs, ws) = (got.scores[i], want.scores[i]);
+            if g != w {
+                assert!((gs - ws).abs() <= 1e-4, "{model} pixel {i}: GPU {g} ({gs}) vs CPU {w} ({ws}), not a tie");
+                ties += 1;
+            } else {
+                assert!((gs - ws).abs() <= 1e-4 * ws.abs().max(1.0), "{model} pixel {i}: score {gs} vs {ws}");
+            }
+        }
+        assert!(ties * 1000 <= got.label_map.len(), "{model}: {ties} tied pixels of {}", got.label_map.len());
+        let present = want.summary.iter().filter(|c| c.share > 0.0).count();
+        assert!(present >= 2 || threshold.is_none(), "{model}: the photo should show several classes, got {:?}", want.summary);
+        for (g, w) in got.summary.iter().zip(&want.summary) {
+            assert!((g.share - w.share).abs() <= 1e-3, "{model}: {g:?} vs {w:?}");
+        }
+        eprintln!("{model} threshold {threshold:?}: {} pixels, {ties} ties, {present} classes", got.label_map.len());
+    }
+}
+
+#[test]
+fn gpu_segmentation_matches_the_cpu_over_many_windows() {
+    // 101 × 163 resized to 60 × 97: windows of 40 at stride 20, 2 × 4 of them, overlapping.
+    backends_agree("tiny-3stage", "tiny-3stage/photo_big.png", 60, 40, 20);
+    // One grouping block fewer: no map chaining; the photo upscaled to the output.
+    backends_agree("tiny-2stage", "tiny-3stage/photo.png", 48, 32, 16);
 }

@@ -148,10 +148,10 @@ fn run(cli: Cli) -> Result<usize, String> {
                     .unwrap_or(base);
                 let result = read_photo(path).and_then(|photo| {
                     if let Some(npy) = &raw_logits {
-                        let logits = seg.raw_logits(&photo, &embeddings, &opts).map_err(|e| e.to_string())?;
+                        let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts)).map_err(|e| e.to_string())?;
                         logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
                     }
-                    let s = seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts).map_err(|e| e.to_string())?;
+                    let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                     let overlay = out.join(format!("{stem}.overlay.png"));
                     render::overlay(&photo, &s, opacity).save(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
                     let mask = out.join(format!("{stem}.mask.png"));
@@ -191,7 +191,7 @@ fn run(cli: Cli) -> Result<usize, String> {
             let (seg, labels) = load(&common)?;
             let mut failed = 0;
             for path in &photos {
-                match read_photo(path).and_then(|p| seg.classify(&p, &labels, &common.templates).map_err(|e| e.to_string())) {
+                match read_photo(path).and_then(|p| groupseg::block_on(seg.classify(&p, &labels, &common.templates)).map_err(|e| e.to_string())) {
                     Ok(probs) => {
                         let mut ranked: Vec<(&String, f32)> = labels.iter().zip(probs).collect();
                         ranked.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -49,6 +49,17 @@ impl GpuTensor {
 
     /// Copies the tensor back to the CPU.
     pub async fn read(&self, gpu: &Gpu) -> Result<Vec<f32>> {
+        let bytes = self.read_bytes(gpu).await?;
+        Ok(bytes.chunks_exact(4).take(self.len()).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    /// Copies back a tensor that kernels filled with `u32`s (label maps).
+    pub async fn read_u32(&self, gpu: &Gpu) -> Result<Vec<u32>> {
+        let bytes = self.read_bytes(gpu).await?;
+        Ok(bytes.chunks_exact(4).take(self.len()).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+    }
+
+    async fn read_bytes(&self, gpu: &Gpu) -> Result<Vec<u8>> {
         let size = (self.len().max(1) * 4) as u64;
         let staging = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("readback"),
@@ -63,6 +74,7 @@ impl GpuTensor {
         staging.slice(..).map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
+        // Natively someone must drive the device; in the browser its event loop does.
         #[cfg(not(target_arch = "wasm32"))]
         gpu.device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -74,7 +86,7 @@ impl GpuTensor {
             .slice(..)
             .get_mapped_range()
             .map_err(|e| Error::Gpu(format!("reading a GPU buffer failed: {e}")))?;
-        let out = data.chunks_exact(4).take(self.len()).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+        let out = data.to_vec();
         drop(data);
         staging.unmap();
         Ok(out)

@@ -9,6 +9,7 @@ pub mod buffer;
 pub mod matmul;
 pub mod ops;
 pub mod rows;
+pub mod segment;
 pub mod vision;
 
 use crate::error::Error;
@@ -110,6 +111,39 @@ impl Gpu {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(allow_software: bool) -> Result<Self, Error> {
         pollster::block_on(Self::new(allow_software))
+    }
+}
+
+/// The device's errors over a stretch of work, caught instead of wgpu's default (a panic).
+pub(crate) struct ErrorScopes {
+    // Popped in reverse order of pushing.
+    scopes: Vec<(wgpu::ErrorScopeGuard, &'static str)>,
+}
+
+impl Gpu {
+    /// Starts catching validation, out-of-memory and internal errors; see [`ErrorScopes::check`].
+    pub(crate) fn catch_errors(&self) -> ErrorScopes {
+        let push = |f, what| (self.device.push_error_scope(f), what);
+        ErrorScopes {
+            scopes: vec![
+                push(wgpu::ErrorFilter::Internal, "an internal error"),
+                push(wgpu::ErrorFilter::OutOfMemory, "out of memory"),
+                push(wgpu::ErrorFilter::Validation, "a validation error"),
+            ],
+        }
+    }
+}
+
+impl ErrorScopes {
+    /// The first error caught since [`Gpu::catch_errors`], as [`Error::Gpu`].
+    pub(crate) async fn check(mut self) -> Result<(), Error> {
+        let mut first = None;
+        while let Some((scope, what)) = self.scopes.pop() {
+            if let Some(e) = scope.pop().await {
+                first.get_or_insert_with(|| Error::Gpu(format!("the GPU reported {what}: {e}")));
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 }
 

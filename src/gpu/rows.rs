@@ -1,4 +1,4 @@
-//! Row-wise GPU operations: LayerNorm and softmax over the last dimension.
+//! Row-wise GPU operations over the last dimension: LayerNorm, softmax, L2 normalisation.
 
 use super::buffer::GpuTensor;
 use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
@@ -8,12 +8,17 @@ use crate::error::{Error, Result};
 pub struct RowOps {
     layer_norm: wgpu::ComputePipeline,
     softmax: wgpu::ComputePipeline,
+    l2_normalize: wgpu::ComputePipeline,
 }
 
 impl RowOps {
     pub fn new(gpu: &Gpu) -> Self {
         let module = shader(gpu, "rows", include_str!("rows.wgsl"));
-        Self { layer_norm: pipeline(gpu, &module, "layer_norm"), softmax: pipeline(gpu, &module, "softmax") }
+        Self {
+            layer_norm: pipeline(gpu, &module, "layer_norm"),
+            softmax: pipeline(gpu, &module, "softmax"),
+            l2_normalize: pipeline(gpu, &module, "l2_normalize"),
+        }
     }
 
     fn run(
@@ -63,5 +68,12 @@ impl RowOps {
         let cols = *x.shape.last().unwrap_or(&0);
         let rows = x.len() / cols.max(1);
         Self::run(gpu, encoder, &self.softmax, &[(0, &x.buffer)], rows, cols, 0.0)
+    }
+
+    /// Each row of `x` divided by its Euclidean norm, in place.
+    pub fn encode_l2_normalize(&self, gpu: &Gpu, encoder: &mut wgpu::CommandEncoder, x: &GpuTensor) -> Result<()> {
+        let cols = *x.shape.last().unwrap_or(&0);
+        let rows = x.len() / cols.max(1);
+        Self::run(gpu, encoder, &self.l2_normalize, &[(0, &x.buffer)], rows, cols, 0.0)
     }
 }

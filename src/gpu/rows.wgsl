@@ -1,5 +1,5 @@
 // Row-wise operations, one 256-thread workgroup per row, reductions in workgroup memory:
-// LayerNorm (biased variance, as PyTorch) and softmax (in place).
+// LayerNorm (biased variance, as PyTorch), softmax and L2 normalisation (both in place).
 
 struct Params {
     rows: u32,
@@ -92,6 +92,24 @@ fn softmax(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index
         s += e;
     }
     let inv = 1.0 / sum_all(s, li);
+    for (var i = li; i < p.cols; i += THREADS) {
+        x[base + i] *= inv;
+    }
+}
+
+// x / ‖x‖ in place (the CPU path's l2_normalize: no epsilon).
+@compute @workgroup_size(256)
+fn l2_normalize(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row = row_of(wg);
+    if (row >= p.rows) {
+        return;
+    }
+    let base = row * p.cols;
+    var sq = 0.0;
+    for (var i = li; i < p.cols; i += THREADS) {
+        sq += x[base + i] * x[base + i];
+    }
+    let inv = 1.0 / sqrt(sum_all(sq, li));
     for (var i = li; i < p.cols; i += THREADS) {
         x[base + i] *= inv;
     }

@@ -10,6 +10,7 @@ use super::buffer::GpuTensor;
 use super::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use super::ops::Ops;
 use super::rows::RowOps;
+use super::segment::Compose;
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::model::config::{Activation, VisionConfig};
@@ -41,6 +42,11 @@ struct Linear {
 }
 
 impl Linear {
+    fn from_parts(gpu: &Gpu, weight: &Tensor, bias: &Tensor) -> Result<Self> {
+        let (output, input) = weight.dims2()?;
+        Ok(Self { weight: upload(gpu, weight)?, bias: upload(gpu, bias)?, input, output })
+    }
+
     /// `scale` multiplies the whole layer (attention folds its query scaling in here).
     fn new(gpu: &Gpu, vb: VarBuilder, input: usize, output: usize, scale: f64) -> Result<Self> {
         let w = get(&vb, &[output, input], "weight")?;
@@ -140,14 +146,15 @@ struct Stage {
 
 /// The compiled kernels a forward records.
 pub struct Kernels {
-    matmul: Matmul,
-    rows: RowOps,
-    ops: Ops,
+    pub(crate) matmul: Matmul,
+    pub(crate) rows: RowOps,
+    pub(crate) ops: Ops,
+    pub(crate) compose: Compose,
 }
 
 impl Kernels {
     pub fn new(gpu: &Gpu) -> Self {
-        Self { matmul: Matmul::new(gpu), rows: RowOps::new(gpu), ops: Ops::new(gpu) }
+        Self { matmul: Matmul::new(gpu), rows: RowOps::new(gpu), ops: Ops::new(gpu), compose: Compose::new(gpu) }
     }
 }
 
@@ -243,13 +250,14 @@ impl GpuVisionTransformer {
         })
     }
 
-    /// The forward of `pixel_values (B, 3, H, W)`, recorded into one command buffer.
-    pub fn forward(&self, gpu: &Gpu, kernels: &Kernels, pixel_values: &Tensor) -> Result<VisionOutput> {
+    /// Records the forward of `pixel_values (B, 3, H, W)` into `r`: the final groups (after the
+    /// last LayerNorm), each grouping block's soft assignment, and the patch grid.
+    pub(crate) fn record(&self, r: &mut Recorder, pixel_values: &Tensor) -> Result<Recorded> {
+        let gpu = r.gpu;
         let (_, _, height, width) = pixel_values.dims4()?;
         let batch = pixel_values.dim(0)?;
         let (patches, (gh, gw)) = unfold_patches(pixel_values, self.patch)?;
         let pos = position_embeddings_for(&self.position_embeddings, self.grid, (gh, gw), height == width)?;
-        let mut r = Recorder { gpu, k: kernels, enc: gpu.device.create_command_encoder(&Default::default()) };
         let n = gh * gw;
         let x = upload(gpu, &patches.reshape((batch, n, ()))?)?;
         let x = r.linear(&x, &self.kernel, Epilogue::Bias)?;
@@ -298,38 +306,73 @@ impl GpuVisionTransformer {
             groups = group_out;
         }
         let last = r.layer_norm(&x, &self.final_norm)?;
-        gpu.queue.submit([r.enc.finish()]);
-        let to_tensor = |t: &GpuTensor| -> Result<Tensor> {
-            let v = read(gpu, t)?;
-            Ok(Tensor::from_vec(v, t.shape.clone(), &Device::Cpu)?)
-        };
-        let last_hidden_state = to_tensor(&last)?;
-        let assignments = soft_maps.iter().map(to_tensor).collect::<Result<Vec<_>>>()?;
+        Ok(Recorded { last, soft_maps, grid: (gh, gw) })
+    }
+
+    /// The forward of `pixel_values (B, 3, H, W)`, recorded into one command buffer; reads back
+    /// the final groups and the soft maps.
+    pub async fn forward(&self, gpu: &Gpu, kernels: &Kernels, pixel_values: &Tensor) -> Result<VisionOutput> {
+        let errors = gpu.catch_errors();
+        let mut r = Recorder::new(gpu, kernels);
+        let out = self.record(&mut r, pixel_values);
+        r.submit();
+        errors.check().await?;
+        let out = out?;
+        let last_hidden_state = to_tensor(gpu, &out.last).await?;
+        let mut assignments = Vec::with_capacity(out.soft_maps.len());
+        for soft in &out.soft_maps {
+            assignments.push(to_tensor(gpu, soft).await?);
+        }
         let pooled = last_hidden_state.mean(1)?;
-        Ok(VisionOutput { last_hidden_state, pooled, assignments, grid: (gh, gw) })
+        Ok(VisionOutput { last_hidden_state, pooled, assignments, grid: out.grid })
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-fn read(gpu: &Gpu, t: &GpuTensor) -> Result<Vec<f32>> {
-    t.read_blocking(gpu)
+async fn to_tensor(gpu: &Gpu, t: &GpuTensor) -> Result<Tensor> {
+    Ok(Tensor::from_vec(t.read(gpu).await?, t.shape.clone(), &Device::Cpu)?)
 }
 
-#[cfg(target_arch = "wasm32")]
-fn read(_gpu: &Gpu, _t: &GpuTensor) -> Result<Vec<f32>> {
-    Err(Error::Gpu("in the browser, GPU results are read asynchronously (not wired yet)".into()))
+/// What a recorded forward leaves on the GPU.
+pub(crate) struct Recorded {
+    /// `(B, groups, hidden)`, after the final LayerNorm.
+    pub last: GpuTensor,
+    /// Each grouping block's soft assignment `(B, groups_out, tokens_in)`.
+    pub soft_maps: Vec<GpuTensor>,
+    pub grid: (usize, usize),
 }
 
 /// Records kernels into one command encoder, allocating each output.
-struct Recorder<'a> {
-    gpu: &'a Gpu,
-    k: &'a Kernels,
-    enc: wgpu::CommandEncoder,
+pub(crate) struct Recorder<'a> {
+    pub gpu: &'a Gpu,
+    pub k: &'a Kernels,
+    pub enc: wgpu::CommandEncoder,
 }
 
-impl Recorder<'_> {
-    fn empty(&self, shape: &[usize]) -> GpuTensor {
+impl<'a> Recorder<'a> {
+    pub fn new(gpu: &'a Gpu, k: &'a Kernels) -> Self {
+        Self { gpu, k, enc: gpu.device.create_command_encoder(&Default::default()) }
+    }
+
+    /// Hands everything recorded to the GPU.
+    pub fn submit(self) {
+        self.gpu.queue.submit([self.enc.finish()]);
+    }
+
+    pub fn empty(&self, shape: &[usize]) -> GpuTensor {
         GpuTensor::empty(self.gpu, shape)
+    }
+
+    /// `a · op(b)` with no epilogue, into a new `(batch, m, n)` tensor.
+    pub fn matmul(&mut self, a: &GpuTensor, b: &GpuTensor, layout: BLayout, s: MatmulShape) -> Result<GpuTensor> {
+        let c = self.empty(&[s.batch, s.m, s.n]);
+        self.k.matmul.encode(self.gpu, &mut self.enc, a, b, layout, None, Epilogue::None, &c, s)?;
+        Ok(c)
+    }
+
+    /// A projection head (BatchNorm folded into its first layer): Linear, ReLU, Linear.
+    pub fn projection(&mut self, x: &GpuTensor, head: &ProjectionHead) -> Result<GpuTensor> {
+        let h = self.linear(x, &head.fc_in, Epilogue::BiasRelu)?;
+        self.linear(&h, &head.fc_out, Epilogue::Bias)
     }
 
     /// `x (…, in)` → `(…, out)`.
@@ -474,29 +517,51 @@ impl Recorder<'_> {
     }
 }
 
+/// `visual_projection` on the GPU, with the BatchNorm folded into its first layer as on the CPU.
+pub(crate) struct ProjectionHead {
+    fc_in: Linear,
+    fc_out: Linear,
+}
+
+impl ProjectionHead {
+    fn new(gpu: &Gpu, head: &crate::model::projection::ProjectionHead) -> Result<Self> {
+        let [fc_in, fc_out] = head.layers().map(|l| Linear::from_parts(gpu, l.weight(), l.bias()));
+        Ok(Self { fc_in: fc_in?, fc_out: fc_out? })
+    }
+}
+
 /// The image encoder on an open GPU: device, compiled kernels and uploaded weights.
 pub struct GpuImageEncoder {
-    gpu: Gpu,
-    kernels: Kernels,
-    tower: GpuVisionTransformer,
+    pub(crate) gpu: Gpu,
+    pub(crate) kernels: Kernels,
+    pub(crate) tower: GpuVisionTransformer,
+    pub(crate) projection: ProjectionHead,
 }
 
 impl GpuImageEncoder {
-    /// Opens the best GPU and uploads the `vision_model` weights under `vb` (native only for now:
-    /// the browser needs asynchronous read-back). See [`Gpu::new`] for `allow_software`.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn open(vb: VarBuilder, cfg: &VisionConfig, allow_software: bool) -> Result<Self> {
-        let gpu = Gpu::new_blocking(allow_software)?;
+    /// Opens the best GPU and uploads the `vision_model` weights under `vb` and the visual
+    /// projection. See [`Gpu::new`] for `allow_software`.
+    pub async fn open(
+        vb: VarBuilder<'_>,
+        cfg: &VisionConfig,
+        projection: &crate::model::projection::ProjectionHead,
+        allow_software: bool,
+    ) -> Result<Self> {
+        let gpu = Gpu::new(allow_software).await?;
+        let errors = gpu.catch_errors();
         let kernels = Kernels::new(&gpu);
-        let tower = GpuVisionTransformer::new(&gpu, vb, cfg)?;
-        Ok(Self { gpu, kernels, tower })
+        let tower = GpuVisionTransformer::new(&gpu, vb, cfg);
+        let projection = ProjectionHead::new(&gpu, projection);
+        errors.check().await?;
+        Ok(Self { gpu, kernels, tower: tower?, projection: projection? })
     }
 
     pub fn adapter(&self) -> &super::AdapterSummary {
         &self.gpu.adapter
     }
 
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
-        self.tower.forward(&self.gpu, &self.kernels, pixel_values)
+    /// The vision tower's output, read back for the CPU's projection (classification, raw logits).
+    pub async fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
+        self.tower.forward(&self.gpu, &self.kernels, pixel_values).await
     }
 }

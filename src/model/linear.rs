@@ -22,6 +22,15 @@ impl Linear {
         Self { weight, bias }
     }
 
+    /// `(out, in)`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> &Tensor {
+        &self.bias
+    }
+
     /// `act(x @ weightᵀ + bias)`.
     pub fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
         cpu_kernels::linear(xs, &self.weight, &self.bias, Some(act))

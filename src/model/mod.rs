@@ -82,6 +82,11 @@ impl GroupViTModel {
         self.logit_scale.exp()
     }
 
+    /// `visual_projection`, for the GPU path to upload.
+    pub fn visual_projection(&self) -> &ProjectionHead {
+        &self.visual_projection
+    }
+
     /// Text positions the model has (77 for CLIP-style checkpoints).
     pub fn context_length(&self) -> usize {
         self.text_model.context_length()

@@ -34,6 +34,13 @@ impl ProjectionHead {
     }
 }
 
+impl ProjectionHead {
+    /// The two linear layers, BatchNorm folded into the first (a ReLU lies between them).
+    pub fn layers(&self) -> [&Linear; 2] {
+        [&self.fc_in, &self.fc_out]
+    }
+}
+
 impl Module for ProjectionHead {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         self.fc_out.forward(&self.fc_in.forward_act(xs, Activation::Relu)?)
