@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # groupseg's one entry point. Installs what each step needs, then does it.
-#   ./build.sh test       everything CI runs: native tests, wasm32 build + bindings
+#   ./build.sh test       everything CI runs: native tests, wasm32 build + bindings, browser tests
 #   ./build.sh serve      build the wasm module and serve www/ on http://127.0.0.1:${PORT:-8080}
 #   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
@@ -37,6 +37,16 @@ need_vulkan() {
   fi
 }
 
+need_browser() {
+  # Debian's Chromium (WebGPU on its SwiftShader adapter) driven by playwright-core; never a
+  # downloaded browser.
+  if [ ! -x /usr/bin/chromium ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends chromium
+  fi
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+}
+
 need_reference() {
   # The Python reference (torch + transformers) is a developer tool: several GB, never needed by CI.
   if [ ! -x .venv-ref/bin/python ]; then
@@ -51,6 +61,8 @@ case "${1:-}" in
     cargo test
     cargo check --benches
     build_wasm
+    need_browser
+    (cd tests/browser && npm test)
     ;;
   serve)
     build_wasm

@@ -104,8 +104,7 @@ impl Segmenter {
         let projection = segmenter.model.visual_projection();
         match GpuImageEncoder::open(vb.pp("vision_model"), vision, projection, backend == Backend::Gpu).await {
             Ok(g) => {
-                let a = g.adapter();
-                segmenter.backend = format!("GPU: {} ({}, {})", a.name, a.backend, a.device_type);
+                segmenter.backend = format!("GPU: {}", g.adapter().describe());
                 segmenter.gpu = Some(g);
             }
             Err(e) if backend == Backend::Auto => segmenter.backend = format!("CPU ({e})"),

@@ -1,10 +1,13 @@
-//! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, plain arrays out. Errors become
-//! JS `Error`s carrying the library's message.
+//! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, plain arrays out, promises for
+//! everything that may run on the GPU. Errors become JS `Error`s carrying the library's message.
+
+use std::rc::Rc;
 
 use candle_core::Device;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
 
-use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
+use crate::pipeline::{self, Backend, CheckpointFiles, TokenizerFiles};
 use crate::preprocess;
 use crate::segment::SegmentOptions;
 
@@ -15,7 +18,8 @@ fn js(e: crate::Error) -> JsError {
 /// A loaded GroupViT checkpoint.
 #[wasm_bindgen]
 pub struct Segmenter {
-    inner: pipeline::Segmenter,
+    // Shared with the futures behind the promises `segment` and `classify` return.
+    inner: Rc<pipeline::Segmenter>,
 }
 
 /// A label per pixel of the photo; class 0 is background.
@@ -34,50 +38,115 @@ pub struct SegmentResult {
     pub summary_json: String,
 }
 
+/// `segment`'s options, as JSON from JS; every field optional.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct JsSegmentOptions {
+    /// Default 0.95; a negative threshold means no background.
+    background_threshold: Option<f32>,
+    /// Side the photo's short side is resized to (default 448).
+    short_side: Option<u32>,
+    window: Option<usize>,
+    stride: Option<usize>,
+    /// Prompt templates with `{}` for the label (default "a photo of a {}.").
+    templates: Option<Vec<String>>,
+}
+
+impl JsSegmentOptions {
+    fn parse(json: Option<&str>) -> crate::Result<(SegmentOptions, Vec<String>)> {
+        let o: Self = match json {
+            Some(j) if !j.trim().is_empty() => serde_json::from_str(j)
+                .map_err(|e| crate::Error::InvalidInput(format!("segment options: {e}")))?,
+            _ => Self::default(),
+        };
+        let mut opts = SegmentOptions::default();
+        let threshold = o.background_threshold.unwrap_or(0.95);
+        opts.background_threshold = (threshold >= 0.0).then_some(threshold);
+        if let Some(s) = o.short_side {
+            if s < 16 {
+                return Err(crate::Error::InvalidInput(format!("shortSide {s} is too small (at least 16)")));
+            }
+            opts.size.short_side = s;
+        }
+        opts.window = o.window.unwrap_or(opts.window);
+        opts.stride = o.stride.unwrap_or(opts.stride);
+        if opts.window == 0 || opts.stride == 0 {
+            return Err(crate::Error::InvalidInput("window and stride must be positive".into()));
+        }
+        Ok((opts, o.templates.unwrap_or_default()))
+    }
+}
+
+fn backend_of(name: Option<String>) -> Result<Backend, JsError> {
+    match name.as_deref().unwrap_or("auto") {
+        "auto" => Ok(Backend::Auto),
+        "webgpu" => Ok(Backend::Gpu),
+        "cpu" => Ok(Backend::Cpu),
+        other => Err(JsError::new(&format!("backend {other:?} is not one of \"auto\", \"webgpu\", \"cpu\""))),
+    }
+}
+
 #[wasm_bindgen]
 impl Segmenter {
     /// Builds a segmenter from a checkpoint's files: `config.json` text, the weights
-    /// (`model.safetensors` or `pytorch_model.bin`) bytes, `tokenizer.json` bytes and, optionally,
-    /// `preprocessor_config.json` text.
-    #[wasm_bindgen(js_name = fromFiles)]
-    pub fn from_files(
-        config: &str,
+    /// (`model.safetensors` or `pytorch_model.bin`) bytes, `tokenizer.json` bytes, optionally
+    /// `preprocessor_config.json` text, and the backend: `"auto"` (a hardware GPU through WebGPU,
+    /// else the CPU), `"webgpu"` (any WebGPU adapter, software ones included) or `"cpu"`.
+    pub async fn load(
+        config: String,
         weights: Vec<u8>,
-        tokenizer_json: &[u8],
+        tokenizer_json: Vec<u8>,
         preprocessor: Option<String>,
+        backend: Option<String>,
     ) -> Result<Segmenter, JsError> {
         let files = CheckpointFiles {
-            config,
+            config: &config,
             weights,
-            tokenizer: TokenizerFiles::Json(tokenizer_json),
+            tokenizer: TokenizerFiles::Json(&tokenizer_json),
             preprocessor: preprocessor.as_deref(),
         };
-        Ok(Segmenter { inner: pipeline::Segmenter::from_files(files, &Device::Cpu).map_err(js)? })
+        let inner = pipeline::Segmenter::from_files_on(files, &Device::Cpu, backend_of(backend)?).await.map_err(js)?;
+        Ok(Segmenter { inner: Rc::new(inner) })
     }
 
-    /// Segments an encoded photo (JPEG, PNG, WebP, GIF, BMP) by comma-separated `labels`.
-    /// `backgroundThreshold` defaults to 0.95; pass a negative number for no background.
-    pub fn segment(&self, photo: &[u8], labels: &str, background_threshold: Option<f32>) -> Result<SegmentResult, JsError> {
-        let labels = pipeline::parse_labels(labels).map_err(js)?;
-        let photo = preprocess::decode(photo).map_err(js)?;
-        let threshold = background_threshold.unwrap_or(0.95);
-        let opts = SegmentOptions { background_threshold: (threshold >= 0.0).then_some(threshold), ..Default::default() };
-        let s = self.inner.segment(&photo, &labels, &[], &opts).map_err(js)?;
-        Ok(SegmentResult {
-            width: s.width,
-            height: s.height,
-            summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
-            colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
-            classes: s.classes,
-            label_map: s.label_map,
-            scores: s.scores,
+    /// Where segmentation runs, in words: "GPU: …" or "CPU (why not the GPU)".
+    #[wasm_bindgen(getter)]
+    pub fn backend(&self) -> String {
+        self.inner.backend().to_owned()
+    }
+
+    /// Segments an encoded photo (JPEG, PNG, WebP, GIF, BMP) by comma-separated `labels`; resolves
+    /// to a `SegmentResult`. `options` is JSON: `{backgroundThreshold, shortSide, window, stride,
+    /// templates}`, each optional (a negative `backgroundThreshold` means no background).
+    pub fn segment(&self, photo: Vec<u8>, labels: String, options: Option<String>) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let labels = pipeline::parse_labels(&labels).map_err(js)?;
+            let (opts, templates) = JsSegmentOptions::parse(options.as_deref()).map_err(js)?;
+            let photo = preprocess::decode(&photo).map_err(js)?;
+            let s = inner.segment(&photo, &labels, &templates, &opts).await.map_err(js)?;
+            Ok(SegmentResult {
+                width: s.width,
+                height: s.height,
+                summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
+                colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
+                classes: s.classes,
+                label_map: s.label_map,
+                scores: s.scores,
+            }
+            .into())
         })
     }
 
-    /// Zero-shot classification: one probability per label, in the order given.
-    pub fn classify(&self, photo: &[u8], labels: &str) -> Result<Vec<f32>, JsError> {
-        let labels = pipeline::parse_labels(labels).map_err(js)?;
-        let photo = preprocess::decode(photo).map_err(js)?;
-        self.inner.classify(&photo, &labels, &[]).map_err(js)
+    /// Zero-shot classification: resolves to one probability per label (a `Float32Array`), in
+    /// the order given.
+    pub fn classify(&self, photo: Vec<u8>, labels: String) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let labels = pipeline::parse_labels(&labels).map_err(js)?;
+            let photo = preprocess::decode(&photo).map_err(js)?;
+            let probs = inner.classify(&photo, &labels, &[]).await.map_err(js)?;
+            Ok(js_sys::Float32Array::from(probs.as_slice()).into())
+        })
     }
 }

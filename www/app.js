@@ -9,6 +9,9 @@ const colour = (colours, k) => [colours[3 * k], colours[3 * k + 1], colours[3 * 
 
 let segmenter = null;
 await init();
+// ?backend=webgpu|cpu|auto preselects where the model runs.
+const wanted = new URLSearchParams(location.search).get('backend');
+if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
 status('Choose the checkpoint files to start.');
 
 $('model').addEventListener('change', async (ev) => {
@@ -20,11 +23,14 @@ $('model').addEventListener('change', async (ev) => {
   status('Loading the model…');
   try {
     segmenter?.free();
-    segmenter = Segmenter.fromFiles(
+    segmenter = null;
+    segmenter = await Segmenter.load(
       await files['config.json'].text(),
       new Uint8Array(await weights.arrayBuffer()),
       new Uint8Array(await files['tokenizer.json'].arrayBuffer()),
-      files['preprocessor_config.json'] ? await files['preprocessor_config.json'].text() : undefined);
+      files['preprocessor_config.json'] ? await files['preprocessor_config.json'].text() : undefined,
+      $('backend').value);
+    $('backend-used').textContent = `Running on ${segmenter.backend}.`;
     status('Model ready: drop photos.');
   } catch (e) {
     segmenter = null;
@@ -39,7 +45,7 @@ async function segmentAll(files) {
     const started = performance.now();
     try {
       const bytes = new Uint8Array(await file.arrayBuffer());
-      const r = segmenter.segment(bytes, $('labels').value);
+      const r = await segmenter.segment(bytes, $('labels').value);
       show(file, r, performance.now() - started);
     } catch (e) {
       showError(file, e.message);

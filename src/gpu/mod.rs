@@ -31,6 +31,22 @@ pub struct AdapterSummary {
     pub max_compute_workgroup_storage_size: u32,
 }
 
+impl AdapterSummary {
+    /// Whether the adapter emulates a GPU on the CPU (llvmpipe, SwiftShader, WARP).
+    pub fn is_software(&self) -> bool {
+        self.device_type == "Cpu"
+    }
+
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) through Vulkan, software emulation", for users.
+    pub fn describe(&self) -> String {
+        // Browsers may hide the adapter's name.
+        let name = if self.name.is_empty() { "an unnamed adapter" } else { &self.name };
+        let api = if self.backend == "BrowserWebGpu" { "WebGPU" } else { &self.backend };
+        let kind = if self.is_software() { ", software emulation" } else { "" };
+        format!("{name} through {api}{kind}")
+    }
+}
+
 /// An open GPU device.
 pub struct Gpu {
     pub device: wgpu::Device,

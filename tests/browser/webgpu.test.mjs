@@ -1,0 +1,129 @@
+// The GPU path in the browser: the wasm library on Chromium's WebGPU (SwiftShader, headless) gives
+// the reference label maps and the CPU path's answers; the page runs on WebGPU and says so.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { serve, launch, newPage, safetensor, fixtures, outDir } from './harness.mjs';
+
+let server, browser;
+before(async () => { server = await serve(); browser = await launch(); });
+after(async () => { await browser?.close(); server?.close(); });
+
+/** In the page: loads the fixture model on each backend and segments `photo` with `options`. */
+async function segmentInPage(page, { model, photo, labels, options, backends }) {
+  return page.evaluate(async ({ model, photo, labels, options, backends }) => {
+    const { default: init, Segmenter } = await import('/pkg/groupseg.js');
+    await init();
+    const get = async (name) => new Uint8Array(await (await fetch(`/fixtures/${model}/${name}`)).arrayBuffer());
+    const text = async (name) => (await fetch(`/fixtures/${model}/${name}`)).text();
+    const bytes = new Uint8Array(await (await fetch(`/fixtures/${photo}`)).arrayBuffer());
+    const adapter = await navigator.gpu?.requestAdapter();
+    const info = adapter?.info;
+    const out = { adapter: adapter ? { vendor: info.vendor, architecture: info.architecture, description: info.description,
+      fallback: info.isFallbackAdapter ?? adapter.isFallbackAdapter } : null };
+    for (const backend of backends) {
+      const seg = await Segmenter.load(await text('config.json'), await get('model.safetensors'),
+        await get('tokenizer.json'), await text('preprocessor_config.json'), backend);
+      const runs = [];
+      for (const o of options) {
+        const started = performance.now();
+        const r = await seg.segment(bytes, labels, JSON.stringify(o));
+        runs.push({ ms: performance.now() - started, width: r.width, height: r.height,
+          labelMap: Array.from(r.labelMap), scores: Array.from(r.scores), summary: JSON.parse(r.summaryJson) });
+        r.free();
+      }
+      out[backend] = { backend: seg.backend, runs };
+      seg.free();
+    }
+    return out;
+  }, { model, photo, labels, options, backends });
+}
+
+test('WebGPU in the browser gives the reference label maps and the CPU path\'s answers', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/`);
+  const meta = JSON.parse(await readFile(join(fixtures, 'tiny-3stage', 'photo.json'), 'utf8'));
+  const fixture = { shortSide: 40, window: meta.window, stride: meta.stride };
+  const got = await segmentInPage(page, {
+    model: 'tiny-3stage',
+    photo: 'tiny-3stage/photo.png',
+    labels: meta.labels.join(', '),
+    options: [
+      { ...fixture, backgroundThreshold: meta.background_threshold },
+      { ...fixture, backgroundThreshold: -1 },
+    ],
+    backends: ['webgpu', 'cpu'],
+  });
+  console.log('adapter:', JSON.stringify(got.adapter));
+  assert.ok(got.adapter, 'navigator.gpu gave no adapter: is --enable-unsafe-webgpu set?');
+  assert.match(got.webgpu.backend, /^GPU: /, got.webgpu.backend);
+  assert.equal(got.cpu.backend, 'CPU');
+  for (const [i, name] of ['photo_label_map', 'photo_label_map_nobg'].entries()) {
+    const want = Array.from((await safetensor(join(fixtures, 'tiny-3stage', 'expected.safetensors'), name)).data);
+    assert.deepEqual(got.webgpu.runs[i].labelMap, want, `WebGPU ${name}`);
+    assert.deepEqual(got.cpu.runs[i].labelMap, want, `CPU ${name}`);
+    console.log(`${name}: WebGPU ${got.webgpu.runs[i].ms.toFixed(0)} ms, CPU ${got.cpu.runs[i].ms.toFixed(0)} ms`);
+  }
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('WebGPU and CPU agree over many overlapping windows and seven labels', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/`);
+  const got = await segmentInPage(page, {
+    model: 'tiny-3stage',
+    photo: 'tiny-3stage/photo_big.png',
+    labels: 'cat, dog, grass, sky, a red car, water, tree',
+    options: [{ shortSide: 60, window: 40, stride: 20, backgroundThreshold: 0.2 }],
+    backends: ['webgpu', 'cpu'],
+  });
+  const [g, c] = [got.webgpu.runs[0], got.cpu.runs[0]];
+  assert.equal(g.width, 163);
+  assert.equal(g.height, 101);
+  let ties = 0;
+  for (let i = 0; i < c.labelMap.length; i++) {
+    // A differing label is allowed only where the two classes tie within float noise.
+    if (g.labelMap[i] !== c.labelMap[i]) {
+      assert.ok(Math.abs(g.scores[i] - c.scores[i]) <= 1e-4, `pixel ${i}: ${g.labelMap[i]} vs ${c.labelMap[i]}`);
+      ties++;
+    } else {
+      assert.ok(Math.abs(g.scores[i] - c.scores[i]) <= 1e-4, `pixel ${i}: score ${g.scores[i]} vs ${c.scores[i]}`);
+    }
+  }
+  assert.ok(ties * 1000 <= c.labelMap.length, `${ties} tied pixels`);
+  assert.ok(c.summary.filter((s) => s.share > 0).length >= 2, 'the photo should show several classes');
+  console.log(`163x101, 8 windows: ${ties} ties; WebGPU ${g.ms.toFixed(0)} ms, CPU ${c.ms.toFixed(0)} ms`);
+  await page.close();
+});
+
+test('the page runs on WebGPU when asked, says so, and paints the dropped photo', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/?backend=webgpu`);
+  await page.waitForFunction(() => document.getElementById('status').textContent.includes('Choose'));
+  const model = join(fixtures, 'tiny-3stage');
+  await page.setInputFiles('#model', ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']
+    .map((f) => join(model, f)));
+  await page.waitForFunction(() => /ready|Could not/.test(document.getElementById('status').textContent));
+  assert.match(await page.textContent('#status'), /ready/);
+  assert.match(await page.textContent('#backend-used'), /Running on GPU: /);
+  await page.fill('#labels', 'cat, dog, grass, sky');
+  // A real drop event carrying the photo.
+  const photo = (await readFile(join(model, 'photo_big.png'))).toString('base64');
+  const dataTransfer = await page.evaluateHandle(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], 'street.png', { type: 'image/png' }));
+    return dt;
+  }, photo);
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+  await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 300_000 });
+  await page.waitForSelector('.result canvas');
+  const text = await page.textContent('#results');
+  assert.match(text, /street\.png \(\d+ ms\)/);
+  assert.match(text, /(cat|dog|grass|sky|background) \d+\.\d %/);
+  await page.screenshot({ path: join(outDir, 'page-webgpu.png'), fullPage: true });
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
