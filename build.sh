@@ -2,6 +2,7 @@
 # groupseg's one entry point. Installs what each step needs, then does it.
 #   ./build.sh test       everything CI runs: native tests, wasm32 build + bindings, browser tests
 #   ./build.sh serve      build the wasm module and serve www/ on http://127.0.0.1:${PORT:-8080}
+#   ./build.sh package    the npm package (ES module, TypeScript types, wasm) in pkg/
 #   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 set -euo pipefail
@@ -22,11 +23,15 @@ need_wasm_tools() {
   fi
 }
 
+# The npm package's contents in $1: the wasm module with its bindings, and the JS API over it.
 build_wasm() {
+  local out="${1:-www/pkg}"
   need_wasm_tools
   cargo build --lib --release --target "$WASM_TARGET"
-  wasm-bindgen --target web --out-dir www/pkg "target/$WASM_TARGET/release/groupseg.wasm"
-  echo "wasm module: $(du -h www/pkg/groupseg_bg.wasm | cut -f1) in www/pkg/"
+  rm -rf "$out"
+  wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out" "target/$WASM_TARGET/release/groupseg.wasm"
+  cp js/index.js js/index.d.ts js/package.json js/README.md "$out/"
+  echo "wasm module: $(du -h "$out/groupseg_wasm_bg.wasm" | cut -f1) in $out/"
 }
 
 need_vulkan() {
@@ -69,6 +74,9 @@ case "${1:-}" in
     echo "serving www/ on http://127.0.0.1:${PORT:-8080}/"
     exec python3 -m http.server --bind 127.0.0.1 --directory www "${PORT:-8080}"
     ;;
+  package)
+    build_wasm pkg
+    ;;
   bench)
     need_reference
     out=bench-out
@@ -95,7 +103,7 @@ PY
     .venv-ref/bin/python tests/fixtures/make_fixtures.py
     ;;
   *)
-    sed -n '2,7p' "$0"
+    sed -n '2,8p' "$0"
     exit 2
     ;;
 esac

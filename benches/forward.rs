@@ -107,6 +107,41 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     let t448 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x448)).unwrap()));
     println!("image encoder: 224 {t224:.1} ms, one 448 window {t448:.1} ms (with read-back and projections)");
 
+    // A whole segmentation (448 × 597 photo: two windows, ten labels, composition on the GPU)
+    // against the CPU path on the same photo.
+    let photo = groupseg::preprocess::decode(&std::fs::read(dir.join("photo448.png")).unwrap()).unwrap();
+    let labels: Vec<String> =
+        ["cat", "dog", "sofa", "window", "floor", "grass", "sky", "tree", "car", "person"].map(String::from).to_vec();
+    let embeddings = seg.label_embeddings(&labels, &[]).unwrap();
+    let opts = groupseg::SegmentOptions::default();
+    let segment = |s: &Segmenter| drop(groupseg::block_on(s.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).unwrap());
+    let gpu_ms = median_ms(warmup.min(1), runs.min(5), || segment(&seg));
+    let cpu = Segmenter::load(&dir.join("model"), &Device::Cpu).unwrap();
+    let cpu_ms = median_ms(1, 3, || segment(&cpu));
+    println!("segment a 448×597 photo, 10 labels: GPU {gpu_ms:.1} ms, CPU {cpu_ms:.1} ms (ratio {:.2})", gpu_ms / cpu_ms);
+
+    // Per-kernel times of one 448 window, from timestamp queries.
+    let encoder = seg.gpu().expect("the GPU backend runs");
+    let device = encoder.gpu();
+    let peak = std::env::var("GROUPSEG_BENCH_PEAK_GFLOPS").ok().and_then(|v| v.parse::<f64>().ok());
+    match device.start_profile() {
+        Ok(()) => {
+            drop(groupseg::block_on(seg.image_features(x448)).unwrap());
+            let kernels = groupseg::block_on(device.finish_profile()).unwrap();
+            let total: f64 = kernels.iter().map(|k| k.ms).sum();
+            println!("\nkernels of one 448 window (timestamp queries; {total:.1} ms on the GPU in all)");
+            println!("{:<14} {:>10} {:>10} {:>7} {:>10}", "kernel", "dispatches", "ms", "share", "GFLOP/s");
+            for k in &kernels {
+                let gflops = k.gflops().map_or(String::new(), |g| match peak {
+                    Some(p) => format!("{g:.0} ({:.0} % of peak)", 100.0 * g / p),
+                    None => format!("{g:.1}"),
+                });
+                println!("{:<14} {:>10} {:>10.2} {:>6.1}% {:>10}", k.name, k.dispatches, k.ms, 100.0 * k.ms / total, gflops);
+            }
+        }
+        Err(e) => println!("per-kernel times: {e}"),
+    }
+
     // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one.
     let gpu = Gpu::new_blocking(allow_software).unwrap();
     let matmul = Matmul::new(&gpu);
@@ -126,6 +161,8 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
             gpu.queue.submit([enc.finish()]);
             gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
         }) / reps as f64;
-        println!("matmul {m}×{k}→{n}: {ms:.2} ms, {:.1} GFLOP/s", 2.0 * (m * n * k) as f64 / ms / 1e6);
+        let gflops = 2.0 * (m * n * k) as f64 / ms / 1e6;
+        let of_peak = peak.map_or(String::new(), |p| format!(", {:.0} % of the {p:.0} GFLOP/s peak", 100.0 * gflops / p));
+        println!("matmul {m}×{k}→{n}: {ms:.2} ms, {gflops:.1} GFLOP/s{of_peak}");
     }
 }

@@ -190,6 +190,11 @@ impl Segmenter {
         }
     }
 
+    /// The GPU encoder, when the GPU backend runs.
+    pub fn gpu(&self) -> Option<&GpuImageEncoder> {
+        self.gpu.as_ref()
+    }
+
     pub fn model(&self) -> &GroupViTModel {
         &self.model
     }

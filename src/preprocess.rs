@@ -101,6 +101,19 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
+/// A photo from raw RGBA pixels (a canvas's `ImageData`), alpha dropped as in [`decode`].
+pub fn from_rgba(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage> {
+    let want = width as usize * height as usize * 4;
+    if width == 0 || height == 0 || rgba.len() != want {
+        return Err(Error::Image(format!(
+            "{} bytes are not the RGBA pixels of a {width}×{height} image ({want} bytes)",
+            rgba.len()
+        )));
+    }
+    let rgb = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    RgbImage::from_raw(width, height, rgb).ok_or_else(|| Error::Image("the pixels do not fill the image".into()))
+}
+
 /// `(1, 3, H, W)` f32 tensor of `img` rescaled and normalised.
 pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
     let (w, h) = (img.width() as usize, img.height() as usize);

@@ -119,11 +119,35 @@ impl Segmenter {
     /// to a `SegmentResult`. `options` is JSON: `{backgroundThreshold, shortSide, window, stride,
     /// templates}`, each optional (a negative `backgroundThreshold` means no background).
     pub fn segment(&self, photo: Vec<u8>, labels: String, options: Option<String>) -> js_sys::Promise {
+        self.segment_photo(preprocess::decode(&photo), labels, options)
+    }
+
+    /// As `segment`, for raw RGBA pixels (`ImageData.data`) of a `width × height` image.
+    #[wasm_bindgen(js_name = segmentPixels)]
+    pub fn segment_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, labels: String, options: Option<String>) -> js_sys::Promise {
+        self.segment_photo(preprocess::from_rgba(&rgba, width, height), labels, options)
+    }
+
+    /// Zero-shot classification: resolves to one probability per label (a `Float32Array`), in
+    /// the order given.
+    pub fn classify(&self, photo: Vec<u8>, labels: String) -> js_sys::Promise {
+        self.classify_photo(preprocess::decode(&photo), labels)
+    }
+
+    /// As `classify`, for raw RGBA pixels of a `width × height` image.
+    #[wasm_bindgen(js_name = classifyPixels)]
+    pub fn classify_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, labels: String) -> js_sys::Promise {
+        self.classify_photo(preprocess::from_rgba(&rgba, width, height), labels)
+    }
+}
+
+impl Segmenter {
+    fn segment_photo(&self, photo: crate::Result<image::RgbImage>, labels: String, options: Option<String>) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move {
             let labels = pipeline::parse_labels(&labels).map_err(js)?;
             let (opts, templates) = JsSegmentOptions::parse(options.as_deref()).map_err(js)?;
-            let photo = preprocess::decode(&photo).map_err(js)?;
+            let photo = photo.map_err(js)?;
             let s = inner.segment(&photo, &labels, &templates, &opts).await.map_err(js)?;
             Ok(SegmentResult {
                 width: s.width,
@@ -138,13 +162,11 @@ impl Segmenter {
         })
     }
 
-    /// Zero-shot classification: resolves to one probability per label (a `Float32Array`), in
-    /// the order given.
-    pub fn classify(&self, photo: Vec<u8>, labels: String) -> js_sys::Promise {
+    fn classify_photo(&self, photo: crate::Result<image::RgbImage>, labels: String) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move {
             let labels = pipeline::parse_labels(&labels).map_err(js)?;
-            let photo = preprocess::decode(&photo).map_err(js)?;
+            let photo = photo.map_err(js)?;
             let probs = inner.classify(&photo, &labels, &[]).await.map_err(js)?;
             Ok(js_sys::Float32Array::from(probs.as_slice()).into())
         })

@@ -277,3 +277,28 @@ fn gpu_segmentation_matches_the_cpu_over_many_windows() {
     // One grouping block fewer: no map chaining; the photo upscaled to the output.
     backends_agree("tiny-2stage", "tiny-3stage/photo.png", 48, 32, 16);
 }
+
+#[test]
+fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
+    use groupseg::{Backend, Segmenter};
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-2stage");
+    let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
+    let device = seg.gpu().unwrap().gpu();
+    assert!(device.timestamps, "lavapipe has timestamp queries; {} does not", device.adapter.name);
+    let pixels = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
+    device.start_profile().unwrap();
+    groupseg::block_on(seg.image_features(&pixels)).unwrap();
+    let kernels = groupseg::block_on(device.finish_profile()).unwrap();
+    let names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
+    for want in ["matmul", "layer_norm", "softmax", "add", "transpose", "columns", "rows"] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(kernels.iter().all(|k| k.ms >= 0.0 && k.dispatches > 0));
+    assert!(kernels.iter().map(|k| k.ms).sum::<f64>() > 0.0, "{kernels:?}");
+    // Matmuls count their FLOPs (2·m·n·k each); nothing else does.
+    let matmul = kernels.iter().find(|k| k.name == "matmul").unwrap();
+    assert!(matmul.flops > 0 && matmul.gflops().is_some());
+    assert!(kernels.iter().filter(|k| k.name != "matmul").all(|k| k.flops == 0));
+    // Profiling is off again.
+    assert!(groupseg::block_on(device.finish_profile()).is_err());
+}

@@ -1,112 +1,241 @@
-// The page: load a checkpoint from files, segment dropped photos, paint each with a legend.
-import init, { Segmenter } from './pkg/groupseg.js';
+// The page: pick a model, type labels, drop photos; each photo is segmented in the worker and
+// painted here with a legend, hover, opacity, view toggles and downloads.
 
 const $ = (id) => document.getElementById(id);
+const HUB = {
+  redcaps: 'https://huggingface.co/nvidia/groupvit-gcc-redcaps/resolve/main/',
+  yfcc: 'https://huggingface.co/nvidia/groupvit-gcc-yfcc/resolve/main/',
+};
+
 const status = (text, error = false) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
-// The library's colour for class k (0 is background), so the page matches the CLI's overlays.
-// `colours` is read from the result once: each read of a wasm getter copies the array.
-const colour = (colours, k) => [colours[3 * k], colours[3 * k + 1], colours[3 * k + 2]];
 
-let segmenter = null;
-await init();
-// ?backend=webgpu|cpu|auto preselects where the model runs.
-const wanted = new URLSearchParams(location.search).get('backend');
-if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
-status('Choose the checkpoint files to start.');
+// One request at a time per id; replies come back by id.
+const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
+const pending = new Map();
+let nextId = 0;
+worker.onmessage = ({ data }) => {
+  const p = pending.get(data.id);
+  if (!p) return;
+  if (data.type === 'progress') return p.onProgress?.(data);
+  pending.delete(data.id);
+  if (data.type === 'error') p.reject(new Error(data.message));
+  else p.resolve(data);
+};
+worker.onerror = (e) => status(`The worker failed: ${e.message}`, true);
+function ask(message, onProgress) {
+  const id = nextId++;
+  return new Promise((resolve, reject) => {
+    pending.set(id, { resolve, reject, onProgress });
+    worker.postMessage({ ...message, id });
+  });
+}
 
-$('model').addEventListener('change', async (ev) => {
-  const files = Object.fromEntries([...ev.target.files].map((f) => [f.name, f]));
-  const weights = files['model.safetensors'] ?? files['pytorch_model.bin'];
-  const missing = ['config.json', 'tokenizer.json'].filter((n) => !files[n]);
-  if (!weights) missing.push('model.safetensors or pytorch_model.bin');
-  if (missing.length) return status(`Missing from the chosen files: ${missing.join(', ')}.`, true);
+let modelReady = false;
+const photos = []; // { file, bitmap, box } for re-painting when the labels change
+
+function showProgress({ file, loaded, total, cached }) {
+  const name = file.split('/').pop();
+  $('progress').hidden = false;
+  $('progress').max = total || 1;
+  $('progress').value = total ? loaded : 0;
+  const mb = (n) => (n / 1048576).toFixed(1);
+  $('progress-text').textContent = cached ? `${name} from the cache`
+    : `${name}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB`;
+}
+
+// `data-model` on <body> says where loading stands (loading, ready, failed), for scripts and tests.
+async function loadModel(source) {
+  modelReady = false;
+  document.body.dataset.model = 'loading';
+  $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    segmenter?.free();
-    segmenter = null;
-    segmenter = await Segmenter.load(
-      await files['config.json'].text(),
-      new Uint8Array(await weights.arrayBuffer()),
-      new Uint8Array(await files['tokenizer.json'].arrayBuffer()),
-      files['preprocessor_config.json'] ? await files['preprocessor_config.json'].text() : undefined,
-      $('backend').value);
-    $('backend-used').textContent = `Running on ${segmenter.backend}.`;
-    status('Model ready: drop photos.');
+    const { backend } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
+    modelReady = true;
+    document.body.dataset.model = 'ready';
+    $('backend-used').textContent = `Running on ${backend}.`;
+    status(photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.');
+    if (photos.length) await repaintAll();
   } catch (e) {
-    segmenter = null;
+    document.body.dataset.model = 'failed';
     status(`Could not load the model: ${e.message}`, true);
+  } finally {
+    $('progress').hidden = true;
+    $('progress-text').textContent = '';
   }
-});
+}
+
+function options() {
+  const o = { templates: [$('template').value] };
+  o.backgroundThreshold = $('no-background').checked ? null : Number($('threshold').value);
+  return o;
+}
+
+/** Segments one photo into its result box, replacing what the box showed. */
+async function segmentInto(entry) {
+  const started = performance.now();
+  try {
+    const { result, ms } = await ask({ type: 'segment', photo: entry.file, labels: $('labels').value, options: options() });
+    entry.bitmap ??= await createImageBitmap(entry.file, { imageOrientation: 'from-image' });
+    render(entry, result, ms ?? performance.now() - started);
+  } catch (e) {
+    entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
+  }
+}
 
 async function segmentAll(files) {
-  if (!segmenter) return status('Load a model first.', true);
-  for (const file of files) {
-    status(`Segmenting ${file.name}…`);
-    const started = performance.now();
-    try {
-      const bytes = new Uint8Array(await file.arrayBuffer());
-      const r = await segmenter.segment(bytes, $('labels').value);
-      show(file, r, performance.now() - started);
-    } catch (e) {
-      showError(file, e.message);
-    }
+  if (!modelReady) return status('Load a model first (step 1).', true);
+  const entries = files.map((file) => {
+    const box = document.createElement('div');
+    box.className = 'result';
+    box.append(text('div', `${file.name}: waiting…`));
+    $('results').prepend(box);
+    const entry = { file, box };
+    photos.push(entry);
+    return entry;
+  });
+  for (const [i, entry] of entries.entries()) {
+    status(`Segmenting ${entry.file.name} (${i + 1} of ${entries.length})…`);
+    await segmentInto(entry);
   }
   status('Done.');
 }
 
-function show(file, r, ms) {
-  const box = document.createElement('div');
-  box.className = 'result';
-  const title = document.createElement('div');
-  title.textContent = `${file.name} (${Math.round(ms)} ms)`;
-  const holder = document.createElement('div');
-  const legend = document.createElement('div');
-  legend.className = 'legend';
-  const colours = r.colours;
-  JSON.parse(r.summaryJson).forEach((c, k) => {
-    if (c.share === 0) return;
-    const row = document.createElement('div');
-    const sw = document.createElement('span');
-    sw.style.background = `rgb(${colour(colours, k).join(',')})`;
-    row.append(sw, `${c.label} ${(c.share * 100).toFixed(1)} %, score ${c.mean_score.toFixed(2)}`);
-    legend.append(row);
-  });
-  box.append(title, holder, legend);
-  $('results').prepend(box);
-  const url = URL.createObjectURL(file);
-  const img = new Image();
-  img.onload = () => { holder.replaceChildren(paint(img, r)); URL.revokeObjectURL(url); };
-  img.src = url;
+async function repaintAll() {
+  for (const entry of photos) await segmentInto(entry);
+  status('Done.');
 }
 
-/** The photo with each labelled pixel tinted half-way to its label's colour. */
-function paint(img, r) {
-  const canvas = document.createElement('canvas');
-  canvas.width = r.width; canvas.height = r.height;
+function text(tag, content, className) {
+  const el = document.createElement(tag);
+  el.textContent = content;
+  if (className) el.className = className;
+  return el;
+}
+
+/** The photo, the overlay or the mask, from the label map and the class colours. */
+function paint(canvas, entry, r, view, opacity) {
   const ctx = canvas.getContext('2d');
-  ctx.drawImage(img, 0, 0, r.width, r.height);
-  const px = ctx.getImageData(0, 0, r.width, r.height);
-  const map = r.labelMap;
-  const colours = r.colours;
-  for (let i = 0; i < map.length; i++) {
-    if (map[i] === 0) continue;
-    const c = colour(colours, map[i]);
-    for (let j = 0; j < 3; j++) px.data[4 * i + j] = Math.round(px.data[4 * i + j] * 0.5 + c[j] * 0.5);
+  ctx.clearRect(0, 0, r.width, r.height);
+  if (view !== 'mask') ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
+  if (view === 'photo') return;
+  const px = view === 'mask' ? ctx.createImageData(r.width, r.height) : ctx.getImageData(0, 0, r.width, r.height);
+  const a = view === 'mask' ? 1 : opacity;
+  for (let i = 0; i < r.labelMap.length; i++) {
+    const k = r.labelMap[i];
+    if (k === 0 && view !== 'mask') continue;
+    for (let j = 0; j < 3; j++) px.data[4 * i + j] = Math.round(px.data[4 * i + j] * (1 - a) + r.colours[3 * k + j] * a);
+    px.data[4 * i + 3] = 255;
   }
   ctx.putImageData(px, 0, 0);
-  return canvas;
 }
 
-function showError(file, message) {
-  const box = document.createElement('div');
-  box.className = 'result';
-  box.textContent = `${file.name}: ${message}`;
-  box.style.color = '#b00020';
-  $('results').prepend(box);
+function download(canvas, name) {
+  canvas.toBlob((blob) => {
+    const a = document.createElement('a');
+    a.href = URL.createObjectURL(blob);
+    a.download = name;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+  }, 'image/png');
 }
 
-$('photos').addEventListener('change', (ev) => segmentAll([...ev.target.files]));
+function render(entry, r, ms) {
+  const { box, file } = entry;
+  const canvas = document.createElement('canvas');
+  canvas.width = r.width;
+  canvas.height = r.height;
+  canvas.setAttribute('aria-label', `${file.name}, segmented`);
+  let view = 'overlay';
+  let opacity = 0.5;
+  const redraw = () => paint(canvas, entry, r, view, opacity);
+
+  const controls = document.createElement('div');
+  controls.className = 'controls';
+  const slider = Object.assign(document.createElement('input'), { type: 'range', min: 0, max: 1, step: 0.05, value: opacity });
+  slider.setAttribute('aria-label', 'overlay opacity');
+  slider.oninput = () => { opacity = Number(slider.value); redraw(); };
+  const opacityLabel = text('label', 'opacity ');
+  opacityLabel.append(slider);
+  controls.append(opacityLabel);
+  const group = `view-${nextId++}`;
+  for (const v of ['photo', 'overlay', 'mask']) {
+    const radio = Object.assign(document.createElement('input'), { type: 'radio', name: group, value: v, checked: v === view });
+    radio.onchange = () => { view = v; redraw(); };
+    const label = text('label', '');
+    label.append(radio, ` ${v}`);
+    controls.append(label);
+  }
+  const stem = file.name.replace(/\.[^.]*$/, '');
+  const overlayButton = text('button', 'overlay PNG');
+  overlayButton.onclick = () => {
+    const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
+    paint(c, entry, r, 'overlay', opacity);
+    download(c, `${stem}.overlay.png`);
+  };
+  const maskButton = text('button', 'mask PNG');
+  maskButton.onclick = () => {
+    const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
+    paint(c, entry, r, 'mask', 1);
+    download(c, `${stem}.mask.png`);
+  };
+  controls.append(overlayButton, maskButton);
+
+  const hover = text('div', '\u00a0', 'hover');
+  canvas.onpointermove = (ev) => {
+    const rect = canvas.getBoundingClientRect();
+    const x = Math.min(r.width - 1, Math.floor(((ev.clientX - rect.left) / rect.width) * r.width));
+    const y = Math.min(r.height - 1, Math.floor(((ev.clientY - rect.top) / rect.height) * r.height));
+    const i = y * r.width + x;
+    hover.textContent = `${r.labels[r.labelMap[i]]} (score ${r.scores[i].toFixed(2)})`;
+  };
+  canvas.onpointerleave = () => { hover.textContent = '\u00a0'; };
+
+  const legend = document.createElement('div');
+  legend.className = 'legend';
+  r.summary.forEach((c, k) => {
+    if (c.share === 0) return;
+    const row = document.createElement('div');
+    const swatch = text('span', '', 'swatch');
+    swatch.style.background = `rgb(${r.colours[3 * k]},${r.colours[3 * k + 1]},${r.colours[3 * k + 2]})`;
+    row.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
+    legend.append(row);
+  });
+  box.replaceChildren(text('div', `${file.name} (${Math.round(ms)} ms)`), canvas, hover, controls, legend);
+  redraw();
+}
+
+// Model sources.
+$('load-redcaps').onclick = () => loadModel({ modelUrl: HUB.redcaps });
+$('load-yfcc').onclick = () => loadModel({ modelUrl: HUB.yfcc });
+$('load-url').onclick = () => $('model-url').value && loadModel({ modelUrl: $('model-url').value });
+$('model').onchange = (ev) => loadModel({ files: [...ev.target.files] });
+$('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); status('The model cache is empty.'); };
+
+// Labels: re-paint every photo when they change.
+for (const id of ['labels', 'threshold', 'no-background', 'template']) {
+  $(id).addEventListener('change', () => modelReady && photos.length && repaintAll());
+}
+
+// Photos: picker, drop, paste.
+$('photos').onchange = (ev) => segmentAll([...ev.target.files]);
 const drop = $('drop');
 drop.addEventListener('dragover', (ev) => { ev.preventDefault(); drop.classList.add('over'); });
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
 drop.addEventListener('drop', (ev) => { ev.preventDefault(); drop.classList.remove('over'); segmentAll([...ev.dataTransfer.files]); });
+drop.addEventListener('keydown', (ev) => { if (ev.key === 'Enter' || ev.key === ' ') { ev.preventDefault(); $('photos').click(); } });
+document.addEventListener('paste', (ev) => {
+  const files = [...ev.clipboardData.files].filter((f) => f.type.startsWith('image/'));
+  if (files.length) segmentAll(files);
+});
+
+// ?backend=webgpu|cpu|auto and ?model=URL.
+const params = new URLSearchParams(location.search);
+const wanted = params.get('backend');
+if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
+if (params.get('model')) {
+  $('model-url').value = params.get('model');
+  loadModel({ modelUrl: params.get('model') });
+} else {
+  status('Load a model to start (step 1).');
+}

@@ -5,7 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, shader, uniform, Gpu};
+use super::{dispatch_counted, pipeline, shader, uniform, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// What follows the product, in the same pass (the activations the CPU path fuses, with the
@@ -43,7 +43,7 @@ const TILE: usize = 64;
 
 /// The compiled kernel.
 pub struct Matmul {
-    pipeline: wgpu::ComputePipeline,
+    pipeline: Kernel,
     /// Bound in place of a bias when there is none.
     no_bias: wgpu::Buffer,
 }
@@ -51,7 +51,7 @@ pub struct Matmul {
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
         let module = shader(gpu, "matmul", include_str!("matmul.wgsl"));
-        let pipeline = pipeline(gpu, &module, "main");
+        let pipeline = pipeline(gpu, &module, "matmul");
         let no_bias = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("no bias"),
             contents: &[0; 4],
@@ -103,7 +103,8 @@ impl Matmul {
         let bias = bias.map_or(&self.no_bias, |t| &t.buffer);
         let bindings = [(0, &a.buffer), (1, &b.buffer), (2, bias), (3, &c.buffer), (4, &params)];
         let workgroups = (s.n.div_ceil(TILE) as u32, s.m.div_ceil(TILE) as u32, s.batch as u32);
-        dispatch(gpu, encoder, &self.pipeline, &bindings, workgroups);
+        let flops = 2 * (s.batch * s.m * s.n * s.k) as u64;
+        dispatch_counted(gpu, encoder, &self.pipeline, &bindings, workgroups, flops);
         Ok(())
     }
 }

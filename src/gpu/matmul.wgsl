@@ -61,7 +61,7 @@ fn finish(v: f32, col: u32) -> f32 {
 }
 
 @compute @workgroup_size(16, 16)
-fn main(
+fn matmul(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,

@@ -8,6 +8,7 @@ use wgpu::util::DeviceExt;
 pub mod buffer;
 pub mod matmul;
 pub mod ops;
+pub mod profile;
 pub mod rows;
 pub mod segment;
 pub mod vision;
@@ -52,6 +53,10 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub adapter: AdapterSummary,
+    /// Whether the device can time kernels (`TIMESTAMP_QUERY`).
+    pub timestamps: bool,
+    /// While profiling, every dispatch is timed (see [`Gpu::start_profile`]).
+    profiler: std::sync::Mutex<Option<profile::Profiler>>,
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> Error {
@@ -79,7 +84,7 @@ impl Gpu {
             )));
         }
         let offered = adapter.limits();
-        let binding = u64::from(offered.max_storage_buffer_binding_size);
+        let binding = offered.max_storage_buffer_binding_size;
         if binding < NEEDED_STORAGE_BINDING {
             return Err(unavailable(format!(
                 "{} allows {} MiB per storage buffer; GroupViT needs {} MiB",
@@ -101,10 +106,14 @@ impl Gpu {
             max_compute_workgroup_storage_size: offered.max_compute_workgroup_storage_size,
             ..wgpu::Limits::default()
         };
+        // Kernel timings for the benchmark, where the adapter can give them.
+        let timestamps = adapter.features().contains(wgpu::Features::TIMESTAMP_QUERY);
+        let required_features = if timestamps { wgpu::Features::TIMESTAMP_QUERY } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("groupseg"),
                 required_limits,
+                required_features,
                 ..Default::default()
             })
             .await
@@ -112,6 +121,8 @@ impl Gpu {
         Ok(Self {
             device,
             queue,
+            timestamps,
+            profiler: std::sync::Mutex::new(None),
             adapter: AdapterSummary {
                 name: info.name,
                 backend: format!("{:?}", info.backend),
@@ -181,17 +192,24 @@ pub(crate) fn workgroups(count: usize) -> (u32, u32, u32) {
     (count.min(MAX_WORKGROUPS_PER_DIMENSION) as u32, count.div_ceil(MAX_WORKGROUPS_PER_DIMENSION) as u32, 1)
 }
 
+/// A compute pipeline and the name its timings are reported under.
+pub(crate) struct Kernel {
+    pipeline: wgpu::ComputePipeline,
+    name: &'static str,
+}
+
 /// A compute pipeline for `entry` in `module`, its bind group layout derived from the shader (so it
 /// holds only the bindings that entry point uses).
-pub(crate) fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &str) -> wgpu::ComputePipeline {
-    gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+pub(crate) fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static str) -> Kernel {
+    let pipeline = gpu.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
         layout: None,
         module,
         entry_point: Some(entry),
         compilation_options: Default::default(),
         cache: None,
-    })
+    });
+    Kernel { pipeline, name: entry }
 }
 
 /// A uniform buffer holding a shader's `Params` struct, given field by field as 32-bit words.
@@ -204,23 +222,37 @@ pub(crate) fn uniform(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
     })
 }
 
-/// Binds each buffer at its binding and records one dispatch of `pipeline`.
+/// Binds each buffer at its binding and records one dispatch of `kernel`.
 pub(crate) fn dispatch(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
-    pipeline: &wgpu::ComputePipeline,
+    kernel: &Kernel,
     buffers: &[(u32, &wgpu::Buffer)],
     workgroups: (u32, u32, u32),
+) {
+    dispatch_counted(gpu, encoder, kernel, buffers, workgroups, 0);
+}
+
+/// [`dispatch`] of a kernel doing `flops` floating-point operations (for the profile's GFLOP/s).
+pub(crate) fn dispatch_counted(
+    gpu: &Gpu,
+    encoder: &mut wgpu::CommandEncoder,
+    kernel: &Kernel,
+    buffers: &[(u32, &wgpu::Buffer)],
+    workgroups: (u32, u32, u32),
+    flops: u64,
 ) {
     let entries: Vec<wgpu::BindGroupEntry> =
         buffers.iter().map(|&(binding, b)| wgpu::BindGroupEntry { binding, resource: b.as_entire_binding() }).collect();
     let bind = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: None,
-        layout: &pipeline.get_bind_group_layout(0),
+        layout: &kernel.pipeline.get_bind_group_layout(0),
         entries: &entries,
     });
-    let mut pass = encoder.begin_compute_pass(&Default::default());
-    pass.set_pipeline(pipeline);
+    let mut profiler = gpu.profiler.lock().unwrap_or_else(|e| e.into_inner());
+    let timestamp_writes = profiler.as_mut().and_then(|p| p.next_pass(kernel.name, flops));
+    let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: None, timestamp_writes });
+    pass.set_pipeline(&kernel.pipeline);
     pass.set_bind_group(0, &bind, &[]);
     pass.dispatch_workgroups(workgroups.0, workgroups.1, workgroups.2);
 }

@@ -2,7 +2,7 @@
 //! reduction.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
+use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 fn u32_of(v: usize) -> Result<u32> {
@@ -13,7 +13,7 @@ fn u32_of(v: usize) -> Result<u32> {
 fn run(
     gpu: &Gpu,
     encoder: &mut wgpu::CommandEncoder,
-    pipeline: &wgpu::ComputePipeline,
+    pipeline: &Kernel,
     buffers: &[(u32, &wgpu::Buffer)],
     params: &wgpu::Buffer,
     groups: (u32, u32, u32),
@@ -30,10 +30,10 @@ fn grid(threads: usize, size: usize) -> (u32, u32, u32) {
 
 /// The compiled kernels.
 pub struct Ops {
-    add: wgpu::ComputePipeline,
-    transpose: wgpu::ComputePipeline,
-    assign_columns: wgpu::ComputePipeline,
-    assign_rows: wgpu::ComputePipeline,
+    add: Kernel,
+    transpose: Kernel,
+    assign_columns: Kernel,
+    assign_rows: Kernel,
 }
 
 impl Ops {

@@ -1,14 +1,14 @@
 //! Row-wise GPU operations over the last dimension: LayerNorm, softmax, L2 normalisation.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
+use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// The compiled row kernels.
 pub struct RowOps {
-    layer_norm: wgpu::ComputePipeline,
-    softmax: wgpu::ComputePipeline,
-    l2_normalize: wgpu::ComputePipeline,
+    layer_norm: Kernel,
+    softmax: Kernel,
+    l2_normalize: Kernel,
 }
 
 impl RowOps {
@@ -24,7 +24,7 @@ impl RowOps {
     fn run(
         gpu: &Gpu,
         encoder: &mut wgpu::CommandEncoder,
-        pipeline: &wgpu::ComputePipeline,
+        pipeline: &Kernel,
         buffers: &[(u32, &wgpu::Buffer)],
         rows: usize,
         cols: usize,

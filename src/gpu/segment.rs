@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use super::buffer::GpuTensor;
 use super::matmul::{BLayout, MatmulShape};
 use super::vision::{GpuImageEncoder, Recorder};
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu};
+use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// What to compose, besides the windows' pixels.
@@ -37,12 +37,12 @@ pub struct GpuLabels {
 
 /// The compiled kernels of `segment.wgsl`.
 pub struct Compose {
-    rank: wgpu::ComputePipeline,
-    affinity: wgpu::ComputePipeline,
-    best: wgpu::ComputePipeline,
-    compose: wgpu::ComputePipeline,
-    average: wgpu::ComputePipeline,
-    label: wgpu::ComputePipeline,
+    rank: Kernel,
+    affinity: Kernel,
+    best: Kernel,
+    compose: Kernel,
+    average: Kernel,
+    label: Kernel,
 }
 
 fn u32_of(v: usize) -> Result<u32> {

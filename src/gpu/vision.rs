@@ -560,6 +560,11 @@ impl GpuImageEncoder {
         &self.gpu.adapter
     }
 
+    /// The device (for profiling).
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
     /// The vision tower's output, read back for the CPU's projection (classification, raw logits).
     pub async fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
         self.tower.forward(&self.gpu, &self.kernels, pixel_values).await

@@ -16,13 +16,15 @@ const types = {
   '.json': 'application/json', '.png': 'image/png', '.txt': 'text/plain',
 };
 
-/** Serves `www/` at `/` and `tests/fixtures/` at `/fixtures/`; resolves to the base URL. */
+/** Serves `www/` at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`; resolves to the base URL. */
 export async function serve() {
+  const requests = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const [base, rel] = path.startsWith('/fixtures/')
-      ? [fixtures, path.slice('/fixtures/'.length)]
-      : [join(root, 'www'), path === '/' ? 'index.html' : path.slice(1)];
+    requests.push(path);
+    const [base, rel] = path.startsWith('/fixtures/') ? [fixtures, path.slice('/fixtures/'.length)]
+      : path.startsWith('/out/') ? [outDir, path.slice('/out/'.length)]
+        : [join(root, 'www'), path === '/' ? 'index.html' : path.slice(1)];
     const file = normalize(join(base, rel));
     if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
     try {
@@ -33,7 +35,7 @@ export async function serve() {
     }
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${server.address().port}`, close: () => server.close() };
+  return { url: `http://127.0.0.1:${server.address().port}`, requests, close: () => server.close() };
 }
 
 /**
@@ -72,4 +74,32 @@ export async function safetensor(path, name) {
   const copy = new Uint8Array(data).buffer;
   const arrays = { I32: Int32Array, I64: BigInt64Array, F32: Float32Array };
   return { shape: t.shape, data: new arrays[t.dtype](copy) };
+}
+
+/** Chooses the tiny fixture model's files in the page's file picker and waits for it to load. */
+export async function loadFixtureModel(page, model = 'tiny-3stage') {
+  await page.waitForFunction(() => document.getElementById('status').textContent !== '');
+  const dir = join(fixtures, model);
+  await page.setInputFiles('#model', ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']
+    .map((f) => join(dir, f)));
+  await modelSettled(page);
+  const status = await page.textContent('#status');
+  if (!/ready/.test(status)) throw new Error(status);
+}
+
+/** Drops a file on the page's drop zone through a real drop event. */
+export async function dropPhoto(page, path, name, type = 'image/png') {
+  const b64 = (await readFile(path)).toString('base64');
+  const dataTransfer = await page.evaluateHandle(({ b64, name, type }) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const dt = new DataTransfer();
+    dt.items.add(new File([bytes], name, { type }));
+    return dt;
+  }, { b64, name, type });
+  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+}
+
+/** Waits until the page's model load has finished, well or not. */
+export async function modelSettled(page) {
+  await page.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.model), null, { timeout: 120_000 });
 }

@@ -4,37 +4,35 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, launch, newPage, safetensor, fixtures, outDir } from './harness.mjs';
+import { serve, launch, newPage, safetensor, fixtures, outDir, loadFixtureModel, dropPhoto } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await serve(); browser = await launch(); });
 after(async () => { await browser?.close(); server?.close(); });
 
-/** In the page: loads the fixture model on each backend and segments `photo` with `options`. */
+/** In the page, through the npm package's API: loads the fixture model on each backend and segments. */
 async function segmentInPage(page, { model, photo, labels, options, backends }) {
   return page.evaluate(async ({ model, photo, labels, options, backends }) => {
-    const { default: init, Segmenter } = await import('/pkg/groupseg.js');
-    await init();
-    const get = async (name) => new Uint8Array(await (await fetch(`/fixtures/${model}/${name}`)).arrayBuffer());
-    const text = async (name) => (await fetch(`/fixtures/${model}/${name}`)).text();
-    const bytes = new Uint8Array(await (await fetch(`/fixtures/${photo}`)).arrayBuffer());
+    const { Segmenter } = await import('/pkg/index.js');
+    const blob = async (url) => (await fetch(url)).blob();
+    const names = ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json'];
+    const files = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await blob(`/fixtures/${model}/${n}`)])));
+    const image = await blob(`/fixtures/${photo}`);
     const adapter = await navigator.gpu?.requestAdapter();
     const info = adapter?.info;
     const out = { adapter: adapter ? { vendor: info.vendor, architecture: info.architecture, description: info.description,
       fallback: info.isFallbackAdapter ?? adapter.isFallbackAdapter } : null };
     for (const backend of backends) {
-      const seg = await Segmenter.load(await text('config.json'), await get('model.safetensors'),
-        await get('tokenizer.json'), await text('preprocessor_config.json'), backend);
+      const seg = await Segmenter.load({ files, backend });
       const runs = [];
       for (const o of options) {
         const started = performance.now();
-        const r = await seg.segment(bytes, labels, JSON.stringify(o));
+        const r = await seg.segment(image, labels, o);
         runs.push({ ms: performance.now() - started, width: r.width, height: r.height,
-          labelMap: Array.from(r.labelMap), scores: Array.from(r.scores), summary: JSON.parse(r.summaryJson) });
-        r.free();
+          labelMap: Array.from(r.labelMap), scores: Array.from(r.scores), summary: r.summary });
       }
       out[backend] = { backend: seg.backend, runs };
-      seg.free();
+      seg.dispose();
     }
     return out;
   }, { model, photo, labels, options, backends });
@@ -51,7 +49,7 @@ test('WebGPU in the browser gives the reference label maps and the CPU path\'s a
     labels: meta.labels.join(', '),
     options: [
       { ...fixture, backgroundThreshold: meta.background_threshold },
-      { ...fixture, backgroundThreshold: -1 },
+      { ...fixture, backgroundThreshold: null },
     ],
     backends: ['webgpu', 'cpu'],
   });
@@ -101,28 +99,14 @@ test('WebGPU and CPU agree over many overlapping windows and seven labels', asyn
 test('the page runs on WebGPU when asked, says so, and paints the dropped photo', async () => {
   const page = await newPage(browser);
   await page.goto(`${server.url}/?backend=webgpu`);
-  await page.waitForFunction(() => document.getElementById('status').textContent.includes('Choose'));
-  const model = join(fixtures, 'tiny-3stage');
-  await page.setInputFiles('#model', ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']
-    .map((f) => join(model, f)));
-  await page.waitForFunction(() => /ready|Could not/.test(document.getElementById('status').textContent));
-  assert.match(await page.textContent('#status'), /ready/);
-  assert.match(await page.textContent('#backend-used'), /Running on GPU: /);
+  await loadFixtureModel(page);
+  assert.match(await page.textContent('#backend-used'), /Running on GPU: .* through WebGPU/);
   await page.fill('#labels', 'cat, dog, grass, sky');
-  // A real drop event carrying the photo.
-  const photo = (await readFile(join(model, 'photo_big.png'))).toString('base64');
-  const dataTransfer = await page.evaluateHandle(async (b64) => {
-    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-    const dt = new DataTransfer();
-    dt.items.add(new File([bytes], 'street.png', { type: 'image/png' }));
-    return dt;
-  }, photo);
-  await page.dispatchEvent('#drop', 'drop', { dataTransfer });
+  await dropPhoto(page, join(fixtures, 'tiny-3stage', 'photo_big.png'), 'street.png');
   await page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null, { timeout: 300_000 });
-  await page.waitForSelector('.result canvas');
   const text = await page.textContent('#results');
   assert.match(text, /street\.png \(\d+ ms\)/);
-  assert.match(text, /(cat|dog|grass|sky|background) \d+\.\d %/);
+  assert.match(text, /(cat|dog|grass|sky|background) \d+\.\d %, confidence \d\.\d\d/);
   await page.screenshot({ path: join(outDir, 'page-webgpu.png'), fullPage: true });
   assert.deepEqual(page.problems, []);
   await page.close();

@@ -1,0 +1,91 @@
+/** Anything `segment` and `classify` take as a photo. */
+export type ImageInput =
+  | Blob
+  | ArrayBuffer
+  | Uint8Array
+  | ImageData
+  | ImageBitmap
+  | HTMLImageElement
+  | HTMLCanvasElement
+  | OffscreenCanvas
+  | HTMLVideoElement;
+
+export type Backend = 'auto' | 'webgpu' | 'cpu';
+
+export interface Progress {
+  /** URL of the file being fetched. */
+  file: string;
+  loaded: number;
+  /** 0 when the server did not say. */
+  total: number;
+  /** Served from Cache Storage. */
+  cached: boolean;
+}
+
+export interface LoadOptions {
+  /** Folder URL of a GroupViT checkpoint, e.g. `https://huggingface.co/nvidia/groupvit-gcc-redcaps/resolve/main/`. */
+  modelUrl?: string;
+  /** Or the checkpoint's files: config.json, model.safetensors or pytorch_model.bin, tokenizer.json, preprocessor_config.json. */
+  files?: FileList | File[] | Record<string, Blob> | Map<string, Blob>;
+  /** Default 'auto': a hardware GPU through WebGPU, else WebAssembly. */
+  backend?: Backend;
+  onProgress?: (p: Progress) => void;
+  /** Keep downloads in Cache Storage (default true). */
+  cache?: boolean;
+  /** Where `groupseg_wasm_bg.wasm` is, if not beside this module. */
+  wasmUrl?: string | URL;
+}
+
+export interface SegmentOptions {
+  /** Pixels whose best label scores lower are background (default 0.95); null: no background. */
+  backgroundThreshold?: number | null;
+  /** The photo's short side is resized to this before segmenting (default 448). */
+  shortSide?: number;
+  /** Sliding window side (default 448) and stride (default 224), in resized pixels. */
+  window?: number;
+  stride?: number;
+  /** Prompt templates with `{}` for the label, averaged (default ["a photo of a {}."]). */
+  templates?: string[];
+}
+
+export interface ClassSummary {
+  label: string;
+  /** Fraction of the photo's pixels. */
+  share: number;
+  /** Mean score (0–1) over its pixels. */
+  meanScore: number;
+  /** [x0, y0, x1, y1], exclusive ends; null when the class has no pixel. */
+  bbox: [number, number, number, number] | null;
+}
+
+export declare class Segmentation {
+  readonly width: number;
+  readonly height: number;
+  /** Class names; labels[0] is "background". */
+  readonly labels: string[];
+  /** Class index per pixel, row-major. */
+  readonly labelMap: Uint16Array;
+  /** Score of the winning class per pixel. */
+  readonly scores: Float32Array;
+  /** RGB per class, 3 bytes a class. */
+  readonly colours: Uint8Array;
+  readonly summary: ClassSummary[];
+  labelAt(x: number, y: number): string;
+  /** The label map in colour (background transparent), blended over `photo` when given. */
+  toImageData(options?: { photo?: ImageData | null; opacity?: number; background?: boolean }): ImageData;
+}
+
+export declare class Segmenter {
+  static load(options: LoadOptions): Promise<Segmenter>;
+  static clearCache(): Promise<void>;
+  /** "GPU: …" or "CPU (why not the GPU)". */
+  readonly backend: string;
+  segment(image: ImageInput, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
+  classify(image: ImageInput, labels: string | string[]): Promise<{ label: string; probability: number }[]>;
+  dispose(): void;
+}
+
+/** Labels as the library reads them: split at commas, trimmed, repeats dropped. */
+export declare function parseLabels(labels: string | string[]): string[];
+
+export declare const CACHE_NAME: string;

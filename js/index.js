@@ -1,0 +1,246 @@
+// groupseg: open-vocabulary segmentation with GroupViT in the browser, on WebGPU or WebAssembly.
+// A thin layer over the wasm module: fetching and caching checkpoints, turning any image into
+// bytes or pixels, and results into plain typed arrays and ImageData.
+import init, { Segmenter as WasmSegmenter } from './groupseg_wasm.js';
+
+/** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
+export const CACHE_NAME = 'groupseg-models-v1';
+
+let wasmReady = null;
+function startWasm(wasmUrl) {
+  wasmReady ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+  return wasmReady;
+}
+
+const hasCaches = () => typeof caches !== 'undefined';
+
+/**
+ * Fetches `url` as bytes, from Cache Storage when it is there, reporting progress in bytes.
+ * Resolves to null for a 404 when `optional`.
+ */
+async function fetchBytes(url, { cache, onProgress, optional = false }) {
+  const store = cache && hasCaches() ? await caches.open(CACHE_NAME) : null;
+  const hit = await store?.match(url);
+  if (hit) {
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    onProgress?.({ file: url, loaded: bytes.length, total: bytes.length, cached: true });
+    return bytes;
+  }
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`Could not download ${url}: the network is unreachable, or the server does not let `
+      + `this page read it (CORS). (${e.message})`);
+  }
+  if (response.status === 404 && optional) return null;
+  if (!response.ok) {
+    throw new Error(`Could not download ${url}: the server answered ${response.status} ${response.statusText}`.trim());
+  }
+  const total = Number(response.headers.get('content-length')) || 0;
+  const chunks = [];
+  let loaded = 0;
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    loaded += value.length;
+    onProgress?.({ file: url, loaded, total, cached: false });
+  }
+  const bytes = new Uint8Array(loaded);
+  let at = 0;
+  for (const c of chunks) { bytes.set(c, at); at += c.length; }
+  await store?.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  return bytes;
+}
+
+const text = (bytes) => new TextDecoder().decode(bytes);
+
+/** The checkpoint files from a base URL: config, tokenizer, preprocessor and weights. */
+async function filesFromUrl(modelUrl, cache, onProgress) {
+  const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
+  const get = (name, optional) => fetchBytes(new URL(name, base).href, { cache, onProgress, optional });
+  const config = await get('config.json');
+  const tokenizer = await get('tokenizer.json');
+  const preprocessor = await get('preprocessor_config.json', true);
+  const weights = (await get('model.safetensors', true)) ?? (await get('pytorch_model.bin', true));
+  if (!weights) throw new Error(`${base} has neither model.safetensors nor pytorch_model.bin`);
+  return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights };
+}
+
+/** The checkpoint files from user-chosen `File`s (a FileList, an array, or a name → Blob map). */
+async function filesFromBlobs(files) {
+  const byName = files instanceof Map ? Object.fromEntries(files)
+    : Array.isArray(files) || (typeof FileList !== 'undefined' && files instanceof FileList)
+      ? Object.fromEntries([...files].map((f) => [f.name, f])) : files;
+  const weights = byName['model.safetensors'] ?? byName['pytorch_model.bin'];
+  const missing = ['config.json', 'tokenizer.json'].filter((n) => !byName[n]);
+  if (!weights) missing.push('model.safetensors or pytorch_model.bin');
+  if (missing.length) throw new Error(`The checkpoint files lack ${missing.join(', ')}`);
+  const bytes = async (b) => new Uint8Array(await b.arrayBuffer());
+  return {
+    config: await byName['config.json'].text(),
+    tokenizer: await bytes(byName['tokenizer.json']),
+    preprocessor: byName['preprocessor_config.json'] ? await byName['preprocessor_config.json'].text() : null,
+    weights: await bytes(weights),
+  };
+}
+
+/** An image as what the wasm module takes: encoded bytes, or RGBA pixels with their size. */
+async function toInput(image) {
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return { bytes: new Uint8Array(await image.arrayBuffer()) };
+  if (image instanceof ArrayBuffer) return { bytes: new Uint8Array(image) };
+  if (image instanceof Uint8Array) return { bytes: image };
+  if (typeof ImageData !== 'undefined' && image instanceof ImageData) return { pixels: image };
+  // ImageBitmap, <img>, <canvas>, OffscreenCanvas, <video>: draw it and read the pixels.
+  if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
+    await image.decode();
+  }
+  const width = image.naturalWidth ?? image.videoWidth ?? image.width;
+  const height = image.naturalHeight ?? image.videoHeight ?? image.height;
+  if (!width || !height) throw new Error('The image has no pixels yet (not loaded, or zero-sized)');
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d');
+  ctx.drawImage(image, 0, 0);
+  return { pixels: ctx.getImageData(0, 0, width, height) };
+}
+
+const labelText = (labels) => (Array.isArray(labels) ? labels.join(', ') : String(labels ?? ''));
+
+/** The labels as the library reads them: split at commas, trimmed, first of ASCII-case repeats. */
+export function parseLabels(labels) {
+  const fold = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  const out = [];
+  for (const l of labelText(labels).split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
+    if (!out.some((x) => fold(x) === fold(l))) out.push(l);
+  }
+  return out;
+}
+
+/** A segmentation: one class per pixel (0 is background), with colours and a summary per class. */
+export class Segmentation {
+  constructor(r) {
+    this.width = r.width;
+    this.height = r.height;
+    /** Class names; `labels[0]` is "background". */
+    this.labels = r.classes;
+    this.labelMap = new Uint16Array(r.labelMap);
+    this.scores = new Float32Array(r.scores);
+    /** RGB of each class, 3 bytes a class. */
+    this.colours = new Uint8Array(r.colours);
+    /** Per class: share of the pixels, mean score, bounding box [x0, y0, x1, y1]. */
+    this.summary = JSON.parse(r.summaryJson).map((c) => ({
+      label: c.label, share: c.share, meanScore: c.mean_score, bbox: c.bbox ?? null,
+    }));
+  }
+
+  /** The class at pixel (x, y). */
+  labelAt(x, y) {
+    return this.labels[this.labelMap[y * this.width + x]];
+  }
+
+  /**
+   * The label map painted as an ImageData: each class in its colour at `opacity` (background
+   * transparent), over `photo` (an ImageData of the same size) when given.
+   */
+  toImageData({ photo = null, opacity = 1, background = false } = {}) {
+    const out = new Uint8ClampedArray(this.width * this.height * 4);
+    if (photo) {
+      if (photo.width !== this.width || photo.height !== this.height) {
+        throw new Error(`photo is ${photo.width}×${photo.height}, the segmentation ${this.width}×${this.height}`);
+      }
+      out.set(photo.data);
+    }
+    for (let i = 0; i < this.labelMap.length; i++) {
+      const k = this.labelMap[i];
+      if (k === 0 && !background) continue;
+      const a = opacity;
+      for (let j = 0; j < 3; j++) {
+        const c = this.colours[3 * k + j];
+        out[4 * i + j] = photo ? out[4 * i + j] * (1 - a) + c * a : c;
+      }
+      out[4 * i + 3] = photo ? 255 : Math.round(255 * a);
+    }
+    return new ImageData(out, this.width, this.height);
+  }
+}
+
+export class Segmenter {
+  #inner;
+
+  constructor(inner) {
+    this.#inner = inner;
+  }
+
+  /**
+   * Loads a GroupViT checkpoint from `modelUrl` (a folder URL, e.g. a Hugging Face hub
+   * `…/resolve/main/`) or from `files`, onto `backend`: 'auto' (a hardware GPU through WebGPU, else
+   * WebAssembly), 'webgpu' (any WebGPU adapter) or 'cpu'. Downloads go to Cache Storage unless
+   * `cache: false`; `onProgress({file, loaded, total, cached})` follows them in bytes.
+   */
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, wasmUrl } = {}) {
+    if (!modelUrl === !files) throw new Error('Segmenter.load needs either modelUrl or files');
+    if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
+      throw new Error(`backend must be 'auto', 'webgpu' or 'cpu', not ${JSON.stringify(backend)}`);
+    }
+    await startWasm(wasmUrl);
+    const f = modelUrl ? await filesFromUrl(modelUrl, cache, onProgress) : await filesFromBlobs(files);
+    return new Segmenter(await WasmSegmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+  }
+
+  /** Empties the checkpoint cache. */
+  static async clearCache() {
+    if (hasCaches()) await caches.delete(CACHE_NAME);
+  }
+
+  /** Where it runs, in words: "GPU: …" or "CPU (why not the GPU)". */
+  get backend() {
+    return this.#live().backend;
+  }
+
+  /**
+   * Segments `image` (Blob/File, ImageBitmap, ImageData, <img>, <canvas>, encoded bytes) into
+   * `labels` (an array or a comma-separated string). Options: `backgroundThreshold` (0.95; null
+   * for none), `shortSide` (448), `window` (448), `stride` (224), `templates` (["a photo of a {}."]).
+   */
+  async segment(image, labels, options = {}) {
+    const inner = this.#live();
+    const input = await toInput(image);
+    const o = { ...options };
+    if (o.backgroundThreshold === null) o.backgroundThreshold = -1;
+    const json = JSON.stringify(o);
+    const r = input.bytes
+      ? await inner.segment(input.bytes, labelText(labels), json)
+      : await inner.segmentPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
+        labelText(labels), json);
+    try {
+      return new Segmentation(r);
+    } finally {
+      r.free();
+    }
+  }
+
+  /** Zero-shot classification: `[{label, probability}]`, most probable first. */
+  async classify(image, labels) {
+    const inner = this.#live();
+    const input = await toInput(image);
+    const list = parseLabels(labels);
+    const probs = input.bytes
+      ? await inner.classify(input.bytes, list.join(', '))
+      : await inner.classifyPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
+        list.join(', '));
+    return list.map((label, i) => ({ label, probability: probs[i] })).sort((a, b) => b.probability - a.probability);
+  }
+
+  /** Frees the model (its GPU buffers too). */
+  dispose() {
+    this.#inner?.free();
+    this.#inner = null;
+  }
+
+  #live() {
+    if (!this.#inner) throw new Error('This Segmenter was disposed');
+    return this.#inner;
+  }
+}

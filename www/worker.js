@@ -1,0 +1,40 @@
+// The model runs here, off the page's thread, so the page never freezes (not even on the CPU path).
+// Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'segment', id, photo, labels,
+// options}, {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
+import { Segmenter } from './pkg/index.js';
+
+let segmenter = null;
+
+const handlers = {
+  async load({ id, modelUrl, files, backend }) {
+    segmenter?.dispose();
+    segmenter = null;
+    const onProgress = (p) => postMessage({ type: 'progress', id, ...p });
+    segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
+    return { backend: segmenter.backend };
+  },
+  async segment({ photo, labels, options }) {
+    if (!segmenter) throw new Error('Load a model first.');
+    const started = performance.now();
+    const r = await segmenter.segment(photo, labels, options);
+    const ms = performance.now() - started;
+    const result = {
+      width: r.width, height: r.height, labels: r.labels, summary: r.summary,
+      labelMap: r.labelMap, scores: r.scores, colours: r.colours,
+    };
+    return { result, ms, transfer: [r.labelMap.buffer, r.scores.buffer] };
+  },
+  async 'clear-cache'() {
+    await Segmenter.clearCache();
+    return {};
+  },
+};
+
+onmessage = async ({ data }) => {
+  try {
+    const { transfer = [], ...reply } = await handlers[data.type](data);
+    postMessage({ type: 'done', id: data.id, ...reply }, transfer);
+  } catch (e) {
+    postMessage({ type: 'error', id: data.id, message: e?.message ?? String(e) });
+  }
+};
