@@ -1,7 +1,8 @@
 //! GroupViT's image encoder on the GPU, module for module as `model::vision`, from the same
-//! checkpoint names. Weights are uploaded once; a forward is recorded into one command buffer and
-//! only the final groups and the soft assignments are read back, as the same [`VisionOutput`] the
-//! CPU tower returns, so projections and segmentation downstream are shared.
+//! checkpoint names. Weights are uploaded once; a forward is recorded into one command buffer.
+//! [`GpuImageEncoder::forward`] reads back the final groups and soft assignments as the same
+//! [`VisionOutput`] the CPU tower returns (classification, raw logits); segmentation records on
+//! past the encoder (`super::segment`) and reads back only the label map.
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
