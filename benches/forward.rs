@@ -101,7 +101,7 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
         }
     };
     println!("\n{}", seg.backend());
-    let software = seg.backend().ends_with("software emulation");
+    let software = seg.gpu().is_some_and(|g| g.adapter().is_software());
     let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
     let t224 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x224)).unwrap()));
     let t448 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x448)).unwrap()));

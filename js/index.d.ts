@@ -58,6 +58,15 @@ export interface ClassSummary {
   bbox: [number, number, number, number] | null;
 }
 
+export interface PaintOptions {
+  /** Paint over this photo (same size) instead of on transparency. */
+  photo?: ImageData | null;
+  /** Strength of the class colours, 0–1 (default 1). */
+  opacity?: number;
+  /** Paint the background class too (default false). */
+  background?: boolean;
+}
+
 export declare class Segmentation {
   readonly width: number;
   readonly height: number;
@@ -72,7 +81,7 @@ export declare class Segmentation {
   readonly summary: ClassSummary[];
   labelAt(x: number, y: number): string;
   /** The label map in colour (background transparent), blended over `photo` when given. */
-  toImageData(options?: { photo?: ImageData | null; opacity?: number; background?: boolean }): ImageData;
+  toImageData(options?: PaintOptions): ImageData;
 }
 
 export declare class Segmenter {
@@ -84,6 +93,12 @@ export declare class Segmenter {
   classify(image: ImageInput, labels: string | string[]): Promise<{ label: string; probability: number }[]>;
   dispose(): void;
 }
+
+/** Paints any `{width, height, labelMap, colours}` (a Segmentation, or one posted from a worker). */
+export declare function paintLabels(
+  labels: { width: number; height: number; labelMap: Uint16Array; colours: Uint8Array },
+  options?: PaintOptions,
+): ImageData;
 
 /** Labels as the library reads them: split at commas, trimmed, repeats dropped. */
 export declare function parseLabels(labels: string | string[]): string[];

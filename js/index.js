@@ -144,26 +144,34 @@ export class Segmentation {
    * The label map painted as an ImageData: each class in its colour at `opacity` (background
    * transparent), over `photo` (an ImageData of the same size) when given.
    */
-  toImageData({ photo = null, opacity = 1, background = false } = {}) {
-    const out = new Uint8ClampedArray(this.width * this.height * 4);
-    if (photo) {
-      if (photo.width !== this.width || photo.height !== this.height) {
-        throw new Error(`photo is ${photo.width}×${photo.height}, the segmentation ${this.width}×${this.height}`);
-      }
-      out.set(photo.data);
-    }
-    for (let i = 0; i < this.labelMap.length; i++) {
-      const k = this.labelMap[i];
-      if (k === 0 && !background) continue;
-      const a = opacity;
-      for (let j = 0; j < 3; j++) {
-        const c = this.colours[3 * k + j];
-        out[4 * i + j] = photo ? out[4 * i + j] * (1 - a) + c * a : c;
-      }
-      out[4 * i + 3] = photo ? 255 : Math.round(255 * a);
-    }
-    return new ImageData(out, this.width, this.height);
+  toImageData(options) {
+    return paintLabels(this, options);
   }
+}
+
+/**
+ * Paints a label map (`{width, height, labelMap, colours}`, as a `Segmentation` has them) into an
+ * ImageData: each class in its colour at `opacity`, background left out unless `background`; over
+ * `photo` (an ImageData of the same size) when given, else on transparency.
+ */
+export function paintLabels({ width, height, labelMap, colours }, { photo = null, opacity = 1, background = false } = {}) {
+  const out = new Uint8ClampedArray(width * height * 4);
+  if (photo) {
+    if (photo.width !== width || photo.height !== height) {
+      throw new Error(`photo is ${photo.width}×${photo.height}, the segmentation ${width}×${height}`);
+    }
+    out.set(photo.data);
+  }
+  for (let i = 0; i < labelMap.length; i++) {
+    const k = labelMap[i];
+    if (k === 0 && !background) continue;
+    for (let j = 0; j < 3; j++) {
+      const c = colours[3 * k + j];
+      out[4 * i + j] = photo ? out[4 * i + j] * (1 - opacity) + c * opacity : c;
+    }
+    out[4 * i + 3] = photo ? 255 : Math.round(255 * opacity);
+  }
+  return new ImageData(out, width, height);
 }
 
 export class Segmenter {

@@ -85,6 +85,9 @@ pub struct Segmenter {
     device: Device,
     gpu: Option<GpuImageEncoder>,
     backend: String,
+    /// The last labels and templates embedded, and their embeddings: a batch of photos segmented
+    /// by the same words runs the text encoder once.
+    last_labels: std::sync::Mutex<Option<(Vec<String>, Vec<String>, Tensor)>>,
 }
 
 impl Segmenter {
@@ -128,7 +131,15 @@ impl Segmenter {
         let vb = weights::var_builder(files.weights, device)?;
         let model = GroupViTModel::new(vb.clone(), &config)?;
         let segmenter =
-            Self { model, tokenizer, preprocessor, device: device.clone(), gpu: None, backend: "CPU".to_owned() };
+            Self {
+                model,
+                tokenizer,
+                preprocessor,
+                device: device.clone(),
+                gpu: None,
+                backend: "CPU".to_owned(),
+                last_labels: Default::default(),
+            };
         Ok((segmenter, vb))
     }
 
@@ -222,6 +233,18 @@ impl Segmenter {
     /// label, embedded, normalised, averaged over templates and normalised again.
     pub fn label_embeddings(&self, labels: &[String], templates: &[String]) -> Result<Tensor> {
         check_labels(labels)?;
+        let mut last = self.last_labels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((l, t, embeddings)) = last.as_ref() {
+            if l == labels && t == templates {
+                return Ok(embeddings.clone());
+            }
+        }
+        let embeddings = self.embed_labels(labels, templates)?;
+        *last = Some((labels.to_vec(), templates.to_vec(), embeddings.clone()));
+        Ok(embeddings)
+    }
+
+    fn embed_labels(&self, labels: &[String], templates: &[String]) -> Result<Tensor> {
         let templates: Vec<&str> =
             if templates.is_empty() { vec![DEFAULT_TEMPLATE] } else { templates.iter().map(String::as_str).collect() };
         if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {

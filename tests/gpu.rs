@@ -1,7 +1,10 @@
 //! The GPU kernels against the CPU path. In CI they run on Mesa's lavapipe (Vulkan on the CPU),
 //! which `./build.sh test` installs; without any adapter these tests fail rather than skip.
 
+mod common;
+
 use candle_core::{Device, Tensor};
+use common::{assert_close_values, expected, fixture};
 use groupseg::gpu::buffer::GpuTensor;
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
@@ -22,18 +25,6 @@ fn values(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32]) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let (mut worst, mut at) = (0f32, 0);
-    for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        let err = (g - w).abs() / w.abs().max(1.0);
-        if !(err <= worst) {
-            worst = if err.is_nan() { f32::INFINITY } else { err };
-            at = i;
-        }
-    }
-    assert!(worst <= 1e-4, "{what}: relative error {worst:e} at {at} (got {}, want {})", got[at], want[at]);
-}
 
 #[test]
 fn linear_layers_match_the_cpu_with_every_epilogue() {
@@ -61,7 +52,7 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };
             matmul.encode(&gpu, &mut enc, &gx, &gw, BLayout::Transposed, Some(&gb), ep, &out, shape).unwrap();
             gpu.queue.submit([enc.finish()]);
-            assert_close(&format!("{m}×{k}→{n} {ep:?}"), &out.read_blocking(&gpu).unwrap(), &want);
+            assert_close_values(&format!("{m}×{k}→{n} {ep:?}"), &out.read_blocking(&gpu).unwrap(), &want, 1e-4);
         }
     }
 }
@@ -88,9 +79,9 @@ fn batched_attention_products_match_the_cpu() {
     gpu.queue.submit([enc.finish()]);
 
     let want_scores = q.matmul(&k.t().unwrap()).unwrap();
-    assert_close("Q·Kᵀ", &scores.read_blocking(&gpu).unwrap(), &values(&want_scores));
+    assert_close_values("Q·Kᵀ", &scores.read_blocking(&gpu).unwrap(), &values(&want_scores), 1e-4);
     let want_mixed = want_scores.matmul(&v).unwrap();
-    assert_close("(Q·Kᵀ)·V", &mixed.read_blocking(&gpu).unwrap(), &values(&want_mixed));
+    assert_close_values("(Q·Kᵀ)·V", &mixed.read_blocking(&gpu).unwrap(), &values(&want_mixed), 1e-4);
 }
 
 #[test]
@@ -123,9 +114,9 @@ fn layer_norm_and_softmax_match_the_cpu() {
         ops.encode_softmax(&gpu, &mut enc, &gx).unwrap();
         gpu.queue.submit([enc.finish()]);
         let want_ln = candle_nn::ops::layer_norm(&x, &w, &b, 1e-5).unwrap();
-        assert_close(&format!("layer norm {rows}×{cols}"), &y.read_blocking(&gpu).unwrap(), &values(&want_ln));
+        assert_close_values(&format!("layer norm {rows}×{cols}"), &y.read_blocking(&gpu).unwrap(), &values(&want_ln), 1e-4);
         let want_sm = candle_nn::ops::softmax_last_dim(&x).unwrap();
-        assert_close(&format!("softmax {rows}×{cols}"), &gx.read_blocking(&gpu).unwrap(), &values(&want_sm));
+        assert_close_values(&format!("softmax {rows}×{cols}"), &gx.read_blocking(&gpu).unwrap(), &values(&want_sm), 1e-4);
     }
 }
 
@@ -143,7 +134,7 @@ fn add_transpose_and_assignment_match_the_cpu() {
     let mut enc = gpu.device.create_command_encoder(&Default::default());
     ops.encode_add(&gpu, &mut enc, &up(&x), &up(&pos), &y).unwrap();
     gpu.queue.submit([enc.finish()]);
-    assert_close("broadcast add", &y.read_blocking(&gpu).unwrap(), &values(&x.broadcast_add(&pos).unwrap()));
+    assert_close_values("broadcast add", &y.read_blocking(&gpu).unwrap(), &values(&x.broadcast_add(&pos).unwrap()), 1e-4);
 
     // Head split: (B, T, H, d) → (B, H, T, d).
     let t = Tensor::randn(0f32, 1.0, (2, 37, 6, 8), &Device::Cpu).unwrap();
@@ -165,18 +156,18 @@ fn add_transpose_and_assignment_match_the_cpu() {
     let ids = Tensor::arange(0u32, 12, &Device::Cpu).unwrap().reshape((1, 12, 1)).unwrap();
     let onehot = winner.broadcast_eq(&ids).unwrap().to_dtype(candle_core::DType::F32).unwrap();
     let want_hard = onehot.broadcast_div(&(onehot.sum_keepdim(2).unwrap() + 1.0).unwrap()).unwrap();
-    assert_close("soft assignment", &soft.read_blocking(&gpu).unwrap(), &values(&want_soft));
-    assert_close("hard assignment", &hard.read_blocking(&gpu).unwrap(), &values(&want_hard));
+    assert_close_values("soft assignment", &soft.read_blocking(&gpu).unwrap(), &values(&want_soft), 1e-4);
+    assert_close_values("hard assignment", &hard.read_blocking(&gpu).unwrap(), &values(&want_hard), 1e-4);
 }
 
 fn vision_parity(name: &str) {
     use groupseg::gpu::vision::{GpuVisionTransformer, Kernels};
     use groupseg::model::vision::VisionTransformer;
     use groupseg::model::{weights, GroupViTConfig};
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name);
+    let dir = fixture(name);
     let cfg = GroupViTConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
     let vb = weights::var_builder(std::fs::read(dir.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
-    let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let expected = expected(name);
     let pixels = &expected["pixel_values"];
 
     let cpu = VisionTransformer::new(vb.pp("vision_model"), &cfg.vision_config).unwrap().forward(pixels).unwrap();
@@ -185,11 +176,11 @@ fn vision_parity(name: &str) {
     let got = groupseg::block_on(tower.forward(&gpu, &Kernels::new(&gpu), pixels)).unwrap();
 
     assert_eq!(got.grid, cpu.grid);
-    assert_close(&format!("{name} groups"), &values(&got.last_hidden_state), &values(&cpu.last_hidden_state));
+    common::assert_close(&format!("{name} groups"), &got.last_hidden_state, &cpu.last_hidden_state, 1e-4);
     assert_eq!(got.assignments.len(), cpu.assignments.len());
     for (i, (g, c)) in got.assignments.iter().zip(&cpu.assignments).enumerate() {
         assert_eq!(g.dims(), c.dims());
-        assert_close(&format!("{name} assignment {i}"), &values(g), &values(c));
+        common::assert_close(&format!("{name} assignment {i}"), g, c, 1e-4);
     }
 }
 
@@ -207,7 +198,7 @@ fn vision_tower_matches_the_cpu_on_the_three_stage_non_square_fixture() {
 fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
     use groupseg::preprocess::{self, SegmentationSize};
     use groupseg::{Backend, SegmentOptions, Segmenter};
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-3stage");
+    let dir = fixture("tiny-3stage");
     let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
     assert!(seg.backend().starts_with("GPU: "), "{}", seg.backend());
     let photo = preprocess::decode(&std::fs::read(dir.join("photo.png")).unwrap()).unwrap();
@@ -220,7 +211,7 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
         background_threshold: Some(meta["background_threshold"].as_f64().unwrap() as f32),
         ..Default::default()
     };
-    let expected = candle_core::safetensors::load(dir.join("expected.safetensors"), &Device::Cpu).unwrap();
+    let expected = expected("tiny-3stage");
     let as_map = |t: &Tensor| -> Vec<u16> { t.flatten_all().unwrap().to_vec1::<i32>().unwrap().iter().map(|&v| v as u16).collect() };
     assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map"]));
     opts.background_threshold = None;
@@ -233,7 +224,7 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
 fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stride: usize) {
     use groupseg::preprocess::{self, SegmentationSize};
     use groupseg::{Backend, SegmentOptions, Segmenter};
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(model);
+    let dir = fixture(model);
     let gpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
     let cpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Cpu).unwrap();
     let photo = preprocess::decode(&std::fs::read(dir.parent().unwrap().join(photo)).unwrap()).unwrap();
@@ -281,7 +272,7 @@ fn gpu_segmentation_matches_the_cpu_over_many_windows() {
 #[test]
 fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
     use groupseg::{Backend, Segmenter};
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-2stage");
+    let dir = fixture("tiny-2stage");
     let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
     let device = seg.gpu().unwrap().gpu();
     assert!(device.timestamps, "lavapipe has timestamp queries; {} does not", device.adapter.name);

@@ -1,5 +1,6 @@
 // The page: pick a model, type labels, drop photos; each photo is segmented in the worker and
 // painted here with a legend, hover, opacity, view toggles and downloads.
+import { paintLabels } from './pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const HUB = {
@@ -31,6 +32,7 @@ function ask(message, onProgress) {
 }
 
 let modelReady = false;
+let views = 0; // names each result's radio group
 const photos = []; // { file, bitmap, box } for re-painting when the labels change
 
 function showProgress({ file, loaded, total, cached }) {
@@ -113,21 +115,14 @@ function text(tag, content, className) {
   return el;
 }
 
-/** The photo, the overlay or the mask, from the label map and the class colours. */
+/** The photo, the overlay (labels over the photo, background left clear) or the mask (every class). */
 function paint(canvas, entry, r, view, opacity) {
   const ctx = canvas.getContext('2d');
-  ctx.clearRect(0, 0, r.width, r.height);
-  if (view !== 'mask') ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
-  if (view === 'photo') return;
-  const px = view === 'mask' ? ctx.createImageData(r.width, r.height) : ctx.getImageData(0, 0, r.width, r.height);
-  const a = view === 'mask' ? 1 : opacity;
-  for (let i = 0; i < r.labelMap.length; i++) {
-    const k = r.labelMap[i];
-    if (k === 0 && view !== 'mask') continue;
-    for (let j = 0; j < 3; j++) px.data[4 * i + j] = Math.round(px.data[4 * i + j] * (1 - a) + r.colours[3 * k + j] * a);
-    px.data[4 * i + 3] = 255;
+  if (view === 'mask') return ctx.putImageData(paintLabels(r, { opacity: 1, background: true }), 0, 0);
+  ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
+  if (view === 'overlay') {
+    ctx.putImageData(paintLabels(r, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity }), 0, 0);
   }
-  ctx.putImageData(px, 0, 0);
 }
 
 function download(canvas, name) {
@@ -158,7 +153,7 @@ function render(entry, r, ms) {
   const opacityLabel = text('label', 'opacity ');
   opacityLabel.append(slider);
   controls.append(opacityLabel);
-  const group = `view-${nextId++}`;
+  const group = `view-${views++}`;
   for (const v of ['photo', 'overlay', 'mask']) {
     const radio = Object.assign(document.createElement('input'), { type: 'radio', name: group, value: v, checked: v === view });
     radio.onchange = () => { view = v; redraw(); };

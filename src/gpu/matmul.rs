@@ -5,7 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use super::buffer::GpuTensor;
-use super::{dispatch_counted, pipeline, shader, uniform, Gpu, Kernel};
+use super::{dispatch_counted, pipeline, shader, u32_of, uniform, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// What follows the product, in the same pass (the activations the CPU path fuses, with the
@@ -87,7 +87,6 @@ impl Matmul {
         if epilogue != Epilogue::None {
             need(bias.ok_or_else(|| Error::Gpu("matmul: this epilogue needs a bias".into()))?, s.n, "bias")?;
         }
-        let u32_of = |v: usize| u32::try_from(v).map_err(|_| Error::Gpu(format!("matmul dimension {v} exceeds u32")));
         // The WGSL `Params` struct, field by field.
         let params: [u32; 8] = [
             u32_of(s.m)?,

@@ -185,6 +185,16 @@ pub(crate) fn shader(gpu: &Gpu, label: &str, wgsl: &'static str) -> wgpu::Shader
     })
 }
 
+/// A size as the `u32` shaders take, or an error naming it.
+pub(crate) fn u32_of(v: usize) -> Result<u32, Error> {
+    u32::try_from(v).map_err(|_| Error::Gpu(format!("size {v} exceeds what a GPU kernel indexes (u32)")))
+}
+
+/// Workgroups for one thread per item, `per_group` threads a workgroup (see [`workgroups`]).
+pub(crate) fn grid(threads: usize, per_group: usize) -> (u32, u32, u32) {
+    workgroups(threads.div_ceil(per_group))
+}
+
 /// `count` workgroups laid out as (x, y, 1) with x ≤ 65535; the shaders rebuild the flat index as
 /// `x + y · 65535` (times their workgroup size).
 pub(crate) fn workgroups(count: usize) -> (u32, u32, u32) {

@@ -2,12 +2,8 @@
 //! reduction.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
+use super::{dispatch, grid, pipeline, shader, u32_of, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
-
-fn u32_of(v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Gpu(format!("size {v} exceeds u32")))
-}
 
 /// Dispatches with the parameters at binding 3, as in every shader here.
 fn run(
@@ -21,11 +17,6 @@ fn run(
     let mut bindings = buffers.to_vec();
     bindings.push((3, params));
     dispatch(gpu, encoder, pipeline, &bindings, groups);
-}
-
-/// Workgroups for one thread per element, `size` threads a workgroup.
-fn grid(threads: usize, size: usize) -> (u32, u32, u32) {
-    workgroups(threads.div_ceil(size))
 }
 
 /// The compiled kernels.

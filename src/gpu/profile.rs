@@ -77,12 +77,12 @@ impl Gpu {
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.resolve_query_set(&p.set, 0..n, &resolved, 0);
         self.queue.submit([encoder.finish()]);
-        let ticks = super::buffer::GpuTensor { buffer: resolved, shape: vec![n as usize * 2] }.read_u32(self).await?;
+        let bytes = super::buffer::read_buffer(self, &resolved, n as usize * 2).await?;
+        let ticks: Vec<u64> = bytes.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).collect();
         let period_ns = f64::from(self.queue.get_timestamp_period());
         let mut out: Vec<KernelTime> = Vec::new();
         for (i, &(name, flops)) in p.passes.iter().enumerate() {
-            let at = |q: usize| u64::from(ticks[2 * q]) | (u64::from(ticks[2 * q + 1]) << 32);
-            let ms = at(2 * i + 1).saturating_sub(at(2 * i)) as f64 * period_ns / 1e6;
+            let ms = ticks[2 * i + 1].saturating_sub(ticks[2 * i]) as f64 * period_ns / 1e6;
             match out.iter_mut().find(|k| k.name == name) {
                 Some(k) => {
                     k.dispatches += 1;

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use super::buffer::GpuTensor;
 use super::matmul::{BLayout, MatmulShape};
 use super::vision::{GpuImageEncoder, Recorder};
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
+use super::{dispatch, grid, pipeline, shader, u32_of, uniform, Gpu, Kernel};
 use crate::error::{Error, Result};
 
 /// What to compose, besides the windows' pixels.
@@ -43,10 +43,6 @@ pub struct Compose {
     compose: Kernel,
     average: Kernel,
     label: Kernel,
-}
-
-fn u32_of(v: usize) -> Result<u32> {
-    u32::try_from(v).map_err(|_| Error::Gpu(format!("size {v} exceeds u32")))
 }
 
 /// The WGSL `Params` struct.
@@ -98,10 +94,8 @@ impl Params {
     }
 }
 
-/// One thread per item, 64 a workgroup (as the shader).
-fn grid(threads: usize) -> (u32, u32, u32) {
-    workgroups(threads.div_ceil(64))
-}
+/// Threads per workgroup in `segment.wgsl`.
+const THREADS: usize = 64;
 
 impl Compose {
     pub fn new(gpu: &Gpu) -> Self {
@@ -153,10 +147,9 @@ impl GpuImageEncoder {
         let mut pooled = r.matmul(&mean, &out.last, BLayout::Plain, MatmulShape { batch: b, m: 1, n: d, k: g, b_shared: false })?;
         pooled.shape = vec![b, d];
         let image = r.projection(&pooled, &self.projection)?;
-        self.kernels.rows.encode_l2_normalize(gpu, &mut r.enc, &groups)?;
-        self.kernels.rows.encode_l2_normalize(gpu, &mut r.enc, &image)?;
-        let values = req.labels.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        let labels = GpuTensor::upload(gpu, &values, &[c, dim])?;
+        r.l2_normalize(&groups)?;
+        r.l2_normalize(&image)?;
+        let labels = GpuTensor::from_tensor(gpu, req.labels)?;
         let shared = |m: usize| MatmulShape { batch: 1, m, n: c, k: dim, b_shared: true };
         let group_logits = r.matmul(&groups, &labels, BLayout::Transposed, shared(b * g))?;
         let image_logits = r.matmul(&image, &labels, BLayout::Transposed, shared(b))?;
@@ -202,10 +195,10 @@ impl GpuImageEncoder {
         r.enc.clear_buffer(&sums.buffer, 0, None);
         r.enc.clear_buffer(&counts.buffer, 0, None);
         let u = uniform(gpu, &params.words());
-        dispatch(gpu, &mut r.enc, &k.rank, &[(0, &image_logits.buffer), (2, &allowed.buffer), (9, &u)], grid(b * c));
+        dispatch(gpu, &mut r.enc, &k.rank, &[(0, &image_logits.buffer), (2, &allowed.buffer), (9, &u)], grid(b * c, THREADS));
         let bind = [(1, &group_logits.buffer), (2, &allowed.buffer), (3, &affinity.buffer), (9, &u)];
-        dispatch(gpu, &mut r.enc, &k.affinity, &bind, grid(b * g));
-        dispatch(gpu, &mut r.enc, &k.best, &[(3, &affinity.buffer), (9, &u), (10, &best.buffer)], grid(b));
+        dispatch(gpu, &mut r.enc, &k.affinity, &bind, grid(b * g, THREADS));
+        dispatch(gpu, &mut r.enc, &k.best, &[(3, &affinity.buffer), (9, &u), (10, &best.buffer)], grid(b, THREADS));
         // Windows overlap: one dispatch each, so their additions to the sums are ordered.
         for (i, &(y0, x0)) in req.origins.iter().enumerate() {
             params.window = u32_of(i)?;
@@ -220,11 +213,11 @@ impl GpuImageEncoder {
                 (9, &u),
                 (10, &best.buffer),
             ];
-            dispatch(gpu, &mut r.enc, &k.compose, &bind, grid(req.window.0 * req.window.1));
+            dispatch(gpu, &mut r.enc, &k.compose, &bind, grid(req.window.0 * req.window.1, THREADS));
         }
-        dispatch(gpu, &mut r.enc, &k.average, &[(5, &sums.buffer), (6, &counts.buffer), (9, &u)], grid(h * w));
+        dispatch(gpu, &mut r.enc, &k.average, &[(5, &sums.buffer), (6, &counts.buffer), (9, &u)], grid(h * w, THREADS));
         let bind = [(5, &sums.buffer), (7, &label_map.buffer), (8, &scores.buffer), (9, &u)];
-        dispatch(gpu, &mut r.enc, &k.label, &bind, grid(oh * ow));
+        dispatch(gpu, &mut r.enc, &k.label, &bind, grid(oh * ow, THREADS));
         Ok((label_map, scores))
     }
 }

@@ -21,11 +21,6 @@ fn get(vb: &VarBuilder, shape: &[usize], name: &str) -> Result<Tensor> {
     vb.get(shape, name).map_err(|e| Error::Weights(e.to_string()))
 }
 
-fn upload(gpu: &Gpu, t: &Tensor) -> Result<GpuTensor> {
-    let values = t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    GpuTensor::upload(gpu, &values, t.dims())
-}
-
 fn epilogue_of(act: Activation) -> Result<Epilogue> {
     match act {
         Activation::Gelu => Ok(Epilogue::BiasGeluErf),
@@ -45,14 +40,14 @@ struct Linear {
 impl Linear {
     fn from_parts(gpu: &Gpu, weight: &Tensor, bias: &Tensor) -> Result<Self> {
         let (output, input) = weight.dims2()?;
-        Ok(Self { weight: upload(gpu, weight)?, bias: upload(gpu, bias)?, input, output })
+        Ok(Self { weight: GpuTensor::from_tensor(gpu, weight)?, bias: GpuTensor::from_tensor(gpu, bias)?, input, output })
     }
 
     /// `scale` multiplies the whole layer (attention folds its query scaling in here).
     fn new(gpu: &Gpu, vb: VarBuilder, input: usize, output: usize, scale: f64) -> Result<Self> {
         let w = get(&vb, &[output, input], "weight")?;
         let b = get(&vb, &[output], "bias")?;
-        Ok(Self { weight: upload(gpu, &(w * scale)?)?, bias: upload(gpu, &(b * scale)?)?, input, output })
+        Ok(Self { weight: GpuTensor::from_tensor(gpu, &(w * scale)?)?, bias: GpuTensor::from_tensor(gpu, &(b * scale)?)?, input, output })
     }
 }
 
@@ -65,8 +60,8 @@ struct LayerNorm {
 impl LayerNorm {
     fn new(gpu: &Gpu, vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         Ok(Self {
-            weight: upload(gpu, &get(&vb, &[dim], "weight")?)?,
-            bias: upload(gpu, &get(&vb, &[dim], "bias")?)?,
+            weight: GpuTensor::from_tensor(gpu, &get(&vb, &[dim], "weight")?)?,
+            bias: GpuTensor::from_tensor(gpu, &get(&vb, &[dim], "bias")?)?,
             eps: eps as f32,
         })
     }
@@ -180,8 +175,8 @@ impl GpuVisionTransformer {
         let (c, p) = (cfg.num_channels, cfg.patch_size);
         let conv = emb.pp("patch_embeddings").pp("projection");
         let kernel = Linear {
-            weight: upload(gpu, &get(&conv, &[h, c, p, p], "weight")?.reshape((h, c * p * p))?)?,
-            bias: upload(gpu, &get(&conv, &[h], "bias")?)?,
+            weight: GpuTensor::from_tensor(gpu, &get(&conv, &[h, c, p, p], "weight")?.reshape((h, c * p * p))?)?,
+            bias: GpuTensor::from_tensor(gpu, &get(&conv, &[h], "bias")?)?,
             input: c * p * p,
             output: h,
         };
@@ -208,7 +203,7 @@ impl GpuVisionTransformer {
                 let a = d.pp("assign");
                 let pre = d.pp("pre_assign_attn");
                 (
-                    Some(upload(gpu, &get(&svb, &[1, groups, h], "group_token")?)?),
+                    Some(GpuTensor::from_tensor(gpu, &get(&svb, &[1, groups, h], "group_token")?)?),
                     Some(TokenAssign {
                         norm_tokens: ln(d.pp("norm_tokens"))?,
                         mlp_inter: Mlp::new(gpu, d.pp("mlp_inter"), act, groups, tokens_dim, cfg.num_output_groups[i])?,
@@ -260,10 +255,10 @@ impl GpuVisionTransformer {
         let (patches, (gh, gw)) = unfold_patches(pixel_values, self.patch)?;
         let pos = position_embeddings_for(&self.position_embeddings, self.grid, (gh, gw), height == width)?;
         let n = gh * gw;
-        let x = upload(gpu, &patches.reshape((batch, n, ()))?)?;
+        let x = GpuTensor::from_tensor(gpu, &patches.reshape((batch, n, ()))?)?;
         let x = r.linear(&x, &self.kernel, Epilogue::Bias)?;
         let x = r.layer_norm(&x, &self.embed_norm)?;
-        let mut x = r.add(&x, &upload(gpu, &pos)?)?;
+        let mut x = r.add(&x, &GpuTensor::from_tensor(gpu, &pos)?)?;
         let mut groups: Option<GpuTensor> = None;
         let mut soft_maps = Vec::new();
         for stage in &self.stages {
@@ -389,6 +384,11 @@ impl<'a> Recorder<'a> {
         let s = MatmulShape { batch: 1, m: rows, n: l.output, k: l.input, b_shared: true };
         self.k.matmul.encode(self.gpu, &mut self.enc, x, &l.weight, BLayout::Transposed, Some(&l.bias), ep, &y, s)?;
         Ok(y)
+    }
+
+    /// Each row divided by its norm, in place.
+    pub fn l2_normalize(&mut self, x: &GpuTensor) -> Result<()> {
+        self.k.rows.encode_l2_normalize(self.gpu, &mut self.enc, x)
     }
 
     fn layer_norm(&mut self, x: &GpuTensor, ln: &LayerNorm) -> Result<GpuTensor> {

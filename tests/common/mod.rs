@@ -18,15 +18,20 @@ pub fn expected(name: &str) -> HashMap<String, Tensor> {
 /// Asserts `|a - b| <= tol · max(1, |b|)` everywhere, naming the worst element.
 pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
     assert_eq!(got.dims(), want.dims(), "{what}: shape");
-    let g = got.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let w = want.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let values = |t: &Tensor| t.to_dtype(candle_core::DType::F32).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_close_values(what, &values(got), &values(want), tol);
+}
+
+/// [`assert_close`] on flat values.
+pub fn assert_close_values(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
     let (mut worst, mut at) = (0f32, 0);
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+    for (i, (a, b)) in got.iter().zip(want).enumerate() {
         let err = (a - b).abs() / b.abs().max(1.0);
         if err.is_nan() || err > worst {
             worst = if err.is_nan() { f32::INFINITY } else { err };
             at = i;
         }
     }
-    assert!(worst <= tol, "{what}: relative error {worst:e} at {at} (got {}, want {})", g[at], w[at]);
+    assert!(worst <= tol, "{what}: relative error {worst:e} at {at} (got {}, want {})", got[at], want[at]);
 }
