@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Accuracy of a GroupViT on held-out generated scenes, segmented by transformers with NVlabs'
+inference (tests/fixtures/make_fixtures.py: `official_encode_decode`), for the figures the Rust test
+prints beside its own.
+
+Each scene is segmented with its own phrases plus two distractor phrases (the labels a user would
+type); background is where the best label scores under the threshold. Intersections and unions are
+summed over all scenes per class (background + every colour–shape phrase): mIoU is their mean over the
+classes that occur in the ground truth or the prediction; pixel accuracy counts all pixels.
+
+Usage: evaluate.py MODEL_DIR OUT.json [--first 0 --count 200 --size 64 --threshold T]
+       (without --threshold: the best of a sweep is reported; the shipped model's threshold is in
+       its config's `segmentation` section)
+Writes the scenes to DIR when --write-scenes DIR is given (PNG pictures, mask PNGs and
+labels.json), which is what the Rust accuracy test reads.
+"""
+import argparse
+import json
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures"))
+import scenes  # noqa: E402
+from make_fixtures import IMAGENET_MEAN, IMAGENET_STD, interpolating, official_encode_decode  # noqa: E402
+
+MEAN, STD = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+CLASSES = ["background"] + scenes.all_phrases()
+THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)]
+
+
+class EvalScene:
+    """A scene, the labels it is segmented with (its phrases, then two distractors) and its mask in
+    global class ids."""
+
+    def __init__(self, seed, size):
+        s = scenes.scene(size, seed)
+        self.seed, self.image = seed, s.image
+        self.labels = s.phrases() + scenes.distractors(s, random.Random(seed ^ 0x5EED))
+        ids = np.array([0] + [CLASSES.index(p) for p in s.phrases()])
+        self.mask = ids[s.mask]
+
+
+def load_scenes(seeds, size):
+    return [EvalScene(s, size) for s in seeds]
+
+
+def text_embeddings(model, tok, labels, template):
+    ids = torch.tensor([e.ids for e in tok.encode_batch([template.format(l) for l in labels])])
+    t = model.text_projection(model.text_model(input_ids=ids).pooler_output)
+    return t / t.norm(dim=-1, keepdim=True)
+
+
+def scores(model, tok, sc, template):
+    """Per-label pixel scores (C, H, W) without background, and the best group–label affinity (the
+    official cap on the background threshold)."""
+    x = torch.from_numpy(sc.image.copy()).float().permute(2, 0, 1)[None] / 255
+    x = (x - MEAN[:, None, None]) / STD[:, None, None]
+    text = text_embeddings(model, tok, sc.labels, template)
+    logits, affinity = official_encode_decode(model, x, text, False, 0.0, with_affinity=True)
+    return logits, affinity.max().item()
+
+
+def labels_at(scored, threshold):
+    """The official decision for one window: background where the best label's score is under the
+    threshold, capped by the best affinity (`min(bg_thresh, affinity.max())`)."""
+    logits, cap = scored
+    best, arg = logits.max(0)
+    t = min(threshold, cap)
+    return torch.where(best < t, torch.zeros_like(arg), arg + 1)
+
+
+def figures(preds, evals):
+    inter = np.zeros(len(CLASSES))
+    union = np.zeros(len(CLASSES))
+    correct = total = 0
+    for pred, sc in zip(preds, evals):
+        ids = np.array([0] + [CLASSES.index(l) for l in sc.labels])[pred]
+        for c in np.union1d(np.unique(ids), np.unique(sc.mask)):
+            a, b = ids == c, sc.mask == c
+            inter[c] += (a & b).sum()
+            union[c] += (a | b).sum()
+        correct += (ids == sc.mask).sum()
+        total += ids.size
+    present = union > 0
+    return {"miou": float((inter[present] / union[present]).mean()), "pixel_accuracy": float(correct / total),
+            "classes": int(present.sum()), "background_iou": float(inter[0] / max(union[0], 1))}
+
+
+def evaluate(model, tok, evals, template, threshold=None, **_):
+    """Figures at the given threshold, or at the best of THRESHOLDS (reported as `threshold`)."""
+    if not isinstance(model.vision_model.embeddings.forward, __import__("functools").partial):
+        interpolating(model)
+    with torch.no_grad():
+        logits = [scores(model, tok, sc, template) for sc in evals]
+    candidates = [threshold] if threshold is not None else THRESHOLDS
+    best = None
+    for t in candidates:
+        f = figures([labels_at(l, t).numpy() for l in logits], evals)
+        f["threshold"] = t
+        if best is None or f["miou"] > best["miou"]:
+            best = f
+    return best
+
+
+def write_scenes(evals, out_dir):
+    from PIL import Image
+    os.makedirs(out_dir, exist_ok=True)
+    meta = []
+    for i, sc in enumerate(evals):
+        Image.fromarray(sc.image).save(os.path.join(out_dir, f"{i:03}.png"))
+        Image.fromarray(sc.mask.astype(np.uint8)).save(os.path.join(out_dir, f"{i:03}-mask.png"))
+        meta.append({"seed": sc.seed, "labels": sc.labels})
+    with open(os.path.join(out_dir, "labels.json"), "w") as f:
+        json.dump({"classes": CLASSES, "scenes": meta}, f, indent=1)
+
+
+def main():
+    from tokenizers import Tokenizer
+    from transformers import GroupViTModel
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("out")
+    ap.add_argument("--first", type=int, default=0)
+    ap.add_argument("--count", type=int, default=200)
+    ap.add_argument("--size", type=int, default=64)
+    ap.add_argument("--threshold", type=float)
+    ap.add_argument("--template", default="a photo of a {}.")
+    ap.add_argument("--write-scenes")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    model = GroupViTModel.from_pretrained(args.model, dtype=torch.float32).eval()
+    tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
+    evals = load_scenes(range(args.first, args.first + args.count), args.size)
+    f = evaluate(model, tok, evals, args.template, args.threshold)
+    f.update({"scenes": args.count, "first_seed": args.first, "size": args.size})
+    print(json.dumps(f, indent=1))
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as fh:
+        json.dump(f, fh, indent=1)
+    if args.write_scenes:
+        write_scenes(evals, args.write_scenes)
+
+
+if __name__ == "__main__":
+    main()
