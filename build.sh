@@ -5,6 +5,7 @@
 #   ./build.sh package    the npm package (ES module, TypeScript types, wasm) in pkg/
 #   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
+#   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~1 hour)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -31,6 +32,8 @@ build_wasm() {
   rm -rf "$out"
   wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out" "target/$WASM_TARGET/release/groupseg.wasm"
   cp js/index.js js/index.d.ts js/package.json js/README.md "$out/"
+  # The shapes demo model ships inside the package: the page and apps work with no network.
+  mkdir -p "$out/models" && cp -r models/shapes-demo "$out/models/"
   echo "wasm module: $(du -h "$out/groupseg_wasm_bg.wasm" | cut -f1) in $out/"
 }
 
@@ -60,13 +63,20 @@ need_reference() {
   fi
 }
 
+build_vite_example() {
+  # examples/vite against the freshly built package in pkg/, built by Vite from npm.
+  (cd examples/vite && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn)
+}
+
 case "${1:-}" in
   test)
     need_vulkan
     cargo test
     cargo check --benches
     build_wasm
+    build_wasm pkg
     need_browser
+    build_vite_example
     (cd tests/browser && npm test)
     ;;
   serve)
@@ -98,12 +108,27 @@ print(f"full-size parity: argmax agreement {agree * 100:.3f} % of {ref.shape[1]}
 sys.exit(0 if agree >= 0.995 else 1)
 PY
     ;;
+  shapes)
+    # Trains the shapes demo model from scratch (about an hour on 2 cores; SEED and MINUTES to
+    # change), ships it to models/shapes-demo and rewrites the accuracy test's scenes and
+    # transformers' figures for it.
+    need_reference
+    .venv-ref/bin/pip install -q matplotlib
+    run=shapes-out
+    .venv-ref/bin/python tools/shapes/train.py "$run" --seed "${SEED:-0}" --minutes "${MINUTES:-70}"
+    .venv-ref/bin/python tools/shapes/export.py "$run/model" models/shapes-demo --log "$run/log.jsonl"
+    cp "$run/curves.png" docs/shapes-training.png
+    threshold=$(.venv-ref/bin/python -c "import json; print(json.load(open('models/shapes-demo/config.json'))['segmentation']['background_threshold'])")
+    rm -rf tests/fixtures/shapes-eval
+    .venv-ref/bin/python tools/shapes/evaluate.py models/shapes-demo tests/fixtures/shapes-eval/transformers.json \
+      --threshold "$threshold" --write-scenes tests/fixtures/shapes-eval
+    ;;
   fixtures)
     need_reference
     .venv-ref/bin/python tests/fixtures/make_fixtures.py
     ;;
   *)
-    sed -n '2,8p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac

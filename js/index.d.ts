@@ -23,8 +23,11 @@ export interface Progress {
 }
 
 export interface LoadOptions {
-  /** Folder URL of a GroupViT checkpoint, e.g. `https://huggingface.co/nvidia/groupvit-gcc-redcaps/resolve/main/`. */
-  modelUrl?: string;
+  /**
+   * Folder URL of a GroupViT checkpoint, e.g. `https://huggingface.co/nvidia/groupvit-gcc-redcaps/resolve/main/`,
+   * or a file name → URL map. With neither `modelUrl` nor `files`: the built-in shapes demo.
+   */
+  modelUrl?: string | Record<string, string>;
   /** Or the checkpoint's files: config.json, model.safetensors or pytorch_model.bin, tokenizer.json, preprocessor_config.json. */
   files?: FileList | File[] | Record<string, Blob> | Map<string, Blob>;
   /** Default 'auto': a hardware GPU through WebGPU, else WebAssembly. */
@@ -37,11 +40,14 @@ export interface LoadOptions {
 }
 
 export interface SegmentOptions {
-  /** Pixels whose best label scores lower are background (default 0.95); null: no background. */
+  /** Pixels whose best label scores lower are background (default: the model's, 0.95 for the
+   * published checkpoints); null: no background. */
   backgroundThreshold?: number | null;
-  /** The photo's short side is resized to this before segmenting (default 448). */
+  /** The photo's short side is resized to this before segmenting (default: twice the model's
+   * training size, 448 for the published checkpoints). */
   shortSide?: number;
-  /** Sliding window side (default 448) and stride (default 224), in resized pixels. */
+  /** Sliding window side (default: twice the training size, 448) and stride (default: the training
+   * size, 224), in resized pixels. */
   window?: number;
   stride?: number;
   /** Prompt templates with `{}` for the label, averaged (default ["a photo of a {}."]). */
@@ -84,12 +90,23 @@ export declare class Segmentation {
   toImageData(options?: PaintOptions): ImageData;
 }
 
+/** A photo already through the image encoder: segment it again by new labels in milliseconds. */
+export declare class EncodedImage {
+  readonly width: number;
+  readonly height: number;
+  dispose(): void;
+}
+
 export declare class Segmenter {
-  static load(options: LoadOptions): Promise<Segmenter>;
+  /** With no options: the built-in shapes demo model, on 'auto'. */
+  static load(options?: LoadOptions): Promise<Segmenter>;
   static clearCache(): Promise<void>;
   /** "GPU: …" or "CPU (why not the GPU)". */
   readonly backend: string;
-  segment(image: ImageInput, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
+  /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
+  segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
+  /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
+  encode(image: ImageInput, options?: SegmentOptions): Promise<EncodedImage>;
   classify(image: ImageInput, labels: string | string[]): Promise<{ label: string; probability: number }[]>;
   dispose(): void;
 }
@@ -104,3 +121,12 @@ export declare function paintLabels(
 export declare function parseLabels(labels: string | string[]): string[];
 
 export declare const CACHE_NAME: string;
+
+/**
+ * The shapes demo model shipped with the package (file name → URL): a small GroupViT trained on
+ * generated scenes that knows only coloured shapes ("red circle, blue star, green bar").
+ */
+export declare const DEMO_MODEL: Record<string, string>;
+
+/** Whether the checkpoint at `modelUrl` is in Cache Storage, so that it loads offline. */
+export declare function isCached(modelUrl: string): Promise<boolean>;

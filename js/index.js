@@ -15,6 +15,27 @@ function startWasm(wasmUrl) {
 const hasCaches = () => typeof caches !== 'undefined';
 
 /**
+ * The shapes demo model that ships with the package (a small GroupViT trained on generated scenes:
+ * it knows only coloured shapes, e.g. "red circle, blue star"), file name → URL. Written out file by
+ * file so that bundlers (Vite, webpack) see and copy each one.
+ */
+export const DEMO_MODEL = {
+  'config.json': new URL('./models/shapes-demo/config.json', import.meta.url).href,
+  'tokenizer.json': new URL('./models/shapes-demo/tokenizer.json', import.meta.url).href,
+  'preprocessor_config.json': new URL('./models/shapes-demo/preprocessor_config.json', import.meta.url).href,
+  'model.safetensors': new URL('./models/shapes-demo/model.safetensors', import.meta.url).href,
+};
+
+/** Whether the checkpoint at `modelUrl` is in Cache Storage (config and weights), so loads offline. */
+export async function isCached(modelUrl) {
+  if (!hasCaches()) return false;
+  const store = await caches.open(CACHE_NAME);
+  const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
+  const has = async (name) => Boolean(await store.match(new URL(name, base).href));
+  return (await has('config.json')) && ((await has('model.safetensors')) || (await has('pytorch_model.bin')));
+}
+
+/**
  * Fetches `url` as bytes, from Cache Storage when it is there, reporting progress in bytes.
  * Resolves to null for a 404 when `optional`.
  */
@@ -57,15 +78,22 @@ async function fetchBytes(url, { cache, onProgress, optional = false }) {
 
 const text = (bytes) => new TextDecoder().decode(bytes);
 
-/** The checkpoint files from a base URL: config, tokenizer, preprocessor and weights. */
+/**
+ * The checkpoint files from a base URL (a folder) or a file name → URL map: config, tokenizer,
+ * preprocessor and weights.
+ */
 async function filesFromUrl(modelUrl, cache, onProgress) {
-  const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
-  const get = (name, optional) => fetchBytes(new URL(name, base).href, { cache, onProgress, optional });
+  const base = typeof modelUrl === 'string' && !modelUrl.endsWith('/') ? `${modelUrl}/` : modelUrl;
+  const url = (name) => (typeof base === 'string' ? new URL(name, base).href : base[name]);
+  const get = async (name, optional) => {
+    if (!url(name)) return null;
+    return fetchBytes(url(name), { cache, onProgress, optional });
+  };
   const config = await get('config.json');
   const tokenizer = await get('tokenizer.json');
   const preprocessor = await get('preprocessor_config.json', true);
   const weights = (await get('model.safetensors', true)) ?? (await get('pytorch_model.bin', true));
-  if (!weights) throw new Error(`${base} has neither model.safetensors nor pytorch_model.bin`);
+  if (!weights) throw new Error(`${typeof base === 'string' ? base : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
   return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights };
 }
 
@@ -174,6 +202,34 @@ export function paintLabels({ width, height, labelMap, colours }, { photo = null
   return new ImageData(out, width, height);
 }
 
+const optionsJson = (options) => {
+  const o = { ...options };
+  if (o.backgroundThreshold === null) o.backgroundThreshold = -1;
+  return JSON.stringify(o);
+};
+
+/** A photo already through the image encoder (`Segmenter.encode`). */
+export class EncodedImage {
+  #inner;
+
+  constructor(inner) {
+    this.#inner = inner;
+    this.width = inner.width;
+    this.height = inner.height;
+  }
+
+  /** Frees what it holds (GPU buffers on WebGPU). */
+  dispose() {
+    this.#inner?.free();
+    this.#inner = null;
+  }
+
+  _live() {
+    if (!this.#inner) throw new Error('This EncodedImage was disposed');
+    return this.#inner;
+  }
+}
+
 export class Segmenter {
   #inner;
 
@@ -183,12 +239,17 @@ export class Segmenter {
 
   /**
    * Loads a GroupViT checkpoint from `modelUrl` (a folder URL, e.g. a Hugging Face hub
-   * `…/resolve/main/`) or from `files`, onto `backend`: 'auto' (a hardware GPU through WebGPU, else
+   * `…/resolve/main/`, or a file name → URL map), from `files`, or, with neither, the built-in
+   * shapes demo (`DEMO_MODEL`), onto `backend`: 'auto' (a hardware GPU through WebGPU, else
    * WebAssembly), 'webgpu' (any WebGPU adapter) or 'cpu'. Downloads go to Cache Storage unless
    * `cache: false`; `onProgress({file, loaded, total, cached})` follows them in bytes.
    */
   static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, wasmUrl } = {}) {
-    if (!modelUrl === !files) throw new Error('Segmenter.load needs either modelUrl or files');
+    if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
+    if (!modelUrl && !files) {
+      modelUrl = DEMO_MODEL;
+      cache = false; // it ships with the page: nothing to keep
+    }
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new Error(`backend must be 'auto', 'webgpu' or 'cpu', not ${JSON.stringify(backend)}`);
     }
@@ -209,24 +270,44 @@ export class Segmenter {
 
   /**
    * Segments `image` (Blob/File, ImageBitmap, ImageData, <img>, <canvas>, encoded bytes) into
-   * `labels` (an array or a comma-separated string). Options: `backgroundThreshold` (0.95; null
-   * for none), `shortSide` (448), `window` (448), `stride` (224), `templates` (["a photo of a {}."]).
+   * `labels` (an array or a comma-separated string). Options: `backgroundThreshold` (the model's:
+   * 0.95 for the published checkpoints; null for none), `shortSide`, `window` (twice the model's training size: 448 for the
+   * published checkpoints), `stride` (the training size: 224), `templates` (["a photo of a {}."]).
    */
   async segment(image, labels, options = {}) {
     const inner = this.#live();
-    const input = await toInput(image);
-    const o = { ...options };
-    if (o.backgroundThreshold === null) o.backgroundThreshold = -1;
-    const json = JSON.stringify(o);
-    const r = input.bytes
-      ? await inner.segment(input.bytes, labelText(labels), json)
-      : await inner.segmentPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
-        labelText(labels), json);
+    const json = optionsJson(options);
+    let r;
+    if (image instanceof EncodedImage) {
+      r = await inner.segmentEncoded(image._live(), labelText(labels), json);
+    } else {
+      const input = await toInput(image);
+      r = input.bytes
+        ? await inner.segment(input.bytes, labelText(labels), json)
+        : await inner.segmentPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
+          labelText(labels), json);
+    }
     try {
       return new Segmentation(r);
     } finally {
       r.free();
     }
+  }
+
+  /**
+   * Runs the image encoder over `image` once; pass the result to `segment` as often as the labels
+   * or the threshold change, and only the composition runs again (milliseconds instead of the
+   * encoder's time). Size options (`shortSide`, `window`, `stride`) are fixed here. `dispose()` it
+   * when done (it holds GPU buffers on WebGPU).
+   */
+  async encode(image, options = {}) {
+    const inner = this.#live();
+    const input = await toInput(image);
+    const json = optionsJson(options);
+    const e = input.bytes
+      ? await inner.encode(input.bytes, json)
+      : await inner.encodePixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height, json);
+    return new EncodedImage(e);
   }
 
   /** Zero-shot classification: `[{label, probability}]`, most probable first. */

@@ -21,7 +21,7 @@ pub mod tokenize;
 pub mod wasm;
 
 pub use error::{Error, Result};
-pub use pipeline::{parse_labels, Backend, CheckpointFiles, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
+pub use pipeline::{parse_labels, Backend, CheckpointFiles, EncodedPhoto, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
 pub use segment::{SegmentOptions, Segmentation};
 
 /// Runs one of the library's futures to completion (native callers; the browser awaits them).

@@ -5,7 +5,7 @@ use candle_core::{Device, Tensor};
 use image::RgbImage;
 
 use crate::error::{Error, Result};
-use crate::gpu::segment::ComposeRequest;
+use crate::gpu::segment::{ComposeRequest, GpuEncoded};
 use crate::gpu::vision::GpuImageEncoder;
 use crate::model::{l2_normalize, segmentation_logits, weights, GroupViTConfig, GroupViTModel, ImageFeatures};
 use crate::preprocess::{self, PreprocessorConfig};
@@ -75,6 +75,69 @@ impl std::str::FromStr for Backend {
             _ => Err(Error::InvalidInput(format!("backend {s:?} is not one of auto, gpu, cpu"))),
         }
     }
+}
+
+/// Where a photo's windows lie, and the options that put them there.
+struct Windows {
+    origins: Vec<(usize, usize)>,
+    /// Window size `(h, w)`.
+    window: (usize, usize),
+    /// The resized photo `(h, w)`.
+    resized: (usize, usize),
+    /// The photo's own size `(h, w)`.
+    out: (usize, usize),
+    size: preprocess::SegmentationSize,
+    window_side: usize,
+    stride: usize,
+}
+
+impl Windows {
+    fn request<'a>(&'a self, labels: &'a Tensor, scale: f32, opts: &SegmentOptions) -> ComposeRequest<'a> {
+        ComposeRequest {
+            origins: &self.origins,
+            window: self.window,
+            resized: self.resized,
+            out: self.out,
+            labels,
+            scale,
+            top_k: opts.top_k,
+            background_threshold: opts.background_threshold,
+        }
+    }
+}
+
+enum Encoded {
+    Cpu(ImageFeatures),
+    Gpu(GpuEncoded),
+}
+
+/// A photo run through the image encoder ([`Segmenter::encode`]), on the device that ran it.
+pub struct EncodedPhoto {
+    features: Encoded,
+    windows: Windows,
+}
+
+impl EncodedPhoto {
+    /// The photo's size `(width, height)`.
+    pub fn size(&self) -> (u32, u32) {
+        (self.windows.out.1 as u32, self.windows.out.0 as u32)
+    }
+}
+
+fn classes(labels: &[String]) -> Vec<String> {
+    std::iter::once(BACKGROUND.to_owned()).chain(labels.iter().cloned()).collect()
+}
+
+fn check_embeddings(labels: &[String], embeddings: &Tensor) -> Result<()> {
+    check_labels(labels)?;
+    if embeddings.dims2()?.0 != labels.len() {
+        return Err(Error::InvalidInput(format!(
+            "{} label embeddings were given for {} labels",
+            embeddings.dims2()?.0,
+            labels.len()
+        )));
+    }
+    Ok(())
 }
 
 /// A GroupViT checkpoint ready to segment.
@@ -188,6 +251,23 @@ impl Segmenter {
         pollster::block_on(Self::from_files_on(files, device, backend))
     }
 
+    /// The segmentation settings this model was made for: its config's `segmentation` section over
+    /// the official geometry scaled to its training size (see [`SegmentOptions::for_image_size`]).
+    pub fn default_options(&self) -> SegmentOptions {
+        let cfg = self.model.config();
+        let mut opts = SegmentOptions::for_image_size(cfg.vision_config.image_size);
+        let own = &cfg.segmentation;
+        if let Some(s) = own.short_side {
+            opts.size.short_side = s;
+        }
+        opts.window = own.window.unwrap_or(opts.window);
+        opts.stride = own.stride.unwrap_or(opts.stride);
+        if let Some(t) = own.background_threshold {
+            opts.background_threshold = Some(t);
+        }
+        opts
+    }
+
     /// Where the image encoder runs, in words ("GPU: …" or "CPU (why not the GPU)").
     pub fn backend(&self) -> &str {
         &self.backend
@@ -277,41 +357,88 @@ impl Segmenter {
         embeddings: &Tensor,
         opts: &SegmentOptions,
     ) -> Result<Segmentation> {
-        check_labels(labels)?;
-        if embeddings.dims2()?.0 != labels.len() {
-            return Err(Error::InvalidInput(format!(
-                "{} label embeddings were given for {} labels",
-                embeddings.dims2()?.0,
-                labels.len()
-            )));
-        }
-        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
-        let (_, _, h, w) = pixels.dims4()?;
-        let scale = self.model.logit_scale().min(opts.max_logit_scale);
-        let (crops, origins, window) = segment::crop_windows(&pixels, opts)?;
-        let classes = std::iter::once(BACKGROUND.to_owned()).chain(labels.iter().cloned()).collect();
-        let out = (photo.height() as usize, photo.width() as usize);
+        check_embeddings(labels, embeddings)?;
+        let (pixels, windows) = self.windows(photo, opts)?;
         match &self.gpu {
+            // Encoder and composition in one submission.
             Some(g) => {
-                let request = ComposeRequest {
-                    origins: &origins,
-                    window,
-                    resized: (h, w),
-                    out,
-                    labels: embeddings,
-                    scale,
-                    top_k: opts.top_k,
-                    background_threshold: opts.background_threshold,
-                };
-                let labels = g.segment(&crops, &request).await?;
-                Ok(segment::summarize(labels.label_map, labels.scores, classes, out))
+                let request = windows.request(embeddings, self.scale(opts), opts);
+                let out = g.segment(&pixels, &request).await?;
+                Ok(segment::summarize(out.label_map, out.scores, classes(labels), windows.out))
             }
             None => {
-                let features = self.model.image_features(&crops)?;
-                let scores = segment::slide(&features, &origins, window, (h, w), embeddings, scale, opts)?;
-                Ok(segment::label_photo(&scores, classes, (h, w), out))
+                let encoded = EncodedPhoto { features: Encoded::Cpu(self.model.image_features(&pixels)?), windows };
+                self.label_encoded(&encoded, labels, embeddings, opts).await
             }
         }
+    }
+
+    /// Runs the image encoder over a photo's windows once, for [`Segmenter::segment_encoded`] to
+    /// label as often as the labels change. The geometry in `opts` (size, window, stride) is fixed
+    /// here; the threshold and labels are not.
+    pub async fn encode(&self, photo: &RgbImage, opts: &SegmentOptions) -> Result<EncodedPhoto> {
+        let (pixels, windows) = self.windows(photo, opts)?;
+        let features = match &self.gpu {
+            Some(g) => Encoded::Gpu(g.encode(&pixels).await?),
+            None => Encoded::Cpu(self.model.image_features(&pixels)?),
+        };
+        Ok(EncodedPhoto { features, windows })
+    }
+
+    /// Segments an encoded photo by labels: only the text encoder (when the labels are new) and the
+    /// composition run. `opts` must have the geometry the photo was encoded with.
+    pub async fn segment_encoded(
+        &self,
+        encoded: &EncodedPhoto,
+        labels: &[String],
+        templates: &[String],
+        opts: &SegmentOptions,
+    ) -> Result<Segmentation> {
+        let embeddings = self.label_embeddings(labels, templates)?;
+        self.label_encoded(encoded, labels, &embeddings, opts).await
+    }
+
+    async fn label_encoded(&self, encoded: &EncodedPhoto, labels: &[String], embeddings: &Tensor, opts: &SegmentOptions) -> Result<Segmentation> {
+        check_embeddings(labels, embeddings)?;
+        let w = &encoded.windows;
+        if (w.size, w.window_side, w.stride) != (opts.size, opts.window, opts.stride) {
+            return Err(Error::InvalidInput(
+                "the photo was encoded with another size, window or stride: encode it again with these options".into(),
+            ));
+        }
+        let scale = self.scale(opts);
+        match (&encoded.features, &self.gpu) {
+            (Encoded::Gpu(e), Some(g)) => {
+                let out = g.compose(e, &w.request(embeddings, scale, opts)).await?;
+                Ok(segment::summarize(out.label_map, out.scores, classes(labels), w.out))
+            }
+            (Encoded::Cpu(features), _) => {
+                let scores = segment::slide(features, &w.origins, w.window, w.resized, embeddings, scale, opts)?;
+                Ok(segment::label_photo(&scores, classes(labels), w.resized, w.out))
+            }
+            (Encoded::Gpu(_), None) => Err(Error::InvalidInput("the photo was encoded by another segmenter".into())),
+        }
+    }
+
+    /// The photo resized for segmentation and cut into its windows `(B, 3, h, w)`.
+    fn windows(&self, photo: &RgbImage, opts: &SegmentOptions) -> Result<(Tensor, Windows)> {
+        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
+        let (_, _, h, w) = pixels.dims4()?;
+        let (crops, origins, window) = segment::crop_windows(&pixels, opts)?;
+        let windows = Windows {
+            origins,
+            window,
+            resized: (h, w),
+            out: (photo.height() as usize, photo.width() as usize),
+            size: opts.size,
+            window_side: opts.window,
+            stride: opts.stride,
+        };
+        Ok((crops, windows))
+    }
+
+    fn scale(&self, opts: &SegmentOptions) -> f32 {
+        self.model.logit_scale().min(opts.max_logit_scale)
     }
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.

@@ -62,7 +62,7 @@ impl PreprocessorConfig {
 
 /// How the official evaluation sizes a photo for segmentation (mmseg `Resize` with `keep_ratio`,
 /// `img_scale=(2048, 448)`): the short side to 448 unless that pushes the long side past 2048.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentationSize {
     pub short_side: u32,
     pub max_long_side: u32,

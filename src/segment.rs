@@ -29,16 +29,26 @@ pub struct SegmentOptions {
     pub max_logit_scale: f32,
 }
 
-impl Default for SegmentOptions {
-    fn default() -> Self {
+impl SegmentOptions {
+    /// The official geometry scaled to a model trained on `image_size` pixels: photos and windows at
+    /// twice the training size, windows overlapping by half (448 / 448 / 224 for GroupViT's 224).
+    pub fn for_image_size(image_size: usize) -> Self {
+        let image_size = image_size.max(1);
         Self {
-            size: SegmentationSize::default(),
-            window: 448,
-            stride: 224,
+            size: SegmentationSize { short_side: 2 * image_size as u32, ..Default::default() },
+            window: 2 * image_size,
+            stride: image_size,
             background_threshold: Some(0.95),
             top_k: 5,
             max_logit_scale: 100.0,
         }
+    }
+}
+
+impl Default for SegmentOptions {
+    /// The official settings, for the published checkpoints (trained at 224).
+    fn default() -> Self {
+        Self::for_image_size(224)
     }
 }
 
@@ -299,6 +309,14 @@ pub fn summarize(label_map: Vec<u16>, scores: Vec<f32>, classes: Vec<String>, (h
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_official_geometry_scales_with_the_training_size() {
+        let official = SegmentOptions::default();
+        assert_eq!((official.size.short_side, official.window, official.stride), (448, 448, 224));
+        let small = SegmentOptions::for_image_size(64);
+        assert_eq!((small.size.short_side, small.window, small.stride), (128, 128, 64));
+    }
 
     #[test]
     fn windows_follow_mmseg_slide_inference() {

@@ -22,6 +22,40 @@ pub struct Segmenter {
     inner: Rc<pipeline::Segmenter>,
 }
 
+/// A photo run through the image encoder once (`Segmenter.encode`): segmenting it again with
+/// other labels or another threshold runs only the text encoder and the composition.
+#[wasm_bindgen]
+pub struct EncodedImage {
+    inner: Rc<pipeline::EncodedPhoto>,
+}
+
+impl From<crate::Segmentation> for SegmentResult {
+    fn from(s: crate::Segmentation) -> Self {
+        SegmentResult {
+            width: s.width,
+            height: s.height,
+            summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
+            colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
+            classes: s.classes,
+            label_map: s.label_map,
+            scores: s.scores,
+        }
+    }
+}
+
+#[wasm_bindgen]
+impl EncodedImage {
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.inner.size().0
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.inner.size().1
+    }
+}
+
 /// A label per pixel of the photo; class 0 is background.
 #[wasm_bindgen(getter_with_clone)]
 pub struct SegmentResult {
@@ -42,9 +76,11 @@ pub struct SegmentResult {
 #[derive(serde::Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct JsSegmentOptions {
-    /// Default 0.95; a negative threshold means no background.
+    /// Default: the model's (0.95 for the published checkpoints); a negative threshold means no
+    /// background.
     background_threshold: Option<f32>,
-    /// Side the photo's short side is resized to (default 448).
+    /// Side the photo's short side is resized to (default: twice the model's training size, 448 for
+    /// the published checkpoints; window and stride likewise 2× and 1×).
     short_side: Option<u32>,
     window: Option<usize>,
     stride: Option<usize>,
@@ -53,15 +89,17 @@ struct JsSegmentOptions {
 }
 
 impl JsSegmentOptions {
-    fn parse(json: Option<&str>) -> crate::Result<(SegmentOptions, Vec<String>)> {
+    /// The options over `defaults` (the model's own, see `Segmenter::default_options`).
+    fn parse(json: Option<&str>, defaults: SegmentOptions) -> crate::Result<(SegmentOptions, Vec<String>)> {
         let o: Self = match json {
             Some(j) if !j.trim().is_empty() => serde_json::from_str(j)
                 .map_err(|e| crate::Error::InvalidInput(format!("segment options: {e}")))?,
             _ => Self::default(),
         };
-        let mut opts = SegmentOptions::default();
-        let threshold = o.background_threshold.unwrap_or(0.95);
-        opts.background_threshold = (threshold >= 0.0).then_some(threshold);
+        let mut opts = defaults;
+        if let Some(t) = o.background_threshold {
+            opts.background_threshold = (t >= 0.0).then_some(t);
+        }
         if let Some(s) = o.short_side {
             if s < 16 {
                 return Err(crate::Error::InvalidInput(format!("shortSide {s} is too small (at least 16)")));
@@ -128,6 +166,32 @@ impl Segmenter {
         self.segment_photo(preprocess::from_rgba(&rgba, width, height), labels, options)
     }
 
+    /// Runs the image encoder over an encoded photo once; resolves to an `EncodedImage` for
+    /// `segmentEncoded`. `options` as for `segment`; its size, window and stride are fixed here.
+    pub fn encode(&self, photo: Vec<u8>, options: Option<String>) -> js_sys::Promise {
+        self.encode_photo(preprocess::decode(&photo), options)
+    }
+
+    /// As `encode`, for raw RGBA pixels of a `width × height` image.
+    #[wasm_bindgen(js_name = encodePixels)]
+    pub fn encode_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, options: Option<String>) -> js_sys::Promise {
+        self.encode_photo(preprocess::from_rgba(&rgba, width, height), options)
+    }
+
+    /// Segments an `EncodedImage` by `labels` without running the image encoder again; resolves to
+    /// a `SegmentResult`. `options` must keep the size, window and stride it was encoded with.
+    #[wasm_bindgen(js_name = segmentEncoded)]
+    pub fn segment_encoded(&self, encoded: &EncodedImage, labels: String, options: Option<String>) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        let encoded = Rc::clone(&encoded.inner);
+        future_to_promise(async move {
+            let labels = pipeline::parse_labels(&labels).map_err(js)?;
+            let (opts, templates) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
+            let s = inner.segment_encoded(&encoded, &labels, &templates, &opts).await.map_err(js)?;
+            Ok(SegmentResult::from(s).into())
+        })
+    }
+
     /// Zero-shot classification: resolves to one probability per label (a `Float32Array`), in
     /// the order given.
     pub fn classify(&self, photo: Vec<u8>, labels: String) -> js_sys::Promise {
@@ -146,19 +210,20 @@ impl Segmenter {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move {
             let labels = pipeline::parse_labels(&labels).map_err(js)?;
-            let (opts, templates) = JsSegmentOptions::parse(options.as_deref()).map_err(js)?;
+            let (opts, templates) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
             let photo = photo.map_err(js)?;
             let s = inner.segment(&photo, &labels, &templates, &opts).await.map_err(js)?;
-            Ok(SegmentResult {
-                width: s.width,
-                height: s.height,
-                summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
-                colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
-                classes: s.classes,
-                label_map: s.label_map,
-                scores: s.scores,
-            }
-            .into())
+            Ok(SegmentResult::from(s).into())
+        })
+    }
+
+    fn encode_photo(&self, photo: crate::Result<image::RgbImage>, options: Option<String>) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let (opts, _) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
+            let photo = photo.map_err(js)?;
+            let encoded = inner.encode(&photo, &opts).await.map_err(js)?;
+            Ok(EncodedImage { inner: Rc::new(encoded) }.into())
         })
     }
 

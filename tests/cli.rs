@@ -189,3 +189,28 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_says_why() {
     assert_eq!(forced.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&forced.stderr).contains("no usable GPU"));
 }
+
+#[test]
+fn without_a_model_the_built_in_shapes_demo_segments() {
+    let out = tempfile::tempdir().unwrap();
+    let scene = fixture("shapes-eval/000.png");
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("shapes-eval/labels.json")).unwrap()).unwrap();
+    let labels: Vec<&str> = meta["scenes"][0]["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap()).collect();
+    let run = groupseg()
+        .arg("segment")
+        .arg(&scene)
+        .args(["--labels", &labels.join(", "), "--backend", "cpu", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("built-in shapes demo"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("000.json")).unwrap()).unwrap();
+    let names: Vec<&str> = summary["classes"].as_array().unwrap().iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert_eq!(names[0], "background");
+    assert_eq!(&names[1..], &labels[..]);
+    let png = image::open(scene).unwrap();
+    assert_eq!((summary["width"].as_u64(), summary["height"].as_u64()), (Some(png.width() as u64), Some(png.height() as u64)));
+}

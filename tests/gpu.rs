@@ -293,3 +293,34 @@ fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
     // Profiling is off again.
     assert!(groupseg::block_on(device.finish_profile()).is_err());
 }
+
+#[test]
+fn an_encoded_photo_relabelled_equals_a_fresh_segmentation_on_both_backends() {
+    use groupseg::preprocess::{self, SegmentationSize};
+    use groupseg::{Backend, SegmentOptions, Segmenter};
+    let dir = fixture("tiny-3stage");
+    let photo = preprocess::decode(&std::fs::read(dir.join("photo_big.png")).unwrap()).unwrap();
+    let opts = SegmentOptions {
+        size: SegmentationSize { short_side: 60, ..Default::default() },
+        window: 40,
+        stride: 20,
+        background_threshold: Some(0.2),
+        ..Default::default()
+    };
+    let first: Vec<String> = ["cat", "dog", "grass"].map(String::from).to_vec();
+    let second: Vec<String> = ["sky", "water", "a red car", "tree"].map(String::from).to_vec();
+    for backend in [Backend::Cpu, Backend::Gpu] {
+        let seg = Segmenter::load_on(&dir, &Device::Cpu, backend).unwrap();
+        let encoded = groupseg::block_on(seg.encode(&photo, &opts)).unwrap();
+        for labels in [&first, &second, &first] {
+            let again = groupseg::block_on(seg.segment_encoded(&encoded, labels, &[], &opts)).unwrap();
+            let fresh = groupseg::block_on(seg.segment(&photo, labels, &[], &opts)).unwrap();
+            assert_eq!(again.label_map, fresh.label_map, "{backend:?} {labels:?}");
+            assert_eq!(again.scores, fresh.scores, "{backend:?} {labels:?}");
+        }
+        // Another geometry needs another encoding, said plainly.
+        let other = SegmentOptions { window: 30, ..opts.clone() };
+        let err = groupseg::block_on(seg.segment_encoded(&encoded, &first, &[], &other)).unwrap_err();
+        assert!(err.to_string().contains("encode it again"), "{err}");
+    }
+}

@@ -1,6 +1,6 @@
 // The page: pick a model, type labels, drop photos; each photo is segmented in the worker and
 // painted here with a legend, hover, opacity, view toggles and downloads.
-import { paintLabels } from './pkg/index.js';
+import { isCached, paintLabels } from './pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const HUB = {
@@ -31,8 +31,18 @@ function ask(message, onProgress) {
   });
 }
 
+// Labels that suit each kind of model, swapped in while the user has not typed their own.
+const DEFAULT_LABELS = {
+  photos: 'cat, dog, sofa, window, floor, grass, sky',
+  shapes: 'red circle, blue star, green triangle, yellow square, orange ring, purple bar, pink cross',
+};
+function suggestLabels(kind) {
+  if (Object.values(DEFAULT_LABELS).includes($('labels').value)) $('labels').value = DEFAULT_LABELS[kind];
+}
+
 let modelReady = false;
 let views = 0; // names each result's radio group
+let nextKey = 0; // names each photo for the worker, which keeps its encoding
 const photos = []; // { file, bitmap, box } for re-painting when the labels change
 
 function showProgress({ file, loaded, total, cached }) {
@@ -45,18 +55,29 @@ function showProgress({ file, loaded, total, cached }) {
     : `${name}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB`;
 }
 
-// `data-model` on <body> says where loading stands (loading, ready, failed), for scripts and tests.
-async function loadModel(source) {
+// `data-model` on <body> says where loading stands (loading, ready, failed) and `data-source` what is
+// loading (demo, url, files), for scripts and tests. Loads run one after another, in order.
+let loads = Promise.resolve();
+function loadModel(source) {
+  loads = loads.then(() => loadNow(source));
+  return loads;
+}
+
+async function loadNow(source) {
   modelReady = false;
   document.body.dataset.model = 'loading';
+  document.body.dataset.source = source.files ? 'files' : source.modelUrl ? 'url' : 'demo';
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
     const { backend } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
     modelReady = true;
     document.body.dataset.model = 'ready';
-    $('backend-used').textContent = `Running on ${backend}.`;
+    const demo = !source.modelUrl && !source.files;
+    suggestLabels(demo ? 'shapes' : 'photos');
+    $('backend-used').textContent = `${demo ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
     status(photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.');
+    for (const entry of photos) entry.request = null;
     if (photos.length) await repaintAll();
   } catch (e) {
     document.body.dataset.model = 'failed';
@@ -69,18 +90,27 @@ async function loadModel(source) {
 
 function options() {
   const o = { templates: [$('template').value] };
-  o.backgroundThreshold = $('no-background').checked ? null : Number($('threshold').value);
+  if ($('no-background').checked) o.backgroundThreshold = null;
+  else if ($('threshold').value !== '') o.backgroundThreshold = Number($('threshold').value);
   return o;
 }
 
-/** Segments one photo into its result box, replacing what the box showed. */
+/** Segments one photo into its result box, replacing what the box showed (unless it already shows
+ * these labels and options). */
 async function segmentInto(entry) {
+  const request = JSON.stringify([$('labels').value, options()]);
+  if (entry.request === request) return;
+  entry.request = request;
   const started = performance.now();
   try {
-    const { result, ms } = await ask({ type: 'segment', photo: entry.file, labels: $('labels').value, options: options() });
+    const { result, ms, reused } = await ask({
+      type: 'segment', key: entry.key, photo: entry.file, labels: $('labels').value, options: options(),
+    });
     entry.bitmap ??= await createImageBitmap(entry.file, { imageOrientation: 'from-image' });
+    entry.reused = reused;
     render(entry, result, ms ?? performance.now() - started);
   } catch (e) {
+    entry.request = null;
     entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
   }
 }
@@ -92,7 +122,7 @@ async function segmentAll(files) {
     box.className = 'result';
     box.append(text('div', `${file.name}: waiting…`));
     $('results').prepend(box);
-    const entry = { file, box };
+    const entry = { file, box, key: nextKey++ };
     photos.push(entry);
     return entry;
   });
@@ -196,11 +226,15 @@ function render(entry, r, ms) {
     row.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
     legend.append(row);
   });
-  box.replaceChildren(text('div', `${file.name} (${Math.round(ms)} ms)`), canvas, hover, controls, legend);
+  const took = `${Math.round(ms)} ms${entry.reused ? ', labels only: the image encoder did not run again' : ''}`;
+  const title = text('div', `${file.name} (${took})`);
+  title.className = 'took';
+  box.replaceChildren(title, canvas, hover, controls, legend);
   redraw();
 }
 
 // Model sources.
+$('load-demo').onclick = () => loadModel({});
 $('load-redcaps').onclick = () => loadModel({ modelUrl: HUB.redcaps });
 $('load-yfcc').onclick = () => loadModel({ modelUrl: HUB.yfcc });
 $('load-url').onclick = () => $('model-url').value && loadModel({ modelUrl: $('model-url').value });
@@ -232,5 +266,8 @@ if (params.get('model')) {
   $('model-url').value = params.get('model');
   loadModel({ modelUrl: params.get('model') });
 } else {
-  status('Load a model to start (step 1).');
+  // A hub model this browser already keeps loads offline; otherwise the built-in shapes demo, so
+  // that the page works at once and without a network.
+  isCached(HUB.redcaps).catch(() => false)
+    .then((cached) => loadModel(cached ? { modelUrl: HUB.redcaps } : {}));
 }

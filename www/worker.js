@@ -1,28 +1,42 @@
 // The model runs here, off the page's thread, so the page never freezes (not even on the CPU path).
-// Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'segment', id, photo, labels,
-// options}, {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
+// Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'segment', id, key, photo,
+// labels, options}, {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
+// Each photo (by `key`) goes through the image encoder once; new labels only re-run the composition.
 import { Segmenter } from './pkg/index.js';
 
 let segmenter = null;
+const encoded = new Map(); // photo key → EncodedImage
+
+function forgetPhotos() {
+  for (const e of encoded.values()) e.dispose();
+  encoded.clear();
+}
 
 const handlers = {
   async load({ id, modelUrl, files, backend }) {
+    forgetPhotos();
     segmenter?.dispose();
     segmenter = null;
     const onProgress = (p) => postMessage({ type: 'progress', id, ...p });
     segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
     return { backend: segmenter.backend };
   },
-  async segment({ photo, labels, options }) {
+  async segment({ key, photo, labels, options }) {
     if (!segmenter) throw new Error('Load a model first.');
     const started = performance.now();
-    const r = await segmenter.segment(photo, labels, options);
+    let image = encoded.get(key);
+    const reused = Boolean(image);
+    if (!image) {
+      image = await segmenter.encode(photo, options);
+      encoded.set(key, image);
+    }
+    const r = await segmenter.segment(image, labels, options);
     const ms = performance.now() - started;
     const result = {
       width: r.width, height: r.height, labels: r.labels, summary: r.summary,
       labelMap: r.labelMap, scores: r.scores, colours: r.colours,
     };
-    return { result, ms, transfer: [r.labelMap.buffer, r.scores.buffer] };
+    return { result, ms, reused, transfer: [r.labelMap.buffer, r.scores.buffer] };
   },
   async 'clear-cache'() {
     await Segmenter.clearCache();

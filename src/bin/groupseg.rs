@@ -21,9 +21,9 @@ struct Cli {
 #[derive(Args)]
 struct Common {
     /// Checkpoint directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json),
-    /// or its weights file.
+    /// or its weights file [default: the built-in shapes demo, which knows only coloured shapes].
     #[arg(long)]
-    model: PathBuf,
+    model: Option<PathBuf>,
     /// Comma-separated labels, e.g. "cat, sofa, window, floor".
     #[arg(long)]
     labels: String,
@@ -45,20 +45,23 @@ enum Command {
         common: Common,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
-        /// Pixels whose best label scores under this are background (0-1).
-        #[arg(long, default_value_t = 0.95)]
-        background_threshold: f32,
+        /// Pixels whose best label scores under this are background (0-1) [default: the model's,
+        /// else the official 0.95].
+        #[arg(long)]
+        background_threshold: Option<f32>,
         /// Label every pixel; no background class.
         #[arg(long)]
         no_background: bool,
-        /// Short side of the photo as the model sees it.
-        #[arg(long, default_value_t = 448)]
-        short_side: u32,
-        /// Sliding window side and stride, in pixels of the resized photo.
-        #[arg(long, default_value_t = 448)]
-        window: usize,
-        #[arg(long, default_value_t = 224)]
-        stride: usize,
+        /// Short side of the photo as the model sees it [default: twice the model's training size,
+        /// 448 for the published checkpoints].
+        #[arg(long)]
+        short_side: Option<u32>,
+        /// Sliding window side and stride, in pixels of the resized photo [default: twice and once
+        /// the training size: 448 and 224].
+        #[arg(long)]
+        window: Option<usize>,
+        #[arg(long)]
+        stride: Option<usize>,
         /// Colour opacity of the overlay (0-1).
         #[arg(long, default_value_t = 0.5)]
         opacity: f32,
@@ -79,10 +82,37 @@ enum Command {
 fn load(common: &Common) -> Result<(Segmenter, Vec<String>), String> {
     let labels = parse_labels(&common.labels).map_err(|e| e.to_string())?;
     let backend: Backend = common.backend.parse().map_err(|e: groupseg::Error| e.to_string())?;
-    let seg = Segmenter::load_on(&common.model, &Device::Cpu, backend)
-        .map_err(|e| format!("{}: {e}", common.model.display()))?;
+    let seg = match &common.model {
+        Some(path) => Segmenter::load_on(path, &Device::Cpu, backend).map_err(|e| format!("{}: {e}", path.display()))?,
+        None => {
+            eprintln!("model: the built-in shapes demo (it knows only coloured shapes; --model for another)");
+            groupseg::block_on(Segmenter::from_files_on(demo::files(), &Device::Cpu, backend))
+                .map_err(|e| format!("shapes demo: {e}"))?
+        }
+    };
     eprintln!("backend: {}", seg.backend());
     Ok((seg, labels))
+}
+
+/// The shapes demo model (`models/shapes-demo`), built into the binary so that it runs anywhere.
+mod demo {
+    use groupseg::{CheckpointFiles, TokenizerFiles};
+
+    macro_rules! demo_file {
+        ($name:literal) => {
+            include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/models/shapes-demo/", $name))
+        };
+    }
+
+    pub fn files() -> CheckpointFiles<'static> {
+        let text = |b: &'static [u8]| std::str::from_utf8(b).unwrap_or("");
+        CheckpointFiles {
+            config: text(demo_file!("config.json")),
+            weights: demo_file!("model.safetensors").to_vec(),
+            tokenizer: TokenizerFiles::Json(demo_file!("tokenizer.json")),
+            preprocessor: Some(text(demo_file!("preprocessor_config.json"))),
+        }
+    }
 }
 
 fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
@@ -123,17 +153,18 @@ fn run(cli: Cli) -> Result<usize, String> {
             if raw_logits.is_some() && photos.len() != 1 {
                 return Err("--raw-logits takes exactly one photo".into());
             }
-            if short_side == 0 || window == 0 || stride == 0 {
+            if short_side == Some(0) || window == Some(0) || stride == Some(0) {
                 return Err("--short-side, --window and --stride must be positive".into());
             }
             let (seg, labels) = load(&common)?;
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+            let model = seg.default_options();
             let opts = SegmentOptions {
-                size: SegmentationSize { short_side, ..Default::default() },
-                window,
-                stride,
-                background_threshold: (!no_background).then_some(background_threshold),
-                ..Default::default()
+                size: SegmentationSize { short_side: short_side.unwrap_or(model.size.short_side), ..model.size },
+                window: window.unwrap_or(model.window),
+                stride: stride.unwrap_or(model.stride),
+                background_threshold: if no_background { None } else { background_threshold.or(model.background_threshold) },
+                ..model
             };
             let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
             let mut failed = 0;

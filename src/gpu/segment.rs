@@ -111,37 +111,74 @@ impl Compose {
     }
 }
 
+/// A photo's windows encoded on the GPU and kept there: normalised group and whole-window
+/// embeddings and the chained grouping maps, all that composing needs. New labels re-use it without
+/// running the image encoder again.
+pub struct GpuEncoded {
+    /// `(B·G, D)`, L2-normalised.
+    groups: GpuTensor,
+    /// `(B, D)`, L2-normalised.
+    image: GpuTensor,
+    /// `(B, G, gh·gw)`: each final group's share of every patch.
+    maps: GpuTensor,
+    batch: usize,
+    group_count: usize,
+    grid: (usize, usize),
+}
+
+impl GpuEncoded {
+    /// Windows encoded.
+    pub fn windows(&self) -> usize {
+        self.batch
+    }
+}
+
 impl GpuImageEncoder {
     /// Segments the windows `crops (B, 3, h, w)` of one photo: encoder, projection, affinity and
     /// composition in one command buffer; reads back only the label map and scores.
     pub async fn segment(&self, crops: &Tensor, req: &ComposeRequest<'_>) -> Result<GpuLabels> {
         let gpu = &self.gpu;
-        let batch = crops.dim(0)?;
-        if req.origins.len() != batch {
-            return Err(Error::InvalidInput(format!("{} window origins for {batch} windows", req.origins.len())));
-        }
         let errors = gpu.catch_errors();
         let mut r = Recorder::new(gpu, &self.kernels);
-        let recorded = self.record_segmentation(&mut r, crops, req);
+        let recorded = self.record_encoding(&mut r, crops).and_then(|enc| self.record_composition(&mut r, &enc, req));
         r.submit();
         errors.check().await?;
         let (label_map, scores) = recorded?;
-        let label_map = label_map.read_u32(gpu).await?;
-        let scores = scores.read(gpu).await?;
-        Ok(GpuLabels { label_map: label_map.into_iter().map(|l| l as u16).collect(), scores })
+        read_labels(gpu, label_map, scores).await
     }
 
-    /// Records [`GpuImageEncoder::segment`]'s work; returns the label map and score buffers.
-    fn record_segmentation(&self, r: &mut Recorder, crops: &Tensor, req: &ComposeRequest<'_>) -> Result<(GpuTensor, GpuTensor)> {
+    /// Encodes the windows `crops (B, 3, h, w)` and keeps what composing needs on the GPU.
+    pub async fn encode(&self, crops: &Tensor) -> Result<GpuEncoded> {
+        let errors = self.gpu.catch_errors();
+        let mut r = Recorder::new(&self.gpu, &self.kernels);
+        let recorded = self.record_encoding(&mut r, crops);
+        r.submit();
+        errors.check().await?;
+        recorded
+    }
+
+    /// Labels the windows [`GpuImageEncoder::encode`] kept: affinity and composition only.
+    pub async fn compose(&self, encoded: &GpuEncoded, req: &ComposeRequest<'_>) -> Result<GpuLabels> {
         let gpu = &self.gpu;
-        let (c, dim) = req.labels.dims2()?;
+        let errors = gpu.catch_errors();
+        let mut r = Recorder::new(gpu, &self.kernels);
+        let recorded = self.record_composition(&mut r, encoded, req);
+        r.submit();
+        errors.check().await?;
+        let (label_map, scores) = recorded?;
+        read_labels(gpu, label_map, scores).await
+    }
+
+    /// Records the encoder, the projections and the grouping maps chained across stages.
+    fn record_encoding(&self, r: &mut Recorder, crops: &Tensor) -> Result<GpuEncoded> {
+        let gpu = &self.gpu;
         let out = self.tower.record(r, crops)?;
         let [b, g, d] = out.last.shape[..] else {
             return Err(Error::Gpu(format!("the encoder gave groups of shape {:?}", out.last.shape)));
         };
         let (gh, gw) = out.grid;
 
-        // Projected, normalised group and whole-image embeddings against the labels.
+        // Projected, normalised group and whole-image embeddings.
         let groups = r.projection(&out.last, &self.projection)?;
         let mean = GpuTensor::upload(gpu, &vec![1.0 / g as f32; b * g], &[b, 1, g])?;
         let mut pooled = r.matmul(&mean, &out.last, BLayout::Plain, MatmulShape { batch: b, m: 1, n: d, k: g, b_shared: false })?;
@@ -149,10 +186,6 @@ impl GpuImageEncoder {
         let image = r.projection(&pooled, &self.projection)?;
         r.l2_normalize(&groups)?;
         r.l2_normalize(&image)?;
-        let labels = GpuTensor::from_tensor(gpu, req.labels)?;
-        let shared = |m: usize| MatmulShape { batch: 1, m, n: c, k: dim, b_shared: true };
-        let group_logits = r.matmul(&groups, &labels, BLayout::Transposed, shared(b * g))?;
-        let image_logits = r.matmul(&image, &labels, BLayout::Transposed, shared(b))?;
 
         // Soft maps chained: (B, groups, patches) of the last stage over the first stage's tokens.
         let mut stages = out.soft_maps.into_iter();
@@ -164,6 +197,23 @@ impl GpuImageEncoder {
         if maps.shape[1] != g || maps.shape[2] != gh * gw {
             return Err(Error::Gpu(format!("grouping maps {:?} do not match {g} groups on {gh}×{gw}", maps.shape)));
         }
+        Ok(GpuEncoded { groups, image, maps, batch: b, group_count: g, grid: (gh, gw) })
+    }
+
+    /// Records the labels' affinity to the kept groups and the composition into a label per pixel;
+    /// returns the label map and score buffers.
+    fn record_composition(&self, r: &mut Recorder, enc: &GpuEncoded, req: &ComposeRequest<'_>) -> Result<(GpuTensor, GpuTensor)> {
+        let gpu = &self.gpu;
+        let (b, g, (gh, gw)) = (enc.batch, enc.group_count, enc.grid);
+        if req.origins.len() != b {
+            return Err(Error::InvalidInput(format!("{} window origins for {b} windows", req.origins.len())));
+        }
+        let (c, dim) = req.labels.dims2()?;
+        let labels = GpuTensor::from_tensor(gpu, req.labels)?;
+        let shared = |m: usize| MatmulShape { batch: 1, m, n: c, k: dim, b_shared: true };
+        let group_logits = r.matmul(&enc.groups, &labels, BLayout::Transposed, shared(b * g))?;
+        let image_logits = r.matmul(&enc.image, &labels, BLayout::Transposed, shared(b))?;
+        let maps = &enc.maps;
 
         let k = &self.kernels.compose;
         let (h, w) = req.resized;
@@ -220,4 +270,10 @@ impl GpuImageEncoder {
         dispatch(gpu, &mut r.enc, &k.label, &bind, grid(oh * ow, THREADS));
         Ok((label_map, scores))
     }
+}
+
+async fn read_labels(gpu: &Gpu, label_map: GpuTensor, scores: GpuTensor) -> Result<GpuLabels> {
+    let label_map = label_map.read_u32(gpu).await?;
+    let scores = scores.read(gpu).await?;
+    Ok(GpuLabels { label_map: label_map.into_iter().map(|l| l as u16).collect(), scores })
 }

@@ -120,6 +120,19 @@ pub struct GroupViTConfig {
     pub projection_intermediate_dim: usize,
     #[serde(default = "default_logit_scale")]
     pub logit_scale_init_value: f64,
+    /// groupseg's own optional `segmentation` section: the settings a model was made for (our
+    /// shapes demo has it; the published checkpoints do not, and get the official ones).
+    #[serde(default)]
+    pub segmentation: SegmentationDefaults,
+}
+
+/// A model's recommended segmentation settings; each optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct SegmentationDefaults {
+    pub short_side: Option<u32>,
+    pub window: Option<usize>,
+    pub stride: Option<usize>,
+    pub background_threshold: Option<f32>,
 }
 
 fn default_projection_dim() -> usize {
@@ -173,6 +186,10 @@ impl GroupViTConfig {
         }
         if v.num_group_tokens.first() == Some(&0) {
             return bad("the first vision stage must have group tokens".into());
+        }
+        let s = &self.segmentation;
+        if s.short_side == Some(0) || s.window == Some(0) || s.stride == Some(0) {
+            return bad("segmentation: short_side, window and stride must be positive".into());
         }
         if v.patch_size == 0 || v.image_size < v.patch_size {
             return bad(format!("patch_size {} does not fit image_size {}", v.patch_size, v.image_size));

@@ -1,6 +1,7 @@
 // What every browser test needs: the page and the fixtures served on 127.0.0.1, and Debian's
 // Chromium started headless with WebGPU (SwiftShader) enabled.
 import { createServer } from 'node:http';
+import { existsSync } from 'node:fs';
 import { readFile, mkdir } from 'node:fs/promises';
 import { extname, join, normalize, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,18 +14,21 @@ export const outDir = join(root, 'test-out');
 
 const types = {
   '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm',
-  '.json': 'application/json', '.png': 'image/png', '.txt': 'text/plain',
+  '.json': 'application/json', '.png': 'image/png', '.txt': 'text/plain', '.css': 'text/css',
 };
 
-/** Serves `www/` at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`; resolves to the base URL. */
-export async function serve() {
+/**
+ * Serves `site` (default `www/`) at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`;
+ * resolves to the base URL.
+ */
+export async function serve(site = join(root, 'www')) {
   const requests = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     requests.push(path);
     const [base, rel] = path.startsWith('/fixtures/') ? [fixtures, path.slice('/fixtures/'.length)]
       : path.startsWith('/out/') ? [outDir, path.slice('/out/'.length)]
-        : [join(root, 'www'), path === '/' ? 'index.html' : path.slice(1)];
+        : [site, path === '/' ? 'index.html' : path.slice(1)];
     const file = normalize(join(base, rel));
     if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
     try {
@@ -82,7 +86,7 @@ export async function loadFixtureModel(page, model = 'tiny-3stage') {
   const dir = join(fixtures, model);
   await page.setInputFiles('#model', ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']
     .map((f) => join(dir, f)));
-  await modelSettled(page);
+  await modelSettled(page, 'files');
   const status = await page.textContent('#status');
   if (!/ready/.test(status)) throw new Error(status);
 }
@@ -99,7 +103,44 @@ export async function dropPhoto(page, path, name, type = 'image/png') {
   await page.dispatchEvent('#drop', 'drop', { dataTransfer });
 }
 
-/** Waits until the page's model load has finished, well or not. */
-export async function modelSettled(page) {
-  await page.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.model), null, { timeout: 120_000 });
+/** Waits until the page's model load (from `source`: demo, url or files) has finished, well or not. */
+export async function modelSettled(page, source = null) {
+  await page.waitForFunction((source) => ['ready', 'failed'].includes(document.body.dataset.model)
+    && (!source || document.body.dataset.source === source), source, { timeout: 120_000 });
 }
+
+/**
+ * Compares the first result's mask view (the page's "mask" radio) with a mask PNG at `url`:
+ * `{differing, pixels, colours}` (colours: distinct colours in the reference), or `{size}` when the
+ * sizes differ.
+ */
+export async function compareMask(page, url) {
+  await page.click('.result input[value=mask]');
+  return page.evaluate(async (url) => {
+    const canvas = document.querySelector('.result canvas');
+    const ours = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const bitmap = await createImageBitmap(await (await fetch(url)).blob());
+    const c = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+    c.drawImage(bitmap, 0, 0);
+    const cli = c.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    if (bitmap.width !== canvas.width || bitmap.height !== canvas.height) return { size: [bitmap.width, bitmap.height] };
+    let differing = 0;
+    const colours = new Set();
+    for (let i = 0; i < cli.length; i += 4) {
+      if (cli[i] !== ours[i] || cli[i + 1] !== ours[i + 1] || cli[i + 2] !== ours[i + 2]) differing++;
+      colours.add(`${cli[i]},${cli[i + 1]},${cli[i + 2]}`);
+    }
+    return { differing, pixels: cli.length / 4, colours: colours.size };
+  }, url);
+}
+
+/** The CLI built by `cargo test` (or a release build). */
+export function cli() {
+  const found = ['debug', 'release'].map((p) => join(root, 'target', p, 'groupseg')).find(existsSync);
+  if (!found) throw new Error('build the CLI first (cargo build)');
+  return found;
+}
+
+/** Waits until the page has segmented everything it was given. */
+export const done = (page) => page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null,
+  { timeout: 180_000 });

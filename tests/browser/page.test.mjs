@@ -4,9 +4,10 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { serve, launch, newPage, fixtures, outDir, root, loadFixtureModel, dropPhoto, modelSettled } from './harness.mjs';
+import {
+  serve, launch, newPage, fixtures, outDir, root, loadFixtureModel, dropPhoto, modelSettled, compareMask, cli, done,
+} from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await serve(); browser = await launch(); });
@@ -14,16 +15,6 @@ after(async () => { await browser?.close(); server?.close(); });
 
 const model = join(fixtures, 'tiny-3stage');
 const labels = 'cat, dog, grass, sky';
-
-/** The CLI built by `cargo test` (or a release build). */
-function cli() {
-  const found = ['debug', 'release'].map((p) => join(root, 'target', p, 'groupseg')).find(existsSync);
-  if (!found) throw new Error('build the CLI first (cargo build)');
-  return found;
-}
-
-const done = (page) => page.waitForFunction(() => document.getElementById('status').textContent === 'Done.', null,
-  { timeout: 120_000 });
 
 test('the painted label map equals the native CLI\'s for the same model, photo and labels', async () => {
   const photo = join(model, 'photo_big.png');
@@ -43,23 +34,7 @@ test('the painted label map equals the native CLI\'s for the same model, photo a
   // The legend names the classes the CLI found.
   const legend = await page.textContent('.legend');
   assert.match(legend, /(cat|dog|grass|sky) \d+\.\d %/);
-  await page.click('.result input[value=mask]');
-  const diff = await page.evaluate(async () => {
-    const canvas = document.querySelector('.result canvas');
-    const ours = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    const bitmap = await createImageBitmap(await (await fetch('/out/cli/photo_big.mask.png')).blob());
-    const c = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
-    c.drawImage(bitmap, 0, 0);
-    const cli = c.getImageData(0, 0, bitmap.width, bitmap.height).data;
-    if (bitmap.width !== canvas.width || bitmap.height !== canvas.height) return { size: [bitmap.width, bitmap.height] };
-    let differing = 0;
-    const colours = new Set();
-    for (let i = 0; i < cli.length; i += 4) {
-      if (cli[i] !== ours[i] || cli[i + 1] !== ours[i + 1] || cli[i + 2] !== ours[i + 2]) differing++;
-      colours.add(`${cli[i]},${cli[i + 1]},${cli[i + 2]}`);
-    }
-    return { differing, pixels: cli.length / 4, colours: colours.size };
-  });
+  const diff = await compareMask(page, '/out/cli/photo_big.mask.png');
   assert.equal(diff.size, undefined, `mask sizes differ: ${diff.size}`);
   assert.ok(diff.colours >= 2, 'the CLI mask should show several classes');
   assert.equal(diff.differing, 0, `${diff.differing} of ${diff.pixels} pixels differ from the CLI's mask`);

@@ -1,0 +1,96 @@
+// The page with nothing given: it loads the built-in shapes demo, and paints a generated scene as the
+// native CLI does (which uses the same demo when given no model), on the CPU path and on WebGPU
+// (SwiftShader). Changing the labels re-paints without running the image encoder again.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { serve, launch, newPage, fixtures, outDir, dropPhoto, modelSettled, compareMask, cli, done } from './harness.mjs';
+
+let server, browser;
+before(async () => { server = await serve(); browser = await launch(); });
+after(async () => { await browser?.close(); server?.close(); });
+
+const scenes = join(fixtures, 'shapes-eval');
+const meta = JSON.parse(await readFile(join(scenes, 'labels.json'), 'utf8'));
+
+/** Held-out scene `i`, drawn 4× larger (smoothly) in the browser so that a person can see it, as a PNG. */
+async function bigScene(page, i) {
+  const b64 = (await readFile(join(scenes, `${String(i).padStart(3, '0')}.png`))).toString('base64');
+  const png = await page.evaluate(async (b64) => {
+    const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
+    const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
+    const canvas = new OffscreenCanvas(bitmap.width * 4, bitmap.height * 4);
+    canvas.getContext('2d').drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const blob = await canvas.convertToBlob({ type: 'image/png' });
+    return btoa(String.fromCharCode(...new Uint8Array(await blob.arrayBuffer())));
+  }, b64);
+  const path = join(outDir, `scene-${i}.png`);
+  await writeFile(path, Buffer.from(png, 'base64'));
+  return path;
+}
+
+/** The CLI's mask for `photo` with the built-in demo; its URL on the test server. */
+function cliMask(photo, labels, name) {
+  const out = join(outDir, name);
+  execFileSync(cli(), ['segment', photo, '--labels', labels, '--backend', 'cpu', '--out', out], { stdio: 'inherit' });
+  const stem = photo.split('/').pop().replace(/\.png$/, '');
+  return `/out/${name}/${stem}.mask.png`;
+}
+
+async function demoPage(backend) {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/?backend=${backend}`);
+  await modelSettled(page, 'demo');
+  assert.match(await page.textContent('#status'), /ready/);
+  assert.match(await page.textContent('#backend-used'), /Shapes demo/);
+  return page;
+}
+
+for (const [backend, ran, tolerance] of [['cpu', /CPU/, 0], ['webgpu', /GPU: .* through WebGPU/, 0.002]]) {
+  test(`with no model given, the page paints a scene with the shapes demo as the CLI does (${backend})`, async () => {
+    const page = await demoPage(backend);
+    assert.match(await page.textContent('#backend-used'), ran);
+    assert.match(await page.inputValue('#labels'), /red circle/, 'labels suited to the demo');
+    const labels = meta.scenes[1].labels.join(', ');
+    const photo = await bigScene(page, 1);
+    const mask = cliMask(photo, labels, `cli-demo-${backend}`);
+    await page.fill('#labels', labels);
+    await dropPhoto(page, photo, 'scene.png');
+    await done(page);
+    await page.screenshot({ path: join(outDir, `page-demo-${backend}.png`), fullPage: true });
+    // The legend lists the classes painted, each one of the labels or background.
+    const rows = await page.locator('.legend div').allTextContents();
+    assert.ok(rows.length > 0, 'a legend');
+    for (const row of rows) assert.ok(['background', ...meta.scenes[1].labels].some((l) => row.startsWith(`${l} `)), row);
+    const diff = await compareMask(page, mask);
+    assert.equal(diff.size, undefined, `mask sizes differ: ${diff.size}`);
+    // WebGPU sums in another order than the CPU: a pixel on a near tie may flip, no more.
+    assert.ok(diff.differing <= tolerance * diff.pixels, `${diff.differing} of ${diff.pixels} pixels differ from the CLI's mask`);
+    console.log(`${backend}: ${diff.differing} of ${diff.pixels} pixels differ from the CLI's mask`);
+    assert.deepEqual(page.problems, []);
+    await page.close();
+  });
+}
+
+test('new labels re-paint a photo without running the image encoder again', async () => {
+  const page = await demoPage('cpu');
+  const photo = await bigScene(page, 2);
+  const [first, second] = [meta.scenes[2].labels, [...meta.scenes[2].labels].reverse().slice(1)].map((l) => l.join(', '));
+  await page.fill('#labels', first);
+  await dropPhoto(page, photo, 'scene.png');
+  await done(page);
+  assert.doesNotMatch(await page.textContent('.took'), /labels only/);
+  await page.fill('#labels', second);
+  await page.press('#labels', 'Tab'); // leaving the field commits the labels
+  await page.waitForFunction(() => /labels only/.test(document.querySelector('.took')?.textContent ?? ''), null,
+    { timeout: 60_000 });
+  await done(page);
+  // Same picture as segmenting afresh with the new labels.
+  const diff = await compareMask(page, cliMask(photo, second, 'cli-relabel'));
+  assert.equal(diff.differing, 0, `${diff.differing} of ${diff.pixels} pixels differ from a fresh segmentation`);
+  await page.screenshot({ path: join(outDir, 'page-relabel.png'), fullPage: true });
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
