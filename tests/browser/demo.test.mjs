@@ -94,3 +94,21 @@ test('new labels re-paint a photo without running the image encoder again', asyn
   assert.deepEqual(page.problems, []);
   await page.close();
 });
+
+test('the page fits a phone screen: no sideways scrolling, the result within the width', async () => {
+  const page = await newPage(browser, { width: 390, height: 844 });
+  await page.goto(`${server.url}/?backend=cpu`);
+  await modelSettled(page, 'demo');
+  await dropPhoto(page, await bigScene(page, 4), 'scene.png');
+  await done(page);
+  const { scroll, width, canvas } = await page.evaluate(() => ({
+    scroll: document.documentElement.scrollWidth,
+    width: window.innerWidth,
+    canvas: document.querySelector('.result canvas').getBoundingClientRect().right,
+  }));
+  await page.screenshot({ path: join(outDir, 'page-phone.png'), fullPage: true });
+  assert.ok(scroll <= width, `the page is ${scroll} px wide on a ${width} px screen`);
+  assert.ok(canvas <= width, `the result reaches ${canvas} px on a ${width} px screen`);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
