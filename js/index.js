@@ -26,12 +26,17 @@ export const DEMO_MODEL = {
   'model.safetensors': new URL('./models/shapes-demo/model.safetensors', import.meta.url).href,
 };
 
+/** The URL of checkpoint file `name` from a folder URL or a file name → URL map (undefined if absent). */
+function fileUrl(modelUrl, name) {
+  if (typeof modelUrl !== 'string') return modelUrl[name];
+  return new URL(name, modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`).href;
+}
+
 /** Whether the checkpoint at `modelUrl` is in Cache Storage (config and weights), so loads offline. */
 export async function isCached(modelUrl) {
   if (!hasCaches()) return false;
   const store = await caches.open(CACHE_NAME);
-  const base = modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`;
-  const has = async (name) => Boolean(await store.match(new URL(name, base).href));
+  const has = async (name) => Boolean(await store.match(fileUrl(modelUrl, name)));
   return (await has('config.json')) && ((await has('model.safetensors')) || (await has('pytorch_model.bin')));
 }
 
@@ -83,17 +88,17 @@ const text = (bytes) => new TextDecoder().decode(bytes);
  * preprocessor and weights.
  */
 async function filesFromUrl(modelUrl, cache, onProgress) {
-  const base = typeof modelUrl === 'string' && !modelUrl.endsWith('/') ? `${modelUrl}/` : modelUrl;
-  const url = (name) => (typeof base === 'string' ? new URL(name, base).href : base[name]);
   const get = async (name, optional) => {
-    if (!url(name)) return null;
-    return fetchBytes(url(name), { cache, onProgress, optional });
+    const url = fileUrl(modelUrl, name);
+    return url ? fetchBytes(url, { cache, onProgress, optional }) : null;
   };
   const config = await get('config.json');
   const tokenizer = await get('tokenizer.json');
   const preprocessor = await get('preprocessor_config.json', true);
   const weights = (await get('model.safetensors', true)) ?? (await get('pytorch_model.bin', true));
-  if (!weights) throw new Error(`${typeof base === 'string' ? base : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
+  if (!weights) {
+    throw new Error(`${typeof modelUrl === 'string' ? modelUrl : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
+  }
   return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights };
 }
 
@@ -270,9 +275,10 @@ export class Segmenter {
 
   /**
    * Segments `image` (Blob/File, ImageBitmap, ImageData, <img>, <canvas>, encoded bytes) into
-   * `labels` (an array or a comma-separated string). Options: `backgroundThreshold` (the model's:
-   * 0.95 for the published checkpoints; null for none), `shortSide`, `window` (twice the model's training size: 448 for the
-   * published checkpoints), `stride` (the training size: 224), `templates` (["a photo of a {}."]).
+   * `labels` (an array or a comma-separated string), or an `EncodedImage` from `encode`. Options:
+   * `backgroundThreshold` (the model's: 0.95 for the published checkpoints; null for none),
+   * `shortSide`, `window` (twice the model's training size: 448 for the published checkpoints),
+   * `stride` (the training size: 224), `templates` (["a photo of a {}."]).
    */
   async segment(image, labels, options = {}) {
     const inner = this.#live();

@@ -255,17 +255,9 @@ impl Segmenter {
     /// the official geometry scaled to its training size (see [`SegmentOptions::for_image_size`]).
     pub fn default_options(&self) -> SegmentOptions {
         let cfg = self.model.config();
-        let mut opts = SegmentOptions::for_image_size(cfg.vision_config.image_size);
-        let own = &cfg.segmentation;
-        if let Some(s) = own.short_side {
-            opts.size.short_side = s;
-        }
-        opts.window = own.window.unwrap_or(opts.window);
-        opts.stride = own.stride.unwrap_or(opts.stride);
-        if let Some(t) = own.background_threshold {
-            opts.background_threshold = Some(t);
-        }
-        opts
+        let official = SegmentOptions::for_image_size(cfg.vision_config.image_size);
+        // The section was checked when the config was read.
+        official.with(&cfg.segmentation).unwrap_or(official)
     }
 
     /// Where the image encoder runs, in words ("GPU: …" or "CPU (why not the GPU)").
@@ -398,8 +390,8 @@ impl Segmenter {
         self.label_encoded(encoded, labels, &embeddings, opts).await
     }
 
+    /// The composition over kept features; `embeddings` are the labels' (checked by the callers).
     async fn label_encoded(&self, encoded: &EncodedPhoto, labels: &[String], embeddings: &Tensor, opts: &SegmentOptions) -> Result<Segmentation> {
-        check_embeddings(labels, embeddings)?;
         let w = &encoded.windows;
         if (w.size, w.window_side, w.stride) != (opts.size, opts.window, opts.stride) {
             return Err(Error::InvalidInput(

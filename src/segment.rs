@@ -6,7 +6,7 @@
 
 use candle_core::{IndexOp, Tensor};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{chain_assignments, l2_normalize, ImageFeatures};
 use crate::preprocess::SegmentationSize;
 use crate::resample;
@@ -29,11 +29,21 @@ pub struct SegmentOptions {
     pub max_logit_scale: f32,
 }
 
+/// Segmentation settings given in part (a model's config `segmentation` section, the CLI's flags,
+/// the JS options), laid over others by [`SegmentOptions::with`].
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct SegmentOverrides {
+    pub short_side: Option<u32>,
+    pub window: Option<usize>,
+    pub stride: Option<usize>,
+    /// A negative threshold means no background class.
+    pub background_threshold: Option<f32>,
+}
+
 impl SegmentOptions {
     /// The official geometry scaled to a model trained on `image_size` pixels: photos and windows at
     /// twice the training size, windows overlapping by half (448 / 448 / 224 for GroupViT's 224).
     pub fn for_image_size(image_size: usize) -> Self {
-        let image_size = image_size.max(1);
         Self {
             size: SegmentationSize { short_side: 2 * image_size as u32, ..Default::default() },
             window: 2 * image_size,
@@ -42,6 +52,25 @@ impl SegmentOptions {
             top_k: 5,
             max_logit_scale: 100.0,
         }
+    }
+}
+
+impl SegmentOptions {
+    /// These options with what `o` gives in place of theirs.
+    pub fn with(&self, o: &SegmentOverrides) -> Result<Self> {
+        if o.short_side == Some(0) || o.window == Some(0) || o.stride == Some(0) {
+            return Err(Error::InvalidInput("the short side, window and stride must be positive".into()));
+        }
+        let mut opts = self.clone();
+        if let Some(s) = o.short_side {
+            opts.size.short_side = s;
+        }
+        opts.window = o.window.unwrap_or(opts.window);
+        opts.stride = o.stride.unwrap_or(opts.stride);
+        if let Some(t) = o.background_threshold {
+            opts.background_threshold = (t >= 0.0).then_some(t);
+        }
+        Ok(opts)
     }
 }
 

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::pipeline::{self, Backend, CheckpointFiles, TokenizerFiles};
 use crate::preprocess;
-use crate::segment::SegmentOptions;
+use crate::segment::{SegmentOptions, SegmentOverrides};
 
 fn js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
@@ -96,21 +96,16 @@ impl JsSegmentOptions {
                 .map_err(|e| crate::Error::InvalidInput(format!("segment options: {e}")))?,
             _ => Self::default(),
         };
-        let mut opts = defaults;
-        if let Some(t) = o.background_threshold {
-            opts.background_threshold = (t >= 0.0).then_some(t);
+        if let Some(s) = o.short_side.filter(|&s| s < 16) {
+            return Err(crate::Error::InvalidInput(format!("shortSide {s} is too small (at least 16)")));
         }
-        if let Some(s) = o.short_side {
-            if s < 16 {
-                return Err(crate::Error::InvalidInput(format!("shortSide {s} is too small (at least 16)")));
-            }
-            opts.size.short_side = s;
-        }
-        opts.window = o.window.unwrap_or(opts.window);
-        opts.stride = o.stride.unwrap_or(opts.stride);
-        if opts.window == 0 || opts.stride == 0 {
-            return Err(crate::Error::InvalidInput("window and stride must be positive".into()));
-        }
+        let overrides = SegmentOverrides {
+            short_side: o.short_side,
+            window: o.window,
+            stride: o.stride,
+            background_threshold: o.background_threshold,
+        };
+        let opts = defaults.with(&overrides)?;
         Ok((opts, o.templates.unwrap_or_default()))
     }
 }

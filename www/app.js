@@ -43,7 +43,7 @@ function suggestLabels(kind) {
 let modelReady = false;
 let views = 0; // names each result's radio group
 let nextKey = 0; // names each photo for the worker, which keeps its encoding
-const photos = []; // { file, bitmap, box } for re-painting when the labels change
+const photos = []; // { file, box, key, bitmap, request } for re-painting when the labels change
 
 function showProgress({ file, loaded, total, cached }) {
   const name = file.split('/').pop();
@@ -66,16 +66,16 @@ function loadModel(source) {
 async function loadNow(source) {
   modelReady = false;
   document.body.dataset.model = 'loading';
-  document.body.dataset.source = source.files ? 'files' : source.modelUrl ? 'url' : 'demo';
+  const kind = source.files ? 'files' : source.modelUrl ? 'url' : 'demo';
+  document.body.dataset.source = kind;
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
     const { backend } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
     modelReady = true;
     document.body.dataset.model = 'ready';
-    const demo = !source.modelUrl && !source.files;
-    suggestLabels(demo ? 'shapes' : 'photos');
-    $('backend-used').textContent = `${demo ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
+    suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
+    $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
     status(photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.');
     for (const entry of photos) entry.request = null;
     if (photos.length) await repaintAll();
@@ -107,8 +107,7 @@ async function segmentInto(entry) {
       type: 'segment', key: entry.key, photo: entry.file, labels: $('labels').value, options: options(),
     });
     entry.bitmap ??= await createImageBitmap(entry.file, { imageOrientation: 'from-image' });
-    entry.reused = reused;
-    render(entry, result, ms ?? performance.now() - started);
+    render(entry, result, ms ?? performance.now() - started, reused);
   } catch (e) {
     entry.request = null;
     entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
@@ -165,7 +164,7 @@ function download(canvas, name) {
   }, 'image/png');
 }
 
-function render(entry, r, ms) {
+function render(entry, r, ms, reused) {
   const { box, file } = entry;
   const canvas = document.createElement('canvas');
   canvas.width = r.width;
@@ -226,10 +225,8 @@ function render(entry, r, ms) {
     row.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
     legend.append(row);
   });
-  const took = `${Math.round(ms)} ms${entry.reused ? ', labels only: the image encoder did not run again' : ''}`;
-  const title = text('div', `${file.name} (${took})`);
-  title.className = 'took';
-  box.replaceChildren(title, canvas, hover, controls, legend);
+  const took = `${Math.round(ms)} ms${reused ? ', labels only: the image encoder did not run again' : ''}`;
+  box.replaceChildren(text('div', `${file.name} (${took})`, 'took'), canvas, hover, controls, legend);
   redraw();
 }
 

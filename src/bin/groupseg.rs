@@ -5,8 +5,9 @@ use std::process::ExitCode;
 
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
-use groupseg::preprocess::{self, SegmentationSize};
-use groupseg::{parse_labels, render, Backend, SegmentOptions, Segmenter};
+use groupseg::preprocess;
+use groupseg::segment::SegmentOverrides;
+use groupseg::{parse_labels, render, Backend, Segmenter};
 
 /// Exit status when some photos failed and the others were done.
 const PARTIAL: u8 = 3;
@@ -153,19 +154,15 @@ fn run(cli: Cli) -> Result<usize, String> {
             if raw_logits.is_some() && photos.len() != 1 {
                 return Err("--raw-logits takes exactly one photo".into());
             }
-            if short_side == Some(0) || window == Some(0) || stride == Some(0) {
-                return Err("--short-side, --window and --stride must be positive".into());
-            }
             let (seg, labels) = load(&common)?;
             std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-            let model = seg.default_options();
-            let opts = SegmentOptions {
-                size: SegmentationSize { short_side: short_side.unwrap_or(model.size.short_side), ..model.size },
-                window: window.unwrap_or(model.window),
-                stride: stride.unwrap_or(model.stride),
-                background_threshold: if no_background { None } else { background_threshold.or(model.background_threshold) },
-                ..model
+            let overrides = SegmentOverrides {
+                short_side,
+                window,
+                stride,
+                background_threshold: if no_background { Some(-1.0) } else { background_threshold },
             };
+            let opts = seg.default_options().with(&overrides).map_err(|e| e.to_string())?;
             let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
             let mut failed = 0;
             let mut used_names = std::collections::HashSet::new();

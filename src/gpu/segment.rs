@@ -126,13 +126,6 @@ pub struct GpuEncoded {
     grid: (usize, usize),
 }
 
-impl GpuEncoded {
-    /// Windows encoded.
-    pub fn windows(&self) -> usize {
-        self.batch
-    }
-}
-
 impl GpuImageEncoder {
     /// Segments the windows `crops (B, 3, h, w)` of one photo: encoder, projection, affinity and
     /// composition in one command buffer; reads back only the label map and scores.

@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 pub use super::activation::Activation;
 use crate::error::{Error, Result};
+use crate::segment::{SegmentOptions, SegmentOverrides};
 
 /// `assign_mlp_ratio` is a pair (tokens, channels) or one number used for both.
 #[derive(Debug, Clone, Deserialize)]
@@ -123,16 +124,7 @@ pub struct GroupViTConfig {
     /// groupseg's own optional `segmentation` section: the settings a model was made for (our
     /// shapes demo has it; the published checkpoints do not, and get the official ones).
     #[serde(default)]
-    pub segmentation: SegmentationDefaults,
-}
-
-/// A model's recommended segmentation settings; each optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct SegmentationDefaults {
-    pub short_side: Option<u32>,
-    pub window: Option<usize>,
-    pub stride: Option<usize>,
-    pub background_threshold: Option<f32>,
+    pub segmentation: SegmentOverrides,
 }
 
 fn default_projection_dim() -> usize {
@@ -187,9 +179,8 @@ impl GroupViTConfig {
         if v.num_group_tokens.first() == Some(&0) {
             return bad("the first vision stage must have group tokens".into());
         }
-        let s = &self.segmentation;
-        if s.short_side == Some(0) || s.window == Some(0) || s.stride == Some(0) {
-            return bad("segmentation: short_side, window and stride must be positive".into());
+        if let Err(e) = SegmentOptions::default().with(&self.segmentation) {
+            return bad(format!("segmentation: {e}"));
         }
         if v.patch_size == 0 || v.image_size < v.patch_size {
             return bad(format!("patch_size {} does not fit image_size {}", v.patch_size, v.image_size));

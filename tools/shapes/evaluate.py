@@ -55,11 +55,16 @@ def text_embeddings(model, tok, labels, template):
     return t / t.norm(dim=-1, keepdim=True)
 
 
+def pixel_values(images):
+    """(N, H, W, 3) uint8 pictures as the model's normalised input (N, 3, H, W)."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).float().permute(0, 3, 1, 2) / 255
+    return (x - MEAN[:, None, None]) / STD[:, None, None]
+
+
 def scores(model, tok, sc, template):
     """Per-label pixel scores (C, H, W) without background, and the best group–label affinity (the
     official cap on the background threshold)."""
-    x = torch.from_numpy(sc.image.copy()).float().permute(2, 0, 1)[None] / 255
-    x = (x - MEAN[:, None, None]) / STD[:, None, None]
+    x = pixel_values(sc.image[None])
     text = text_embeddings(model, tok, sc.labels, template)
     logits, affinity = official_encode_decode(model, x, text, False, 0.0, with_affinity=True)
     return logits, affinity.max().item()
@@ -91,10 +96,9 @@ def figures(preds, evals):
             "classes": int(present.sum()), "background_iou": float(inter[0] / max(union[0], 1))}
 
 
-def evaluate(model, tok, evals, template, threshold=None, **_):
-    """Figures at the given threshold, or at the best of THRESHOLDS (reported as `threshold`)."""
-    if not isinstance(model.vision_model.embeddings.forward, __import__("functools").partial):
-        interpolating(model)
+def evaluate(model, tok, evals, template, threshold=None):
+    """Figures at the given threshold, or at the best of THRESHOLDS (reported as `threshold`). The
+    model must take other input sizes (`make_fixtures.interpolating`)."""
     with torch.no_grad():
         logits = [scores(model, tok, sc, template) for sc in evals]
     candidates = [threshold] if threshold is not None else THRESHOLDS
@@ -134,6 +138,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     model = GroupViTModel.from_pretrained(args.model, dtype=torch.float32).eval()
+    interpolating(model)
     tok = Tokenizer.from_file(os.path.join(args.model, "tokenizer.json"))
     evals = load_scenes(range(args.first, args.first + args.count), args.size)
     f = evaluate(model, tok, evals, args.template, args.threshold)

@@ -13,9 +13,16 @@ import argparse
 import json
 import os
 import shutil
+import sys
 
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers import Tokenizer
+from transformers import GroupViTModel
+
+sys.path.insert(0, os.path.dirname(__file__))
+import scenes  # noqa: E402
+from evaluate import evaluate, interpolating, load_scenes  # noqa: E402
 
 CARD = """# shapes demo — a GroupViT that knows only coloured shapes
 
@@ -41,12 +48,8 @@ anything else in photos. For photos, load `nvidia/groupvit-gcc-redcaps` or `nvid
 def validation_threshold(model_dir, size):
     """The background threshold with the best mIoU on the validation scenes, as the shipped (f16)
     weights give it."""
-    import sys
-    sys.path.insert(0, os.path.dirname(__file__))
-    from evaluate import evaluate, load_scenes
-    from tokenizers import Tokenizer
-    from transformers import GroupViTModel
     model = GroupViTModel.from_pretrained(model_dir, dtype=torch.float32).eval()
+    interpolating(model)
     tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
     f = evaluate(model, tok, load_scenes(range(500_000, 500_200), size), "a photo of a {}.")
     print(f"validation: best threshold {f['threshold']} (mIoU {f['miou']:.3f}, pixel accuracy {f['pixel_accuracy']:.3f})")
@@ -76,9 +79,6 @@ def main():
     with open(os.path.join(args.dst, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
 
-    import sys
-    sys.path.insert(0, os.path.dirname(__file__))
-    import scenes
     v, t = config["vision_config"], config["text_config"]
     train = "see tools/shapes/train.py"
     if args.log:

@@ -26,12 +26,12 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import GroupViTConfig, GroupViTModel
 
 sys.path.insert(0, os.path.dirname(__file__))
 import scenes  # noqa: E402
-from evaluate import evaluate, load_scenes, MEAN, STD  # noqa: E402
+from evaluate import evaluate, interpolating, load_scenes, pixel_values, MEAN, STD  # noqa: E402
 
 SIZE = 64  # training resolution; the pipeline segments at 2× (short side, window), stride 1×
 CONTEXT = 32
@@ -51,7 +51,7 @@ def train_tokenizer(seed):
     tok = Tokenizer(models.BPE(unk_token=None, end_of_word_suffix="</w>"))
     tok.normalizer = normalizers.Sequence([normalizers.NFC(), normalizers.Lowercase()])
     tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(pattern=__import__("tokenizers").Regex(r"[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
+        pre_tokenizers.Split(pattern=Regex(r"[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+"),
                              behavior="removed", invert=True),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
@@ -92,8 +92,7 @@ def init_like_nvlabs(model, seed):
 def batch_of(seeds, tok):
     """Pixels, caption ids, and each image's set of phrases (objects and the background)."""
     batch = [scenes.scene(SIZE, s) for s in seeds]
-    x = torch.from_numpy(np.stack([b.image for b in batch])).float().permute(0, 3, 1, 2) / 255
-    x = (x - MEAN[:, None, None]) / STD[:, None, None]
+    x = pixel_values(np.stack([b.image for b in batch]))
     ids = torch.tensor([e.ids for e in tok.encode_batch([b.caption for b in batch])])
     phrases = [set(b.phrases()) | {f"{b.background} background"} for b in batch]
     return x, ids, phrases
@@ -174,6 +173,7 @@ def main():
     tok = train_tokenizer(args.seed)
     model = GroupViTModel(make_config(tok))
     init_like_nvlabs(model, args.seed)
+    interpolating(model)  # validation also runs at twice the training size (identity at 1×)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{n_params:,} parameters, vocabulary {tok.get_vocab_size()}", flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "group_token" not in n and "position" not in n]
