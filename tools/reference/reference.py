@@ -25,7 +25,8 @@ from safetensors.torch import save_file
 from transformers import CLIPTokenizer, GroupViTConfig, GroupViTModel
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures"))
-from make_fixtures import SHARED, clip_vocab, interpolating, normalise, photo, rerandomise, IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from make_fixtures import SHARED, clip_vocab, photo, rerandomise  # noqa: E402
+from nvlabs import IMAGENET_MEAN, IMAGENET_STD, interpolating, normalise  # noqa: E402
 
 LABELS = ["cat", "dog", "grass", "sky", "tree", "road", "car", "person", "building", "water",
           "sofa", "window", "floor", "table", "chair", "bottle", "bird", "horse", "boat", "train"]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Accuracy of a GroupViT on held-out generated scenes, segmented by transformers with NVlabs'
-inference (tests/fixtures/make_fixtures.py: `official_encode_decode`), for the figures the Rust test
+inference (tools/reference/nvlabs.py: `official_encode_decode`), for the figures the Rust test
 prints beside its own.
 
 Each scene is segmented with its own phrases plus two distractor phrases (the labels a user would
@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "tests", "fixtures"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
 import scenes  # noqa: E402
-from make_fixtures import IMAGENET_MEAN, IMAGENET_STD, interpolating, official_encode_decode  # noqa: E402
+from nvlabs import IMAGENET_MEAN, IMAGENET_STD, interpolating, official_encode_decode  # noqa: E402
 
 MEAN, STD = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
 CLASSES = ["background"] + scenes.all_phrases()
@@ -98,7 +98,7 @@ def figures(preds, evals):
 
 def evaluate(model, tok, evals, template, threshold=None):
     """Figures at the given threshold, or at the best of THRESHOLDS (reported as `threshold`). The
-    model must take other input sizes (`make_fixtures.interpolating`)."""
+    model must take other input sizes (`nvlabs.interpolating`)."""
     with torch.no_grad():
         logits = [scores(model, tok, sc, template) for sc in evals]
     candidates = [threshold] if threshold is not None else THRESHOLDS
