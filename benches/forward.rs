@@ -10,7 +10,8 @@ use candle_core::{Device, Tensor};
 use groupseg::gpu::buffer::GpuTensor;
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
-use groupseg::{Backend, Segmenter};
+use groupseg::model::{weights, GroupViTConfig, GroupViTModel};
+use groupseg::{BackendChoice, RunningBackend, Segmenter};
 
 const ROUNDS: usize = 3;
 const WORK: [&str; 4] = ["image_224", "image_448", "text_1", "text_20"];
@@ -37,7 +38,11 @@ fn main() {
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("reference.json")).expect("reference.json")).unwrap();
     let threads = meta["threads"].as_u64().unwrap();
     let seg = Segmenter::load(&dir.join("model"), &Device::Cpu).expect("model");
-    let model = seg.model();
+    let model = {
+        let config = GroupViTConfig::from_json(&std::fs::read_to_string(dir.join("model/config.json")).unwrap()).unwrap();
+        let vb = weights::var_builder(std::fs::read(dir.join("model/model.safetensors")).unwrap(), &Device::Cpu).unwrap();
+        GroupViTModel::new(vb, &config).expect("model")
+    };
     let x224 = Tensor::randn(0f32, 1.0, (1, 3, 224, 224), &Device::Cpu).unwrap();
     let x448 = Tensor::randn(0f32, 1.0, (1, 3, 448, 448), &Device::Cpu).unwrap();
     let labels = meta["labels"].as_array().unwrap();
@@ -61,10 +66,10 @@ fn main() {
         let line = String::from_utf8_lossy(&out.stdout);
         let times: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("")).expect("reference JSON");
         let mine = [
-            median_ms(2, 10, || drop(model.image_features(&x224).unwrap())),
-            median_ms(1, 5, || drop(model.image_features(&x448).unwrap())),
-            median_ms(2, 10, || drop(model.text_features(&t1).unwrap())),
-            median_ms(1, 5, || drop(model.text_features(&t20).unwrap())),
+            median_ms(2, 10, || drop(model.image.forward(&x224).unwrap())),
+            median_ms(1, 5, || drop(model.image.forward(&x448).unwrap())),
+            median_ms(2, 10, || drop(model.text.forward(&t1).unwrap())),
+            median_ms(1, 5, || drop(model.text.forward(&t20).unwrap())),
         ];
         for (i, w) in WORK.iter().enumerate() {
             let p = times[w].as_f64().unwrap();
@@ -81,6 +86,8 @@ fn main() {
     for (i, w) in WORK.iter().enumerate() {
         println!("{w:<10} {:>12.1} {:>16.1} {:>8.2}", ours[i], peer[i], ours[i] / peer[i]);
     }
+    let w = seg.resident_weights();
+    println!("\nresident weights, CPU backend: {:.1} MB in CPU memory", w.cpu as f64 / 1e6);
     gpu_section(&dir, &x224, &x448);
 }
 
@@ -88,9 +95,9 @@ fn main() {
 /// GROUPSEG_BENCH_SOFTWARE_GPU is set, for relative figures only), and the matmul's throughput.
 fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     let allow_software = std::env::var_os("GROUPSEG_BENCH_SOFTWARE_GPU").is_some();
-    let backend = if allow_software { Backend::Gpu } else { Backend::Auto };
+    let backend = if allow_software { BackendChoice::Gpu } else { BackendChoice::Auto };
     let seg = match Segmenter::load_on(&dir.join("model"), &Device::Cpu, backend) {
-        Ok(seg) if seg.backend().starts_with("GPU") => seg,
+        Ok(seg) if matches!(seg.backend(), RunningBackend::Gpu(_)) => seg,
         Ok(seg) => {
             println!("\nGPU: not measured ({})", seg.backend());
             return;
@@ -101,7 +108,9 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
         }
     };
     println!("\n{}", seg.backend());
-    let software = seg.gpu().is_some_and(|g| g.adapter().is_software());
+    let w = seg.resident_weights();
+    println!("resident weights, GPU backend: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
+    let software = seg.gpu().is_some_and(|g| g.encoder().adapter().is_software());
     let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
     let t224 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x224)).unwrap()));
     let t448 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x448)).unwrap()));
@@ -121,7 +130,7 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     println!("segment a 448×597 photo, 10 labels: GPU {gpu_ms:.1} ms, CPU {cpu_ms:.1} ms (ratio {:.2})", gpu_ms / cpu_ms);
 
     // Per-kernel times of one 448 window, from timestamp queries.
-    let encoder = seg.gpu().expect("the GPU backend runs");
+    let encoder = seg.gpu().expect("the GPU backend runs").encoder();
     let device = encoder.gpu();
     let peak = std::env::var("GROUPSEG_BENCH_PEAK_GFLOPS").ok().and_then(|v| v.parse::<f64>().ok());
     match device.start_profile() {

@@ -94,6 +94,8 @@ export declare class Segmentation {
 export declare class EncodedImage {
   readonly width: number;
   readonly height: number;
+  /** The size options it was encoded with. */
+  readonly geometry: { shortSide?: number; window?: number; stride?: number };
   dispose(): void;
 }
 
@@ -103,11 +105,14 @@ export declare class Segmenter {
   static clearCache(): Promise<void>;
   /** "GPU: …" or "CPU (why not the GPU)". */
   readonly backend: string;
+  /** What the load did without, e.g. "model.safetensors could not be kept in the browser's Cache Storage …". */
+  readonly notes: string[];
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
   segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
   encode(image: ImageInput, options?: SegmentOptions): Promise<EncodedImage>;
-  classify(image: ImageInput, labels: string | string[]): Promise<{ label: string; probability: number }[]>;
+  /** Most probable first; `templates` averages several prompts (default ["a photo of a {}."]). */
+  classify(image: ImageInput, labels: string | string[], options?: { templates?: string[] }): Promise<{ label: string; probability: number }[]>;
   dispose(): void;
 }
 
@@ -117,7 +122,7 @@ export declare function paintLabels(
   options?: PaintOptions,
 ): ImageData;
 
-/** Labels as the library reads them: split at commas, trimmed, repeats dropped. */
+/** Labels as the library reads them: split at commas, trimmed, repeats dropped (after `load`). */
 export declare function parseLabels(labels: string | string[]): string[];
 
 export declare const CACHE_NAME: string;

@@ -1,7 +1,8 @@
 // groupseg: open-vocabulary segmentation with GroupViT in the browser, on WebGPU or WebAssembly.
-// A thin layer over the wasm module: fetching and caching checkpoints, turning any image into
-// bytes or pixels, and results into plain typed arrays and ImageData.
-import init, { Segmenter as WasmSegmenter } from './groupseg_wasm.js';
+// A thin layer over the wasm module: fetching and caching checkpoints, turning any image into the
+// module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
+// the module itself.
+import init, { Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels } from './groupseg_wasm.js';
 
 /** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
 export const CACHE_NAME = 'groupseg-models-v1';
@@ -44,8 +45,9 @@ export async function isCached(modelUrl) {
  * Fetches `url` as bytes, from Cache Storage when it is there, reporting progress in bytes.
  * Resolves to null for a 404 when `optional`.
  */
-async function fetchBytes(url, { cache, onProgress, optional = false }) {
-  const store = cache && hasCaches() ? await caches.open(CACHE_NAME) : null;
+async function fetchBytes(url, { cache, onProgress, optional = false, notes }) {
+  // Storage the browser refuses (private modes, policies) is no cache at all, not an error.
+  const store = cache && hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
   const hit = await store?.match(url);
   if (hit) {
     const bytes = new Uint8Array(await hit.arrayBuffer());
@@ -77,7 +79,13 @@ async function fetchBytes(url, { cache, onProgress, optional = false }) {
   const bytes = new Uint8Array(loaded);
   let at = 0;
   for (const c of chunks) { bytes.set(c, at); at += c.length; }
-  await store?.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  try {
+    await store?.put(url, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch (e) {
+    // A full Cache Storage (or one the browser refuses) costs the next visit a download, nothing more.
+    notes?.push(`${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+      + 'the next visit downloads it again.');
+  }
   return bytes;
 }
 
@@ -87,10 +95,10 @@ const text = (bytes) => new TextDecoder().decode(bytes);
  * The checkpoint files from a base URL (a folder) or a file name → URL map: config, tokenizer,
  * preprocessor and weights.
  */
-async function filesFromUrl(modelUrl, cache, onProgress) {
+async function filesFromUrl(modelUrl, cache, onProgress, notes) {
   const get = async (name, optional) => {
     const url = fileUrl(modelUrl, name);
-    return url ? fetchBytes(url, { cache, onProgress, optional }) : null;
+    return url ? fetchBytes(url, { cache, onProgress, optional, notes }) : null;
   };
   const config = await get('config.json');
   const tokenizer = await get('tokenizer.json');
@@ -120,12 +128,14 @@ async function filesFromBlobs(files) {
   };
 }
 
-/** An image as what the wasm module takes: encoded bytes, or RGBA pixels with their size. */
-async function toInput(image) {
-  if (typeof Blob !== 'undefined' && image instanceof Blob) return { bytes: new Uint8Array(await image.arrayBuffer()) };
-  if (image instanceof ArrayBuffer) return { bytes: new Uint8Array(image) };
-  if (image instanceof Uint8Array) return { bytes: image };
-  if (typeof ImageData !== 'undefined' && image instanceof ImageData) return { pixels: image };
+/** Any image as the wasm module's `Photo` (decoded once): encoded bytes, or RGBA pixels. */
+async function toPhoto(image) {
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return Photo.fromBytes(new Uint8Array(await image.arrayBuffer()));
+  if (image instanceof ArrayBuffer) return Photo.fromBytes(new Uint8Array(image));
+  if (image instanceof Uint8Array) return Photo.fromBytes(image);
+  if (typeof ImageData !== 'undefined' && image instanceof ImageData) {
+    return Photo.fromPixels(new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), image.width, image.height);
+  }
   // ImageBitmap, <img>, <canvas>, OffscreenCanvas, <video>: draw it and read the pixels.
   if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
     await image.decode();
@@ -136,20 +146,29 @@ async function toInput(image) {
   const canvas = new OffscreenCanvas(width, height);
   const ctx = canvas.getContext('2d');
   ctx.drawImage(image, 0, 0);
-  return { pixels: ctx.getImageData(0, 0, width, height) };
+  return toPhoto(ctx.getImageData(0, 0, width, height));
 }
 
-const labelText = (labels) => (Array.isArray(labels) ? labels.join(', ') : String(labels ?? ''));
-
-/** The labels as the library reads them: split at commas, trimmed, first of ASCII-case repeats. */
-export function parseLabels(labels) {
-  const fold = (s) => s.replace(/[A-Z]/g, (c) => c.toLowerCase());
-  const out = [];
-  for (const l of labelText(labels).split(/[,\n]/).map((s) => s.trim()).filter(Boolean)) {
-    if (!out.some((x) => fold(x) === fold(l))) out.push(l);
+/** Runs `use(photo)` on `image` as a Photo, freeing the Photo afterwards. */
+async function withPhoto(image, use) {
+  const photo = await toPhoto(image);
+  try {
+    return await use(photo);
+  } finally {
+    photo.free();
   }
-  return out;
 }
+
+/** The labels as the library reads them (a comma-separated string or an array): split at commas,
+ * trimmed, the first of repeats that differ only in ASCII case. Needs the module: after `load`. */
+export function parseLabels(labels) {
+  return wasmParseLabels(labels);
+}
+
+/** Options without the keys left undefined (the module reads `null` as "none", as documented). */
+const defined = (options) => Object.fromEntries(Object.entries(options ?? {}).filter(([, v]) => v !== undefined));
+
+const GEOMETRY = ['shortSide', 'window', 'stride'];
 
 /** A segmentation: one class per pixel (0 is background), with colours and a summary per class. */
 export class Segmentation {
@@ -163,9 +182,7 @@ export class Segmentation {
     /** RGB of each class, 3 bytes a class. */
     this.colours = new Uint8Array(r.colours);
     /** Per class: share of the pixels, mean score, bounding box [x0, y0, x1, y1]. */
-    this.summary = JSON.parse(r.summaryJson).map((c) => ({
-      label: c.label, share: c.share, meanScore: c.mean_score, bbox: c.bbox ?? null,
-    }));
+    this.summary = r.summary;
   }
 
   /** The class at pixel (x, y). */
@@ -207,20 +224,16 @@ export function paintLabels({ width, height, labelMap, colours }, { photo = null
   return new ImageData(out, width, height);
 }
 
-const optionsJson = (options) => {
-  const o = { ...options };
-  if (o.backgroundThreshold === null) o.backgroundThreshold = -1;
-  return JSON.stringify(o);
-};
-
 /** A photo already through the image encoder (`Segmenter.encode`). */
 export class EncodedImage {
   #inner;
 
-  constructor(inner) {
+  constructor(inner, geometry) {
     this.#inner = inner;
     this.width = inner.width;
     this.height = inner.height;
+    /** The size options it was encoded with; segmenting it takes the others. */
+    this.geometry = geometry;
   }
 
   /** Frees what it holds (GPU buffers on WebGPU). */
@@ -259,8 +272,12 @@ export class Segmenter {
       throw new Error(`backend must be 'auto', 'webgpu' or 'cpu', not ${JSON.stringify(backend)}`);
     }
     await startWasm(wasmUrl);
-    const f = modelUrl ? await filesFromUrl(modelUrl, cache, onProgress) : await filesFromBlobs(files);
-    return new Segmenter(await WasmSegmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+    const notes = [];
+    const f = modelUrl ? await filesFromUrl(modelUrl, cache, onProgress, notes) : await filesFromBlobs(files);
+    const segmenter = new Segmenter(await WasmSegmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+    /** What the load could not do but did without (e.g. keep the files in Cache Storage). */
+    segmenter.notes = notes;
+    return segmenter;
   }
 
   /** Empties the checkpoint cache. */
@@ -282,16 +299,19 @@ export class Segmenter {
    */
   async segment(image, labels, options = {}) {
     const inner = this.#live();
-    const json = optionsJson(options);
+    const o = defined(options);
     let r;
     if (image instanceof EncodedImage) {
-      r = await inner.segmentEncoded(image._live(), labelText(labels), json);
+      // Its size options were fixed by `encode`; others would need another encoding.
+      for (const k of GEOMETRY) {
+        if (k in o && o[k] !== image.geometry[k]) {
+          throw new Error(`${k} ${o[k]} differs from the ${image.geometry[k] ?? 'default'} the photo was encoded with: encode it again`);
+        }
+        delete o[k];
+      }
+      r = await inner.segmentEncoded(image._live(), labels, o);
     } else {
-      const input = await toInput(image);
-      r = input.bytes
-        ? await inner.segment(input.bytes, labelText(labels), json)
-        : await inner.segmentPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
-          labelText(labels), json);
+      r = await withPhoto(image, (photo) => inner.segment(photo, labels, o));
     }
     try {
       return new Segmentation(r);
@@ -308,24 +328,17 @@ export class Segmenter {
    */
   async encode(image, options = {}) {
     const inner = this.#live();
-    const input = await toInput(image);
-    const json = optionsJson(options);
-    const e = input.bytes
-      ? await inner.encode(input.bytes, json)
-      : await inner.encodePixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height, json);
-    return new EncodedImage(e);
+    const o = defined(options);
+    const e = await withPhoto(image, (photo) => inner.encode(photo, o));
+    return new EncodedImage(e, Object.fromEntries(GEOMETRY.filter((k) => k in o).map((k) => [k, o[k]])));
   }
 
-  /** Zero-shot classification: `[{label, probability}]`, most probable first. */
-  async classify(image, labels) {
+  /** Zero-shot classification: `[{label, probability}]`, most probable first. Options:
+   * `templates` (["a photo of a {}."]). */
+  async classify(image, labels, options = {}) {
     const inner = this.#live();
-    const input = await toInput(image);
-    const list = parseLabels(labels);
-    const probs = input.bytes
-      ? await inner.classify(input.bytes, list.join(', '))
-      : await inner.classifyPixels(new Uint8Array(input.pixels.data.buffer), input.pixels.width, input.pixels.height,
-        list.join(', '));
-    return list.map((label, i) => ({ label, probability: probs[i] })).sort((a, b) => b.probability - a.probability);
+    const ranked = await withPhoto(image, (photo) => inner.classify(photo, labels, defined(options)));
+    return ranked.sort((a, b) => b.probability - a.probability);
   }
 
   /** Frees the model (its GPU buffers too). */

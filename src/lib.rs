@@ -1,11 +1,15 @@
 //! groupseg: open-vocabulary segmentation with GroupViT, natively and in the browser.
 //!
-//! `model` is GroupViT in candle; `tokenize` and `preprocess` turn prompts and photos into inputs;
-//! `segment` turns group assignments into a label per pixel; `render` paints it; `pipeline` ties a
-//! checkpoint to those steps; `wasm` is the JavaScript-facing surface.
+//! From the bottom up: `model` is GroupViT in candle; `segment` is NVlabs' inference (group
+//! assignments to a label per pixel); `gpu` runs the image encoder and that composition on wgpu;
+//! `backend` is the seam between a segmenter and its image side (CPU or GPU); `tokenize` and
+//! `preprocess` turn prompts and photos into inputs; `pipeline` ties a checkpoint to those steps;
+//! `render` paints a result; `wasm` and `bin/` are the JavaScript and command-line faces.
+//! See docs/architecture.md.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;
+pub mod backend;
 pub mod error;
 pub mod gpu;
 pub mod model;
@@ -21,8 +25,11 @@ pub mod tokenize;
 pub mod wasm;
 
 pub use error::{Error, Result};
-pub use pipeline::{parse_labels, Backend, CheckpointFiles, EncodedPhoto, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE};
-pub use segment::{SegmentOptions, Segmentation};
+pub use backend::{BackendChoice, RunningBackend};
+pub use pipeline::{
+    parse_labels, CheckpointFiles, EncodedPhoto, ResidentWeights, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE,
+};
+pub use segment::{Background, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation};
 
 /// Runs one of the library's futures to completion (native callers; the browser awaits them).
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,15 +1,19 @@
-//! A loaded checkpoint and what users ask of it: segment a photo by labels, classify it, or give
-//! transformers' raw segmentation logits.
+//! A loaded checkpoint and what users ask of it: segment a photo by labels (at once, or encode it
+//! once and label it as often as the labels change), classify it, or give transformers' raw
+//! segmentation logits. The text side runs here; the image side is one `crate::backend`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
+use crate::backend::{BackendChoice, Composition, CpuBackend, GpuBackend, ImageBackend, RunningBackend};
 use crate::error::{Error, Result};
-use crate::gpu::segment::{ComposeRequest, GpuEncoded};
-use crate::gpu::vision::GpuImageEncoder;
-use crate::model::{l2_normalize, segmentation_logits, weights, GroupViTConfig, GroupViTModel, ImageFeatures};
+use crate::gpu::compose::GpuEncoding;
+use crate::model::weights::Weights;
+use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
-use crate::segment::{self, SegmentOptions, Segmentation, BACKGROUND};
+use crate::segment::{Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
 use crate::tokenize::TextTokenizer;
 
 /// The prompt every label is put into unless others are given.
@@ -30,11 +34,20 @@ pub struct CheckpointFiles<'a> {
     pub preprocessor: Option<&'a str>,
 }
 
+/// Labels one segmentation or classification takes at most: the composition holds a score plane
+/// per label at the segmentation size (1 MB each at 448 × 597).
+pub const MAX_LABELS: usize = 256;
+
 /// Splits what a user typed ("cat, sofa ,, window") into labels: trimmed, non-empty, first
 /// occurrence kept.
 pub fn parse_labels(text: &str) -> Result<Vec<String>> {
+    label_list(text.split([',', '\n']))
+}
+
+/// Labels given one by one: trimmed, non-empty, first occurrence (ignoring ASCII case) kept.
+pub fn label_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
     let mut labels: Vec<String> = Vec::new();
-    for l in text.split([',', '\n']).map(str::trim).filter(|l| !l.is_empty()) {
+    for l in items.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
         if !labels.iter().any(|x| x.eq_ignore_ascii_case(l)) {
             labels.push(l.to_owned());
         }
@@ -42,8 +55,11 @@ pub fn parse_labels(text: &str) -> Result<Vec<String>> {
     if labels.is_empty() {
         return Err(Error::InvalidInput("type at least one label, e.g. \"cat, sofa, window\"".into()));
     }
-    if labels.len() >= u16::MAX as usize {
-        return Err(Error::InvalidInput(format!("{} labels are more than this tool handles", labels.len())));
+    if labels.len() > MAX_LABELS {
+        return Err(Error::InvalidInput(format!(
+            "{} labels are more than the {MAX_LABELS} one segmentation takes: split them into several runs",
+            labels.len()
+        )));
     }
     Ok(labels)
 }
@@ -52,76 +68,52 @@ fn check_labels(labels: &[String]) -> Result<()> {
     if labels.is_empty() {
         return Err(Error::InvalidInput("give at least one label".into()));
     }
+    if labels.len() > MAX_LABELS {
+        return Err(Error::InvalidInput(format!("{} labels are more than the {MAX_LABELS} one run takes", labels.len())));
+    }
     Ok(())
 }
 
-/// Where the image encoder runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    /// A hardware GPU when one is usable, else the CPU (saying why).
-    Auto,
-    /// Any GPU adapter, software emulation included.
-    Gpu,
-    Cpu,
+/// The image backend a segmenter holds.
+enum Image {
+    Cpu(CpuBackend),
+    Gpu(GpuBackend),
 }
 
-impl std::str::FromStr for Backend {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "auto" => Ok(Backend::Auto),
-            "gpu" => Ok(Backend::Gpu),
-            "cpu" => Ok(Backend::Cpu),
-            _ => Err(Error::InvalidInput(format!("backend {s:?} is not one of auto, gpu, cpu"))),
-        }
-    }
-}
-
-/// Where a photo's windows lie, and the options that put them there.
-struct Windows {
-    origins: Vec<(usize, usize)>,
-    /// Window size `(h, w)`.
-    window: (usize, usize),
-    /// The resized photo `(h, w)`.
-    resized: (usize, usize),
-    /// The photo's own size `(h, w)`.
-    out: (usize, usize),
-    size: preprocess::SegmentationSize,
-    window_side: usize,
-    stride: usize,
-}
-
-impl Windows {
-    fn request<'a>(&'a self, labels: &'a Tensor, scale: f32, opts: &SegmentOptions) -> ComposeRequest<'a> {
-        ComposeRequest {
-            origins: &self.origins,
-            window: self.window,
-            resized: self.resized,
-            out: self.out,
-            labels,
-            scale,
-            top_k: opts.top_k,
-            background_threshold: opts.background_threshold,
-        }
-    }
-}
-
-enum Encoded {
+/// An encoding, on the device of the backend that made it.
+enum Encoding {
     Cpu(ImageFeatures),
-    Gpu(GpuEncoded),
+    Gpu(GpuEncoding),
 }
 
-/// A photo run through the image encoder ([`Segmenter::encode`]), on the device that ran it.
+/// A photo run through the image encoder ([`Segmenter::encode`]), with the windows it was cut into.
+/// Only the segmenter that made it can label it.
 pub struct EncodedPhoto {
-    features: Encoded,
-    windows: Windows,
+    owner: u64,
+    layout: WindowLayout,
+    encoding: Encoding,
 }
 
 impl EncodedPhoto {
     /// The photo's size `(width, height)`.
     pub fn size(&self) -> (u32, u32) {
-        (self.windows.out.1 as u32, self.windows.out.0 as u32)
+        (self.layout.photo.1 as u32, self.layout.photo.0 as u32)
     }
+
+    /// The geometry it was encoded with.
+    pub fn geometry(&self) -> &Geometry {
+        &self.layout.geometry
+    }
+}
+
+/// Bytes of model weights a segmenter keeps, on each side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResidentWeights {
+    /// In CPU memory (the wasm heap in the browser): the text encoder, and the image encoder when
+    /// it runs on the CPU (on the GPU, only its position embeddings stay here).
+    pub cpu: usize,
+    /// In GPU buffers: the image encoder when it runs on the GPU.
+    pub gpu: usize,
 }
 
 fn classes(labels: &[String]) -> Vec<String> {
@@ -140,47 +132,30 @@ fn check_embeddings(labels: &[String], embeddings: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// A GroupViT checkpoint ready to segment.
+/// Tells segmenters apart, so that a photo is only labelled by the one that encoded it.
+static NEXT_SEGMENTER: AtomicU64 = AtomicU64::new(0);
+
+/// A GroupViT checkpoint ready to segment: the text side, and the image side on one backend.
 pub struct Segmenter {
-    model: GroupViTModel,
+    id: u64,
+    config: GroupViTConfig,
+    text: TextEncoder,
+    logit_scale: f32,
     tokenizer: TextTokenizer,
     preprocessor: PreprocessorConfig,
     device: Device,
-    gpu: Option<GpuImageEncoder>,
-    backend: String,
+    image: Image,
+    running: RunningBackend,
+    resident: ResidentWeights,
     /// The last labels and templates embedded, and their embeddings: a batch of photos segmented
     /// by the same words runs the text encoder once.
     last_labels: std::sync::Mutex<Option<(Vec<String>, Vec<String>, Tensor)>>,
 }
 
 impl Segmenter {
-    /// Builds a segmenter that runs on the CPU.
-    pub fn from_files(files: CheckpointFiles, device: &Device) -> Result<Self> {
-        let (segmenter, _) = Self::cpu_parts(files, device)?;
-        Ok(segmenter)
-    }
-
-    /// Builds a segmenter whose image encoder and segmentation run on `backend`.
-    pub async fn from_files_on(files: CheckpointFiles<'_>, device: &Device, backend: Backend) -> Result<Self> {
-        let (mut segmenter, vb) = Self::cpu_parts(files, device)?;
-        if backend == Backend::Cpu {
-            return Ok(segmenter);
-        }
-        let vision = &segmenter.model.config().vision_config;
-        let projection = segmenter.model.visual_projection();
-        match GpuImageEncoder::open(vb.pp("vision_model"), vision, projection, backend == Backend::Gpu).await {
-            Ok(g) => {
-                segmenter.backend = format!("GPU: {}", g.adapter().describe());
-                segmenter.gpu = Some(g);
-            }
-            Err(e) if backend == Backend::Auto => segmenter.backend = format!("CPU ({e})"),
-            Err(e) => return Err(e),
-        }
-        Ok(segmenter)
-    }
-
-    /// The model, tokenizer and preprocessing on the CPU, and the weights for a GPU to upload.
-    fn cpu_parts<'a>(files: CheckpointFiles, device: &Device) -> Result<(Self, candle_nn::VarBuilder<'a>)> {
+    /// Builds a segmenter whose image encoder and composition run on `choice`. The CPU image
+    /// encoder is built either way (the GPU's is uploaded from it) and dropped once on the GPU.
+    pub async fn from_files_on(files: CheckpointFiles<'_>, device: &Device, choice: BackendChoice) -> Result<Self> {
         let config = GroupViTConfig::from_json(files.config)?;
         let context = config.text_config.max_position_embeddings;
         let tokenizer = match files.tokenizer {
@@ -191,19 +166,52 @@ impl Segmenter {
             Some(json) => PreprocessorConfig::from_json(json)?,
             None => PreprocessorConfig::default(),
         };
-        let vb = weights::var_builder(files.weights, device)?;
-        let model = GroupViTModel::new(vb.clone(), &config)?;
-        let segmenter =
-            Self {
-                model,
-                tokenizer,
-                preprocessor,
-                device: device.clone(),
-                gpu: None,
-                backend: "CPU".to_owned(),
-                last_labels: Default::default(),
-            };
-        Ok((segmenter, vb))
+        let weights = Weights::from_bytes(files.weights, device)?;
+        let vb = weights.var_builder();
+        let text = TextEncoder::new(vb.clone(), &config)?;
+        let logit_scale = model::logit_scale(&vb)?;
+        let text_bytes = weights.fetched_bytes();
+        let cpu_image = model::ImageEncoder::new(vb, &config)?;
+        let image_bytes = weights.fetched_bytes() - text_bytes;
+        drop(weights);
+        let (image, running, resident) = match choice {
+            BackendChoice::Cpu => (
+                Image::Cpu(CpuBackend::new(cpu_image)),
+                RunningBackend::Cpu { why_not_gpu: None },
+                ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0 },
+            ),
+            BackendChoice::Gpu | BackendChoice::Auto => {
+                match GpuBackend::open(&cpu_image, choice == BackendChoice::Gpu).await {
+                    Ok(g) => {
+                        let running = RunningBackend::Gpu(g.encoder().adapter().clone());
+                        let resident = ResidentWeights {
+                            cpu: text_bytes + g.encoder().host_bytes(),
+                            gpu: g.encoder().weight_bytes(),
+                        };
+                        (Image::Gpu(g), running, resident)
+                    }
+                    Err(e) if choice == BackendChoice::Auto => (
+                        Image::Cpu(CpuBackend::new(cpu_image)),
+                        RunningBackend::Cpu { why_not_gpu: Some(e.to_string()) },
+                        ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0 },
+                    ),
+                    Err(e) => return Err(e),
+                }
+            }
+        };
+        Ok(Self {
+            id: NEXT_SEGMENTER.fetch_add(1, Ordering::Relaxed),
+            config,
+            text,
+            logit_scale,
+            tokenizer,
+            preprocessor,
+            device: device.clone(),
+            image,
+            running,
+            resident,
+            last_labels: Default::default(),
+        })
     }
 
     /// Loads a checkpoint directory (`config.json`, `model.safetensors` or `pytorch_model.bin`,
@@ -211,12 +219,12 @@ impl Segmenter {
     /// weights file with those files beside it.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
-        Self::load_on(path, device, Backend::Cpu)
+        Self::load_on(path, device, BackendChoice::Cpu)
     }
 
-    /// [`Segmenter::load`] with the image encoder on `backend`.
+    /// [`Segmenter::load`] with the image encoder on `choice`.
     #[cfg(not(target_arch = "wasm32"))]
-    pub fn load_on(path: &std::path::Path, device: &Device, backend: Backend) -> Result<Self> {
+    pub fn load_on(path: &std::path::Path, device: &Device, choice: BackendChoice) -> Result<Self> {
         let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(p, e));
         let text = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
         let (dir, weights_path) = if path.is_dir() {
@@ -248,38 +256,56 @@ impl Segmenter {
         };
         let files =
             CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() };
-        pollster::block_on(Self::from_files_on(files, device, backend))
+        pollster::block_on(Self::from_files_on(files, device, choice))
     }
 
     /// The segmentation settings this model was made for: its config's `segmentation` section over
     /// the official geometry scaled to its training size (see [`SegmentOptions::for_image_size`]).
     pub fn default_options(&self) -> SegmentOptions {
-        let cfg = self.model.config();
-        let official = SegmentOptions::for_image_size(cfg.vision_config.image_size);
+        let official = SegmentOptions::for_image_size(self.config.vision_config.image_size);
         // The section was checked when the config was read.
-        official.with(&cfg.segmentation).unwrap_or(official)
+        official.with(&SegmentOverrides::from(&self.config.segmentation)).unwrap_or(official)
     }
 
-    /// Where the image encoder runs, in words ("GPU: …" or "CPU (why not the GPU)").
-    pub fn backend(&self) -> &str {
-        &self.backend
+    /// Says which option cannot work with this model (windows and photos smaller than a patch).
+    pub fn check_options(&self, opts: &SegmentOptions) -> Result<()> {
+        opts.check()?;
+        let patch = self.config.vision_config.patch_size;
+        let g = &opts.geometry;
+        if g.window_side < patch || (g.size.short_side as usize) < patch {
+            return Err(Error::InvalidInput(format!(
+                "the window ({}) and the short side ({}) must be at least this model's patch size, {patch} pixels",
+                g.window_side, g.size.short_side
+            )));
+        }
+        Ok(())
     }
 
-    /// The image encoder on the chosen backend, projected.
-    pub async fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        match &self.gpu {
-            Some(g) => self.model.project(g.forward(pixel_values).await?),
-            None => self.model.image_features(pixel_values),
+    /// Where the image encoder runs.
+    pub fn backend(&self) -> &RunningBackend {
+        &self.running
+    }
+
+    /// The GPU backend, when it runs.
+    pub fn gpu(&self) -> Option<&GpuBackend> {
+        match &self.image {
+            Image::Gpu(g) => Some(g),
+            Image::Cpu(_) => None,
         }
     }
 
-    /// The GPU encoder, when the GPU backend runs.
-    pub fn gpu(&self) -> Option<&GpuImageEncoder> {
-        self.gpu.as_ref()
+    /// Bytes of weights kept in CPU memory and on the GPU.
+    pub fn resident_weights(&self) -> ResidentWeights {
+        self.resident
     }
 
-    pub fn model(&self) -> &GroupViTModel {
-        &self.model
+    pub fn config(&self) -> &GroupViTConfig {
+        &self.config
+    }
+
+    /// `exp(logit_scale)`, the contrastive temperature.
+    pub fn logit_scale(&self) -> f32 {
+        self.logit_scale
     }
 
     pub fn tokenizer(&self) -> &TextTokenizer {
@@ -294,11 +320,24 @@ impl Segmenter {
         &self.device
     }
 
+    /// The projected image and group embeddings of model inputs, on the backend.
+    pub async fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        match &self.image {
+            Image::Cpu(b) => b.features(pixel_values).await,
+            Image::Gpu(b) => b.features(pixel_values).await,
+        }
+    }
+
     /// Token ids `(T, context)` of `prompts`.
     pub fn tokenize(&self, prompts: &[String]) -> Result<Tensor> {
         let ids = self.tokenizer.encode(prompts)?;
         let cols = self.tokenizer.context_length();
         Ok(Tensor::from_vec(ids.concat(), (prompts.len(), cols), &self.device)?)
+    }
+
+    /// Projected, not normalised, text embeddings of `prompts` (`get_text_features`).
+    pub fn text_features(&self, prompts: &[String]) -> Result<Tensor> {
+        self.text.forward(&self.tokenize(prompts)?)
     }
 
     /// One normalised embedding per label `(C, projection_dim)`: each template filled with the
@@ -324,7 +363,7 @@ impl Segmenter {
         }
         let prompts: Vec<String> =
             labels.iter().flat_map(|l| templates.iter().map(move |t| t.replace("{}", l))).collect();
-        let embeds = l2_normalize(&self.model.text_features(&self.tokenize(&prompts)?)?)?;
+        let embeds = l2_normalize(&self.text_features(&prompts)?)?;
         let embeds = embeds.reshape((labels.len(), templates.len(), ()))?.mean(1)?;
         Ok(l2_normalize(&embeds)?)
     }
@@ -350,87 +389,77 @@ impl Segmenter {
         opts: &SegmentOptions,
     ) -> Result<Segmentation> {
         check_embeddings(labels, embeddings)?;
-        let (pixels, windows) = self.windows(photo, opts)?;
-        match &self.gpu {
-            // Encoder and composition in one submission.
-            Some(g) => {
-                let request = windows.request(embeddings, self.scale(opts), opts);
-                let out = g.segment(&pixels, &request).await?;
-                Ok(segment::summarize(out.label_map, out.scores, classes(labels), windows.out))
-            }
-            None => {
-                let encoded = EncodedPhoto { features: Encoded::Cpu(self.model.image_features(&pixels)?), windows };
-                self.label_encoded(&encoded, labels, embeddings, opts).await
-            }
+        self.check_options(opts)?;
+        let (windows, layout) = self.windows(photo, &opts.geometry)?;
+        let classes = classes(labels);
+        let job = self.composition(&layout, embeddings, &classes, &opts.labelling);
+        match &self.image {
+            Image::Cpu(b) => b.segment(&windows, &job).await,
+            Image::Gpu(b) => b.segment(&windows, &job).await,
         }
     }
 
     /// Runs the image encoder over a photo's windows once, for [`Segmenter::segment_encoded`] to
-    /// label as often as the labels change. The geometry in `opts` (size, window, stride) is fixed
-    /// here; the threshold and labels are not.
-    pub async fn encode(&self, photo: &RgbImage, opts: &SegmentOptions) -> Result<EncodedPhoto> {
-        let (pixels, windows) = self.windows(photo, opts)?;
-        let features = match &self.gpu {
-            Some(g) => Encoded::Gpu(g.encode(&pixels).await?),
-            None => Encoded::Cpu(self.model.image_features(&pixels)?),
+    /// label as often as the labels or label options change.
+    pub async fn encode(&self, photo: &RgbImage, geometry: &Geometry) -> Result<EncodedPhoto> {
+        self.check_options(&SegmentOptions { geometry: *geometry, labelling: self.default_options().labelling })?;
+        let (windows, layout) = self.windows(photo, geometry)?;
+        let encoding = match &self.image {
+            Image::Cpu(b) => Encoding::Cpu(b.encode(&windows).await?),
+            Image::Gpu(b) => Encoding::Gpu(b.encode(&windows).await?),
         };
-        Ok(EncodedPhoto { features, windows })
+        Ok(EncodedPhoto { owner: self.id, layout, encoding })
     }
 
     /// Segments an encoded photo by labels: only the text encoder (when the labels are new) and the
-    /// composition run. `opts` must have the geometry the photo was encoded with.
+    /// composition run.
     pub async fn segment_encoded(
         &self,
         encoded: &EncodedPhoto,
         labels: &[String],
         templates: &[String],
-        opts: &SegmentOptions,
+        opts: &LabelOptions,
     ) -> Result<Segmentation> {
+        if encoded.owner != self.id {
+            return Err(Error::InvalidInput("the photo was encoded by another segmenter: encode it with this one".into()));
+        }
         let embeddings = self.label_embeddings(labels, templates)?;
-        self.label_encoded(encoded, labels, &embeddings, opts).await
+        let classes = classes(labels);
+        let job = self.composition(&encoded.layout, &embeddings, &classes, opts);
+        match (&self.image, &encoded.encoding) {
+            (Image::Cpu(b), Encoding::Cpu(e)) => b.compose(e, &job).await,
+            (Image::Gpu(b), Encoding::Gpu(e)) => b.compose(e, &job).await,
+            // The owner check above rules this out: a segmenter keeps its backend.
+            _ => Err(Error::InvalidInput("the photo was encoded on another backend".into())),
+        }
     }
 
-    /// The composition over kept features; `embeddings` are the labels' (checked by the callers).
-    async fn label_encoded(&self, encoded: &EncodedPhoto, labels: &[String], embeddings: &Tensor, opts: &SegmentOptions) -> Result<Segmentation> {
-        let w = &encoded.windows;
-        if (w.size, w.window_side, w.stride) != (opts.size, opts.window, opts.stride) {
-            return Err(Error::InvalidInput(
-                "the photo was encoded with another size, window or stride: encode it again with these options".into(),
-            ));
-        }
-        let scale = self.scale(opts);
-        match (&encoded.features, &self.gpu) {
-            (Encoded::Gpu(e), Some(g)) => {
-                let out = g.compose(e, &w.request(embeddings, scale, opts)).await?;
-                Ok(segment::summarize(out.label_map, out.scores, classes(labels), w.out))
-            }
-            (Encoded::Cpu(features), _) => {
-                let scores = segment::slide(features, &w.origins, w.window, w.resized, embeddings, scale, opts)?;
-                Ok(segment::label_photo(&scores, classes(labels), w.resized, w.out))
-            }
-            (Encoded::Gpu(_), None) => Err(Error::InvalidInput("the photo was encoded by another segmenter".into())),
-        }
+    fn composition<'a>(
+        &self,
+        layout: &'a WindowLayout,
+        labels: &'a Tensor,
+        classes: &'a [String],
+        options: &'a LabelOptions,
+    ) -> Composition<'a> {
+        Composition { layout, labels, classes, logit_scale: self.logit_scale, options }
     }
 
     /// The photo resized for segmentation and cut into its windows `(B, 3, h, w)`.
-    fn windows(&self, photo: &RgbImage, opts: &SegmentOptions) -> Result<(Tensor, Windows)> {
-        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
+    fn windows(&self, photo: &RgbImage, geometry: &Geometry) -> Result<(Tensor, WindowLayout)> {
+        let (w, h) = geometry.size.fit(photo.width(), photo.height());
+        let patch = self.config.vision_config.patch_size as u32;
+        if w.min(h) < patch {
+            return Err(Error::InvalidInput(format!(
+                "the photo is {}×{}: resized to at most {} pixels long it is {w}×{h}, narrower than one {patch}-pixel patch",
+                photo.width(),
+                photo.height(),
+                geometry.size.max_long_side
+            )));
+        }
+        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &geometry.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
-        let (crops, origins, window) = segment::crop_windows(&pixels, opts)?;
-        let windows = Windows {
-            origins,
-            window,
-            resized: (h, w),
-            out: (photo.height() as usize, photo.width() as usize),
-            size: opts.size,
-            window_side: opts.window,
-            stride: opts.stride,
-        };
-        Ok((crops, windows))
-    }
-
-    fn scale(&self, opts: &SegmentOptions) -> f32 {
-        self.model.logit_scale().min(opts.max_logit_scale)
+        let layout = WindowLayout::new((h, w), (photo.height() as usize, photo.width() as usize), *geometry);
+        Ok((layout.crop(&pixels)?, layout))
     }
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.
@@ -438,18 +467,18 @@ impl Segmenter {
         let embeddings = self.label_embeddings(labels, templates)?;
         let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
         let image = l2_normalize(&self.image_features(&pixels).await?.image_embeds)?;
-        let logits = (image.matmul(&embeddings.t()?)? * self.model.logit_scale() as f64)?;
+        let logits = (image.matmul(&embeddings.t()?)? * self.logit_scale as f64)?;
         Ok(candle_nn::ops::softmax_last_dim(&logits)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// transformers' `segmentation_logits` `(labels, H, W)` for the photo resized to the segmentation
     /// size as one input: no windows, no background, no top-k, the logit scale applied twice uncapped.
     /// `embeddings` come from [`Segmenter::label_embeddings`].
-    pub async fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, opts: &SegmentOptions) -> Result<Tensor> {
-        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &opts.size, &self.device)?;
+    pub async fn raw_logits(&self, photo: &RgbImage, embeddings: &Tensor, geometry: &Geometry) -> Result<Tensor> {
+        let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &geometry.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
         let image = self.image_features(&pixels).await?;
-        let scale = self.model.logit_scale() as f64;
+        let scale = self.logit_scale as f64;
         let logits = segmentation_logits(&image.group_embeds, &image.assignments, embeddings, scale, (h, w))?;
         Ok(logits.squeeze(0)?)
     }

@@ -85,24 +85,71 @@ impl SegmentationSize {
     }
 }
 
+/// The most pixels a photo may have (50 megapixels: every phone camera's default output fits).
+/// Memory grows with the photo only through its decoded pixels, label map and overlay, about 20
+/// bytes a pixel at the peak, so this bounds a photo's memory at about 1 GB.
+pub const PIXEL_BUDGET: u64 = 50_000_000;
+
+/// The largest photo file read (bytes).
+pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
+
+/// The decoder's own allocations at most (a 50-megapixel RGBA 16-bit frame, plus the decoders'
+/// working buffers).
+const MAX_DECODER_ALLOC: u64 = 8 * PIXEL_BUDGET + (64 << 20);
+
 /// Decodes JPEG, PNG, WebP, GIF (first frame) or BMP; applies EXIF orientation; returns 8-bit RGB.
+/// The size in the file's header is checked against [`PIXEL_BUDGET`] before anything is allocated.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
-    let reader = ImageReader::new(Cursor::new(bytes))
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| Error::Image(e.to_string()))?;
     if reader.format().is_none() {
         return Err(Error::Image("not a JPEG, PNG, WebP, GIF or BMP file".into()));
     }
-    let mut decoder = reader.into_decoder().map_err(|e| Error::Image(e.to_string()))?;
-    let orientation = decoder.orientation().map_err(|e| Error::Image(e.to_string()))?;
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| Error::Image(e.to_string()))?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODER_ALLOC);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    let (w, h) = decoder.dimensions();
+    check_pixel_budget(w, h)?;
+    let orientation = decoder.orientation().map_err(decode_error)?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(decode_error)?;
     img.apply_orientation(orientation);
     // Alpha is dropped (as PIL's convert("RGB") does); greyscale and 16-bit become 8-bit RGB.
     Ok(img.to_rgb8())
 }
 
+/// The decoder's error in words; its memory limit (some formats check it on reading the header)
+/// is the pixel budget's.
+fn decode_error(e: image::ImageError) -> Error {
+    match e {
+        image::ImageError::Limits(_) => Error::Image(format!(
+            "the photo is larger than groupseg decodes ({} megapixels at most): downscale it first",
+            PIXEL_BUDGET / 1_000_000
+        )),
+        e => Error::Image(e.to_string()),
+    }
+}
+
+/// Refuses a photo of more than [`PIXEL_BUDGET`] pixels (or of none).
+pub fn check_pixel_budget(width: u32, height: u32) -> Result<()> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels == 0 {
+        return Err(Error::Image(format!("the photo is {width}×{height}: it has no pixels")));
+    }
+    if pixels > PIXEL_BUDGET {
+        return Err(Error::Image(format!(
+            "the photo is {width}×{height} ({:.0} megapixels); groupseg reads at most {} megapixels: downscale it first",
+            pixels as f64 / 1e6,
+            PIXEL_BUDGET / 1_000_000
+        )));
+    }
+    Ok(())
+}
+
 /// A photo from raw RGBA pixels (a canvas's `ImageData`), alpha dropped as in [`decode`].
 pub fn from_rgba(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage> {
+    check_pixel_budget(width, height)?;
     let want = width as usize * height as usize * 4;
     if width == 0 || height == 0 || rgba.len() != want {
         return Err(Error::Image(format!(

@@ -7,6 +7,7 @@
 use candle_core::{IndexOp, Tensor};
 
 use crate::error::{Error, Result};
+use crate::model::config::SegmentationSection;
 use crate::model::{chain_assignments, l2_normalize, ImageFeatures};
 use crate::preprocess::SegmentationSize;
 use crate::resample;
@@ -14,63 +15,113 @@ use crate::resample;
 /// Name of class 0 in every segmentation.
 pub const BACKGROUND: &str = "background";
 
-/// Knobs of the official inference, with its defaults.
-#[derive(Debug, Clone)]
-pub struct SegmentOptions {
+/// What becomes of pixels that no label fits well.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Background {
+    /// A pixel whose best label scores under this (0–1) is background (NVlabs' `bg_thresh`).
+    Below(f32),
+    /// Every pixel gets a label.
+    Never,
+}
+
+/// Where a photo's windows lie: fixed when the photo is encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
     pub size: SegmentationSize,
     /// Side of the square sliding window, in pixels of the resized photo.
-    pub window: usize,
+    pub window_side: usize,
     pub stride: usize,
-    /// A pixel whose best label scores under this is background; `None` labels every pixel.
-    pub background_threshold: Option<f32>,
+}
+
+/// How groups become labels: chosen for each segmentation of an encoded photo.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LabelOptions {
+    pub background: Background,
     /// Only the labels that rank in the top `top_k` for the whole window may label its groups.
     pub top_k: usize,
     /// Ceiling of the contrastive temperature, as in the official evaluation.
     pub max_logit_scale: f32,
 }
 
+/// Knobs of the official inference, with its defaults.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SegmentOptions {
+    pub geometry: Geometry,
+    pub labelling: LabelOptions,
+}
+
 /// Segmentation settings given in part (a model's config `segmentation` section, the CLI's flags,
 /// the JS options), laid over others by [`SegmentOptions::with`].
-#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct SegmentOverrides {
     pub short_side: Option<u32>,
-    pub window: Option<usize>,
+    pub window_side: Option<usize>,
     pub stride: Option<usize>,
-    /// A negative threshold means no background class.
-    pub background_threshold: Option<f32>,
+    pub background: Option<Background>,
 }
+
+impl From<&SegmentationSection> for SegmentOverrides {
+    fn from(s: &SegmentationSection) -> Self {
+        Self {
+            short_side: s.short_side,
+            window_side: s.window,
+            stride: s.stride,
+            background: s.background_threshold.map(Background::Below),
+        }
+    }
+}
+
+/// The smallest short side a photo is segmented at.
+pub const MIN_SHORT_SIDE: u32 = 16;
 
 impl SegmentOptions {
     /// The official geometry scaled to a model trained on `image_size` pixels: photos and windows at
     /// twice the training size, windows overlapping by half (448 / 448 / 224 for GroupViT's 224).
     pub fn for_image_size(image_size: usize) -> Self {
         Self {
-            size: SegmentationSize { short_side: 2 * image_size as u32, ..Default::default() },
-            window: 2 * image_size,
-            stride: image_size,
-            background_threshold: Some(0.95),
-            top_k: 5,
-            max_logit_scale: 100.0,
+            geometry: Geometry {
+                size: SegmentationSize { short_side: 2 * image_size as u32, ..Default::default() },
+                window_side: 2 * image_size,
+                stride: image_size,
+            },
+            labelling: LabelOptions { background: Background::Below(0.95), top_k: 5, max_logit_scale: 100.0 },
         }
     }
-}
 
-impl SegmentOptions {
-    /// These options with what `o` gives in place of theirs.
+    /// These options with what `o` gives in place of theirs, checked.
     pub fn with(&self, o: &SegmentOverrides) -> Result<Self> {
-        if o.short_side == Some(0) || o.window == Some(0) || o.stride == Some(0) {
-            return Err(Error::InvalidInput("the short side, window and stride must be positive".into()));
-        }
-        let mut opts = self.clone();
+        let mut opts = *self;
+        let g = &mut opts.geometry;
         if let Some(s) = o.short_side {
-            opts.size.short_side = s;
+            g.size.short_side = s;
         }
-        opts.window = o.window.unwrap_or(opts.window);
-        opts.stride = o.stride.unwrap_or(opts.stride);
-        if let Some(t) = o.background_threshold {
-            opts.background_threshold = (t >= 0.0).then_some(t);
-        }
+        g.window_side = o.window_side.unwrap_or(g.window_side);
+        g.stride = o.stride.unwrap_or(g.stride);
+        opts.labelling.background = o.background.unwrap_or(opts.labelling.background);
+        opts.check()?;
         Ok(opts)
+    }
+
+    /// Says which option is out of its range.
+    pub fn check(&self) -> Result<()> {
+        let g = &self.geometry;
+        let bad = |m: String| Err(Error::InvalidInput(m));
+        if g.size.short_side < MIN_SHORT_SIDE {
+            return bad(format!("the short side must be at least {MIN_SHORT_SIDE} pixels, not {}", g.size.short_side));
+        }
+        if g.window_side == 0 || g.stride == 0 {
+            return bad("the window and the stride must be positive".into());
+        }
+        if g.stride > g.window_side {
+            // Windows further apart than their side would leave pixels no window covers.
+            return bad(format!("the stride ({}) must not exceed the window ({})", g.stride, g.window_side));
+        }
+        if let Background::Below(t) = self.labelling.background {
+            if !(0.0..=1.0).contains(&t) {
+                return bad(format!("the background threshold must be between 0 and 1, not {t}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -78,6 +129,40 @@ impl Default for SegmentOptions {
     /// The official settings, for the published checkpoints (trained at 224).
     fn default() -> Self {
         Self::for_image_size(224)
+    }
+}
+
+/// Where one photo's windows lie over its resized copy, as mmseg's `slide_inference` visits them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WindowLayout {
+    /// Top-left corner `(y, x)` of each window, in the batch's order.
+    pub origins: Vec<(usize, usize)>,
+    /// Size `(h, w)` of every window (smaller than the window side when the photo is).
+    pub window: (usize, usize),
+    /// The resized photo the windows slide over `(h, w)`.
+    pub resized: (usize, usize),
+    /// The photo's own size `(h, w)`, the label map's.
+    pub photo: (usize, usize),
+    /// The settings that placed them.
+    pub geometry: Geometry,
+}
+
+impl WindowLayout {
+    /// The windows of a `resized` photo, as [`windows`] places them.
+    pub fn new(resized: (usize, usize), photo: (usize, usize), geometry: Geometry) -> Self {
+        let (origins, window) = windows(resized.0, resized.1, geometry.window_side, geometry.stride);
+        Self { origins, window, resized, photo, geometry }
+    }
+
+    /// The windows of a resized, normalised photo `(1, 3, H, W)`, as one batch `(B, 3, h, w)`.
+    pub fn crop(&self, pixel_values: &Tensor) -> Result<Tensor> {
+        let (ch, cw) = self.window;
+        let crops = self
+            .origins
+            .iter()
+            .map(|&(y, x)| pixel_values.narrow(2, y, ch)?.narrow(3, x, cw))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok(Tensor::cat(&crops, 0)?)
     }
 }
 
@@ -178,7 +263,7 @@ fn window_scores(
     index: usize,
     labels: &Tensor,
     scale: f32,
-    opts: &SegmentOptions,
+    opts: &LabelOptions,
     (h, w): (usize, usize),
 ) -> Result<Vec<f32>> {
     let assignments: Vec<Tensor> =
@@ -195,7 +280,10 @@ fn window_scores(
         opts.top_k,
     )?;
     let best_fg = affinity.iter().copied().fold(0f32, f32::max);
-    let threshold = opts.background_threshold.map(|t| t.min(best_fg));
+    let threshold = match opts.background {
+        Background::Below(t) => Some(t.min(best_fg)),
+        Background::Never => None,
+    };
     let plane = h * w;
     let mut scores = vec![0f32; (c + 1) * plane];
     for p in 0..plane {
@@ -219,29 +307,25 @@ fn window_scores(
     Ok(scores)
 }
 
-/// The windows of a resized, normalised photo `(1, 3, H, W)` as one batch `(B, 3, h, w)`, with
-/// each window's top-left corner and the window size.
-pub fn crop_windows(pixel_values: &Tensor, opts: &SegmentOptions) -> Result<(Tensor, Vec<(usize, usize)>, (usize, usize))> {
-    let (_, _, h, w) = pixel_values.dims4()?;
-    let (origins, (ch, cw)) = windows(h, w, opts.window, opts.stride.max(1));
-    let crops = origins
-        .iter()
-        .map(|&(y, x)| pixel_values.narrow(2, y, ch)?.narrow(3, x, cw))
-        .collect::<candle_core::Result<Vec<_>>>()?;
-    Ok((Tensor::cat(&crops, 0)?, origins, (ch, cw)))
+/// The official inference over a photo's encoded windows (`features`, one item per window of
+/// `layout`): a label per pixel of the photo. `labels` are the L2-normalised label embeddings,
+/// `classes` their names after [`BACKGROUND`].
+pub fn compose(
+    features: &ImageFeatures,
+    layout: &WindowLayout,
+    labels: &Tensor,
+    classes: Vec<String>,
+    logit_scale: f32,
+    opts: &LabelOptions,
+) -> Result<Segmentation> {
+    let scores = slide(features, layout, labels, logit_scale.min(opts.max_logit_scale), opts)?;
+    Ok(label_photo(&scores, classes, layout.resized, layout.photo))
 }
 
-/// The sliding-window inference's averaged class scores `(C + 1, H, W)` over a photo of `(H, W)`,
-/// from the features of its windows (see [`crop_windows`]).
-pub fn slide(
-    features: &ImageFeatures,
-    origins: &[(usize, usize)],
-    (ch, cw): (usize, usize),
-    (h, w): (usize, usize),
-    labels: &Tensor,
-    scale: f32,
-    opts: &SegmentOptions,
-) -> Result<Vec<f32>> {
+/// The sliding-window inference's averaged class scores `(C + 1, H, W)` over the resized photo.
+pub fn slide(features: &ImageFeatures, layout: &WindowLayout, labels: &Tensor, scale: f32, opts: &LabelOptions) -> Result<Vec<f32>> {
+    let ((ch, cw), (h, w)) = (layout.window, layout.resized);
+    let origins = &layout.origins;
     let c = labels.dim(0)? + 1;
     let mut sum = vec![0f32; c * h * w];
     let mut count = vec![0u16; h * w];
@@ -341,10 +425,25 @@ mod tests {
 
     #[test]
     fn the_official_geometry_scales_with_the_training_size() {
+        let official = SegmentOptions::default().geometry;
+        assert_eq!((official.size.short_side, official.window_side, official.stride), (448, 448, 224));
+        let small = SegmentOptions::for_image_size(64).geometry;
+        assert_eq!((small.size.short_side, small.window_side, small.stride), (128, 128, 64));
+    }
+
+    #[test]
+    fn options_out_of_range_are_refused_by_name() {
         let official = SegmentOptions::default();
-        assert_eq!((official.size.short_side, official.window, official.stride), (448, 448, 224));
-        let small = SegmentOptions::for_image_size(64);
-        assert_eq!((small.size.short_side, small.window, small.stride), (128, 128, 64));
+        let refused = |o: SegmentOverrides, word: &str| {
+            let e = official.with(&o).unwrap_err().to_string();
+            assert!(e.contains(word), "{e}");
+        };
+        refused(SegmentOverrides { short_side: Some(1), ..Default::default() }, "short side");
+        refused(SegmentOverrides { stride: Some(0), ..Default::default() }, "stride");
+        refused(SegmentOverrides { background: Some(Background::Below(2.0)), ..Default::default() }, "threshold");
+        refused(SegmentOverrides { background: Some(Background::Below(f32::NAN)), ..Default::default() }, "threshold");
+        let never = official.with(&SegmentOverrides { background: Some(Background::Never), ..Default::default() });
+        assert_eq!(never.unwrap().labelling.background, Background::Never);
     }
 
     #[test]

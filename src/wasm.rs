@@ -1,25 +1,55 @@
-//! The JavaScript-facing API (wasm-bindgen), kept thin: bytes in, plain arrays out, promises for
-//! everything that may run on the GPU. Errors become JS `Error`s carrying the library's message.
+//! The JavaScript-facing API (wasm-bindgen), kept thin: a `Photo` decoded once and taken by every
+//! operation, options and results as plain objects (camelCase), labels parsed here only, promises
+//! for everything that may run on the GPU. Errors become JS `Error`s carrying the library's message.
 
 use std::rc::Rc;
 
 use candle_core::Device;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use crate::pipeline::{self, Backend, CheckpointFiles, TokenizerFiles};
-use crate::preprocess;
-use crate::segment::{SegmentOptions, SegmentOverrides};
+use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
+use crate::segment::{Background, SegmentOptions, SegmentOverrides};
+use crate::{preprocess, BackendChoice};
 
 fn js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
 }
 
-/// A loaded GroupViT checkpoint.
+fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
+    value.serialize(&serde_wasm_bindgen::Serializer::json_compatible()).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// A photo, decoded (EXIF orientation applied) once for every operation on it.
 #[wasm_bindgen]
-pub struct Segmenter {
-    // Shared with the futures behind the promises `segment` and `classify` return.
-    inner: Rc<pipeline::Segmenter>,
+pub struct Photo {
+    inner: Rc<image::RgbImage>,
+}
+
+#[wasm_bindgen]
+impl Photo {
+    /// From an encoded file's bytes (JPEG, PNG, WebP, GIF, BMP).
+    #[wasm_bindgen(js_name = fromBytes)]
+    pub fn from_bytes(bytes: &[u8]) -> Result<Photo, JsError> {
+        Ok(Photo { inner: Rc::new(preprocess::decode(bytes).map_err(js)?) })
+    }
+
+    /// From RGBA pixels (`ImageData.data`) of a `width × height` image.
+    #[wasm_bindgen(js_name = fromPixels)]
+    pub fn from_pixels(rgba: &[u8], width: u32, height: u32) -> Result<Photo, JsError> {
+        Ok(Photo { inner: Rc::new(preprocess::from_rgba(rgba, width, height).map_err(js)?) })
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.inner.width()
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.inner.height()
+    }
 }
 
 /// A photo run through the image encoder once (`Segmenter.encode`): segmenting it again with
@@ -27,20 +57,6 @@ pub struct Segmenter {
 #[wasm_bindgen]
 pub struct EncodedImage {
     inner: Rc<pipeline::EncodedPhoto>,
-}
-
-impl From<crate::Segmentation> for SegmentResult {
-    fn from(s: crate::Segmentation) -> Self {
-        SegmentResult {
-            width: s.width,
-            height: s.height,
-            summary_json: serde_json::to_string(&s.summary).unwrap_or_default(),
-            colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
-            classes: s.classes,
-            label_map: s.label_map,
-            scores: s.scores,
-        }
-    }
 }
 
 #[wasm_bindgen]
@@ -56,6 +72,17 @@ impl EncodedImage {
     }
 }
 
+/// One class's part of a segmentation, as JS sees it.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClassSummary<'a> {
+    label: &'a str,
+    share: f32,
+    mean_score: f32,
+    /// `[x0, y0, x1, y1]`, exclusive ends; null when the class has no pixel.
+    bbox: Option<[u32; 4]>,
+}
+
 /// A label per pixel of the photo; class 0 is background.
 #[wasm_bindgen(getter_with_clone)]
 pub struct SegmentResult {
@@ -67,18 +94,44 @@ pub struct SegmentResult {
     #[wasm_bindgen(js_name = labelMap)]
     pub label_map: Vec<u16>,
     pub scores: Vec<f32>,
-    /// JSON array of `{label, share, mean_score, bbox}`, one per class.
-    #[wasm_bindgen(js_name = summaryJson)]
-    pub summary_json: String,
+    summary: Vec<crate::segment::ClassSummary>,
 }
 
-/// `segment`'s options, as JSON from JS; every field optional.
-#[derive(serde::Deserialize, Default)]
+#[wasm_bindgen]
+impl SegmentResult {
+    /// `[{label, share, meanScore, bbox}]`, one per class.
+    #[wasm_bindgen(getter)]
+    pub fn summary(&self) -> Result<JsValue, JsError> {
+        let list: Vec<ClassSummary> = self
+            .summary
+            .iter()
+            .map(|c| ClassSummary { label: &c.label, share: c.share, mean_score: c.mean_score, bbox: c.bbox })
+            .collect();
+        to_js(&list)
+    }
+}
+
+impl From<crate::Segmentation> for SegmentResult {
+    fn from(s: crate::Segmentation) -> Self {
+        SegmentResult {
+            width: s.width,
+            height: s.height,
+            colours: (0..s.classes.len()).flat_map(crate::render::class_colour).collect(),
+            classes: s.classes,
+            label_map: s.label_map,
+            scores: s.scores,
+            summary: s.summary,
+        }
+    }
+}
+
+/// The options of `segment`, `encode` and `classify`; every field optional.
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct JsSegmentOptions {
-    /// Default: the model's (0.95 for the published checkpoints); a negative threshold means no
-    /// background.
-    background_threshold: Option<f32>,
+struct Options {
+    /// Default: the model's (0.95 for the published checkpoints); `null` means no background.
+    #[serde(default, deserialize_with = "given")]
+    background_threshold: Option<Option<f32>>,
     /// Side the photo's short side is resized to (default: twice the model's training size, 448 for
     /// the published checkpoints; window and stride likewise 2× and 1×).
     short_side: Option<u32>,
@@ -88,35 +141,57 @@ struct JsSegmentOptions {
     templates: Option<Vec<String>>,
 }
 
-impl JsSegmentOptions {
-    /// The options over `defaults` (the model's own, see `Segmenter::default_options`).
-    fn parse(json: Option<&str>, defaults: SegmentOptions) -> crate::Result<(SegmentOptions, Vec<String>)> {
-        let o: Self = match json {
-            Some(j) if !j.trim().is_empty() => serde_json::from_str(j)
-                .map_err(|e| crate::Error::InvalidInput(format!("segment options: {e}")))?,
-            _ => Self::default(),
-        };
-        if let Some(s) = o.short_side.filter(|&s| s < 16) {
-            return Err(crate::Error::InvalidInput(format!("shortSide {s} is too small (at least 16)")));
+/// A field that is there, `null` included (`Some(None)`), as opposed to one left out (`None`).
+fn given<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+impl Options {
+    fn from_js(value: JsValue) -> Result<Self, JsError> {
+        if value.is_undefined() || value.is_null() {
+            return Ok(Self::default());
         }
+        serde_wasm_bindgen::from_value(value).map_err(|e| JsError::new(&format!("options: {e}")))
+    }
+
+    /// The options over `defaults` (the model's own), checked.
+    fn over(&self, defaults: SegmentOptions) -> crate::Result<SegmentOptions> {
         let overrides = SegmentOverrides {
-            short_side: o.short_side,
-            window: o.window,
-            stride: o.stride,
-            background_threshold: o.background_threshold,
+            short_side: self.short_side,
+            window_side: self.window,
+            stride: self.stride,
+            background: self.background_threshold.map(|t| t.map_or(Background::Never, Background::Below)),
         };
-        let opts = defaults.with(&overrides)?;
-        Ok((opts, o.templates.unwrap_or_default()))
+        defaults.with(&overrides)
+    }
+
+    fn templates(&self) -> Vec<String> {
+        self.templates.clone().unwrap_or_default()
     }
 }
 
-fn backend_of(name: Option<String>) -> Result<Backend, JsError> {
-    match name.as_deref().unwrap_or("auto") {
-        "auto" => Ok(Backend::Auto),
-        "webgpu" => Ok(Backend::Gpu),
-        "cpu" => Ok(Backend::Cpu),
-        other => Err(JsError::new(&format!("backend {other:?} is not one of \"auto\", \"webgpu\", \"cpu\""))),
+/// Labels as JS gives them: a comma-separated string, or an array of strings.
+fn labels_of(value: &JsValue) -> Result<Vec<String>, JsError> {
+    if let Some(text) = value.as_string() {
+        return pipeline::parse_labels(&text).map_err(js);
     }
+    let list: Vec<String> = serde_wasm_bindgen::from_value(value.clone())
+        .map_err(|_| JsError::new("labels must be a comma-separated string or an array of strings"))?;
+    pipeline::label_list(list.iter().map(String::as_str)).map_err(js)
+}
+
+/// Splits labels as the library reads them (a comma-separated string or an array): trimmed,
+/// non-empty, the first of repeats that differ only in ASCII case.
+#[wasm_bindgen(js_name = parseLabels)]
+pub fn parse_labels(labels: JsValue) -> Result<Vec<String>, JsError> {
+    labels_of(&labels)
+}
+
+/// A loaded GroupViT checkpoint.
+#[wasm_bindgen]
+pub struct Segmenter {
+    // Shared with the futures behind the promises the methods return.
+    inner: Rc<pipeline::Segmenter>,
 }
 
 #[wasm_bindgen]
@@ -132,103 +207,86 @@ impl Segmenter {
         preprocessor: Option<String>,
         backend: Option<String>,
     ) -> Result<Segmenter, JsError> {
+        let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js)?;
         let files = CheckpointFiles {
             config: &config,
             weights,
             tokenizer: TokenizerFiles::Json(&tokenizer_json),
             preprocessor: preprocessor.as_deref(),
         };
-        let inner = pipeline::Segmenter::from_files_on(files, &Device::Cpu, backend_of(backend)?).await.map_err(js)?;
+        let inner = pipeline::Segmenter::from_files_on(files, &Device::Cpu, choice).await.map_err(js)?;
         Ok(Segmenter { inner: Rc::new(inner) })
     }
 
     /// Where segmentation runs, in words: "GPU: …" or "CPU (why not the GPU)".
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
-        self.inner.backend().to_owned()
+        self.inner.backend().to_string()
     }
 
-    /// Segments an encoded photo (JPEG, PNG, WebP, GIF, BMP) by comma-separated `labels`; resolves
-    /// to a `SegmentResult`. `options` is JSON: `{backgroundThreshold, shortSide, window, stride,
-    /// templates}`, each optional (a negative `backgroundThreshold` means no background).
-    pub fn segment(&self, photo: Vec<u8>, labels: String, options: Option<String>) -> js_sys::Promise {
-        self.segment_photo(preprocess::decode(&photo), labels, options)
-    }
-
-    /// As `segment`, for raw RGBA pixels (`ImageData.data`) of a `width × height` image.
-    #[wasm_bindgen(js_name = segmentPixels)]
-    pub fn segment_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, labels: String, options: Option<String>) -> js_sys::Promise {
-        self.segment_photo(preprocess::from_rgba(&rgba, width, height), labels, options)
-    }
-
-    /// Runs the image encoder over an encoded photo once; resolves to an `EncodedImage` for
-    /// `segmentEncoded`. `options` as for `segment`; its size, window and stride are fixed here.
-    pub fn encode(&self, photo: Vec<u8>, options: Option<String>) -> js_sys::Promise {
-        self.encode_photo(preprocess::decode(&photo), options)
-    }
-
-    /// As `encode`, for raw RGBA pixels of a `width × height` image.
-    #[wasm_bindgen(js_name = encodePixels)]
-    pub fn encode_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, options: Option<String>) -> js_sys::Promise {
-        self.encode_photo(preprocess::from_rgba(&rgba, width, height), options)
-    }
-
-    /// Segments an `EncodedImage` by `labels` without running the image encoder again; resolves to
-    /// a `SegmentResult`. `options` must keep the size, window and stride it was encoded with.
-    #[wasm_bindgen(js_name = segmentEncoded)]
-    pub fn segment_encoded(&self, encoded: &EncodedImage, labels: String, options: Option<String>) -> js_sys::Promise {
+    /// Segments `photo` by `labels` (a comma-separated string or an array); resolves to a
+    /// `SegmentResult`. `options`: `{backgroundThreshold, shortSide, window, stride, templates}`,
+    /// each optional (`backgroundThreshold: null` means no background).
+    pub fn segment(&self, photo: &Photo, labels: JsValue, options: JsValue) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
-        let encoded = Rc::clone(&encoded.inner);
+        let photo = Rc::clone(&photo.inner);
         future_to_promise(async move {
-            let labels = pipeline::parse_labels(&labels).map_err(js)?;
-            let (opts, templates) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
-            let s = inner.segment_encoded(&encoded, &labels, &templates, &opts).await.map_err(js)?;
+            let labels = labels_of(&labels)?;
+            let options = Options::from_js(options)?;
+            let opts = options.over(inner.default_options()).map_err(js)?;
+            let s = inner.segment(&photo, &labels, &options.templates(), &opts).await.map_err(js)?;
             Ok(SegmentResult::from(s).into())
         })
     }
 
-    /// Zero-shot classification: resolves to one probability per label (a `Float32Array`), in
-    /// the order given.
-    pub fn classify(&self, photo: Vec<u8>, labels: String) -> js_sys::Promise {
-        self.classify_photo(preprocess::decode(&photo), labels)
-    }
-
-    /// As `classify`, for raw RGBA pixels of a `width × height` image.
-    #[wasm_bindgen(js_name = classifyPixels)]
-    pub fn classify_pixels(&self, rgba: Vec<u8>, width: u32, height: u32, labels: String) -> js_sys::Promise {
-        self.classify_photo(preprocess::from_rgba(&rgba, width, height), labels)
-    }
-}
-
-impl Segmenter {
-    fn segment_photo(&self, photo: crate::Result<image::RgbImage>, labels: String, options: Option<String>) -> js_sys::Promise {
+    /// Runs the image encoder over `photo` once; resolves to an `EncodedImage` for
+    /// `segmentEncoded`. The size options (`shortSide`, `window`, `stride`) are fixed here.
+    pub fn encode(&self, photo: &Photo, options: JsValue) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
+        let photo = Rc::clone(&photo.inner);
         future_to_promise(async move {
-            let labels = pipeline::parse_labels(&labels).map_err(js)?;
-            let (opts, templates) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
-            let photo = photo.map_err(js)?;
-            let s = inner.segment(&photo, &labels, &templates, &opts).await.map_err(js)?;
-            Ok(SegmentResult::from(s).into())
-        })
-    }
-
-    fn encode_photo(&self, photo: crate::Result<image::RgbImage>, options: Option<String>) -> js_sys::Promise {
-        let inner = Rc::clone(&self.inner);
-        future_to_promise(async move {
-            let (opts, _) = JsSegmentOptions::parse(options.as_deref(), inner.default_options()).map_err(js)?;
-            let photo = photo.map_err(js)?;
-            let encoded = inner.encode(&photo, &opts).await.map_err(js)?;
+            let opts = Options::from_js(options)?.over(inner.default_options()).map_err(js)?;
+            let encoded = inner.encode(&photo, &opts.geometry).await.map_err(js)?;
             Ok(EncodedImage { inner: Rc::new(encoded) }.into())
         })
     }
 
-    fn classify_photo(&self, photo: crate::Result<image::RgbImage>, labels: String) -> js_sys::Promise {
+    /// Segments an `EncodedImage` by `labels` without running the image encoder again; resolves to
+    /// a `SegmentResult`. Size options are the encoding's; `backgroundThreshold` and `templates`
+    /// apply.
+    #[wasm_bindgen(js_name = segmentEncoded)]
+    pub fn segment_encoded(&self, encoded: &EncodedImage, labels: JsValue, options: JsValue) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
+        let encoded = Rc::clone(&encoded.inner);
         future_to_promise(async move {
-            let labels = pipeline::parse_labels(&labels).map_err(js)?;
-            let photo = photo.map_err(js)?;
-            let probs = inner.classify(&photo, &labels, &[]).await.map_err(js)?;
-            Ok(js_sys::Float32Array::from(probs.as_slice()).into())
+            let labels = labels_of(&labels)?;
+            let options = Options::from_js(options)?;
+            if options.short_side.is_some() || options.window.is_some() || options.stride.is_some() {
+                return Err(JsError::new("shortSide, window and stride are fixed when a photo is encoded: encode it again to change them").into());
+            }
+            let opts = options.over(inner.default_options()).map_err(js)?;
+            let s = inner.segment_encoded(&encoded, &labels, &options.templates(), &opts.labelling).await.map_err(js)?;
+            Ok(SegmentResult::from(s).into())
+        })
+    }
+
+    /// Zero-shot classification: resolves to `[{label, probability}]`, in the labels' order.
+    /// `options.templates` as for `segment`.
+    pub fn classify(&self, photo: &Photo, labels: JsValue, options: JsValue) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        let photo = Rc::clone(&photo.inner);
+        future_to_promise(async move {
+            #[derive(Serialize)]
+            struct Probability<'a> {
+                label: &'a str,
+                probability: f32,
+            }
+            let labels = labels_of(&labels)?;
+            let options = Options::from_js(options)?;
+            let probs = inner.classify(&photo, &labels, &options.templates()).await.map_err(js)?;
+            let out: Vec<Probability> =
+                labels.iter().zip(probs).map(|(label, probability)| Probability { label, probability }).collect();
+            Ok(to_js(&out)?)
         })
     }
 }

@@ -13,7 +13,7 @@ mod common;
 use std::path::PathBuf;
 
 use candle_core::Device;
-use groupseg::{Backend, Segmenter};
+use groupseg::{BackendChoice, Segmenter};
 
 /// Floors a little under what the committed model reaches (mIoU 0.053, pixel accuracy 0.107: grouping
 /// did not emerge in its 43 minutes of training; see the README). The sharper guard is the next one.
@@ -110,7 +110,7 @@ fn transformers() -> Figures {
     Figures { miou: v["miou"].as_f64().expect("miou"), pixel_accuracy: v["pixel_accuracy"].as_f64().expect("pixel_accuracy") }
 }
 
-fn check(backend: Backend, name: &str) {
+fn check(backend: BackendChoice, name: &str) {
     let set = eval_set();
     assert_eq!(set.scenes.len(), 200, "the held-out set has 200 scenes");
     let seg = Segmenter::load_on(&model_dir(), &Device::Cpu, backend).expect("the shapes demo model loads");
@@ -141,10 +141,10 @@ fn check(backend: Backend, name: &str) {
 
 #[test]
 fn shapes_demo_segments_held_out_scenes_on_the_cpu() {
-    check(Backend::Cpu, "CPU");
+    check(BackendChoice::Cpu, "CPU");
 }
 
 #[test]
 fn shapes_demo_segments_held_out_scenes_on_the_gpu() {
-    check(Backend::Gpu, "GPU");
+    check(BackendChoice::Gpu, "GPU");
 }

@@ -172,8 +172,9 @@ fn the_backend_is_chosen_and_reported() {
         stderr.contains("backend: GPU: ") && !stderr.contains("llvmpipe") || stderr.contains("is software emulation"),
         "{stderr}"
     );
+    // A bad option is a usage error (status 2), found before the model loads.
     let bad = run("tpu");
-    assert_eq!(bad.status.code(), Some(1));
+    assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("not one of auto, gpu, cpu"));
 }
 

@@ -161,19 +161,13 @@ fn add_transpose_and_assignment_match_the_cpu() {
 }
 
 fn vision_parity(name: &str) {
-    use groupseg::gpu::vision::{GpuVisionTransformer, Kernels};
-    use groupseg::model::vision::VisionTransformer;
-    use groupseg::model::{weights, GroupViTConfig};
-    let dir = fixture(name);
-    let cfg = GroupViTConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
-    let vb = weights::var_builder(std::fs::read(dir.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
+    use groupseg::gpu::encoder::ImageEncoder;
     let expected = expected(name);
     let pixels = &expected["pixel_values"];
-
-    let cpu = VisionTransformer::new(vb.pp("vision_model"), &cfg.vision_config).unwrap().forward(pixels).unwrap();
-    let gpu = gpu();
-    let tower = GpuVisionTransformer::new(&gpu, vb.pp("vision_model"), &cfg.vision_config).unwrap();
-    let got = groupseg::block_on(tower.forward(&gpu, &Kernels::new(&gpu), pixels)).unwrap();
+    let model = common::model(&fixture(name));
+    let cpu = model.image.vision_model().forward(pixels).unwrap();
+    let encoder = groupseg::block_on(ImageEncoder::open(&model.image, true)).unwrap();
+    let got = groupseg::block_on(encoder.forward(pixels)).unwrap();
 
     assert_eq!(got.grid, cpu.grid);
     common::assert_close(&format!("{name} groups"), &got.last_hidden_state, &cpu.last_hidden_state, 1e-4);
@@ -196,25 +190,24 @@ fn vision_tower_matches_the_cpu_on_the_three_stage_non_square_fixture() {
 
 #[test]
 fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
-    use groupseg::preprocess::{self, SegmentationSize};
-    use groupseg::{Backend, SegmentOptions, Segmenter};
+    use groupseg::preprocess;
+    use groupseg::{Background, BackendChoice, RunningBackend, Segmenter};
     let dir = fixture("tiny-3stage");
-    let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
-    assert!(seg.backend().starts_with("GPU: "), "{}", seg.backend());
+    let seg = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
+    assert!(matches!(seg.backend(), RunningBackend::Gpu(_)), "{}", seg.backend());
     let photo = preprocess::decode(&std::fs::read(dir.join("photo.png")).unwrap()).unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("photo.json")).unwrap()).unwrap();
     let labels: Vec<String> = meta["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
-    let mut opts = SegmentOptions {
-        size: SegmentationSize { short_side: 40, ..Default::default() },
-        window: meta["window"].as_u64().unwrap() as usize,
-        stride: meta["stride"].as_u64().unwrap() as usize,
-        background_threshold: Some(meta["background_threshold"].as_f64().unwrap() as f32),
-        ..Default::default()
-    };
+    let mut opts = common::options(
+        40,
+        meta["window"].as_u64().unwrap() as usize,
+        meta["stride"].as_u64().unwrap() as usize,
+        Background::Below(meta["background_threshold"].as_f64().unwrap() as f32),
+    );
     let expected = expected("tiny-3stage");
     let as_map = |t: &Tensor| -> Vec<u16> { t.flatten_all().unwrap().to_vec1::<i32>().unwrap().iter().map(|&v| v as u16).collect() };
     assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map"]));
-    opts.background_threshold = None;
+    opts.labelling.background = Background::Never;
     assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
 }
 
@@ -222,22 +215,16 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
 /// classes tie within float noise (recorded: the winning scores must then agree within 1e-4), and
 /// the same per-class summaries.
 fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stride: usize) {
-    use groupseg::preprocess::{self, SegmentationSize};
-    use groupseg::{Backend, SegmentOptions, Segmenter};
+    use groupseg::preprocess;
+    use groupseg::{Background, BackendChoice, Segmenter};
     let dir = fixture(model);
-    let gpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
-    let cpu = Segmenter::load_on(&dir, &Device::Cpu, Backend::Cpu).unwrap();
+    let gpu = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
+    let cpu = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
     let photo = preprocess::decode(&std::fs::read(dir.parent().unwrap().join(photo)).unwrap()).unwrap();
     // Seven labels: the top-5 restriction leaves two out of every window.
     let labels: Vec<String> = ["cat", "dog", "grass", "sky", "a red car", "water", "tree"].map(String::from).to_vec();
-    for threshold in [Some(0.2), None] {
-        let opts = SegmentOptions {
-            size: SegmentationSize { short_side, ..Default::default() },
-            window,
-            stride,
-            background_threshold: threshold,
-            ..Default::default()
-        };
+    for threshold in [Background::Below(0.2), Background::Never] {
+        let opts = common::options(short_side, window, stride, threshold);
         let want = groupseg::block_on(cpu.segment(&photo, &labels, &[], &opts)).unwrap();
         let got = groupseg::block_on(gpu.segment(&photo, &labels, &[], &opts)).unwrap();
         assert_eq!((got.width, got.height), (want.width, want.height));
@@ -253,7 +240,7 @@ fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stri
         }
         assert!(ties * 1000 <= got.label_map.len(), "{model}: {ties} tied pixels of {}", got.label_map.len());
         let present = want.summary.iter().filter(|c| c.share > 0.0).count();
-        assert!(present >= 2 || threshold.is_none(), "{model}: the photo should show several classes, got {:?}", want.summary);
+        assert!(present >= 2 || threshold == Background::Never, "{model}: the photo should show several classes, got {:?}", want.summary);
         for (g, w) in got.summary.iter().zip(&want.summary) {
             assert!((g.share - w.share).abs() <= 1e-3, "{model}: {g:?} vs {w:?}");
         }
@@ -271,10 +258,10 @@ fn gpu_segmentation_matches_the_cpu_over_many_windows() {
 
 #[test]
 fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
-    use groupseg::{Backend, Segmenter};
+    use groupseg::{BackendChoice, Segmenter};
     let dir = fixture("tiny-2stage");
-    let seg = Segmenter::load_on(&dir, &Device::Cpu, Backend::Gpu).unwrap();
-    let device = seg.gpu().unwrap().gpu();
+    let seg = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
+    let device = seg.gpu().unwrap().encoder().gpu();
     assert!(device.timestamps, "lavapipe has timestamp queries; {} does not", device.adapter.name);
     let pixels = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
     device.start_profile().unwrap();
@@ -296,31 +283,27 @@ fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
 
 #[test]
 fn an_encoded_photo_relabelled_equals_a_fresh_segmentation_on_both_backends() {
-    use groupseg::preprocess::{self, SegmentationSize};
-    use groupseg::{Backend, SegmentOptions, Segmenter};
+    use groupseg::preprocess;
+    use groupseg::{Background, BackendChoice, Segmenter};
     let dir = fixture("tiny-3stage");
     let photo = preprocess::decode(&std::fs::read(dir.join("photo_big.png")).unwrap()).unwrap();
-    let opts = SegmentOptions {
-        size: SegmentationSize { short_side: 60, ..Default::default() },
-        window: 40,
-        stride: 20,
-        background_threshold: Some(0.2),
-        ..Default::default()
-    };
+    let opts = common::options(60, 40, 20, Background::Below(0.2));
     let first: Vec<String> = ["cat", "dog", "grass"].map(String::from).to_vec();
     let second: Vec<String> = ["sky", "water", "a red car", "tree"].map(String::from).to_vec();
-    for backend in [Backend::Cpu, Backend::Gpu] {
+    let mut segmenters = Vec::new();
+    for backend in [BackendChoice::Cpu, BackendChoice::Gpu] {
         let seg = Segmenter::load_on(&dir, &Device::Cpu, backend).unwrap();
-        let encoded = groupseg::block_on(seg.encode(&photo, &opts)).unwrap();
+        let encoded = groupseg::block_on(seg.encode(&photo, &opts.geometry)).unwrap();
         for labels in [&first, &second, &first] {
-            let again = groupseg::block_on(seg.segment_encoded(&encoded, labels, &[], &opts)).unwrap();
+            let again = groupseg::block_on(seg.segment_encoded(&encoded, labels, &[], &opts.labelling)).unwrap();
             let fresh = groupseg::block_on(seg.segment(&photo, labels, &[], &opts)).unwrap();
             assert_eq!(again.label_map, fresh.label_map, "{backend:?} {labels:?}");
             assert_eq!(again.scores, fresh.scores, "{backend:?} {labels:?}");
         }
-        // Another geometry needs another encoding, said plainly.
-        let other = SegmentOptions { window: 30, ..opts.clone() };
-        let err = groupseg::block_on(seg.segment_encoded(&encoded, &first, &[], &other)).unwrap_err();
-        assert!(err.to_string().contains("encode it again"), "{err}");
+        segmenters.push((seg, encoded));
     }
+    // An encoding belongs to the segmenter (and device) that made it, said plainly.
+    let (cpu, gpu) = (&segmenters[0], &segmenters[1]);
+    let err = groupseg::block_on(cpu.0.segment_encoded(&gpu.1, &first, &[], &opts.labelling)).unwrap_err();
+    assert!(err.to_string().contains("encode it with this one"), "{err}");
 }

@@ -3,16 +3,15 @@
 mod common;
 
 use candle_core::{DType, Device, Tensor};
-use common::{assert_close, expected, fixture};
-use groupseg::preprocess::{self, SegmentationSize};
-use groupseg::{SegmentOptions, Segmenter};
+use common::{assert_close, expected, fixture, model, options};
+use groupseg::preprocess;
+use groupseg::{Background, SegmentOptions, Segmenter};
 
 const TOL: f32 = 1e-4;
 
 fn check_forward(name: &str) {
-    let seg = Segmenter::load(&fixture(name), &Device::Cpu).unwrap();
     let e = expected(name);
-    let out = seg.model().forward(&e["input_ids"].to_dtype(DType::U32).unwrap(), &e["pixel_values"]).unwrap();
+    let out = model(&fixture(name)).forward(&e["input_ids"].to_dtype(DType::U32).unwrap(), &e["pixel_values"]).unwrap();
     assert_close("text_embeds", &out.text_embeds, &e["text_embeds"], TOL);
     assert_close("image_embeds", &out.image_embeds, &e["image_embeds"], TOL);
     assert_close("logits_per_image", &out.logits_per_image, &e["logits_per_image"], TOL);
@@ -47,12 +46,12 @@ fn fixture_tokenizer_gives_the_reference_ids() {
 #[test]
 fn pytorch_bin_and_safetensors_give_identical_outputs() {
     let dir = fixture("tiny-2stage");
-    let a = Segmenter::load(&dir.join("model.safetensors"), &Device::Cpu).unwrap();
-    let b = Segmenter::load(&dir.join("pytorch_model.bin"), &Device::Cpu).unwrap();
+    let a = model(&dir.join("model.safetensors"));
+    let b = model(&dir.join("pytorch_model.bin"));
     let e = expected("tiny-2stage");
     let ids = e["input_ids"].to_dtype(DType::U32).unwrap();
-    let oa = a.model().forward(&ids, &e["pixel_values"]).unwrap();
-    let ob = b.model().forward(&ids, &e["pixel_values"]).unwrap();
+    let oa = a.forward(&ids, &e["pixel_values"]).unwrap();
+    let ob = b.forward(&ids, &e["pixel_values"]).unwrap();
     for (x, y) in [
         (&oa.text_embeds, &ob.text_embeds),
         (&oa.image_embeds, &ob.image_embeds),
@@ -69,13 +68,12 @@ fn photo_case() -> (Segmenter, image::RgbImage, Vec<String>, SegmentOptions) {
     let photo = preprocess::decode(&std::fs::read(dir.join("photo.png")).unwrap()).unwrap();
     let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("photo.json")).unwrap()).unwrap();
     let labels = meta["labels"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_owned()).collect();
-    let opts = SegmentOptions {
-        size: SegmentationSize { short_side: photo.width().min(photo.height()), ..Default::default() },
-        window: meta["window"].as_u64().unwrap() as usize,
-        stride: meta["stride"].as_u64().unwrap() as usize,
-        background_threshold: Some(meta["background_threshold"].as_f64().unwrap() as f32),
-        ..Default::default()
-    };
+    let opts = options(
+        photo.width().min(photo.height()),
+        meta["window"].as_u64().unwrap() as usize,
+        meta["stride"].as_u64().unwrap() as usize,
+        Background::Below(meta["background_threshold"].as_f64().unwrap() as f32),
+    );
     (seg, photo, labels, opts)
 }
 
@@ -85,7 +83,7 @@ fn label_map_of(t: &Tensor) -> Vec<u16> {
 
 #[test]
 fn official_sliding_window_segmentation_matches_reference() {
-    // NVlabs' encode_decode + mmseg's slide_inference, ported onto transformers in make_fixtures.py:
+    // NVlabs' encode_decode + mmseg's slide_inference, ported onto transformers in tools/reference/nvlabs.py:
     // three 40×40 windows at stride 20 over a 40×72 photo.
     let (seg, photo, labels, mut opts) = photo_case();
     let e = expected("tiny-3stage");
@@ -95,7 +93,7 @@ fn official_sliding_window_segmentation_matches_reference() {
     assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v > 0), "fixture should mix background and labels");
     assert_eq!(got.label_map, want, "with background");
 
-    opts.background_threshold = None;
+    opts.labelling.background = Background::Never;
     let got = groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap();
     assert_eq!(got.label_map, label_map_of(&e["photo_label_map_nobg"]), "without background");
     assert_eq!(got.summary[0].share, 0.0);
@@ -107,7 +105,7 @@ fn official_sliding_window_segmentation_matches_reference() {
 fn raw_logits_match_transformers_segmentation_logits() {
     let (seg, photo, labels, opts) = photo_case();
     let embeddings = seg.label_embeddings(&labels, &[]).unwrap();
-    let got = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts)).unwrap();
+    let got = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).unwrap();
     assert_close("photo_raw_logits", &got, &expected("tiny-3stage")["photo_raw_logits"], TOL);
 }
 

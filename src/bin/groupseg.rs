@@ -6,9 +6,11 @@ use std::process::ExitCode;
 use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use groupseg::preprocess;
-use groupseg::segment::SegmentOverrides;
-use groupseg::{parse_labels, render, Backend, Segmenter};
+use groupseg::segment::MIN_SHORT_SIDE;
+use groupseg::{parse_labels, render, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter};
 
+/// Exit status when an option or argument cannot work (as clap's own usage errors).
+const USAGE: u8 = 2;
 /// Exit status when some photos failed and the others were done.
 const PARTIAL: u8 = 3;
 
@@ -20,20 +22,26 @@ struct Cli {
 }
 
 #[derive(Args)]
-struct Common {
+struct ModelArgs {
     /// Checkpoint directory (config.json, model.safetensors or pytorch_model.bin, tokenizer.json),
     /// or its weights file [default: the built-in shapes demo, which knows only coloured shapes].
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Where the image encoder runs: auto (the GPU if usable, else the CPU), gpu or cpu.
+    #[arg(long, default_value = "auto")]
+    backend: BackendChoice,
+}
+
+#[derive(Args)]
+struct Common {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Comma-separated labels, e.g. "cat, sofa, window, floor".
     #[arg(long)]
     labels: String,
     /// Prompt template with {} for the label; repeat to average several.
     #[arg(long = "template")]
     templates: Vec<String>,
-    /// Where the image encoder runs: auto (the GPU if usable, else the CPU), gpu or cpu.
-    #[arg(long, default_value = "auto")]
-    backend: String,
 }
 
 #[derive(Subcommand)]
@@ -48,23 +56,24 @@ enum Command {
         out: PathBuf,
         /// Pixels whose best label scores under this are background (0-1) [default: the model's,
         /// else the official 0.95].
-        #[arg(long)]
+        #[arg(long, value_parser = unit_interval, allow_negative_numbers = true)]
         background_threshold: Option<f32>,
         /// Label every pixel; no background class.
         #[arg(long)]
         no_background: bool,
         /// Short side of the photo as the model sees it [default: twice the model's training size,
         /// 448 for the published checkpoints].
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true,
+              value_parser = clap::value_parser!(u32).range(MIN_SHORT_SIDE as i64..=MAX_SHORT_SIDE as i64))]
         short_side: Option<u32>,
         /// Sliding window side and stride, in pixels of the resized photo [default: twice and once
         /// the training size: 448 and 224].
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         window: Option<usize>,
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true)]
         stride: Option<usize>,
         /// Colour opacity of the overlay (0-1).
-        #[arg(long, default_value_t = 0.5)]
+        #[arg(long, default_value_t = 0.5, value_parser = unit_interval, allow_negative_numbers = true)]
         opacity: f32,
         /// Also write transformers' `segmentation_logits` (labels × height × width, .npy) for the
         /// one photo given, resized to the segmentation size, without windows or background.
@@ -78,12 +87,26 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// The model's shape, where it runs, and the weight bytes it keeps in memory and on the GPU.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
 }
 
-fn load(common: &Common) -> Result<(Segmenter, Vec<String>), String> {
-    let labels = parse_labels(&common.labels).map_err(|e| e.to_string())?;
-    let backend: Backend = common.backend.parse().map_err(|e: groupseg::Error| e.to_string())?;
-    let seg = match &common.model {
+fn load(common: &Common) -> Result<(Segmenter, Vec<String>), Failure> {
+    let labels = parse_labels(&common.labels).map_err(|e| Usage(format!("--labels: {e}")))?;
+    if let Some(t) = common.templates.iter().find(|t| !t.contains("{}")) {
+        return Err(Usage(format!("--template {t:?} has no {{}} where the label goes")));
+    }
+    let seg = load_model(&common.model)?;
+    eprintln!("backend: {}", seg.backend());
+    Ok((seg, labels))
+}
+
+fn load_model(args: &ModelArgs) -> Result<Segmenter, String> {
+    let backend = args.backend;
+    let seg = match &args.model {
         Some(path) => Segmenter::load_on(path, &Device::Cpu, backend).map_err(|e| format!("{}: {e}", path.display()))?,
         None => {
             eprintln!("model: the built-in shapes demo (it knows only coloured shapes; --model for another)");
@@ -91,8 +114,7 @@ fn load(common: &Common) -> Result<(Segmenter, Vec<String>), String> {
                 .map_err(|e| format!("shapes demo: {e}"))?
         }
     };
-    eprintln!("backend: {}", seg.backend());
-    Ok((seg, labels))
+    Ok(seg)
 }
 
 /// The shapes demo model (`models/shapes-demo`), built into the binary so that it runs anywhere.
@@ -116,8 +138,36 @@ mod demo {
     }
 }
 
+/// A number between 0 and 1 (NaN is not).
+fn unit_interval(text: &str) -> Result<f32, String> {
+    match text.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{text:?} is not a number between 0 and 1")),
+    }
+}
+
+/// The largest `--short-side`: the official evaluation caps the long side at 2048 anyway.
+const MAX_SHORT_SIDE: u32 = 2048;
+
+/// Reads a photo: a regular file (not a pipe or a device, which may never end) of at most
+/// `MAX_PHOTO_BYTES`, decoded within the pixel budget.
 fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+    use std::io::Read;
+    // Looked at before opening: opening a named pipe waits for a writer.
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    if meta.len() > preprocess::MAX_PHOTO_BYTES {
+        return Err(format!("the file is {} MB; photos of at most {} MB are read", meta.len() >> 20, preprocess::MAX_PHOTO_BYTES >> 20));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // Bounded even if the file grows while it is read.
+    file.take(preprocess::MAX_PHOTO_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > preprocess::MAX_PHOTO_BYTES {
+        return Err(format!("the file grew past {} MB while it was read", preprocess::MAX_PHOTO_BYTES >> 20));
+    }
     preprocess::decode(&bytes).map_err(|e| e.to_string())
 }
 
@@ -129,15 +179,43 @@ fn main() -> ExitCode {
             eprintln!("{failed} photo(s) failed; the others were done");
             ExitCode::from(PARTIAL)
         }
-        Err(e) => {
+        Err(Failure::Usage(e)) => {
+            eprintln!("error: {e}");
+            ExitCode::from(USAGE)
+        }
+        Err(Failure::Run(e)) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
     }
 }
 
+/// Why nothing could run: a bad option or argument (exit status 2, found before any work), or
+/// anything else (1).
+enum Failure {
+    Usage(String),
+    Run(String),
+}
+use Failure::Usage;
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Run(e)
+    }
+}
+
+/// `--out` must be a folder, or a path one can be made at.
+fn check_out_dir(out: &Path) -> Result<(), Failure> {
+    let existing = out.ancestors().find(|a| a.as_os_str().is_empty() || a.exists()).unwrap_or(Path::new("."));
+    if existing.as_os_str().is_empty() || existing.is_dir() {
+        Ok(())
+    } else {
+        Err(Usage(format!("--out {}: {} is not a folder", out.display(), existing.display())))
+    }
+}
+
 /// Returns how many photos failed.
-fn run(cli: Cli) -> Result<usize, String> {
+fn run(cli: Cli) -> Result<usize, Failure> {
     match cli.command {
         Command::Segment {
             photos,
@@ -152,17 +230,27 @@ fn run(cli: Cli) -> Result<usize, String> {
             raw_logits,
         } => {
             if raw_logits.is_some() && photos.len() != 1 {
-                return Err("--raw-logits takes exactly one photo".into());
+                return Err(Usage("--raw-logits takes exactly one photo".into()));
             }
-            let (seg, labels) = load(&common)?;
-            std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
             let overrides = SegmentOverrides {
                 short_side,
-                window,
+                window_side: window,
                 stride,
-                background_threshold: if no_background { Some(-1.0) } else { background_threshold },
+                background: if no_background { Some(Background::Never) } else { background_threshold.map(Background::Below) },
             };
-            let opts = seg.default_options().with(&overrides).map_err(|e| e.to_string())?;
+            // What can be checked before the model loads is checked now.
+            SegmentOptions::default().with(&overrides).map_err(|e| Usage(e.to_string()))?;
+            if let Some(npy) = &raw_logits {
+                let dir = npy.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if npy.is_dir() || !dir.is_dir() {
+                    return Err(Usage(format!("--raw-logits {}: not a file in an existing folder", npy.display())));
+                }
+            }
+            check_out_dir(&out)?;
+            let (seg, labels) = load(&common)?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
+            let opts = seg.default_options().with(&overrides).map_err(|e| Usage(e.to_string()))?;
+            seg.check_options(&opts).map_err(|e| Usage(e.to_string()))?;
             let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
             let mut failed = 0;
             let mut used_names = std::collections::HashSet::new();
@@ -176,7 +264,7 @@ fn run(cli: Cli) -> Result<usize, String> {
                     .unwrap_or(base);
                 let result = read_photo(path).and_then(|photo| {
                     if let Some(npy) = &raw_logits {
-                        let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                        let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
                         logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
                     }
                     let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
@@ -214,6 +302,19 @@ fn run(cli: Cli) -> Result<usize, String> {
                 }
             }
             Ok(failed)
+        }
+        Command::Info { model } => {
+            let seg = load_model(&model)?;
+            let (v, t) = (&seg.config().vision_config, &seg.config().text_config);
+            println!(
+                "vision: {}×{} input, {}-pixel patches, width {}, depths {:?}, group tokens {:?}",
+                v.image_size, v.image_size, v.patch_size, v.hidden_size, v.depths, v.num_group_tokens
+            );
+            println!("text: width {}, {} layers, context {}", t.hidden_size, t.num_hidden_layers, t.max_position_embeddings);
+            println!("backend: {}", seg.backend());
+            let w = seg.resident_weights();
+            println!("weights kept: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
+            Ok(0)
         }
         Command::Classify { photos, common } => {
             let (seg, labels) = load(&common)?;

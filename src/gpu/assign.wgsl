@@ -3,21 +3,14 @@
 //            one-hot of the argmax group (first on ties, like torch.argmax);
 // `rows`:    per group, the one-hot divided by the group's token count + assign_eps.
 
-struct Params {
-    batch: u32,
-    groups: u32,
-    tokens: u32,
-    eps: f32,
-}
-
 @group(0) @binding(0) var<storage, read> raw: array<f32>;
 @group(0) @binding(1) var<storage, read_write> soft: array<f32>;
 @group(0) @binding(2) var<storage, read_write> hard: array<f32>;
 @group(0) @binding(3) var<uniform> p: Params;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col = gid.x + gid.y * 65535u * 64u;
+    let col = flat_thread(gid, THREADS);
     if (col >= p.batch * p.tokens) {
         return;
     }
@@ -44,29 +37,19 @@ fn columns(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-var<workgroup> scratch: array<f32, 256>;
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(REDUCE_THREADS)
 fn rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x + wg.y * 65535u;
+    let row = flat_workgroup(wg);
     if (row >= p.batch * p.groups) {
         return;
     }
     let base = row * p.tokens;
     var s = 0.0;
-    for (var i = li; i < p.tokens; i += 256u) {
+    for (var i = li; i < p.tokens; i += REDUCE_THREADS) {
         s += hard[base + i];
     }
-    scratch[li] = s;
-    workgroupBarrier();
-    for (var k = 128u; k > 0u; k >>= 1u) {
-        if (li < k) {
-            scratch[li] += scratch[li + k];
-        }
-        workgroupBarrier();
-    }
-    let inv = 1.0 / (scratch[0] + p.eps);
-    for (var i = li; i < p.tokens; i += 256u) {
+    let inv = 1.0 / (workgroup_sum(s, li) + p.eps);
+    for (var i = li; i < p.tokens; i += REDUCE_THREADS) {
         hard[base + i] *= inv;
     }
 }

@@ -32,6 +32,7 @@ impl GpuTensor {
             contents: &bytes,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         });
+        gpu.count_upload(bytes.len());
         Ok(Self { buffer, shape: shape.to_vec() })
     }
 

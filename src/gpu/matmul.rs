@@ -5,11 +5,28 @@
 use wgpu::util::DeviceExt;
 
 use super::buffer::GpuTensor;
-use super::{dispatch_counted, pipeline, shader, u32_of, uniform, Gpu, Kernel};
+use super::{dispatch_counted, pipeline, shader, shader_params, u32_of, uniform, Gpu, Kernel};
 use crate::error::{Error, Result};
 
-/// What follows the product, in the same pass (the activations the CPU path fuses, with the
-/// discriminants `matmul.wgsl` switches on).
+shader_params! {
+    /// `matmul.wgsl`'s parameters.
+    MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        /// 1: B is N×K (C = A·Bᵀ); 0: B is K×N.
+        b_transposed: u32,
+        /// Elements between consecutive batch items (0 for a matrix shared by the batch).
+        a_batch_stride: u32,
+        b_batch_stride: u32,
+        c_batch_stride: u32,
+        /// An [`Epilogue`].
+        epilogue: u32,
+    }
+}
+
+/// What follows the product, in the same pass (the activations the CPU path fuses; `matmul.wgsl`
+/// gets the discriminants as constants).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Epilogue {
     None = 0,
@@ -39,7 +56,13 @@ pub struct MatmulShape {
     pub b_shared: bool,
 }
 
-const TILE: usize = 64;
+/// Outputs per workgroup along each side, and its threads along each side: each thread holds a
+/// 4 × 4 block of outputs, and stages 4 values of each operand per K slice.
+const TILE: u32 = 64;
+const TILE_THREADS: u32 = 16;
+/// K per slice staged in workgroup memory.
+const TILE_K: u32 = 16;
+const _: () = assert!(TILE == 4 * TILE_THREADS && TILE * TILE_K == 4 * TILE_THREADS * TILE_THREADS);
 
 /// The compiled kernel.
 pub struct Matmul {
@@ -50,7 +73,16 @@ pub struct Matmul {
 
 impl Matmul {
     pub fn new(gpu: &Gpu) -> Self {
-        let module = shader(gpu, "matmul", include_str!("matmul.wgsl"));
+        let constants = [
+            ("TILE", TILE),
+            ("TILE_THREADS", TILE_THREADS),
+            ("TILE_K", TILE_K),
+            ("EPILOGUE_NONE", Epilogue::None as u32),
+            ("EPILOGUE_BIAS_GELU_ERF", Epilogue::BiasGeluErf as u32),
+            ("EPILOGUE_BIAS_QUICK_GELU", Epilogue::BiasQuickGelu as u32),
+            ("EPILOGUE_BIAS_RELU", Epilogue::BiasRelu as u32),
+        ];
+        let module = shader::<MatmulParams>(gpu, "matmul", &constants, include_str!("matmul.wgsl"));
         let pipeline = pipeline(gpu, &module, "matmul");
         let no_bias = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("no bias"),
@@ -87,21 +119,23 @@ impl Matmul {
         if epilogue != Epilogue::None {
             need(bias.ok_or_else(|| Error::Gpu("matmul: this epilogue needs a bias".into()))?, s.n, "bias")?;
         }
-        // The WGSL `Params` struct, field by field.
-        let params: [u32; 8] = [
-            u32_of(s.m)?,
-            u32_of(s.n)?,
-            u32_of(s.k)?,
-            u32::from(b_layout == BLayout::Transposed),
-            u32_of(s.m * s.k)?,
-            if s.b_shared { 0 } else { u32_of(s.n * s.k)? },
-            u32_of(s.m * s.n)?,
-            epilogue as u32,
-        ];
-        let params = uniform(gpu, &params);
+        let params = uniform(
+            gpu,
+            &MatmulParams {
+                m: u32_of(s.m)?,
+                n: u32_of(s.n)?,
+                k: u32_of(s.k)?,
+                b_transposed: u32::from(b_layout == BLayout::Transposed),
+                a_batch_stride: u32_of(s.m * s.k)?,
+                b_batch_stride: if s.b_shared { 0 } else { u32_of(s.n * s.k)? },
+                c_batch_stride: u32_of(s.m * s.n)?,
+                epilogue: epilogue as u32,
+            },
+        );
         let bias = bias.map_or(&self.no_bias, |t| &t.buffer);
         let bindings = [(0, &a.buffer), (1, &b.buffer), (2, bias), (3, &c.buffer), (4, &params)];
-        let workgroups = (s.n.div_ceil(TILE) as u32, s.m.div_ceil(TILE) as u32, s.batch as u32);
+        let tile = TILE as usize;
+        let workgroups = (u32_of(s.n.div_ceil(tile))?, u32_of(s.m.div_ceil(tile))?, u32_of(s.batch)?);
         let flops = 2 * (s.batch * s.m * s.n * s.k) as u64;
         dispatch_counted(gpu, encoder, &self.pipeline, &bindings, workgroups, flops);
         Ok(())

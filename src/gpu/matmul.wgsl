@@ -1,20 +1,6 @@
 // C[b] = act(A[b] · op(B[b]) + bias): A is M×K row-major; B is N×K (op = transpose: weights, keys)
-// or K×N (values). Each 16×16 workgroup computes a 64×64 tile of C, each thread a 4×4 block held
-// in registers, stepping through K in slices of 16 staged in workgroup memory.
-
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    // 1: B is N×K (C = A·Bᵀ); 0: B is K×N.
-    b_transposed: u32,
-    // Elements between consecutive batch items (0 for a matrix shared by the batch).
-    a_batch_stride: u32,
-    b_batch_stride: u32,
-    c_batch_stride: u32,
-    // 0: none, 1: + bias, 2: + bias then exact GELU, 3: + bias then quick-GELU, 4: + bias then ReLU.
-    epilogue: u32,
-}
+// or K×N (values). Each workgroup computes a TILE×TILE tile of C, each thread a 4×4 block held in
+// registers, stepping through K in slices of TILE_K staged in workgroup memory.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -22,13 +8,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> c: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-const BM: u32 = 64u;
-const BN: u32 = 64u;
-const BK: u32 = 16u;
+// TILE × TILE outputs per workgroup of TILE_THREADS × TILE_THREADS threads (4 × 4 each, held as
+// vec4s below), stepping through K in slices of TILE_K (constants from matmul.rs).
+const BM: u32 = TILE;
+const BN: u32 = TILE;
+const BK: u32 = TILE_K;
 
 // k-major tiles, so a thread's 4 consecutive rows (columns) are adjacent.
-var<workgroup> tile_a: array<f32, 1024>;
-var<workgroup> tile_b: array<f32, 1024>;
+var<workgroup> tile_a: array<f32, TILE * TILE_K>;
+var<workgroup> tile_b: array<f32, TILE * TILE_K>;
 
 // erf as a ratio of polynomials (XLA/Eigen's f32 form), the same as the CPU kernels.
 fn erf(v: f32) -> f32 {
@@ -48,19 +36,19 @@ fn erf(v: f32) -> f32 {
 }
 
 fn finish(v: f32, col: u32) -> f32 {
-    if (p.epilogue == 0u) {
+    if (p.epilogue == EPILOGUE_NONE) {
         return v;
     }
     let x = v + bias[col];
     switch p.epilogue {
-        case 2u: { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
-        case 3u: { return x / (1.0 + exp(-1.702 * x)); }
-        case 4u: { return max(x, 0.0); }
+        case EPILOGUE_BIAS_GELU_ERF: { return 0.5 * x * (1.0 + erf(x * 0.7071067811865476)); }
+        case EPILOGUE_BIAS_QUICK_GELU: { return x / (1.0 + exp(-1.702 * x)); }
+        case EPILOGUE_BIAS_RELU: { return max(x, 0.0); }
         default: { return x; }
     }
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(TILE_THREADS, TILE_THREADS)
 fn matmul(
     @builtin(workgroup_id) wg: vec3<u32>,
     @builtin(local_invocation_id) lid: vec3<u32>,
@@ -78,10 +66,10 @@ fn matmul(
     }
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
-        // 256 threads stage 64×16 values of each operand, 4 each; neighbouring threads read
-        // neighbouring addresses.
+        // The workgroup's threads stage TILE × TILE_K values of each operand, 4 each; neighbouring
+        // threads read neighbouring addresses.
         for (var s = 0u; s < 4u; s++) {
-            let idx = li + s * 256u;
+            let idx = li + s * TILE_THREADS * TILE_THREADS;
             let r = idx / BK;
             let kk = idx % BK;
             let gr = row0 + r;

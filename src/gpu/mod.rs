@@ -1,16 +1,28 @@
 //! The GPU path: one place that opens a wgpu adapter and device (WebGPU in the browser; Vulkan,
 //! Metal or DX12 natively), asks for the limits GroupViT needs within what the adapter offers, and
 //! says what it got. When no usable GPU is there the error says why, so callers fall back to the CPU.
-//! Kernels live beside this file, each with its WGSL.
+//!
+//! Kernels live beside their Rust (`matmul`, `rows`, `ops`, `compose`), each shader compiled after
+//! one prelude (`prelude.wgsl`) and the constants and `Params` struct Rust hands it, so the two
+//! sides cannot disagree on a layout. `layers`, `vision` and `projection` are GroupViT's modules
+//! built from their CPU twins in `crate::model`; `recorder` records kernels into one command
+//! buffer; `compose` is the segmentation composition; `encoder` is the image encoder a segmenter
+//! runs.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use wgpu::util::DeviceExt;
 
 pub mod buffer;
+pub mod compose;
+pub mod encoder;
+pub mod layers;
 pub mod matmul;
 pub mod ops;
 pub mod profile;
+pub mod projection;
+pub mod recorder;
 pub mod rows;
-pub mod segment;
 pub mod vision;
 
 use crate::error::Error;
@@ -22,7 +34,7 @@ pub const NEEDED_STORAGE_BINDING: u64 = 64 << 20;
 pub const NEEDED_WORKGROUP_STORAGE: u32 = 8 << 10;
 
 /// What the adapter is, for the user and the logs.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AdapterSummary {
     pub name: String,
     pub backend: String,
@@ -56,7 +68,9 @@ pub struct Gpu {
     /// Whether the device can time kernels (`TIMESTAMP_QUERY`).
     pub timestamps: bool,
     /// While profiling, every dispatch is timed (see [`Gpu::start_profile`]).
-    profiler: std::sync::Mutex<Option<profile::Profiler>>,
+    profiler: std::sync::Mutex<Option<PassLog>>,
+    /// Bytes uploaded so far (see [`Gpu::uploaded_bytes`]).
+    uploaded: AtomicUsize,
 }
 
 fn unavailable(reason: impl std::fmt::Display) -> Error {
@@ -123,6 +137,7 @@ impl Gpu {
             queue,
             timestamps,
             profiler: std::sync::Mutex::new(None),
+            uploaded: AtomicUsize::new(0),
             adapter: AdapterSummary {
                 name: info.name,
                 backend: format!("{:?}", info.backend),
@@ -134,10 +149,45 @@ impl Gpu {
         })
     }
 
+    /// Bytes uploaded to the device so far: read around an upload, the size of what it put there.
+    pub fn uploaded_bytes(&self) -> usize {
+        self.uploaded.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn count_upload(&self, bytes: usize) {
+        self.uploaded.fetch_add(bytes, Ordering::Relaxed);
+    }
+
     /// [`Gpu::new`], blocking (native only; the browser must await).
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new_blocking(allow_software: bool) -> Result<Self, Error> {
         pollster::block_on(Self::new(allow_software))
+    }
+}
+
+/// Timestamps one query set holds (wgpu's maximum per set): 2048 dispatches.
+pub(crate) const QUERIES: u32 = 4096;
+
+/// The dispatches timed while a profile is on (`profile` reads it out).
+pub(crate) struct PassLog {
+    pub(crate) set: wgpu::QuerySet,
+    /// Kernel name and floating-point operations of each timed dispatch, in order.
+    pub(crate) passes: Vec<(&'static str, u64)>,
+}
+
+impl PassLog {
+    /// Timestamp writes for the next pass, while the query set has room.
+    pub(crate) fn next_pass(&mut self, name: &'static str, flops: u64) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
+        let i = self.passes.len() as u32 * 2;
+        if i + 2 > QUERIES {
+            return None;
+        }
+        self.passes.push((name, flops));
+        Some(wgpu::ComputePassTimestampWrites {
+            query_set: &self.set,
+            beginning_of_pass_write_index: Some(i),
+            end_of_pass_write_index: Some(i + 1),
+        })
     }
 }
 
@@ -174,14 +224,56 @@ impl ErrorScopes {
     }
 }
 
-/// Workgroups along one dispatch dimension at most (WebGPU's default limit).
-const MAX_WORKGROUPS_PER_DIMENSION: usize = 65535;
+/// Workgroups along one dispatch dimension at most (WebGPU's default limit). Larger dispatches
+/// go on along y; the prelude's `flat_thread` and `flat_workgroup` undo the split.
+pub(crate) const MAX_WORKGROUPS_X: usize = 65535;
 
-/// Compiles a WGSL module.
-pub(crate) fn shader(gpu: &Gpu, label: &str, wgsl: &'static str) -> wgpu::ShaderModule {
+/// Threads of the workgroups that reduce a row together (the prelude's `workgroup_sum`).
+pub(crate) const REDUCE_THREADS: u32 = 256;
+
+/// The WGSL every shader starts with.
+const PRELUDE: &str = include_str!("prelude.wgsl");
+
+/// A shader's `Params` uniform: a `#[repr(C)]` Rust struct of 32-bit fields whose WGSL declaration
+/// is generated from it, so the host and the shader share one layout.
+pub(crate) trait ShaderParams: bytemuck::Pod {
+    /// `struct Params { … }` in WGSL.
+    const WGSL: &'static str;
+}
+
+/// Declares a [`ShaderParams`] struct (u32 and f32 fields only; its size must be a multiple of 16
+/// bytes, as uniforms are).
+macro_rules! shader_params {
+    ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident: $ty:ident),* $(,)? }) => {
+        $(#[$doc])*
+        #[repr(C)]
+        #[derive(Debug, Default, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+        pub(crate) struct $name {
+            $($(#[$fdoc])* pub $field: $ty),*
+        }
+        impl $crate::gpu::ShaderParams for $name {
+            const WGSL: &'static str =
+                concat!("struct Params {\n", $("    ", stringify!($field), ": ", stringify!($ty), ",\n",)* "}\n");
+        }
+        const _: () = assert!(std::mem::size_of::<$name>() % 16 == 0, "uniforms are sized in 16-byte steps");
+    };
+}
+pub(crate) use shader_params;
+
+/// Compiles a WGSL module: the dispatch constants and those Rust gives it (`const NAME: u32 = v;`),
+/// the prelude, its `Params` struct, then `body`.
+pub(crate) fn shader<P: ShaderParams>(gpu: &Gpu, label: &str, constants: &[(&str, u32)], body: &str) -> wgpu::ShaderModule {
+    let mut source =
+        format!("const MAX_WORKGROUPS_X: u32 = {MAX_WORKGROUPS_X}u;\nconst REDUCE_THREADS: u32 = {REDUCE_THREADS}u;\n");
+    for (name, value) in constants {
+        source.push_str(&format!("const {name}: u32 = {value}u;\n"));
+    }
+    source.push_str(PRELUDE);
+    source.push_str(P::WGSL);
+    source.push_str(body);
     gpu.device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
-        source: wgpu::ShaderSource::Wgsl(wgsl.into()),
+        source: wgpu::ShaderSource::Wgsl(source.into()),
     })
 }
 
@@ -191,15 +283,14 @@ pub(crate) fn u32_of(v: usize) -> Result<u32, Error> {
 }
 
 /// Workgroups for one thread per item, `per_group` threads a workgroup (see [`workgroups`]).
-pub(crate) fn grid(threads: usize, per_group: usize) -> (u32, u32, u32) {
-    workgroups(threads.div_ceil(per_group))
+pub(crate) fn grid(threads: usize, per_group: u32) -> (u32, u32, u32) {
+    workgroups(threads.div_ceil(per_group as usize))
 }
 
-/// `count` workgroups laid out as (x, y, 1) with x ≤ 65535; the shaders rebuild the flat index as
-/// `x + y · 65535` (times their workgroup size).
+/// `count` workgroups laid out as (x, y, 1) with x ≤ [`MAX_WORKGROUPS_X`].
 pub(crate) fn workgroups(count: usize) -> (u32, u32, u32) {
     let count = count.max(1);
-    (count.min(MAX_WORKGROUPS_PER_DIMENSION) as u32, count.div_ceil(MAX_WORKGROUPS_PER_DIMENSION) as u32, 1)
+    (count.min(MAX_WORKGROUPS_X) as u32, count.div_ceil(MAX_WORKGROUPS_X) as u32, 1)
 }
 
 /// A compute pipeline and the name its timings are reported under.
@@ -222,12 +313,11 @@ pub(crate) fn pipeline(gpu: &Gpu, module: &wgpu::ShaderModule, entry: &'static s
     Kernel { pipeline, name: entry }
 }
 
-/// A uniform buffer holding a shader's `Params` struct, given field by field as 32-bit words.
-pub(crate) fn uniform(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
-    let bytes: Vec<u8> = words.iter().flat_map(|v| v.to_le_bytes()).collect();
+/// A uniform buffer holding a shader's `Params`.
+pub(crate) fn uniform<P: ShaderParams>(gpu: &Gpu, params: &P) -> wgpu::Buffer {
     gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
         label: Some("params"),
-        contents: &bytes,
+        contents: bytemuck::bytes_of(params),
         usage: wgpu::BufferUsages::UNIFORM,
     })
 }

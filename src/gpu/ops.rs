@@ -2,22 +2,40 @@
 //! reduction.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, grid, pipeline, shader, u32_of, uniform, workgroups, Gpu, Kernel};
+use super::{dispatch, grid, pipeline, shader, shader_params, u32_of, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
 
-/// Dispatches with the parameters at binding 3, as in every shader here.
-fn run(
-    gpu: &Gpu,
-    encoder: &mut wgpu::CommandEncoder,
-    pipeline: &Kernel,
-    buffers: &[(u32, &wgpu::Buffer)],
-    params: &wgpu::Buffer,
-    groups: (u32, u32, u32),
-) {
-    let mut bindings = buffers.to_vec();
-    bindings.push((3, params));
-    dispatch(gpu, encoder, pipeline, &bindings, groups);
+shader_params! {
+    /// `elementwise.wgsl`'s parameters.
+    ElementwiseParams {
+        len: u32,
+        /// add: the repeated operand's length.
+        repeat: u32,
+        /// transpose: `(outer, rows, cols, inner)` → `(outer, cols, rows, inner)`.
+        outer: u32,
+        rows: u32,
+        cols: u32,
+        inner: u32,
+        _pad0: u32,
+        _pad1: u32,
+    }
 }
+
+shader_params! {
+    /// `assign.wgsl`'s parameters.
+    AssignParams {
+        batch: u32,
+        groups: u32,
+        tokens: u32,
+        /// `assign_eps` of the normalised hard assignment.
+        eps: f32,
+    }
+}
+
+/// Threads per workgroup of the one-thread-per-element kernels.
+const THREADS: u32 = 256;
+/// Threads per workgroup of the assignment's per-token kernel.
+const ASSIGN_THREADS: u32 = 64;
 
 /// The compiled kernels.
 pub struct Ops {
@@ -29,8 +47,9 @@ pub struct Ops {
 
 impl Ops {
     pub fn new(gpu: &Gpu) -> Self {
-        let elementwise = shader(gpu, "elementwise", include_str!("elementwise.wgsl"));
-        let assign = shader(gpu, "assign", include_str!("assign.wgsl"));
+        let elementwise =
+            shader::<ElementwiseParams>(gpu, "elementwise", &[("THREADS", THREADS)], include_str!("elementwise.wgsl"));
+        let assign = shader::<AssignParams>(gpu, "assign", &[("THREADS", ASSIGN_THREADS)], include_str!("assign.wgsl"));
         Self {
             add: pipeline(gpu, &elementwise, "add"),
             transpose: pipeline(gpu, &elementwise, "transpose"),
@@ -44,8 +63,9 @@ impl Ops {
         if z.is_empty() || x.len() % z.len() != 0 || y.len() != x.len() {
             return Err(Error::Gpu(format!("cannot add {:?} to {:?}", z.shape, x.shape)));
         }
-        let params = uniform(gpu, &[u32_of(x.len())?, u32_of(z.len())?, 0, 0, 0, 0, 0, 0]);
-        run(gpu, encoder, &self.add, &[(0, &x.buffer), (1, &z.buffer), (2, &y.buffer)], &params, grid(x.len(), 256));
+        let params = ElementwiseParams { len: u32_of(x.len())?, repeat: u32_of(z.len())?, ..Default::default() };
+        let bindings = [(0, &x.buffer), (1, &z.buffer), (2, &y.buffer), (3, &uniform(gpu, &params))];
+        dispatch(gpu, encoder, &self.add, &bindings, grid(x.len(), THREADS));
         Ok(())
     }
 
@@ -63,8 +83,16 @@ impl Ops {
         if x.len() != len || y.len() != len {
             return Err(Error::Gpu(format!("cannot transpose {:?} as {outer}×{r}×{c}×{inner}", x.shape)));
         }
-        let params = uniform(gpu, &[u32_of(len)?, u32_of(outer)?, u32_of(r)?, u32_of(c)?, u32_of(inner)?, 0, 0, 0]);
-        run(gpu, encoder, &self.transpose, &[(0, &x.buffer), (2, &y.buffer)], &params, grid(len, 256));
+        let params = ElementwiseParams {
+            len: u32_of(len)?,
+            outer: u32_of(outer)?,
+            rows: u32_of(r)?,
+            cols: u32_of(c)?,
+            inner: u32_of(inner)?,
+            ..Default::default()
+        };
+        let bindings = [(0, &x.buffer), (2, &y.buffer), (3, &uniform(gpu, &params))];
+        dispatch(gpu, encoder, &self.transpose, &bindings, grid(len, THREADS));
         Ok(())
     }
 
@@ -86,10 +114,11 @@ impl Ops {
         if soft.len() != raw.len() || hard.len() != raw.len() {
             return Err(Error::Gpu("assignment outputs must match the scores".into()));
         }
-        let params = uniform(gpu, &[u32_of(b)?, u32_of(g)?, u32_of(n)?, eps.to_bits()]);
-        let all = [(0, &raw.buffer), (1, &soft.buffer), (2, &hard.buffer)];
-        run(gpu, encoder, &self.assign_columns, &all, &params, grid(b * n, 64));
-        run(gpu, encoder, &self.assign_rows, &[(2, &hard.buffer)], &params, workgroups(b * g));
+        let params = uniform(gpu, &AssignParams { batch: u32_of(b)?, groups: u32_of(g)?, tokens: u32_of(n)?, eps });
+        let all = [(0, &raw.buffer), (1, &soft.buffer), (2, &hard.buffer), (3, &params)];
+        dispatch(gpu, encoder, &self.assign_columns, &all, grid(b * n, ASSIGN_THREADS));
+        // One workgroup per group.
+        dispatch(gpu, encoder, &self.assign_rows, &[(2, &hard.buffer), (3, &params)], workgroups(b * g));
         Ok(())
     }
 }

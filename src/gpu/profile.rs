@@ -1,33 +1,8 @@
 //! Per-kernel GPU timings from timestamp queries, for the benchmark: every dispatch recorded while
 //! a profile is on gets its own pair of timestamps, reported per kernel with the matmul's GFLOP/s.
 
-use super::Gpu;
+use super::{Gpu, PassLog, QUERIES};
 use crate::error::{Error, Result};
-
-/// Timestamps one query set holds (wgpu's maximum per set): 2048 dispatches.
-const QUERIES: u32 = 4096;
-
-pub(crate) struct Profiler {
-    set: wgpu::QuerySet,
-    /// Kernel name and floating-point operations of each timed dispatch, in order.
-    passes: Vec<(&'static str, u64)>,
-}
-
-impl Profiler {
-    /// Timestamp writes for the next pass, while the query set has room.
-    pub(crate) fn next_pass(&mut self, name: &'static str, flops: u64) -> Option<wgpu::ComputePassTimestampWrites<'_>> {
-        let i = self.passes.len() as u32 * 2;
-        if i + 2 > QUERIES {
-            return None;
-        }
-        self.passes.push((name, flops));
-        Some(wgpu::ComputePassTimestampWrites {
-            query_set: &self.set,
-            beginning_of_pass_write_index: Some(i),
-            end_of_pass_write_index: Some(i + 1),
-        })
-    }
-}
 
 /// One kernel's share of a profiled run.
 #[derive(Debug, Clone)]
@@ -56,7 +31,7 @@ impl Gpu {
             ty: wgpu::QueryType::Timestamp,
             count: QUERIES,
         });
-        *self.profiler.lock().unwrap_or_else(|e| e.into_inner()) = Some(Profiler { set, passes: Vec::new() });
+        *self.profiler.lock().unwrap_or_else(|e| e.into_inner()) = Some(PassLog { set, passes: Vec::new() });
         Ok(())
     }
 

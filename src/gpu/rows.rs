@@ -1,8 +1,19 @@
 //! Row-wise GPU operations over the last dimension: LayerNorm, softmax, L2 normalisation.
 
 use super::buffer::GpuTensor;
-use super::{dispatch, pipeline, shader, uniform, workgroups, Gpu, Kernel};
+use super::{dispatch, pipeline, shader, shader_params, uniform, workgroups, Gpu, Kernel};
 use crate::error::{Error, Result};
+
+shader_params! {
+    /// `rows.wgsl`'s parameters.
+    RowParams {
+        rows: u32,
+        cols: u32,
+        /// LayerNorm's epsilon.
+        eps: f32,
+        _pad: u32,
+    }
+}
 
 /// The compiled row kernels.
 pub struct RowOps {
@@ -13,7 +24,7 @@ pub struct RowOps {
 
 impl RowOps {
     pub fn new(gpu: &Gpu) -> Self {
-        let module = shader(gpu, "rows", include_str!("rows.wgsl"));
+        let module = shader::<RowParams>(gpu, "rows", &[], include_str!("rows.wgsl"));
         Self {
             layer_norm: pipeline(gpu, &module, "layer_norm"),
             softmax: pipeline(gpu, &module, "softmax"),
@@ -34,7 +45,7 @@ impl RowOps {
             (Ok(r), Ok(c)) if c > 0 => (r, c),
             _ => return Err(Error::Gpu(format!("cannot run a row kernel on {rows} × {cols}"))),
         };
-        let params = uniform(gpu, &[rows_u32, cols_u32, eps.to_bits(), 0]);
+        let params = uniform(gpu, &RowParams { rows: rows_u32, cols: cols_u32, eps, _pad: 0 });
         let mut bindings = buffers.to_vec();
         bindings.push((4, &params));
         // One workgroup per row.

@@ -5,7 +5,6 @@ use serde::Deserialize;
 
 pub use super::activation::Activation;
 use crate::error::{Error, Result};
-use crate::segment::{SegmentOptions, SegmentOverrides};
 
 /// `assign_mlp_ratio` is a pair (tokens, channels) or one number used for both.
 #[derive(Debug, Clone, Deserialize)]
@@ -124,7 +123,19 @@ pub struct GroupViTConfig {
     /// groupseg's own optional `segmentation` section: the settings a model was made for (our
     /// shapes demo has it; the published checkpoints do not, and get the official ones).
     #[serde(default)]
-    pub segmentation: SegmentOverrides,
+    pub segmentation: SegmentationSection,
+}
+
+/// The `segmentation` section of a config, as written; `crate::segment` lays it over the official
+/// settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentationSection {
+    pub short_side: Option<u32>,
+    pub window: Option<usize>,
+    pub stride: Option<usize>,
+    /// A pixel whose best label scores under this is background (0–1).
+    pub background_threshold: Option<f32>,
 }
 
 fn default_projection_dim() -> usize {
@@ -179,8 +190,12 @@ impl GroupViTConfig {
         if v.num_group_tokens.first() == Some(&0) {
             return bad("the first vision stage must have group tokens".into());
         }
-        if let Err(e) = SegmentOptions::default().with(&self.segmentation) {
-            return bad(format!("segmentation: {e}"));
+        let seg = &self.segmentation;
+        if seg.short_side == Some(0) || seg.window == Some(0) || seg.stride == Some(0) {
+            return bad("segmentation: short_side, window and stride must be positive".into());
+        }
+        if let Some(t) = seg.background_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return bad(format!("segmentation: background_threshold {t} is not between 0 and 1"));
         }
         if v.patch_size == 0 || v.image_size < v.patch_size {
             return bad(format!("patch_size {} does not fit image_size {}", v.patch_size, v.image_size));

@@ -9,8 +9,8 @@ use super::cpu_kernels;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
-    weight: Tensor,
-    bias: Tensor,
+    pub(crate) weight: Tensor,
+    pub(crate) bias: Tensor,
 }
 
 impl Linear {

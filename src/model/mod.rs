@@ -32,6 +32,25 @@ pub struct ImageFeatures {
     pub grid: (usize, usize),
 }
 
+impl ImageFeatures {
+    /// The features of several batches as one, in order.
+    pub fn cat(parts: &[ImageFeatures]) -> Result<Self> {
+        let first = parts.first().ok_or_else(|| Error::InvalidInput("no image features to join".into()))?;
+        let cat = |f: &dyn Fn(&ImageFeatures) -> &Tensor| -> Result<Tensor> {
+            Ok(Tensor::cat(&parts.iter().map(f).collect::<Vec<_>>(), 0)?)
+        };
+        let assignments = (0..first.assignments.len())
+            .map(|k| cat(&|p: &ImageFeatures| &p.assignments[k]))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            image_embeds: cat(&|p| &p.image_embeds)?,
+            group_embeds: cat(&|p| &p.group_embeds)?,
+            assignments,
+            grid: first.grid,
+        })
+    }
+}
+
 /// transformers' `GroupViTModel.forward(..., output_segmentation=True)` outputs.
 pub struct GroupViTOutput {
     pub logits_per_image: Tensor,
@@ -44,31 +63,106 @@ pub struct GroupViTOutput {
     pub assignments: Vec<Tensor>,
 }
 
-/// `GroupViTModel`.
+/// `get_text_features`: `text_model` pooled, then `text_projection`.
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    text_model: TextTransformer,
+    text_projection: ProjectionHead,
+}
+
+impl TextEncoder {
+    pub fn new(vb: VarBuilder, config: &GroupViTConfig) -> Result<Self> {
+        let t = &config.text_config;
+        let (inter, proj) = (config.projection_intermediate_dim, config.projection_dim);
+        Ok(Self {
+            text_model: TextTransformer::new(vb.pp("text_model"), t).map_err(weights_error)?,
+            text_projection: ProjectionHead::new(vb.pp("text_projection"), t.hidden_size, inter, proj)
+                .map_err(weights_error)?,
+        })
+    }
+
+    /// Projected, not normalised, `(T, projection_dim)`.
+    pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
+        Ok(self.text_projection.forward(&self.text_model.forward(input_ids)?)?)
+    }
+
+    /// Text positions the model has (77 for CLIP-style checkpoints).
+    pub fn context_length(&self) -> usize {
+        self.text_model.context_length()
+    }
+}
+
+/// `get_image_features` and the groups: `vision_model`, then `visual_projection` of the pooled
+/// embedding and of every final group.
+#[derive(Debug, Clone)]
+pub struct ImageEncoder {
+    pub(crate) vision_model: VisionTransformer,
+    pub(crate) visual_projection: ProjectionHead,
+}
+
+impl ImageEncoder {
+    pub fn new(vb: VarBuilder, config: &GroupViTConfig) -> Result<Self> {
+        let v = &config.vision_config;
+        let (inter, proj) = (config.projection_intermediate_dim, config.projection_dim);
+        Ok(Self {
+            vision_model: VisionTransformer::new(vb.pp("vision_model"), v).map_err(weights_error)?,
+            visual_projection: ProjectionHead::new(vb.pp("visual_projection"), v.hidden_size, inter, proj)
+                .map_err(weights_error)?,
+        })
+    }
+
+    /// The vision tower alone (`vision_model`).
+    pub fn vision_model(&self) -> &VisionTransformer {
+        &self.vision_model
+    }
+
+    /// Runs the vision tower and projects both the pooled embedding and every group.
+    pub fn forward(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        self.project(self.vision_model.forward(pixel_values)?)
+    }
+
+    /// Projects a vision tower's output (this one's, or its GPU twin's).
+    pub fn project(&self, out: vision::VisionOutput) -> Result<ImageFeatures> {
+        project(&self.visual_projection, out)
+    }
+}
+
+/// `visual_projection` of a vision tower's pooled output and of each of its final groups.
+pub fn project(visual_projection: &ProjectionHead, out: vision::VisionOutput) -> Result<ImageFeatures> {
+    let (b, g, h) = out.last_hidden_state.dims3()?;
+    let groups = visual_projection.forward(&out.last_hidden_state.reshape((b * g, h))?)?;
+    Ok(ImageFeatures {
+        image_embeds: visual_projection.forward(&out.pooled)?,
+        group_embeds: groups.reshape((b, g, ()))?,
+        assignments: out.assignments,
+        grid: out.grid,
+    })
+}
+
+fn weights_error(e: candle_core::Error) -> Error {
+    Error::Weights(e.to_string())
+}
+
+/// `exp(logit_scale)`, the contrastive temperature, as the checkpoint stores it.
+pub fn logit_scale(vb: &VarBuilder) -> Result<f32> {
+    Ok(vb.get((), "logit_scale").and_then(|s| s.to_scalar::<f32>()).map_err(weights_error)?.exp())
+}
+
+/// `GroupViTModel`: both encoders and the temperature.
 #[derive(Debug, Clone)]
 pub struct GroupViTModel {
-    text_model: TextTransformer,
-    vision_model: VisionTransformer,
-    visual_projection: ProjectionHead,
-    text_projection: ProjectionHead,
-    /// `logit_scale` as stored (its exponential is the temperature).
+    pub text: TextEncoder,
+    pub image: ImageEncoder,
     logit_scale: f32,
     config: GroupViTConfig,
 }
 
 impl GroupViTModel {
     pub fn new(vb: VarBuilder, config: &GroupViTConfig) -> Result<Self> {
-        let weights = |e: candle_core::Error| Error::Weights(e.to_string());
-        let (t, v) = (&config.text_config, &config.vision_config);
-        let (inter, proj) = (config.projection_intermediate_dim, config.projection_dim);
         Ok(Self {
-            text_model: TextTransformer::new(vb.pp("text_model"), t).map_err(weights)?,
-            vision_model: VisionTransformer::new(vb.pp("vision_model"), v).map_err(weights)?,
-            visual_projection: ProjectionHead::new(vb.pp("visual_projection"), v.hidden_size, inter, proj)
-                .map_err(weights)?,
-            text_projection: ProjectionHead::new(vb.pp("text_projection"), t.hidden_size, inter, proj)
-                .map_err(weights)?,
-            logit_scale: vb.get((), "logit_scale").and_then(|s| s.to_scalar::<f32>()).map_err(weights)?,
+            text: TextEncoder::new(vb.clone(), config)?,
+            image: ImageEncoder::new(vb.clone(), config)?,
+            logit_scale: logit_scale(&vb)?,
             config: config.clone(),
         })
     }
@@ -79,46 +173,14 @@ impl GroupViTModel {
 
     /// `exp(logit_scale)`, the contrastive temperature.
     pub fn logit_scale(&self) -> f32 {
-        self.logit_scale.exp()
-    }
-
-    /// `visual_projection`, for the GPU path to upload.
-    pub fn visual_projection(&self) -> &ProjectionHead {
-        &self.visual_projection
-    }
-
-    /// Text positions the model has (77 for CLIP-style checkpoints).
-    pub fn context_length(&self) -> usize {
-        self.text_model.context_length()
-    }
-
-    /// `get_text_features`: projected, not normalised, `(T, projection_dim)`.
-    pub fn text_features(&self, input_ids: &Tensor) -> Result<Tensor> {
-        Ok(self.text_projection.forward(&self.text_model.forward(input_ids)?)?)
-    }
-
-    /// Runs the vision tower and projects both the pooled embedding and every group.
-    pub fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        self.project(self.vision_model.forward(pixel_values)?)
-    }
-
-    /// Projects a vision tower's output (from this model's tower or the GPU's).
-    pub fn project(&self, out: vision::VisionOutput) -> Result<ImageFeatures> {
-        let (b, g, h) = out.last_hidden_state.dims3()?;
-        let groups = self.visual_projection.forward(&out.last_hidden_state.reshape((b * g, h))?)?;
-        Ok(ImageFeatures {
-            image_embeds: self.visual_projection.forward(&out.pooled)?,
-            group_embeds: groups.reshape((b, g, ()))?,
-            assignments: out.assignments,
-            grid: out.grid,
-        })
+        self.logit_scale
     }
 
     /// The whole forward as transformers computes it with `output_segmentation=True`.
     pub fn forward(&self, input_ids: &Tensor, pixel_values: &Tensor) -> Result<GroupViTOutput> {
         let (_, _, height, width) = pixel_values.dims4()?;
-        let image = self.image_features(pixel_values)?;
-        let text_embeds = l2_normalize(&self.text_features(input_ids)?)?;
+        let image = self.image.forward(pixel_values)?;
+        let text_embeds = l2_normalize(&self.text.forward(input_ids)?)?;
         let image_embeds = l2_normalize(&image.image_embeds)?;
         let scale = self.logit_scale() as f64;
         let logits_per_image = (image_embeds.matmul(&text_embeds.t()?)? * scale)?;

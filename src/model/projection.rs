@@ -12,8 +12,8 @@ const BATCH_NORM_EPS: f64 = 1e-5;
 /// At inference BatchNorm is an affine map, so it is folded into the first Linear at load time.
 #[derive(Debug, Clone)]
 pub struct ProjectionHead {
-    fc_in: Linear,
-    fc_out: Linear,
+    pub(crate) fc_in: Linear,
+    pub(crate) fc_out: Linear,
 }
 
 impl ProjectionHead {
@@ -31,13 +31,6 @@ impl ProjectionHead {
         let weight = w0.broadcast_mul(&scale.unsqueeze(1)?)?;
         let bias = ((b0 * &scale)? + shift)?;
         Ok(Self { fc_in: Linear::from_parts(weight, bias), fc_out: Linear::new(vb.pp("3"), intermediate, output)? })
-    }
-}
-
-impl ProjectionHead {
-    /// The two linear layers, BatchNorm folded into the first (a ReLU lies between them).
-    pub fn layers(&self) -> [&Linear; 2] {
-        [&self.fc_in, &self.fc_out]
     }
 }
 

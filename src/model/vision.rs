@@ -13,13 +13,13 @@ use crate::resample;
 /// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
 #[derive(Debug, Clone)]
 pub struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
-    num_heads: usize,
-    head_dim: usize,
-    scale: f64,
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) out_proj: Linear,
+    pub(crate) num_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
 }
 
 impl Attention {
@@ -57,9 +57,9 @@ impl Attention {
 /// `GroupViTMLP`: fc1, activation, fc2.
 #[derive(Debug, Clone)]
 pub struct Mlp {
-    fc1: Linear,
-    fc2: Linear,
-    act: Activation,
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) act: Activation,
 }
 
 impl Mlp {
@@ -76,7 +76,7 @@ impl Module for Mlp {
 
 /// `GroupViTMixerMLP`: the MLP applied across tokens rather than channels (it maps G groups to G').
 #[derive(Debug, Clone)]
-pub struct MixerMlp(Mlp);
+pub struct MixerMlp(pub(crate) Mlp);
 
 impl MixerMlp {
     pub fn new(vb: VarBuilder, act: Activation, tokens_in: usize, hidden: usize, tokens_out: usize) -> Result<Self> {
@@ -93,10 +93,10 @@ impl Module for MixerMlp {
 /// `GroupViTEncoderLayer`: pre-norm transformer block.
 #[derive(Debug, Clone)]
 pub struct EncoderLayer {
-    self_attn: Attention,
-    layer_norm1: LayerNorm,
-    mlp: Mlp,
-    layer_norm2: LayerNorm,
+    pub(crate) self_attn: Attention,
+    pub(crate) layer_norm1: LayerNorm,
+    pub(crate) mlp: Mlp,
+    pub(crate) layer_norm2: LayerNorm,
 }
 
 impl EncoderLayer {
@@ -122,8 +122,8 @@ impl Module for EncoderLayer {
 #[derive(Debug, Clone)]
 pub struct PatchEmbeddings {
     /// The convolution as a linear layer over flattened `(channels, patch, patch)` patches.
-    projection: Linear,
-    patch: usize,
+    pub(crate) projection: Linear,
+    pub(crate) patch: usize,
 }
 
 impl PatchEmbeddings {
@@ -167,10 +167,10 @@ pub fn unfold_patches(pixel_values: &Tensor, p: usize) -> Result<(Tensor, (usize
 /// when the patch grid differs from the one they were learnt on).
 #[derive(Debug, Clone)]
 pub struct VisionEmbeddings {
-    patch_embeddings: PatchEmbeddings,
-    position_embeddings: Tensor,
-    layernorm: LayerNorm,
-    grid: usize,
+    pub(crate) patch_embeddings: PatchEmbeddings,
+    pub(crate) position_embeddings: Tensor,
+    pub(crate) layernorm: LayerNorm,
+    pub(crate) grid: usize,
 }
 
 impl VisionEmbeddings {
@@ -208,10 +208,10 @@ pub fn position_embeddings_for(table: &Tensor, grid: usize, (gh, gw): (usize, us
 /// `GroupViTCrossAttentionLayer`: group tokens attend to image tokens before assignment.
 #[derive(Debug, Clone)]
 pub struct CrossAttentionLayer {
-    attn: Attention,
-    norm2: LayerNorm,
-    mlp: Mlp,
-    norm_post: LayerNorm,
+    pub(crate) attn: Attention,
+    pub(crate) norm2: LayerNorm,
+    pub(crate) mlp: Mlp,
+    pub(crate) norm_post: LayerNorm,
 }
 
 impl CrossAttentionLayer {
@@ -237,12 +237,12 @@ impl CrossAttentionLayer {
 /// soft assignment (softmax over groups) that segmentation multiplies across stages.
 #[derive(Debug, Clone)]
 pub struct AssignAttention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    proj: Linear,
-    scale: f64,
-    assign_eps: f64,
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) proj: Linear,
+    pub(crate) scale: f64,
+    pub(crate) assign_eps: f64,
 }
 
 impl AssignAttention {
@@ -278,14 +278,14 @@ impl AssignAttention {
 /// attend to the image tokens, then take them over by assignment.
 #[derive(Debug, Clone)]
 pub struct TokenAssign {
-    norm_tokens: LayerNorm,
-    mlp_inter: MixerMlp,
-    norm_post_tokens: LayerNorm,
-    norm_x: LayerNorm,
-    pre_assign_attn: CrossAttentionLayer,
-    assign: AssignAttention,
-    norm_new_x: LayerNorm,
-    mlp_channels: Mlp,
+    pub(crate) norm_tokens: LayerNorm,
+    pub(crate) mlp_inter: MixerMlp,
+    pub(crate) norm_post_tokens: LayerNorm,
+    pub(crate) norm_x: LayerNorm,
+    pub(crate) pre_assign_attn: CrossAttentionLayer,
+    pub(crate) assign: AssignAttention,
+    pub(crate) norm_new_x: LayerNorm,
+    pub(crate) mlp_channels: Mlp,
 }
 
 impl TokenAssign {
@@ -320,8 +320,8 @@ impl TokenAssign {
 /// `group_projector`: carries the previous stage's group tokens into this stage's (LayerNorm, mixer MLP).
 #[derive(Debug, Clone)]
 pub struct GroupProjector {
-    norm: LayerNorm,
-    mixer: MixerMlp,
+    pub(crate) norm: LayerNorm,
+    pub(crate) mixer: MixerMlp,
 }
 
 impl GroupProjector {
@@ -349,10 +349,10 @@ pub struct StageOutput {
 /// `GroupViTStage`: transformer layers over [image tokens; group tokens], then a grouping block.
 #[derive(Debug, Clone)]
 pub struct Stage {
-    group_token: Option<Tensor>,
-    layers: Vec<EncoderLayer>,
-    downsample: Option<TokenAssign>,
-    group_projector: Option<GroupProjector>,
+    pub(crate) group_token: Option<Tensor>,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) downsample: Option<TokenAssign>,
+    pub(crate) group_projector: Option<GroupProjector>,
 }
 
 impl Stage {
@@ -427,9 +427,9 @@ pub struct VisionOutput {
 /// `GroupViTVisionTransformer`.
 #[derive(Debug, Clone)]
 pub struct VisionTransformer {
-    embeddings: VisionEmbeddings,
-    stages: Vec<Stage>,
-    layernorm: LayerNorm,
+    pub(crate) embeddings: VisionEmbeddings,
+    pub(crate) stages: Vec<Stage>,
+    pub(crate) layernorm: LayerNorm,
 }
 
 impl VisionTransformer {

@@ -4,10 +4,13 @@
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use candle_core::pickle::{Object, Stack};
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Error, Result};
 
@@ -34,19 +37,76 @@ impl WeightsFormat {
     }
 }
 
+/// A checkpoint's weights, read from `bytes`: every tensor is converted to f32 when a module
+/// fetches it, and the bytes handed out are counted (what a model built from them holds).
+pub struct Weights {
+    vb: VarBuilder<'static>,
+    fetched: Arc<AtomicUsize>,
+}
+
+impl Weights {
+    pub fn from_bytes(bytes: Vec<u8>, device: &Device) -> Result<Self> {
+        let inner: Box<dyn SimpleBackend> = match WeightsFormat::sniff(&bytes)? {
+            WeightsFormat::Safetensors => {
+                // Validate the header and data extents now, so a truncated download is reported as such.
+                safetensors::SafeTensors::deserialize(&bytes)
+                    .map_err(|e| Error::Weights(format!("the safetensors file is damaged or truncated ({e})")))?;
+                Box::new(candle_core::safetensors::BufferedSafetensors::new(bytes)?)
+            }
+            WeightsFormat::PyTorch => Box::new(read_pytorch(&bytes, device)?),
+        };
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let backend = Counting { inner, fetched: Arc::clone(&fetched) };
+        Ok(Self { vb: VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()), fetched })
+    }
+
+    /// The root of the checkpoint's names.
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        self.vb.clone()
+    }
+
+    /// Bytes of all tensors fetched so far.
+    pub fn fetched_bytes(&self) -> usize {
+        self.fetched.load(Ordering::Relaxed)
+    }
+}
+
 /// Builds a `VarBuilder` over the weights in `bytes`, converting every tensor to f32 on use.
 pub fn var_builder(bytes: Vec<u8>, device: &Device) -> Result<VarBuilder<'static>> {
-    match WeightsFormat::sniff(&bytes)? {
-        WeightsFormat::Safetensors => {
-            // Validate the header and data extents now, so a truncated download is reported as such.
-            safetensors::SafeTensors::deserialize(&bytes)
-                .map_err(|e| Error::Weights(format!("the safetensors file is damaged or truncated ({e})")))?;
-            Ok(VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?)
+    Ok(Weights::from_bytes(bytes, device)?.var_builder())
+}
+
+/// Counts the bytes of the tensors it hands out.
+struct Counting {
+    inner: Box<dyn SimpleBackend>,
+    fetched: Arc<AtomicUsize>,
+}
+
+impl Counting {
+    /// Counts a fetched tensor, refusing one with NaN or infinite values (a damaged checkpoint would
+    /// otherwise segment everything as background without a word).
+    fn count(&self, name: &str, t: candle_core::Result<Tensor>) -> candle_core::Result<Tensor> {
+        let t = t?;
+        // One pass: a sum is finite exactly when every value is (weights never approach f32's range).
+        if t.dtype().is_float() && !t.to_dtype(DType::F32)?.sum_all()?.to_scalar::<f32>()?.is_finite() {
+            candle_core::bail!("tensor {name} holds NaN or infinite values: the weights file is damaged");
         }
-        WeightsFormat::PyTorch => {
-            let tensors = read_pytorch(&bytes, device)?;
-            Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
-        }
+        self.fetched.fetch_add(t.elem_count() * t.dtype().size_in_bytes(), Ordering::Relaxed);
+        Ok(t)
+    }
+}
+
+impl SimpleBackend for Counting {
+    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.count(name, self.inner.get(s, name, h, dtype, dev))
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.count(name, self.inner.get_unchecked(name, dtype, dev))
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.inner.contains_tensor(name)
     }
 }
 

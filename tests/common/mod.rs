@@ -2,12 +2,28 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use groupseg::model::{weights, GroupViTConfig, GroupViTModel};
+use groupseg::{Background, SegmentOptions, SegmentOverrides};
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// The whole model (both encoders) of a fixture directory, or of a weights file in one.
+pub fn model(path: &Path) -> GroupViTModel {
+    let (dir, file) = if path.is_dir() { (path, path.join("model.safetensors")) } else { (path.parent().unwrap(), path.to_owned()) };
+    let config = GroupViTConfig::from_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    let vb = weights::var_builder(std::fs::read(file).unwrap(), &Device::Cpu).unwrap();
+    GroupViTModel::new(vb, &config).unwrap()
+}
+
+/// The official options with this geometry and background.
+pub fn options(short_side: u32, window: usize, stride: usize, background: Background) -> SegmentOptions {
+    let o = SegmentOverrides { short_side: Some(short_side), window_side: Some(window), stride: Some(stride), background: Some(background) };
+    SegmentOptions::default().with(&o).unwrap()
 }
 
 /// The reference's outputs stored beside a fixture model.

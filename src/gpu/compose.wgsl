@@ -1,4 +1,4 @@
-// From groups to a label per pixel, as `segment.rs` does it on the CPU (NVlabs' inference):
+// From groups to a label per pixel, as `crate::segment` does it on the CPU (NVlabs' inference):
 // `rank`:     per window and label, whether the label is in the window's top-k (softmax of the
 //             whole-image affinity; ties to the lower index, as a stable sort);
 // `affinity`: per window and group, softmax over the allowed labels × softmax over all labels;
@@ -7,34 +7,8 @@
 //             whose affinity row is added to the photo's class sums (background counted apart);
 // `average`:  per pixel, the sums divided by the number of windows covering it;
 // `label`:    per output pixel, the class sums resized bilinearly and their argmax.
-// Resizing is PyTorch's `interpolate(..., mode="bilinear", align_corners=False)`.
-
-struct Params {
-    batch: u32,
-    groups: u32,
-    // Labels, background not included.
-    labels: u32,
-    top_k: u32,
-    scale: f32,
-    // Negative: no background.
-    threshold: f32,
-    // compose: which window of the batch, where it lies, and its size.
-    window: u32,
-    y0: u32,
-    x0: u32,
-    win_h: u32,
-    win_w: u32,
-    grid_h: u32,
-    grid_w: u32,
-    // The resized photo the windows slide over, and the output (the photo's own size).
-    height: u32,
-    width: u32,
-    out_h: u32,
-    out_w: u32,
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+// Resizing is PyTorch's `interpolate(..., mode="bilinear", align_corners=False)` (the prelude's
+// `tap`).
 
 @group(0) @binding(0) var<storage, read> image_logits: array<f32>;
 @group(0) @binding(1) var<storage, read> group_logits: array<f32>;
@@ -48,32 +22,9 @@ struct Params {
 @group(0) @binding(9) var<uniform> p: Params;
 @group(0) @binding(10) var<storage, read_write> window_best: array<f32>;
 
-const LOWEST: f32 = -3.402823e38;
-
-fn index(gid: vec3<u32>) -> u32 {
-    return gid.x + gid.y * 65535u * 64u;
-}
-
-struct Tap {
-    i0: u32,
-    i1: u32,
-    w0: f32,
-    w1: f32,
-}
-
-// Source taps of output coordinate `d` when resizing `in_len` samples to `out_len`.
-fn tap(in_len: u32, out_len: u32, d: u32) -> Tap {
-    let scale = f32(in_len) / f32(out_len);
-    let src = max(scale * (f32(d) + 0.5) - 0.5, 0.0);
-    let i0 = min(u32(src), in_len - 1u);
-    let i1 = min(i0 + 1u, in_len - 1u);
-    let l1 = src - f32(i0);
-    return Tap(i0, i1, 1.0 - l1, l1);
-}
-
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn rank(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = index(gid);
+    let i = flat_thread(gid, THREADS);
     let c = p.labels;
     if (i >= p.batch * c) {
         return;
@@ -99,9 +50,9 @@ fn rank(@builtin(global_invocation_id) gid: vec3<u32>) {
     allowed[i] = select(0u, 1u, above < p.top_k);
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn affinity_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = index(gid);
+    let i = flat_thread(gid, THREADS);
     let c = p.labels;
     if (i >= p.batch * p.groups) {
         return;
@@ -136,9 +87,9 @@ fn affinity_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn best(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let b = index(gid);
+    let b = flat_thread(gid, THREADS);
     if (b >= p.batch) {
         return;
     }
@@ -150,9 +101,9 @@ fn best(@builtin(global_invocation_id) gid: vec3<u32>) {
     window_best[b] = m;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn compose(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = index(gid);
+    let i = flat_thread(gid, THREADS);
     if (i >= p.win_h * p.win_w) {
         return;
     }
@@ -185,15 +136,15 @@ fn compose(@builtin(global_invocation_id) gid: vec3<u32>) {
         sums[(j + 1u) * photo_plane + pixel] += v;
         top_score = max(top_score, v);
     }
-    if (p.threshold >= 0.0 && top_score < min(p.threshold, window_best[p.window])) {
+    if (p.has_background != 0u && top_score < min(p.threshold, window_best[p.window])) {
         sums[pixel] += 1.0;
     }
     counts[pixel] += 1.0;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn average(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = index(gid);
+    let i = flat_thread(gid, THREADS);
     let plane = p.height * p.width;
     if (i >= plane) {
         return;
@@ -204,9 +155,9 @@ fn average(@builtin(global_invocation_id) gid: vec3<u32>) {
     }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(THREADS)
 fn label(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let i = index(gid);
+    let i = flat_thread(gid, THREADS);
     if (i >= p.out_h * p.out_w) {
         return;
     }

@@ -1,0 +1,174 @@
+//! The seam between a segmenter and its image backend. The CPU (candle) and the GPU (wgpu) each
+//! encode a photo's windows and compose label maps from what they encoded; a `Segmenter` holds the
+//! text side and exactly one of them.
+
+use candle_core::Tensor;
+
+use crate::error::{Error, Result};
+use crate::gpu::compose::GpuEncoding;
+use crate::gpu::{encoder, AdapterSummary};
+use crate::model::{self, ImageFeatures};
+use crate::segment::{self, LabelOptions, Segmentation, WindowLayout};
+
+/// Where the image encoder should run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// A hardware GPU when one is usable, else the CPU (saying why).
+    #[default]
+    Auto,
+    /// Any GPU adapter, software emulation included.
+    Gpu,
+    Cpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    /// `auto`, `gpu` (or `webgpu`, as the browser calls it) or `cpu`.
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "gpu" | "webgpu" => Ok(Self::Gpu),
+            "cpu" => Ok(Self::Cpu),
+            _ => Err(Error::InvalidInput(format!("backend {s:?} is not one of auto, gpu, cpu (webgpu is gpu's name in the browser)"))),
+        }
+    }
+}
+
+/// Where the image encoder does run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunningBackend {
+    Gpu(AdapterSummary),
+    /// With the reason a GPU was not used, when one was asked for.
+    Cpu { why_not_gpu: Option<String> },
+}
+
+impl std::fmt::Display for RunningBackend {
+    /// "GPU: llvmpipe (…) through Vulkan, software emulation", "CPU", "CPU (no usable GPU: …)".
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Gpu(adapter) => write!(f, "GPU: {}", adapter.describe()),
+            Self::Cpu { why_not_gpu: None } => write!(f, "CPU"),
+            Self::Cpu { why_not_gpu: Some(why) } => write!(f, "CPU ({why})"),
+        }
+    }
+}
+
+/// What composing a label map needs besides the encoding.
+pub struct Composition<'a> {
+    pub layout: &'a WindowLayout,
+    /// L2-normalised label embeddings `(C, D)`.
+    pub labels: &'a Tensor,
+    /// Class names, background first.
+    pub classes: &'a [String],
+    /// The model's contrastive temperature (capped by the options).
+    pub logit_scale: f32,
+    pub options: &'a LabelOptions,
+}
+
+impl Composition<'_> {
+    /// The temperature, capped as the official inference does.
+    fn scale(&self) -> f32 {
+        self.logit_scale.min(self.options.max_logit_scale)
+    }
+}
+
+/// An image backend: the image encoder and the composition, on one device.
+// The futures are awaited where they are made (the browser's one thread, or `block_on`), so their
+// `Send`-ness does not matter.
+#[allow(async_fn_in_trait)]
+pub trait ImageBackend {
+    /// What encoding a photo leaves for composing, on this backend's device.
+    type Encoding;
+
+    /// Runs the image encoder over a photo's windows `(B, 3, h, w)`.
+    async fn encode(&self, windows: &Tensor) -> Result<Self::Encoding>;
+
+    /// A label per pixel of the photo, from an encoding of its windows.
+    async fn compose(&self, encoding: &Self::Encoding, job: &Composition<'_>) -> Result<Segmentation>;
+
+    /// [`ImageBackend::encode`] then [`ImageBackend::compose`].
+    async fn segment(&self, windows: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        self.compose(&self.encode(windows).await?, job).await
+    }
+
+    /// The projected image and group embeddings of `pixel_values` (classification, raw logits).
+    async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures>;
+}
+
+/// The image side on the CPU: `crate::model`'s encoder, `crate::segment`'s composition.
+pub struct CpuBackend {
+    encoder: model::ImageEncoder,
+}
+
+impl CpuBackend {
+    pub fn new(encoder: model::ImageEncoder) -> Self {
+        Self { encoder }
+    }
+}
+
+/// Windows encoded together at most: a photo's memory then does not grow with its window count
+/// (one 448-pixel window's attention scores alone are 17 MB a layer).
+pub const WINDOWS_PER_BATCH: usize = 4;
+
+impl ImageBackend for CpuBackend {
+    type Encoding = ImageFeatures;
+
+    async fn encode(&self, windows: &Tensor) -> Result<ImageFeatures> {
+        let n = windows.dim(0)?;
+        let chunks = (0..n)
+            .step_by(WINDOWS_PER_BATCH)
+            .map(|i| self.encoder.forward(&windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
+            .collect::<Result<Vec<_>>>()?;
+        ImageFeatures::cat(&chunks)
+    }
+
+    async fn compose(&self, features: &ImageFeatures, job: &Composition<'_>) -> Result<Segmentation> {
+        segment::compose(features, job.layout, job.labels, job.classes.to_vec(), job.logit_scale, job.options)
+    }
+
+    async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        self.encoder.forward(pixel_values)
+    }
+}
+
+/// The image side on the GPU: `crate::gpu`'s encoder and composition, in one command buffer.
+pub struct GpuBackend {
+    encoder: encoder::ImageEncoder,
+}
+
+impl GpuBackend {
+    /// Uploads `cpu`'s weights to the best GPU (software adapters only when `allow_software`).
+    pub async fn open(cpu: &model::ImageEncoder, allow_software: bool) -> Result<Self> {
+        Ok(Self { encoder: encoder::ImageEncoder::open(cpu, allow_software).await? })
+    }
+
+    pub fn encoder(&self) -> &encoder::ImageEncoder {
+        &self.encoder
+    }
+
+    fn summarize(job: &Composition<'_>, out: encoder::GpuLabels) -> Segmentation {
+        segment::summarize(out.label_map, out.scores, job.classes.to_vec(), job.layout.photo)
+    }
+}
+
+impl ImageBackend for GpuBackend {
+    type Encoding = GpuEncoding;
+
+    async fn encode(&self, windows: &Tensor) -> Result<GpuEncoding> {
+        self.encoder.encode(windows).await
+    }
+
+    async fn compose(&self, encoding: &GpuEncoding, job: &Composition<'_>) -> Result<Segmentation> {
+        let out = self.encoder.compose(encoding, job.layout, job.labels, job.scale(), job.options).await?;
+        Ok(Self::summarize(job, out))
+    }
+
+    async fn segment(&self, windows: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        let out = self.encoder.segment(windows, job.layout, job.labels, job.scale(), job.options).await?;
+        Ok(Self::summarize(job, out))
+    }
+
+    async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        self.encoder.features(pixel_values).await
+    }
+}
