@@ -8,6 +8,27 @@ const HUB = {
   yfcc: 'https://huggingface.co/nvidia/groupvit-gcc-yfcc/resolve/main/',
 };
 
+/** localStorage key of the last model URL loaded, restored on the next visit if still cached. */
+const LAST_MODEL = 'groupseg-last-model';
+/** Photos are shown from bitmaps at most this many pixels on their long side. */
+const DISPLAY_SIDE = 2048;
+
+/** Keeps (a URL), forgets (null) or leaves (undefined) the last model; storage may be refused. */
+function remember(url) {
+  try {
+    if (url) localStorage.setItem(LAST_MODEL, url);
+    else if (url === null) localStorage.removeItem(LAST_MODEL);
+  } catch { /* no localStorage here: every visit starts as the first */ }
+}
+
+function lastModel() {
+  try {
+    return localStorage.getItem(LAST_MODEL);
+  } catch {
+    return null;
+  }
+}
+
 const status = (text, error = false) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
 
 // One request at a time per id; replies come back by id.
@@ -71,12 +92,15 @@ async function loadNow(source) {
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    const { backend } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
+    const { backend, notes } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
     modelReady = true;
+    // The next visit starts with the same model when the browser keeps it.
+    remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
     document.body.dataset.model = 'ready';
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
     $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
-    status(photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.');
+    const note = notes?.length ? ` ${notes.join(' ')}` : '';
+    status(`${photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.'}${note}`);
     for (const entry of photos) entry.request = null;
     if (photos.length) await repaintAll();
   } catch (e) {
@@ -106,12 +130,24 @@ async function segmentInto(entry) {
     const { result, ms, reused } = await ask({
       type: 'segment', key: entry.key, photo: entry.file, labels: $('labels').value, options: options(),
     });
-    entry.bitmap ??= await createImageBitmap(entry.file, { imageOrientation: 'from-image' });
+    entry.bitmap ??= await displayBitmap(entry.file, result.width, result.height);
     render(entry, result, ms ?? performance.now() - started, reused);
   } catch (e) {
     entry.request = null;
     entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
   }
+}
+
+/** The photo for display: decoded by the browser, downscaled to at most DISPLAY_SIDE on its long
+ * side (the result canvas scales it back up), so a tab of phone photos stays small. */
+function displayBitmap(file, width, height) {
+  const scale = Math.min(1, DISPLAY_SIDE / Math.max(width, height));
+  return createImageBitmap(file, {
+    imageOrientation: 'from-image',
+    resizeWidth: Math.max(1, Math.round(width * scale)),
+    resizeHeight: Math.max(1, Math.round(height * scale)),
+    resizeQuality: 'high',
+  });
 }
 
 async function segmentAll(files) {
@@ -263,8 +299,13 @@ if (params.get('model')) {
   $('model-url').value = params.get('model');
   loadModel({ modelUrl: params.get('model') });
 } else {
-  // A hub model this browser already keeps loads offline; otherwise the built-in shapes demo, so
-  // that the page works at once and without a network.
-  isCached(HUB.redcaps).catch(() => false)
-    .then((cached) => loadModel(cached ? { modelUrl: HUB.redcaps } : {}));
+  // The model of the last visit, or a hub model, when this browser still keeps it, loads offline;
+  // otherwise the built-in shapes demo, so that the page works at once and without a network.
+  const candidates = [lastModel(), HUB.redcaps, HUB.yfcc].filter(Boolean);
+  (async () => {
+    for (const url of candidates) {
+      if (await isCached(url).catch(() => false)) return { modelUrl: url };
+    }
+    return {};
+  })().then(loadModel);
 }

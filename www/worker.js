@@ -2,10 +2,14 @@
 // Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'segment', id, key, photo,
 // labels, options}, {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
 // Each photo (by `key`) goes through the image encoder once; new labels only re-run the composition.
+// Only the last few encodings are kept (a phone tab cannot hold a dozen); older photos are encoded
+// again when their labels change.
 import { Segmenter } from './pkg/index.js';
 
+const KEEP_ENCODINGS = 4;
+
 let segmenter = null;
-const encoded = new Map(); // photo key → EncodedImage
+const encoded = new Map(); // photo key → EncodedImage, least recently used first
 
 function forgetPhotos() {
   for (const e of encoded.values()) e.dispose();
@@ -19,16 +23,23 @@ const handlers = {
     segmenter = null;
     const onProgress = (p) => postMessage({ type: 'progress', id, ...p });
     segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
-    return { backend: segmenter.backend };
+    return { backend: segmenter.backend, notes: segmenter.notes };
   },
   async segment({ key, photo, labels, options }) {
     if (!segmenter) throw new Error('Load a model first.');
     const started = performance.now();
     let image = encoded.get(key);
     const reused = Boolean(image);
-    if (!image) {
+    if (image) {
+      encoded.delete(key); // re-inserted below as the most recently used
+    } else {
       image = await segmenter.encode(photo, options);
-      encoded.set(key, image);
+    }
+    encoded.set(key, image);
+    for (const [old, e] of encoded) {
+      if (encoded.size <= KEEP_ENCODINGS) break;
+      e.dispose();
+      encoded.delete(old);
     }
     const r = await segmenter.segment(image, labels, options);
     const ms = performance.now() - started;
