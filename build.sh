@@ -6,6 +6,7 @@
 #   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 #   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~1 hour)
+#   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint), MINUTES each (10)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -122,6 +123,41 @@ PY
     rm -rf tests/fixtures/shapes-eval
     .venv-ref/bin/python tools/shapes/evaluate.py models/shapes-demo tests/fixtures/shapes-eval/transformers.json \
       --threshold "$threshold" --write-scenes tests/fixtures/shapes-eval
+    ;;
+  fuzz)
+    # cargo-fuzz needs the nightly toolchain (stable stays the default). Each target starts from its
+    # seeds; an input that crashes it is copied to fuzz/regressions/<target>/ for
+    # tests/fuzz_regressions.rs to replay once fixed.
+    rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    shift
+    targets=("$@")
+    [ $# -gt 0 ] || targets=(decode tokenizer config checkpoint)
+    cargo +nightly fuzz build -O
+    # One core per fuzzer: libFuzzer runs one input at a time, and candle's and tokenizers' thread
+    # pools would only add scheduling noise.
+    export RAYON_NUM_THREADS=1
+    found=0
+    for t in "${targets[@]}"; do
+      case $t in
+        decode) seeds=(tests/fixtures/hostile) ;;
+        checkpoint) seeds=(tests/fixtures/tiny-2stage) ;;
+        tokenizer|config) seeds=(fuzz/seeds/$t) ;;
+        *) echo "no fuzz target $t (decode, tokenizer, config, checkpoint)"; exit 2 ;;
+      esac
+      mkdir -p fuzz/corpus/$t fuzz/artifacts/$t
+      # libFuzzer's default limits: 2 GB of memory (as the hostile corpus allows), 20 s an input.
+      cargo +nightly fuzz run -O $t fuzz/corpus/$t "${seeds[@]}" -- -max_total_time=$((${MINUTES:-10} * 60)) \
+        -rss_limit_mb=2048 -timeout=20 -max_len=600000 -print_final_stats=1 2>&1 | tee fuzz/artifacts/$t.log \
+        | grep -E '^(#[0-9]+ +(DONE|pulse)|==|SUMMARY|stat::number_of_executed_units|artifact_prefix)' || true
+      for a in fuzz/artifacts/$t/*; do
+        [ -f "$a" ] || continue
+        found=1
+        cp "$a" fuzz/regressions/$t/
+        echo "$t: $a crashes it (copied to fuzz/regressions/$t/; fix, then cargo test --test fuzz_regressions)"
+      done
+    done
+    exit $found
     ;;
   fixtures)
     need_reference

@@ -56,7 +56,35 @@ impl Default for PreprocessorConfig {
 
 impl PreprocessorConfig {
     pub fn from_json(json: &str) -> Result<Self> {
-        serde_json::from_str(json).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))
+        let cfg: Self =
+            serde_json::from_str(json).map_err(|e| Error::Config(format!("preprocessor_config.json: {e}")))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Refuses sizes that would allocate without bound (the classification input is resized to
+    /// them) and a normalisation that would turn every pixel into NaN or infinity.
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(format!("preprocessor_config.json: {m}")));
+        for (name, size) in [("size", self.size), ("crop_size", self.crop_size)] {
+            let sides = match size {
+                Size::Square(s) | Size::ShortestEdge { shortest_edge: s } => [s, s],
+                Size::Exact { height, width } => [height, width],
+            };
+            if sides.iter().any(|&s| s == 0 || s > MAX_CLASSIFICATION_SIDE) {
+                return bad(format!("{name} must be 1 to {MAX_CLASSIFICATION_SIDE} pixels (got {size:?})"));
+            }
+        }
+        if !self.rescale_factor.is_finite() || !self.image_mean.iter().all(|m| m.is_finite()) {
+            return bad("rescale_factor and image_mean must be finite numbers".into());
+        }
+        if !self.image_std.iter().all(|s| s.is_finite() && *s > 0.0) {
+            return bad(format!("image_std must be positive (got {:?})", self.image_std));
+        }
+        if pil_resize::Filter::from_pil_code(self.resample).is_none() {
+            return bad(format!("unknown resample filter {}", self.resample));
+        }
+        Ok(())
     }
 }
 
@@ -89,6 +117,9 @@ impl SegmentationSize {
 /// Memory grows with the photo only through its decoded pixels, label map and overlay, about 20
 /// bytes a pixel at the peak, so this bounds a photo's memory at about 1 GB.
 pub const PIXEL_BUDGET: u64 = 50_000_000;
+
+/// The largest side a checkpoint's classification input may ask for (theirs are 224).
+pub const MAX_CLASSIFICATION_SIDE: u32 = 4096;
 
 /// The largest photo file read (bytes).
 pub const MAX_PHOTO_BYTES: u64 = 256 << 20;
@@ -195,6 +226,13 @@ pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &D
             }
             Size::Exact { height, width } => (width, height),
         };
+        // A very narrow photo's long side grows with the short side's scale.
+        if u64::from(nw) * u64::from(nh) > PIXEL_BUDGET {
+            return Err(Error::Image(format!(
+                "classifying this {w}×{h} photo would resize it to {nw}×{nh}, over {} megapixels: crop it closer to square first",
+                PIXEL_BUDGET / 1_000_000
+            )));
+        }
         let filter = pil_resize::Filter::from_pil_code(cfg.resample)
             .ok_or_else(|| Error::Config(format!("preprocessor_config.json: unknown resample filter {}", cfg.resample)))?;
         img = pil_resize::resize(&img, nw, nh, filter);

@@ -34,7 +34,11 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// From the bytes of a checkpoint's `tokenizer.json`.
     pub fn from_tokenizer_json(json: &[u8], context_length: usize) -> Result<Self> {
-        Self::new(Tokenizer::from_bytes(json).map_err(tok_err)?, context_length)
+        // JSON first, then the tokenizer from the parsed value: `tokenizers` panics on a syntax error
+        // inside its `decoder` section when it parses from bytes (found by fuzzing).
+        let value: serde_json::Value = serde_json::from_slice(json)
+            .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON ({e})")))?;
+        Self::new(serde_json::from_value::<Tokenizer>(value).map_err(tok_err)?, context_length)
     }
 
     /// From CLIP's `vocab.json` and `merges.txt`, built as transformers' `CLIPTokenizer` builds it.

@@ -145,6 +145,30 @@ fn unusable_files_say_what_is_wrong() {
 }
 
 #[test]
+fn preprocessor_configs_that_cannot_work_are_refused_at_load() {
+    for (json, says) in [
+        (r#"{"size": 4000000000}"#, "size must be 1 to 4096 pixels"),
+        (r#"{"crop_size": {"height": 0, "width": 224}}"#, "crop_size must be 1 to 4096 pixels"),
+        (r#"{"image_std": [0.2, 0, 0.2]}"#, "image_std must be positive"),
+        (r#"{"resample": 9}"#, "unknown resample filter 9"),
+    ] {
+        let dir = checkpoint_copy("tiny-2stage");
+        std::fs::write(dir.path().join("preprocessor_config.json"), json).unwrap();
+        let msg = load_err(dir.path());
+        assert!(msg.contains("preprocessor_config.json") && msg.contains(says), "{json}: {msg}");
+    }
+}
+
+#[test]
+fn a_photo_too_narrow_to_classify_is_refused_by_name() {
+    let segmenter = Segmenter::load(&fixture("tiny-2stage"), &Device::Cpu).unwrap();
+    // Its short side (2) resized to the fixture's 32 would make the long side 32,000,000.
+    let photo = RgbImage::new(2, 2_000_000);
+    let err = groupseg::block_on(segmenter.classify(&photo, &["cat".into(), "dog".into()], &[])).unwrap_err();
+    assert!(err.to_string().contains("crop it closer to square"), "{err}");
+}
+
+#[test]
 fn labels_are_parsed_forgivingly() {
     assert_eq!(groupseg::parse_labels(" cat, sofa ,, Window,cat\nfloor ").unwrap(), ["cat", "sofa", "Window", "floor"]);
     assert!(groupseg::parse_labels(" , ,").unwrap_err().to_string().contains("at least one label"));
