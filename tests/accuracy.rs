@@ -15,10 +15,10 @@ use std::path::PathBuf;
 use candle_core::Device;
 use groupseg::{BackendChoice, Segmenter};
 
-/// Floors a little under what the committed model reaches (mIoU 0.053, pixel accuracy 0.107: grouping
-/// did not emerge in its 43 minutes of training; see the README). The sharper guard is the next one.
-const MIOU_FLOOR: f64 = 0.045;
-const PIXEL_ACCURACY_FLOOR: f64 = 0.09;
+/// Floors a little under what the committed model reaches (mIoU 0.397, pixel accuracy 0.775; the
+/// issue's bar of 0.5 / 0.8 is not reached, see the README).
+const MIOU_FLOOR: f64 = 0.385;
+const PIXEL_ACCURACY_FLOOR: f64 = 0.76;
 /// Same model, scenes, labels and threshold: our figures must be transformers', up to a pixel flipping
 /// on a near tie here and there.
 const MAX_GAP_TO_TRANSFORMERS: f64 = 0.005;

@@ -74,6 +74,62 @@ for (const [backend, ran, tolerance] of [['cpu', /CPU/, 0], ['webgpu', /GPU: .* 
   });
 }
 
+/**
+ * Each class of the scene's true mask (`NNN-mask.png`: global class ids) against what the page
+ * painted over it, read from the result's mask view through the legend's colours: for every true
+ * class, the share of its pixels painted with its own label (background included).
+ */
+async function paintedAgainstTruth(page, i) {
+  await page.click('.result input[value=mask]');
+  const mask = `/fixtures/shapes-eval/${String(i).padStart(3, '0')}-mask.png`;
+  return page.evaluate(async ({ mask, classes }) => {
+    const canvas = document.querySelector('.result canvas');
+    const painted = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+    const byColour = new Map([...document.querySelectorAll('.legend div')].map((row) => {
+      const rgb = row.querySelector('.swatch').style.background.match(/\d+/g).join(',');
+      return [rgb, row.textContent.replace(/ [\d.]+ %.*$/, '')];
+    }));
+    const bitmap = await createImageBitmap(await (await fetch(mask)).blob());
+    const c = new OffscreenCanvas(bitmap.width, bitmap.height).getContext('2d');
+    c.drawImage(bitmap, 0, 0);
+    const truth = c.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const scale = canvas.width / bitmap.width;
+    const hits = {};
+    for (let y = 0; y < canvas.height; y++) {
+      for (let x = 0; x < canvas.width; x++) {
+        const t = classes[truth[4 * (Math.floor(y / scale) * bitmap.width + Math.floor(x / scale))]];
+        const p = 4 * (y * canvas.width + x);
+        const label = byColour.get(`${painted[p]},${painted[p + 1]},${painted[p + 2]}`);
+        hits[t] ??= { right: 0, pixels: 0 };
+        hits[t].pixels++;
+        if (label === t) hits[t].right++;
+      }
+    }
+    return Object.fromEntries(Object.entries(hits).map(([k, v]) => [k, v.right / v.pixels]));
+  }, { mask, classes: meta.classes });
+}
+
+// A held-out scene (seed 38, never seen in training): a red triangle, a purple star and a pink
+// circle on a checkered background, labelled with its three phrases and two distractors.
+const SCENE = 38;
+
+test('with no model given, the page paints each shape of a held-out scene with its own phrase', async () => {
+  const page = await demoPage('cpu');
+  const labels = meta.scenes[SCENE].labels;
+  await page.fill('#labels', labels.join(', '));
+  await dropPhoto(page, await bigScene(page, SCENE), 'scene.png');
+  await done(page);
+  await page.screenshot({ path: join(outDir, 'page-demo-segments.png'), fullPage: true });
+  const shares = await paintedAgainstTruth(page, SCENE);
+  console.log('share of each true class painted with its own label:', JSON.stringify(shares));
+  assert.ok(Object.keys(shares).length === 4, `background and three shapes: ${JSON.stringify(shares)}`);
+  for (const [label, share] of Object.entries(shares)) {
+    assert.ok(share >= 0.5, `${label}: only ${(100 * share).toFixed(0)} % of its pixels painted as ${label}`);
+  }
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
 test('new labels re-paint a photo without running the image encoder again', async () => {
   const page = await demoPage('cpu');
   const photo = await bigScene(page, 2);

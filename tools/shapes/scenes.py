@@ -143,11 +143,12 @@ def _caption(rng, objects, centres, background):
     return body + (f" {bg}" if rng.random() < 0.8 else "")
 
 
-def scene(size, seed, max_objects=4):
-    """The scene named by `seed`, drawn at size × size."""
+def scene(size, seed, max_objects=4, backgrounds=None):
+    """The scene named by `seed`, drawn at size × size; `backgrounds` restricts the background kinds
+    (training curricula; the evaluation scenes use them all)."""
     rng = random.Random(seed)
     n = size * SUPERSAMPLE
-    background = rng.choice(BACKGROUNDS)
+    background = rng.choice(backgrounds or BACKGROUNDS)
     canvas = _background(background, n, rng)
     labels = Image.new("L", (n, n), 0)
     count = rng.randint(1, max_objects)
