@@ -128,6 +128,7 @@ PY
     grep -q '"done"' $run/train/log.jsonl 2>/dev/null || { echo "training stopped early: run ./build.sh shapes again to resume"; exit 1; }
     .venv-ref/bin/python tools/shapes/export.py $run/train/model models/shapes-demo --log $run/train/log.jsonl
     cp $run/train/curves.png docs/shapes-training.png
+    .venv-ref/bin/python tools/shapes/samples.py www/samples
     read -r threshold side < <(.venv-ref/bin/python -c "import json; s = json.load(open('models/shapes-demo/config.json'))['segmentation']; print(s['background_threshold'], s['short_side'])")
     rm -rf tests/fixtures/shapes-eval
     .venv-ref/bin/python tools/shapes/evaluate.py models/shapes-demo tests/fixtures/shapes-eval/transformers.json \

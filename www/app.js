@@ -98,6 +98,7 @@ async function loadNow(source) {
     remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
     document.body.dataset.model = 'ready';
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
+    $('samples-row').hidden = kind !== 'demo';
     $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
     const note = notes?.length ? ` ${notes.join(' ')}` : '';
     status(`${photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.'}${note}`);
@@ -278,6 +279,23 @@ $('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); sta
 for (const id of ['labels', 'threshold', 'no-background', 'template']) {
   $(id).addEventListener('change', () => modelReady && photos.length && repaintAll());
 }
+
+// Sample scenes for the shapes demo (www/samples/, written by tools/shapes/samples.py): their labels
+// replace the typed ones, since the demo knows only the shapes' phrases.
+$('samples').onclick = async () => {
+  try {
+    const { files, labels } = await (await fetch('samples/samples.json')).json();
+    const scenes = await Promise.all(files.map(async (name) => {
+      const res = await fetch(`samples/${name}`);
+      if (!res.ok) throw new Error(`${name}: HTTP ${res.status}`);
+      return new File([await res.blob()], name, { type: 'image/png' });
+    }));
+    $('labels').value = labels.join(', ');
+    await segmentAll(scenes);
+  } catch (e) {
+    status(`Could not fetch the sample scenes: ${e.message}`, true);
+  }
+};
 
 // Photos: picker, drop, paste.
 $('photos').onchange = (ev) => segmentAll([...ev.target.files]);

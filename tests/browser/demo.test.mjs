@@ -77,15 +77,17 @@ for (const [backend, ran, tolerance] of [['cpu', /CPU/, 0], ['webgpu', /GPU: .* 
 /**
  * Each class of the scene's true mask (`NNN-mask.png`: global class ids) against what the page
  * painted over it, read from the result's mask view through the legend's colours: for every true
- * class, the share of its pixels painted with its own label (background included).
+ * class, the share of its pixels painted with its own label (background included). `nth`: which
+ * result, newest first.
  */
-async function paintedAgainstTruth(page, i) {
-  await page.click('.result input[value=mask]');
+async function paintedAgainstTruth(page, i, nth = 0) {
+  const result = page.locator('.result').nth(nth);
+  await result.locator('input[value=mask]').click();
   const mask = `/fixtures/shapes-eval/${String(i).padStart(3, '0')}-mask.png`;
-  return page.evaluate(async ({ mask, classes }) => {
-    const canvas = document.querySelector('.result canvas');
+  return result.evaluate(async (box, { mask, classes }) => {
+    const canvas = box.querySelector('canvas');
     const painted = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    const byColour = new Map([...document.querySelectorAll('.legend div')].map((row) => {
+    const byColour = new Map([...box.querySelectorAll('.legend div')].map((row) => {
       const rgb = row.querySelector('.swatch').style.background.match(/\d+/g).join(',');
       return [rgb, row.textContent.replace(/ [\d.]+ %.*$/, '')];
     }));
@@ -125,6 +127,29 @@ test('with no model given, the page paints each shape of a held-out scene with i
   assert.ok(Object.keys(shares).length === 4, `background and three shapes: ${JSON.stringify(shares)}`);
   for (const [label, share] of Object.entries(shares)) {
     assert.ok(share >= 0.5, `${label}: only ${(100 * share).toFixed(0)} % of its pixels painted as ${label}`);
+  }
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});
+
+test('the sample scenes button paints three held-out scenes, each shape with its own phrase', async () => {
+  const page = await demoPage('cpu');
+  assert.ok(await page.isVisible('#samples'), 'offered with the shapes demo');
+  await page.click('#samples');
+  await done(page);
+  const sample = JSON.parse(await readFile(join(fixtures, '..', '..', 'www', 'samples', 'samples.json'), 'utf8'));
+  assert.equal(await page.inputValue('#labels'), sample.labels.join(', '));
+  await page.screenshot({ path: join(outDir, 'page-samples.png'), fullPage: true });
+  const names = await page.locator('.result > div:first-child').allTextContents();
+  assert.equal(names.length, 3, JSON.stringify(names));
+  for (const [nth, name] of names.entries()) {
+    const seed = Number(name.match(/scene-(\d+)\.png/)[1]);
+    const shares = await paintedAgainstTruth(page, seed, nth);
+    console.log(`scene ${seed}: share of each true class painted with its own label:`, JSON.stringify(shares));
+    assert.equal(Object.keys(shares).length, meta.scenes[seed].labels.length - 1, JSON.stringify(shares));
+    for (const [label, share] of Object.entries(shares)) {
+      assert.ok(share >= 0.5, `scene ${seed}, ${label}: only ${(100 * share).toFixed(0)} % painted as ${label}`);
+    }
   }
   assert.deepEqual(page.problems, []);
   await page.close();
