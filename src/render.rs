@@ -33,6 +33,8 @@ pub fn class_colour(k: usize) -> [u8; 3] {
 const SCALE: u32 = 2;
 const GLYPH: u32 = 8 * SCALE;
 const ROW: u32 = GLYPH + 8;
+/// The widest an overlay grows for its legend (pixels).
+const MAX_LEGEND_WIDTH: u32 = 2048;
 
 fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
     let mut cx = x;
@@ -65,8 +67,17 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
 /// class present with its share of the photo and mean score.
 pub fn overlay(photo: &RgbImage, seg: &Segmentation, opacity: f32) -> RgbImage {
     let present: Vec<usize> = (0..seg.classes.len()).filter(|&k| seg.summary[k].share > 0.0).collect();
+    let texts: Vec<String> = present
+        .iter()
+        .map(|&k| {
+            let s = &seg.summary[k];
+            format!("{}  {:.1}%  score {:.2}", s.label, s.share * 100.0, s.mean_score)
+        })
+        .collect();
     let legend_h = 8 + ROW * present.len() as u32;
-    let width = photo.width().max(360);
+    // Wide enough for the longest legend line (a very long label is cut at MAX_LEGEND_WIDTH).
+    let longest = texts.iter().map(|t| t.chars().count() as u32).max().unwrap_or(0);
+    let width = photo.width().max((3 * 8 + GLYPH + longest * GLYPH).min(MAX_LEGEND_WIDTH));
     let mut out = RgbImage::from_pixel(width, photo.height() + legend_h, Rgb([255, 255, 255]));
     let a = opacity.clamp(0.0, 1.0);
     for (x, y, px) in photo.enumerate_pixels() {
@@ -79,16 +90,14 @@ pub fn overlay(photo: &RgbImage, seg: &Segmentation, opacity: f32) -> RgbImage {
         };
         out.put_pixel(x, y, Rgb(p));
     }
-    for (row, &k) in present.iter().enumerate() {
+    for (row, (&k, text)) in present.iter().zip(&texts).enumerate() {
         let y = photo.height() + 8 + row as u32 * ROW;
         for dy in 0..GLYPH {
             for dx in 0..GLYPH {
                 out.put_pixel(8 + dx, y + dy, Rgb(class_colour(k)));
             }
         }
-        let s = &seg.summary[k];
-        let text = format!("{}  {:.1}%  score {:.2}", s.label, s.share * 100.0, s.mean_score);
-        draw_text(&mut out, 8 + GLYPH + 8, y, &text, [0, 0, 0]);
+        draw_text(&mut out, 8 + GLYPH + 8, y, text, [0, 0, 0]);
     }
     out
 }
@@ -98,4 +107,35 @@ pub fn mask(seg: &Segmentation) -> RgbImage {
     RgbImage::from_fn(seg.width, seg.height, |x, y| {
         Rgb(class_colour(seg.label_map[(y * seg.width + x) as usize] as usize))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::ClassSummary;
+
+    fn half_and_half(label: &str) -> Segmentation {
+        let summary = |label: &str| ClassSummary { label: label.into(), share: 0.5, mean_score: 0.9, bbox: None };
+        Segmentation {
+            width: 64,
+            height: 64,
+            classes: vec!["background".into(), label.into()],
+            label_map: (0..64 * 64).map(|i| u16::from(i % 64 >= 32)).collect(),
+            scores: vec![0.9; 64 * 64],
+            summary: vec![summary("background"), summary(label)],
+        }
+    }
+
+    #[test]
+    fn the_legend_fits_its_longest_line() {
+        let photo = RgbImage::new(64, 64);
+        let out = overlay(&photo, &half_and_half("orange circle"), 0.5);
+        // "orange circle  50.0%  score 0.90": 32 glyphs after the swatch.
+        assert_eq!(out.width(), 3 * 8 + GLYPH + 32 * GLYPH);
+        let last_glyph = (out.width() - 8 - GLYPH)..(out.width() - 8);
+        let row = 64 + 8 + ROW;
+        let inked = last_glyph.flat_map(|x| (row..row + GLYPH).map(move |y| (x, y))).any(|(x, y)| out.get_pixel(x, y).0 == [0, 0, 0]);
+        assert!(inked, "the last character of the legend is drawn inside the image");
+        assert_eq!(overlay(&photo, &half_and_half(&"x".repeat(10_000)), 0.5).width(), MAX_LEGEND_WIDTH);
+    }
 }

@@ -59,9 +59,16 @@ fn segment_reports_a_broken_photo_and_does_the_rest() {
         let share = want.iter().filter(|&&v| v == k as i32).count() as f64 / want.len() as f64;
         assert!((c["share"].as_f64().unwrap() - share).abs() < 1e-6, "{c}");
     }
-    let overlay = image::open(out.path().join("photo.overlay.png")).unwrap();
-    assert_eq!(overlay.width(), 360, "narrow photos get a legend-wide canvas");
+    let overlay = image::open(out.path().join("photo.overlay.png")).unwrap().to_rgb8();
     assert!(overlay.height() > 40, "legend below the photo");
+    // A narrow photo gets a canvas as wide as its legend's longest line: the rightmost inked (black
+    // text) pixel of the legend ends one glyph and a margin from the right edge, no further.
+    let ink = (0..overlay.width())
+        .rev()
+        .find(|&x| (40..overlay.height()).any(|y| overlay.get_pixel(x, y).0 == [0, 0, 0]))
+        .expect("legend text");
+    let margin = overlay.width() - 1 - ink;
+    assert!(overlay.width() > 72 && (8..8 + 16).contains(&margin), "width {}, text ends {margin} px from the edge", overlay.width());
     assert_eq!(image::open(out.path().join("photo.mask.png")).unwrap().height(), 40);
 }
 
