@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use candle_core::Device;
-use groupseg::{preprocess, BackendChoice, CheckpointFiles, Segmenter, SegmentOptions, TokenizerFiles};
+use groupseg::{preprocess, BackendChoice, CheckpointFiles, Segmenter, TokenizerFiles};
 
 /// A small model the fuzzed files are loaded beside (transformers' random 2-stage fixture).
 const CONFIG: &str = include_str!("../tests/fixtures/tiny-2stage/config.json");
@@ -84,7 +84,7 @@ fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
     let photo = image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 128]));
     let labels = ["cat".to_owned(), "sofa".to_owned()];
     let templates = [groupseg::DEFAULT_TEMPLATE.to_owned()];
-    let opts: SegmentOptions = segmenter.default_options();
+    let opts = segmenter.default_options();
     if let Ok(seg) = groupseg::block_on(segmenter.segment(&photo, &labels, &templates, &opts)) {
         assert_eq!((seg.width, seg.height), (40, 24));
     }

@@ -5,8 +5,9 @@
 
 use image::RgbImage;
 
-/// Pillow's resampling filters by their `resample` code in `preprocessor_config.json`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Pillow's resampling filters, read from their `resample` code in `preprocessor_config.json`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "u32")]
 pub enum Filter {
     Lanczos,
     Bilinear,
@@ -15,20 +16,24 @@ pub enum Filter {
     Hamming,
 }
 
-impl Filter {
+impl TryFrom<u32> for Filter {
+    type Error = String;
+
     /// Pillow's codes: 1 Lanczos, 2 bilinear, 3 bicubic, 4 box, 5 Hamming (0, nearest, is not a
     /// convolution and is served by bilinear's neighbour, box, at scale 1).
-    pub fn from_pil_code(code: u32) -> Option<Self> {
+    fn try_from(code: u32) -> Result<Self, String> {
         match code {
-            0 | 4 => Some(Filter::Box),
-            1 => Some(Filter::Lanczos),
-            2 => Some(Filter::Bilinear),
-            3 => Some(Filter::Bicubic),
-            5 => Some(Filter::Hamming),
-            _ => None,
+            0 | 4 => Ok(Filter::Box),
+            1 => Ok(Filter::Lanczos),
+            2 => Ok(Filter::Bilinear),
+            3 => Ok(Filter::Bicubic),
+            5 => Ok(Filter::Hamming),
+            _ => Err(format!("unknown resample filter {code} (Pillow's codes are 0 to 5)")),
         }
     }
+}
 
+impl Filter {
     fn support(self) -> f64 {
         match self {
             Filter::Box => 0.5,

@@ -24,8 +24,8 @@ pub struct PreprocessorConfig {
     pub do_normalize: bool,
     pub image_mean: [f32; 3],
     pub image_std: [f32; 3],
-    /// Pillow's filter code for resizing (3: bicubic).
-    pub resample: u32,
+    /// Pillow's filter for resizing (code 3: bicubic).
+    pub resample: pil_resize::Filter,
 }
 
 /// transformers writes sizes as a number, `{"shortest_edge": n}` or `{"height": h, "width": w}`.
@@ -49,7 +49,7 @@ impl Default for PreprocessorConfig {
             do_normalize: true,
             image_mean: [0.485, 0.456, 0.406],
             image_std: [0.229, 0.224, 0.225],
-            resample: 3,
+            resample: pil_resize::Filter::Bicubic,
         }
     }
 }
@@ -63,7 +63,8 @@ impl PreprocessorConfig {
     }
 
     /// Refuses sizes that would allocate without bound (the classification input is resized to
-    /// them) and a normalisation that would turn every pixel into NaN or infinity.
+    /// them) and a normalisation that would turn every pixel into NaN or infinity (the filter code
+    /// is checked as it is read).
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(format!("preprocessor_config.json: {m}")));
         for (name, size) in [("size", self.size), ("crop_size", self.crop_size)] {
@@ -80,9 +81,6 @@ impl PreprocessorConfig {
         }
         if !self.image_std.iter().all(|s| s.is_finite() && *s > 0.0) {
             return bad(format!("image_std must be positive (got {:?})", self.image_std));
-        }
-        if pil_resize::Filter::from_pil_code(self.resample).is_none() {
-            return bad(format!("unknown resample filter {}", self.resample));
         }
         Ok(())
     }
@@ -233,9 +231,7 @@ pub fn classification_input(img: &RgbImage, cfg: &PreprocessorConfig, device: &D
                 PIXEL_BUDGET / 1_000_000
             )));
         }
-        let filter = pil_resize::Filter::from_pil_code(cfg.resample)
-            .ok_or_else(|| Error::Config(format!("preprocessor_config.json: unknown resample filter {}", cfg.resample)))?;
-        img = pil_resize::resize(&img, nw, nh, filter);
+        img = pil_resize::resize(&img, nw, nh, cfg.resample);
     }
     if cfg.do_center_crop {
         let (cw, ch) = match cfg.crop_size {

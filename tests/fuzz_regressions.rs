@@ -11,11 +11,10 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The files of `dirs` (not recursive), sorted.
-fn files(dirs: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out: Vec<PathBuf> = dirs
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).unwrap_or_else(|e| panic!("{}: {e}", d.display())))
+/// The files in `dir` (not recursive), sorted.
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .filter(|p| p.is_file())
         .collect();
@@ -23,15 +22,15 @@ fn files(dirs: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
-/// Runs `target` on its seeds and regressions; the seeds must be there, so the test always runs
-/// real inputs.
-fn replay(target: &str, seeds: &[&str], exercise: fn(&[u8])) {
-    let seeds: Vec<PathBuf> = seeds.iter().map(|s| root().join(s)).collect();
+/// Runs `target` on its seeds (`fuzz/seeds/<target>`, which must hold some, so the test always runs
+/// real inputs) and its regressions.
+fn replay(target: &str, exercise: fn(&[u8])) {
+    let seeds = root().join("fuzz/seeds").join(target);
     let seed_files = files(&seeds);
-    assert!(!seed_files.is_empty(), "{target}: no seed inputs in {seeds:?}");
+    assert!(!seed_files.is_empty(), "{target}: no seed inputs");
     // A target that never crashed has no regressions folder (git keeps no empty folders).
     let found = root().join("fuzz/regressions").join(target);
-    let regressions = if found.is_dir() { files(&[found]) } else { Vec::new() };
+    let regressions = if found.is_dir() { files(&found) } else { Vec::new() };
     for path in seed_files.iter().chain(&regressions) {
         let data = std::fs::read(path).expect("read input");
         eprintln!("{target}: {}", path.strip_prefix(root()).unwrap_or(Path::new("?")).display());
@@ -42,20 +41,20 @@ fn replay(target: &str, seeds: &[&str], exercise: fn(&[u8])) {
 
 #[test]
 fn decode() {
-    replay("decode", &["tests/fixtures/hostile"], exercise::decode);
+    replay("decode", exercise::decode);
 }
 
 #[test]
 fn tokenizer() {
-    replay("tokenizer", &["fuzz/seeds/tokenizer"], exercise::tokenizer);
+    replay("tokenizer", exercise::tokenizer);
 }
 
 #[test]
 fn config() {
-    replay("config", &["fuzz/seeds/config"], exercise::config);
+    replay("config", exercise::config);
 }
 
 #[test]
 fn checkpoint() {
-    replay("checkpoint", &["tests/fixtures/tiny-2stage"], exercise::checkpoint);
+    replay("checkpoint", exercise::checkpoint);
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, launch, newPage, fixtures, outDir, dropPhoto, modelSettled, compareMask, cli, done } from './harness.mjs';
+import { serve, launch, newPage, root, fixtures, outDir, dropPhoto, modelSettled, compareMask, cli, done } from './harness.mjs';
 
 let server, browser;
 before(async () => { server = await serve(); browser = await launch(); });
@@ -137,7 +137,7 @@ test('the sample scenes button paints three held-out scenes, each shape with its
   assert.ok(await page.isVisible('#samples'), 'offered with the shapes demo');
   await page.click('#samples');
   await done(page);
-  const sample = JSON.parse(await readFile(join(fixtures, '..', '..', 'www', 'samples', 'samples.json'), 'utf8'));
+  const sample = JSON.parse(await readFile(join(root, 'www', 'samples', 'samples.json'), 'utf8'));
   assert.equal(await page.inputValue('#labels'), sample.labels.join(', '));
   await page.screenshot({ path: join(outDir, 'page-samples.png'), fullPage: true });
   const names = await page.locator('.result > div:first-child').allTextContents();
