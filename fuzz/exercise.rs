@@ -83,10 +83,13 @@ fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
     };
     let photo = image::RgbImage::from_fn(40, 24, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 128]));
     let labels = ["cat".to_owned(), "sofa".to_owned()];
-    let templates = [groupseg::DEFAULT_TEMPLATE.to_owned()];
+    let templates = groupseg::Templates::Single;
     let opts = segmenter.default_options();
     if let Ok(seg) = groupseg::block_on(segmenter.segment(&photo, &labels, &templates, &opts)) {
         assert_eq!((seg.width, seg.height), (40, 24));
+        for d in groupseg::detect::detect(&seg, &Default::default()) {
+            assert!(d.bounds.xmax <= 40 && d.bounds.ymax <= 24, "{d:?}");
+        }
     }
     if let Ok(p) = groupseg::block_on(segmenter.classify(&photo, &labels, &templates)) {
         assert_eq!(p.len(), labels.len());

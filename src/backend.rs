@@ -93,6 +93,10 @@ pub trait ImageBackend {
 
     /// The projected image and group embeddings of `pixel_values` (classification, raw logits).
     async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures>;
+
+    /// Each grouping block's soft maps, chained from the patches up to it, `(windows, groups,
+    /// patches)` on the CPU, and the patch grid: what the groups view shows.
+    async fn stage_maps(&self, encoding: &Self::Encoding) -> Result<(Vec<Tensor>, (usize, usize))>;
 }
 
 /// The image side on the CPU: `crate::model`'s encoder, `crate::segment`'s composition.
@@ -128,6 +132,13 @@ impl ImageBackend for CpuBackend {
 
     async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
         self.encoder.forward(pixel_values)
+    }
+
+    async fn stage_maps(&self, features: &ImageFeatures) -> Result<(Vec<Tensor>, (usize, usize))> {
+        let chained = (1..=features.assignments.len())
+            .map(|k| model::chain_assignments(&features.assignments[..k]))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Ok((chained, features.grid))
     }
 }
 
@@ -170,5 +181,9 @@ impl ImageBackend for GpuBackend {
 
     async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
         self.encoder.features(pixel_values).await
+    }
+
+    async fn stage_maps(&self, encoding: &GpuEncoding) -> Result<(Vec<Tensor>, (usize, usize))> {
+        Ok((self.encoder.stage_maps(encoding).await?, encoding.grid))
     }
 }

@@ -3,19 +3,26 @@
 //! From the bottom up: `model` is GroupViT in candle; `segment` is NVlabs' inference (group
 //! assignments to a label per pixel); `gpu` runs the image encoder and that composition on wgpu;
 //! `backend` is the seam between a segmenter and its image side (CPU or GPU); `tokenize` and
-//! `preprocess` turn prompts and photos into inputs; `pipeline` ties a checkpoint to those steps;
+//! `preprocess` turn prompts and photos into inputs, `prompts` labels into template ensembles;
+//! `pipeline` ties a checkpoint to those steps; the family on top of a segmentation: `detect` (boxes),
+//! `phrases` and `ground` (a caption's phrases and where they are), `groups` (the groups themselves);
 //! `render` paints a result; `wasm` and `bin/` are the JavaScript and command-line faces.
 //! See docs/architecture.md.
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;
 pub mod backend;
+pub mod detect;
 pub mod error;
 pub mod gpu;
+pub mod ground;
+pub mod groups;
 pub mod model;
+pub mod phrases;
 pub mod pil_resize;
 pub mod pipeline;
 pub mod preprocess;
+pub mod prompts;
 pub mod render;
 pub mod resample;
 pub mod segment;
@@ -26,9 +33,9 @@ pub mod wasm;
 
 pub use error::{Error, Result};
 pub use backend::{BackendChoice, RunningBackend};
-pub use pipeline::{
-    parse_labels, CheckpointFiles, EncodedPhoto, ResidentWeights, Segmenter, TokenizerFiles, DEFAULT_TEMPLATE,
-};
+pub use detect::{BoundingBox, DetectOptions, Detection};
+pub use pipeline::{parse_labels, rank, CheckpointFiles, LabelScore, EncodedPhoto, ResidentWeights, Segmenter, TokenizerFiles};
+pub use prompts::{Templates, DEFAULT_TEMPLATE};
 pub use segment::{Background, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation};
 
 /// Runs one of the library's futures to completion (native callers; the browser awaits them).

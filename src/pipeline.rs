@@ -10,14 +10,13 @@ use image::RgbImage;
 use crate::backend::{BackendChoice, Composition, CpuBackend, GpuBackend, ImageBackend, RunningBackend};
 use crate::error::{Error, Result};
 use crate::gpu::compose::GpuEncoding;
+use crate::groups::{self, Groups};
 use crate::model::weights::Weights;
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
+use crate::prompts::Templates;
 use crate::segment::{Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
 use crate::tokenize::TextTokenizer;
-
-/// The prompt every label is put into unless others are given.
-pub const DEFAULT_TEMPLATE: &str = "a photo of a {}.";
 
 /// The tokenizer files a checkpoint comes with.
 pub enum TokenizerFiles<'a> {
@@ -72,6 +71,22 @@ fn check_labels(labels: &[String]) -> Result<()> {
         return Err(Error::InvalidInput(format!("{} labels are more than the {MAX_LABELS} one run takes", labels.len())));
     }
     Ok(())
+}
+
+/// A label and its probability (zero-shot classification).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LabelScore {
+    pub label: String,
+    pub score: f32,
+}
+
+/// `labels` with their probabilities `probs`, best first, the first `top_k` (all when `None`).
+pub fn rank(labels: &[String], probs: &[f32], top_k: Option<usize>) -> Vec<LabelScore> {
+    let mut ranked: Vec<LabelScore> =
+        labels.iter().zip(probs).map(|(l, &p)| LabelScore { label: l.clone(), score: p }).collect();
+    ranked.sort_by(|a, b| b.score.total_cmp(&a.score));
+    ranked.truncate(top_k.unwrap_or(usize::MAX));
+    ranked
 }
 
 /// The image backend a segmenter holds.
@@ -132,6 +147,9 @@ fn check_embeddings(labels: &[String], embeddings: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Prompts run through the text encoder together at most.
+const PROMPTS_PER_BATCH: usize = 64;
+
 /// Tells segmenters apart, so that a photo is only labelled by the one that encoded it.
 static NEXT_SEGMENTER: AtomicU64 = AtomicU64::new(0);
 
@@ -149,7 +167,7 @@ pub struct Segmenter {
     resident: ResidentWeights,
     /// The last labels and templates embedded, and their embeddings: a batch of photos segmented
     /// by the same words runs the text encoder once.
-    last_labels: std::sync::Mutex<Option<(Vec<String>, Vec<String>, Tensor)>>,
+    last_labels: std::sync::Mutex<Option<(Vec<String>, Templates, Tensor)>>,
 }
 
 impl Segmenter {
@@ -340,9 +358,9 @@ impl Segmenter {
         self.text.forward(&self.tokenize(prompts)?)
     }
 
-    /// One normalised embedding per label `(C, projection_dim)`: each template filled with the
-    /// label, embedded, normalised, averaged over templates and normalised again.
-    pub fn label_embeddings(&self, labels: &[String], templates: &[String]) -> Result<Tensor> {
+    /// One normalised embedding per label `(C, projection_dim)`: each label's prompts (see
+    /// [`Templates::prompts`]) embedded, normalised, averaged and normalised again.
+    pub fn label_embeddings(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
         check_labels(labels)?;
         let mut last = self.last_labels.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((l, t, embeddings)) = last.as_ref() {
@@ -351,21 +369,29 @@ impl Segmenter {
             }
         }
         let embeddings = self.embed_labels(labels, templates)?;
-        *last = Some((labels.to_vec(), templates.to_vec(), embeddings.clone()));
+        *last = Some((labels.to_vec(), templates.clone(), embeddings.clone()));
         Ok(embeddings)
     }
 
-    fn embed_labels(&self, labels: &[String], templates: &[String]) -> Result<Tensor> {
-        let templates: Vec<&str> =
-            if templates.is_empty() { vec![DEFAULT_TEMPLATE] } else { templates.iter().map(String::as_str).collect() };
-        if let Some(t) = templates.iter().find(|t| !t.contains("{}")) {
-            return Err(Error::InvalidInput(format!("the prompt template {t:?} has no {{}} for the label")));
+    fn embed_labels(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
+        // A label that is a sentence has one prompt, the others one per template: embedded in one
+        // batch, averaged per label.
+        let per_label: Vec<Vec<String>> = labels.iter().map(|l| templates.prompts(l)).collect();
+        let prompts: Vec<String> = per_label.iter().flatten().cloned().collect();
+        // In batches: CLIP's 80 templates over many labels would otherwise hold thousands of
+        // prompts' activations at once.
+        let embeds = prompts
+            .chunks(PROMPTS_PER_BATCH)
+            .map(|chunk| Ok(l2_normalize(&self.text_features(chunk)?)?))
+            .collect::<Result<Vec<_>>>()?;
+        let embeds = Tensor::cat(&embeds, 0)?;
+        let mut start = 0;
+        let mut means = Vec::with_capacity(labels.len());
+        for p in &per_label {
+            means.push(embeds.narrow(0, start, p.len())?.mean_keepdim(0)?);
+            start += p.len();
         }
-        let prompts: Vec<String> =
-            labels.iter().flat_map(|l| templates.iter().map(move |t| t.replace("{}", l))).collect();
-        let embeds = l2_normalize(&self.text_features(&prompts)?)?;
-        let embeds = embeds.reshape((labels.len(), templates.len(), ()))?.mean(1)?;
-        Ok(l2_normalize(&embeds)?)
+        Ok(l2_normalize(&Tensor::cat(&means, 0)?)?)
     }
 
     /// Segments `photo` into `labels` (plus background) at the photo's resolution.
@@ -373,7 +399,7 @@ impl Segmenter {
         &self,
         photo: &RgbImage,
         labels: &[String],
-        templates: &[String],
+        templates: &Templates,
         opts: &SegmentOptions,
     ) -> Result<Segmentation> {
         let embeddings = self.label_embeddings(labels, templates)?;
@@ -417,7 +443,7 @@ impl Segmenter {
         &self,
         encoded: &EncodedPhoto,
         labels: &[String],
-        templates: &[String],
+        templates: &Templates,
         opts: &LabelOptions,
     ) -> Result<Segmentation> {
         if encoded.owner != self.id {
@@ -432,6 +458,20 @@ impl Segmenter {
             // The owner check above rules this out: a segmenter keeps its backend.
             _ => Err(Error::InvalidInput("the photo was encoded on another backend".into())),
         }
+    }
+
+    /// The groups each grouping block formed in an encoded photo, with no labels (the groups view):
+    /// read from the encoding, the encoder does not run again.
+    pub async fn groups(&self, encoded: &EncodedPhoto) -> Result<Groups> {
+        if encoded.owner != self.id {
+            return Err(Error::InvalidInput("the photo was encoded by another segmenter: encode it with this one".into()));
+        }
+        let (maps, grid) = match (&self.image, &encoded.encoding) {
+            (Image::Cpu(b), Encoding::Cpu(e)) => b.stage_maps(e).await?,
+            (Image::Gpu(b), Encoding::Gpu(e)) => b.stage_maps(e).await?,
+            _ => return Err(Error::InvalidInput("the photo was encoded on another backend".into())),
+        };
+        groups::hard_groups(&maps, grid, &encoded.layout)
     }
 
     fn composition<'a>(
@@ -463,7 +503,7 @@ impl Segmenter {
     }
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.
-    pub async fn classify(&self, photo: &RgbImage, labels: &[String], templates: &[String]) -> Result<Vec<f32>> {
+    pub async fn classify(&self, photo: &RgbImage, labels: &[String], templates: &Templates) -> Result<Vec<f32>> {
         let embeddings = self.label_embeddings(labels, templates)?;
         let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
         let image = l2_normalize(&self.image_features(&pixels).await?.image_embeds)?;

@@ -1,8 +1,11 @@
-//! Painting a segmentation: a colour per label over the photo, and a legend beneath it.
+//! Painting results: a segmentation's colour per label over the photo with a legend beneath it,
+//! label names written on their regions, boxes with their labels and scores, and the groups view.
 
 use font8x8::UnicodeFonts;
 use image::{Rgb, RgbImage};
 
+use crate::detect::{BoundingBox, Detection};
+use crate::groups::StageGroups;
 use crate::segment::Segmentation;
 
 /// Distinct, saturated colours for labels (background is never painted).
@@ -37,6 +40,10 @@ const ROW: u32 = GLYPH + 8;
 const MAX_LEGEND_WIDTH: u32 = 2048;
 
 fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
+    draw_text_at_scale(img, x, y, text, colour, SCALE);
+}
+
+fn draw_text_at_scale(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3], scale: u32) {
     let mut cx = x;
     for ch in text.chars() {
         let glyph = font8x8::BASIC_FONTS
@@ -49,9 +56,9 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
                 if bits & (1 << gx) == 0 {
                     continue;
                 }
-                for dy in 0..SCALE {
-                    for dx in 0..SCALE {
-                        let (px, py) = (cx + gx * SCALE + dx, y + gy as u32 * SCALE + dy);
+                for dy in 0..scale {
+                    for dx in 0..scale {
+                        let (px, py) = (cx + gx * scale + dx, y + gy as u32 * scale + dy);
                         if px < img.width() && py < img.height() {
                             img.put_pixel(px, py, Rgb(colour));
                         }
@@ -59,7 +66,7 @@ fn draw_text(img: &mut RgbImage, x: u32, y: u32, text: &str, colour: [u8; 3]) {
                 }
             }
         }
-        cx += GLYPH;
+        cx += 8 * scale;
     }
 }
 
@@ -109,6 +116,123 @@ pub fn mask(seg: &Segmentation) -> RgbImage {
     })
 }
 
+/// Glyph scale for text written on a photo: small photos get 8-pixel letters, others 16.
+fn text_scale(photo_width: u32) -> u32 {
+    if photo_width < 400 {
+        1
+    } else {
+        SCALE
+    }
+}
+
+/// `text` in white on a dark plate whose top-left corner is near `(x, y)`, moved inside the image.
+fn label_plate(img: &mut RgbImage, x: u32, y: u32, text: &str, plate: [u8; 3], scale: u32) {
+    let (tw, th) = (text.chars().count() as u32 * 8 * scale + 4, 8 * scale + 4);
+    let x = x.min(img.width().saturating_sub(tw));
+    let y = y.min(img.height().saturating_sub(th));
+    for py in y..(y + th).min(img.height()) {
+        for px in x..(x + tw).min(img.width()) {
+            img.put_pixel(px, py, Rgb(plate));
+        }
+    }
+    draw_text_at_scale(img, x + 2, y + 2, text, [255, 255, 255], scale);
+}
+
+/// Darkened for a text plate, so white letters stay readable on light colours.
+fn darker(c: [u8; 3]) -> [u8; 3] {
+    c.map(|v| (v as f32 * 0.55) as u8)
+}
+
+/// Each region's label written at its middle (NVlabs' `input_pred_label`), over `img`: the photo
+/// or its overlay, whose legend rows below the photo keep clear of the names.
+pub fn write_names(img: &mut RgbImage, photo_width: u32, regions: &[Detection]) {
+    let scale = text_scale(photo_width);
+    for d in regions {
+        let (x, y) = d.anchor;
+        let half = d.label.chars().count() as u32 * 4 * scale;
+        let plate = darker(class_colour(d.class));
+        label_plate(img, x.saturating_sub(half), y.saturating_sub(4 * scale), &d.label, plate, scale);
+    }
+}
+
+fn draw_rect(img: &mut RgbImage, b: &BoundingBox, colour: [u8; 3], thickness: u32) {
+    let (w, h) = (img.width(), img.height());
+    for t in 0..thickness {
+        let (x0, y0) = ((b.xmin + t).min(w - 1), (b.ymin + t).min(h - 1));
+        let (x1, y1) = (b.xmax.saturating_sub(1 + t).min(w - 1), b.ymax.saturating_sub(1 + t).min(h - 1));
+        for x in x0.min(x1)..=x1.max(x0) {
+            img.put_pixel(x, y0, Rgb(colour));
+            img.put_pixel(x, y1, Rgb(colour));
+        }
+        for y in y0.min(y1)..=y1.max(y0) {
+            img.put_pixel(x0, y, Rgb(colour));
+            img.put_pixel(x1, y, Rgb(colour));
+        }
+    }
+}
+
+/// A box to draw: where, what to write on it, and the class whose colour it takes.
+pub struct LabelledBox {
+    pub bounds: BoundingBox,
+    pub text: String,
+    pub class: usize,
+}
+
+/// The photo with each box outlined in its class's colour and its text on a plate at its top.
+pub fn boxes(photo: &RgbImage, items: &[LabelledBox]) -> RgbImage {
+    let mut out = photo.clone();
+    if out.width() == 0 || out.height() == 0 {
+        return out;
+    }
+    let thickness = (photo.width().max(photo.height()) / 200).max(1);
+    for b in items {
+        draw_rect(&mut out, &b.bounds, class_colour(b.class), thickness);
+    }
+    // Plates after every outline, so no outline crosses a text.
+    let scale = text_scale(photo.width());
+    for b in items {
+        let above = b.bounds.ymin.saturating_sub(8 * scale + 4);
+        label_plate(&mut out, b.bounds.xmin, above, &b.text, darker(class_colour(b.class)), scale);
+    }
+    out
+}
+
+/// A colour for group `id`: distinct for neighbouring ids, stable across stages and photos.
+fn group_colour(id: u32) -> [u8; 3] {
+    // The golden angle around the hue circle, at two lightnesses.
+    let hue = (id as f32 * 137.507_77) % 360.0;
+    let (s, v) = if id % 2 == 0 { (0.75, 0.95) } else { (0.9, 0.7) };
+    let c = v * s;
+    let x = c * (1.0 - ((hue / 60.0) % 2.0 - 1.0).abs());
+    let (r, g, b) = match (hue / 60.0) as u32 {
+        0 => (c, x, 0.0),
+        1 => (x, c, 0.0),
+        2 => (0.0, c, x),
+        3 => (0.0, x, c),
+        4 => (x, 0.0, c),
+        _ => (c, 0.0, x),
+    };
+    let m = v - c;
+    [r, g, b].map(|u| ((u + m) * 255.0).round() as u8)
+}
+
+/// One grouping block's groups over the photo: each group tinted its own colour, boundaries
+/// between groups drawn white (NVlabs' `first_group` / `final_group`).
+pub fn groups(photo: &RgbImage, stage: &StageGroups) -> RgbImage {
+    let (w, h) = (photo.width(), photo.height());
+    let id = |x: u32, y: u32| stage.map[(y * w + x) as usize];
+    RgbImage::from_fn(w, h, |x, y| {
+        let g = id(x, y);
+        let edge = (x + 1 < w && id(x + 1, y) != g) || (y + 1 < h && id(x, y + 1) != g);
+        if edge {
+            return Rgb([255, 255, 255]);
+        }
+        let c = group_colour(g);
+        let p = photo.get_pixel(x, y).0;
+        Rgb([0, 1, 2].map(|i| (p[i] as f32 * 0.4 + c[i] as f32 * 0.6).round() as u8))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +248,30 @@ mod tests {
             scores: vec![0.9; 64 * 64],
             summary: vec![summary("background"), summary(label)],
         }
+    }
+
+    #[test]
+    fn boxes_are_outlined_in_their_class_colour_with_a_plate() {
+        let photo = RgbImage::from_pixel(100, 80, Rgb([20, 20, 20]));
+        let b = BoundingBox { xmin: 10, ymin: 30, xmax: 60, ymax: 70 };
+        let out = boxes(&photo, &[LabelledBox { bounds: b, text: "cat 0.91".into(), class: 1 }]);
+        // The bottom edge's last row and the right edge's last column, inside the box.
+        assert_eq!(out.get_pixel(35, 69).0, class_colour(1));
+        assert_eq!(out.get_pixel(59, 50).0, class_colour(1));
+        assert_eq!(out.get_pixel(35, 50).0, [20, 20, 20], "inside is left alone");
+        // The plate sits above the box, with white letters on it.
+        let plate = (10..76).flat_map(|x| (18..30).map(move |y| (x, y)));
+        assert!(plate.clone().any(|(x, y)| out.get_pixel(x, y).0 == [255, 255, 255]));
+    }
+
+    #[test]
+    fn group_boundaries_are_white_and_groups_differ_in_colour() {
+        let photo = RgbImage::from_pixel(4, 2, Rgb([0, 0, 0]));
+        let stage = StageGroups { groups_per_window: 2, map: vec![0, 0, 1, 1, 0, 0, 1, 1] };
+        let out = groups(&photo, &stage);
+        assert_eq!(out.get_pixel(1, 0).0, [255, 255, 255]);
+        assert_ne!(out.get_pixel(0, 0).0, out.get_pixel(3, 0).0);
+        assert_ne!(group_colour(0), group_colour(1));
     }
 
     #[test]

@@ -222,3 +222,152 @@ fn without_a_model_the_built_in_shapes_demo_segments() {
     let png = image::open(scene).unwrap();
     assert_eq!((summary["width"].as_u64(), summary["height"].as_u64()), (Some(png.width() as u64), Some(png.height() as u64)));
 }
+
+/// Held-out shapes scene `i`: its photo path, its labels (its phrases, then two distractors) and
+/// each of its objects' true box `(label, [xmin, ymin, xmax, ymax])` from its mask.
+fn shapes_scene(i: usize) -> (std::path::PathBuf, Vec<String>, Vec<(String, [u32; 4])>) {
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("shapes-eval/labels.json")).unwrap()).unwrap();
+    let classes: Vec<String> = serde_json::from_value(meta["classes"].clone()).unwrap();
+    let labels: Vec<String> = serde_json::from_value(meta["scenes"][i]["labels"].clone()).unwrap();
+    let mask = image::open(fixture(&format!("shapes-eval/{i:03}-mask.png"))).unwrap().to_luma8();
+    let mut boxes: Vec<Option<[u32; 4]>> = vec![None; classes.len()];
+    for (x, y, p) in mask.enumerate_pixels() {
+        if p.0[0] > 0 {
+            let b = boxes[p.0[0] as usize].get_or_insert([x, y, x + 1, y + 1]);
+            *b = [b[0].min(x), b[1].min(y), b[2].max(x + 1), b[3].max(y + 1)];
+        }
+    }
+    let truth = boxes.iter().enumerate().filter_map(|(k, b)| b.map(|b| (classes[k].clone(), b))).collect();
+    (fixture(&format!("shapes-eval/{i:03}.png")), labels, truth)
+}
+
+fn iou(a: [u32; 4], b: &serde_json::Value) -> f64 {
+    let b = ["xmin", "ymin", "xmax", "ymax"].map(|k| b[k].as_u64().unwrap() as u32);
+    let inter = (a[2].min(b[2]).saturating_sub(a[0].max(b[0])) * a[3].min(b[3]).saturating_sub(a[1].max(b[1]))) as f64;
+    let area = |r: [u32; 4]| ((r[2] - r[0]) * (r[3] - r[1])) as f64;
+    inter / (area(a) + area(b) - inter)
+}
+
+#[test]
+fn detect_finds_each_object_of_a_held_out_scene_and_survives_a_broken_photo() {
+    let out = tempfile::tempdir().unwrap();
+    let broken = out.path().join("broken.png");
+    std::fs::write(&broken, b"\x89PNG but not really").unwrap();
+    let (scene, labels, truth) = shapes_scene(38);
+    let run = groupseg()
+        .arg("detect")
+        .arg(&broken)
+        .arg(&scene)
+        .args(["--labels", &labels.join(", "), "--backend", "cpu", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("broken.png"), "{stderr}");
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("038.detections.json")).unwrap()).unwrap();
+    let found = found.as_array().unwrap();
+    for (label, b) in &truth {
+        assert!(
+            found.iter().any(|d| d["label"] == label.as_str() && iou(*b, &d["box"]) >= 0.5),
+            "{label} at {b:?} not among {found:?}"
+        );
+    }
+    assert_eq!(found.len(), truth.len(), "no spurious boxes: {found:?}");
+    let scores: Vec<f64> = found.iter().map(|d| d["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
+    let drawn = image::open(out.path().join("038.detections.png")).unwrap();
+    assert_eq!(drawn.width(), image::open(&scene).unwrap().width());
+}
+
+#[test]
+fn ground_boxes_each_phrase_of_a_caption_and_says_which_are_nowhere() {
+    let out = tempfile::tempdir().unwrap();
+    let (scene, labels, truth) = shapes_scene(38);
+    let phrases = &labels[..labels.len() - 2];
+    // A phrase in characters after a non-ASCII one checks that offsets count characters.
+    let caption = format!("Voilà: a {} next to a {} and a {}, not a green cross", phrases[0], phrases[1], phrases[2]);
+    let run = groupseg()
+        .arg("ground")
+        .arg(&scene)
+        .args(["--caption", &caption, "--backend", "cpu", "--out"])
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("038.grounding.json")).unwrap()).unwrap();
+    let g = g.as_array().unwrap();
+    let texts: Vec<&str> = g.iter().map(|p| p["phrase"].as_str().unwrap()).collect();
+    let want: Vec<String> = ["Voilà".to_owned()]
+        .into_iter()
+        .chain(phrases.iter().map(|p| format!("a {p}")))
+        .chain(["a green cross".to_owned()])
+        .collect();
+    assert_eq!(texts, want);
+    let chars: Vec<char> = caption.chars().collect();
+    for p in g {
+        let (s, e) = (p["start"].as_u64().unwrap() as usize, p["end"].as_u64().unwrap() as usize);
+        assert_eq!(chars[s..e].iter().collect::<String>(), p["phrase"].as_str().unwrap());
+    }
+    for (p, label) in g[1..4].iter().zip(phrases) {
+        let b = truth.iter().find(|(l, _)| l == label).unwrap().1;
+        assert!(iou(b, &p["box"]) >= 0.5, "{label}: {p} vs {b:?}");
+    }
+    assert_eq!((g[4]["box"].is_null(), g[4]["score"].as_f64()), (true, Some(0.0)), "{}", g[4]);
+    assert!(out.path().join("038.grounding.png").is_file());
+
+    let none = groupseg().arg("ground").arg(&scene).args(["--caption", "is on the"]).output().unwrap();
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no phrase"), "{}", String::from_utf8_lossy(&none.stderr));
+}
+
+#[test]
+fn groups_writes_one_picture_per_grouping_block() {
+    let out = tempfile::tempdir().unwrap();
+    let model = fixture("tiny-3stage");
+    let run = groupseg()
+        .arg("groups")
+        .arg(model.join("photo.png"))
+        .args(["--short-side", "40", "--window", "72", "--stride", "36", "--backend", "cpu", "--model"])
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("stage 1: 11 groups"), "{stdout}");
+    for k in [1, 2] {
+        let img = image::open(out.path().join(format!("photo.groups-{k}.png"))).unwrap();
+        assert_eq!((img.width(), img.height()), (72, 40));
+    }
+}
+
+#[test]
+fn classify_json_ranks_the_top_k_with_a_template_preset() {
+    let model = fixture("tiny-3stage");
+    let run = groupseg()
+        .arg("classify")
+        .arg(model.join("photo.png"))
+        .args(["--labels", "cat, dog, grass, a red car", "--templates", "nvlabs", "--top-k", "2", "--json", "--backend", "cpu", "--model"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let ranked = v[0]["labels"].as_array().unwrap();
+    // transformers' ensemble probabilities (family.safetensors): grass 0.300, cat 0.283, a red car 0.240, dog 0.177.
+    assert_eq!(ranked.iter().map(|r| r["label"].as_str().unwrap()).collect::<Vec<_>>(), ["grass", "cat"]);
+    assert!((ranked[0]["score"].as_f64().unwrap() - 0.29992).abs() < 1e-3, "{v}");
+
+    let bad = |args: &[&str], word: &str| {
+        let run = groupseg().arg("classify").arg(model.join("photo.png")).args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(word), "{stderr}");
+    };
+    bad(&["--labels", "cat", "--templates", "imagenet80"], "imagenet80");
+    bad(&["--labels", "cat", "--templates", "nvlabs", "--template", "a {}"], "--template");
+    bad(&["--labels", "cat", "--template", "no slot"], "no slot");
+}

@@ -206,9 +206,9 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
     );
     let expected = expected("tiny-3stage");
     let as_map = |t: &Tensor| -> Vec<u16> { t.flatten_all().unwrap().to_vec1::<i32>().unwrap().iter().map(|&v| v as u16).collect() };
-    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map"]));
+    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &Default::default(), &opts)).unwrap().label_map, as_map(&expected["photo_label_map"]));
     opts.labelling.background = Background::Never;
-    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
+    assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &Default::default(), &opts)).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
 }
 
 /// GPU and CPU backends on the same photo: label maps identical except where the CPU's two best
@@ -225,8 +225,8 @@ fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stri
     let labels: Vec<String> = ["cat", "dog", "grass", "sky", "a red car", "water", "tree"].map(String::from).to_vec();
     for threshold in [Background::Below(0.2), Background::Never] {
         let opts = common::options(short_side, window, stride, threshold);
-        let want = groupseg::block_on(cpu.segment(&photo, &labels, &[], &opts)).unwrap();
-        let got = groupseg::block_on(gpu.segment(&photo, &labels, &[], &opts)).unwrap();
+        let want = groupseg::block_on(cpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
+        let got = groupseg::block_on(gpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
         assert_eq!((got.width, got.height), (want.width, want.height));
         let mut ties = 0;
         for (i, (g, w)) in got.label_map.iter().zip(&want.label_map).enumerate() {
@@ -295,8 +295,8 @@ fn an_encoded_photo_relabelled_equals_a_fresh_segmentation_on_both_backends() {
         let seg = Segmenter::load_on(&dir, &Device::Cpu, backend).unwrap();
         let encoded = groupseg::block_on(seg.encode(&photo, &opts.geometry)).unwrap();
         for labels in [&first, &second, &first] {
-            let again = groupseg::block_on(seg.segment_encoded(&encoded, labels, &[], &opts.labelling)).unwrap();
-            let fresh = groupseg::block_on(seg.segment(&photo, labels, &[], &opts)).unwrap();
+            let again = groupseg::block_on(seg.segment_encoded(&encoded, labels, &Default::default(), &opts.labelling)).unwrap();
+            let fresh = groupseg::block_on(seg.segment(&photo, labels, &Default::default(), &opts)).unwrap();
             assert_eq!(again.label_map, fresh.label_map, "{backend:?} {labels:?}");
             assert_eq!(again.scores, fresh.scores, "{backend:?} {labels:?}");
         }
@@ -304,6 +304,6 @@ fn an_encoded_photo_relabelled_equals_a_fresh_segmentation_on_both_backends() {
     }
     // An encoding belongs to the segmenter (and device) that made it, said plainly.
     let (cpu, gpu) = (&segmenters[0], &segmenters[1]);
-    let err = groupseg::block_on(cpu.0.segment_encoded(&gpu.1, &first, &[], &opts.labelling)).unwrap_err();
+    let err = groupseg::block_on(cpu.0.segment_encoded(&gpu.1, &first, &Default::default(), &opts.labelling)).unwrap_err();
     assert!(err.to_string().contains("encode it with this one"), "{err}");
 }

@@ -164,7 +164,7 @@ fn a_photo_too_narrow_to_classify_is_refused_by_name() {
     let segmenter = Segmenter::load(&fixture("tiny-2stage"), &Device::Cpu).unwrap();
     // Its short side (2) resized to the fixture's 32 would make the long side 32,000,000.
     let photo = RgbImage::new(2, 2_000_000);
-    let err = groupseg::block_on(segmenter.classify(&photo, &["cat".into(), "dog".into()], &[])).unwrap_err();
+    let err = groupseg::block_on(segmenter.classify(&photo, &["cat".into(), "dog".into()], &Default::default())).unwrap_err();
     assert!(err.to_string().contains("crop it closer to square"), "{err}");
 }
 

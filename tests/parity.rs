@@ -87,14 +87,14 @@ fn official_sliding_window_segmentation_matches_reference() {
     // three 40×40 windows at stride 20 over a 40×72 photo.
     let (seg, photo, labels, mut opts) = photo_case();
     let e = expected("tiny-3stage");
-    let got = groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap();
+    let got = groupseg::block_on(seg.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
     assert_eq!((got.width, got.height), (72, 40));
     let want = label_map_of(&e["photo_label_map"]);
     assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v > 0), "fixture should mix background and labels");
     assert_eq!(got.label_map, want, "with background");
 
     opts.labelling.background = Background::Never;
-    let got = groupseg::block_on(seg.segment(&photo, &labels, &[], &opts)).unwrap();
+    let got = groupseg::block_on(seg.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
     assert_eq!(got.label_map, label_map_of(&e["photo_label_map_nobg"]), "without background");
     assert_eq!(got.summary[0].share, 0.0);
     let total: f32 = got.summary.iter().map(|c| c.share).sum();
@@ -104,7 +104,7 @@ fn official_sliding_window_segmentation_matches_reference() {
 #[test]
 fn raw_logits_match_transformers_segmentation_logits() {
     let (seg, photo, labels, opts) = photo_case();
-    let embeddings = seg.label_embeddings(&labels, &[]).unwrap();
+    let embeddings = seg.label_embeddings(&labels, &Default::default()).unwrap();
     let got = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).unwrap();
     assert_close("photo_raw_logits", &got, &expected("tiny-3stage")["photo_raw_logits"], TOL);
 }
@@ -112,7 +112,7 @@ fn raw_logits_match_transformers_segmentation_logits() {
 #[test]
 fn mismatched_label_embeddings_are_refused() {
     let (seg, photo, labels, opts) = photo_case();
-    let embeddings = seg.label_embeddings(&labels[..2], &[]).unwrap();
+    let embeddings = seg.label_embeddings(&labels[..2], &Default::default()).unwrap();
     let err = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).unwrap_err();
     assert!(err.to_string().contains("2 label embeddings were given for 4 labels"), "{err}");
 }
@@ -129,7 +129,7 @@ fn classification_matches_transformers_image_processor_and_logits() {
     let worst = diff.iter().copied().fold(0f32, f32::max);
     let mean = diff.iter().sum::<f32>() / diff.len() as f32;
     assert!(worst <= 1e-5, "worst pixel difference {worst} (mean {mean})");
-    let probs = groupseg::block_on(seg.classify(&photo, &labels, &[])).unwrap();
+    let probs = groupseg::block_on(seg.classify(&photo, &labels, &Default::default())).unwrap();
     let want = e["photo_classify_probs"].to_vec1::<f32>().unwrap();
     for (p, w) in probs.iter().zip(&want) {
         assert!((p - w).abs() < TOL, "ours {probs:?}, transformers {want:?}");

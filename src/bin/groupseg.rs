@@ -7,7 +7,10 @@ use candle_core::Device;
 use clap::{Args, Parser, Subcommand};
 use groupseg::preprocess;
 use groupseg::segment::MIN_SHORT_SIDE;
-use groupseg::{parse_labels, render, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter};
+use groupseg::detect::{self, DetectOptions};
+use groupseg::phrases;
+use groupseg::render::{self, LabelledBox};
+use groupseg::{ground, parse_labels, rank, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter, Templates};
 
 /// Exit status when an option or argument cannot work (as clap's own usage errors).
 const USAGE: u8 = 2;
@@ -33,15 +36,75 @@ struct ModelArgs {
 }
 
 #[derive(Args)]
-struct Common {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Comma-separated labels, e.g. "cat, sofa, window, floor".
-    #[arg(long)]
-    labels: String,
+struct Prompting {
     /// Prompt template with {} for the label; repeat to average several.
-    #[arg(long = "template")]
-    templates: Vec<String>,
+    #[arg(long = "template", conflicts_with = "templates")]
+    template: Vec<String>,
+    /// A template preset instead: single ("a photo of a {}."), nvlabs (NVlabs' 7), imagenet (CLIP's
+    /// 80). A label that is already a sentence ("a cat on a sofa") is used as it stands.
+    #[arg(long)]
+    templates: Option<Templates>,
+}
+
+impl Prompting {
+    fn templates(&self) -> Result<Templates, Failure> {
+        match &self.templates {
+            Some(preset) => Ok(preset.clone()),
+            None => Templates::custom(self.template.clone()).map_err(|e| Usage(format!("--template: {e}"))),
+        }
+    }
+}
+
+/// Where a photo's windows lie.
+#[derive(Args)]
+struct LayoutArgs {
+    /// Short side of the photo as the model sees it [default: twice the model's training size,
+    /// 448 for the published checkpoints].
+    #[arg(long, allow_negative_numbers = true,
+          value_parser = clap::value_parser!(u32).range(MIN_SHORT_SIDE as i64..=MAX_SHORT_SIDE as i64))]
+    short_side: Option<u32>,
+    /// Sliding window side and stride, in pixels of the resized photo [default: twice and once
+    /// the training size: 448 and 224].
+    #[arg(long, allow_negative_numbers = true)]
+    window: Option<usize>,
+    #[arg(long, allow_negative_numbers = true)]
+    stride: Option<usize>,
+}
+
+/// How groups become labels.
+#[derive(Args)]
+struct LabellingArgs {
+    /// Pixels whose best label scores under this are background (0-1) [default: the model's,
+    /// else the official 0.95].
+    #[arg(long, value_parser = unit_interval, allow_negative_numbers = true)]
+    background_threshold: Option<f32>,
+    /// Label every pixel; no background class.
+    #[arg(long)]
+    no_background: bool,
+}
+
+fn overrides(layout: &LayoutArgs, labelling: &LabellingArgs) -> SegmentOverrides {
+    SegmentOverrides {
+        short_side: layout.short_side,
+        window_side: layout.window,
+        stride: layout.stride,
+        background: if labelling.no_background {
+            Some(Background::Never)
+        } else {
+            labelling.background_threshold.map(Background::Below)
+        },
+    }
+}
+
+/// Which regions become detections.
+#[derive(Args)]
+struct DetectArgs {
+    /// Regions scoring under this (0-1) are dropped.
+    #[arg(long, default_value_t = 0.1, value_parser = unit_interval, allow_negative_numbers = true)]
+    threshold: f32,
+    /// Regions smaller than this share of the photo (0-1) are dropped.
+    #[arg(long, default_value_t = 0.001, value_parser = unit_interval, allow_negative_numbers = true)]
+    min_area: f32,
 }
 
 #[derive(Subcommand)]
@@ -51,41 +114,108 @@ enum Command {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
         #[command(flatten)]
-        common: Common,
+        model: ModelArgs,
+        /// Comma-separated labels, e.g. "cat, sofa, window, floor".
+        #[arg(long)]
+        labels: String,
+        #[command(flatten)]
+        prompting: Prompting,
+        #[command(flatten)]
+        layout: LayoutArgs,
+        #[command(flatten)]
+        labelling: LabellingArgs,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
-        /// Pixels whose best label scores under this are background (0-1) [default: the model's,
-        /// else the official 0.95].
-        #[arg(long, value_parser = unit_interval, allow_negative_numbers = true)]
-        background_threshold: Option<f32>,
-        /// Label every pixel; no background class.
-        #[arg(long)]
-        no_background: bool,
-        /// Short side of the photo as the model sees it [default: twice the model's training size,
-        /// 448 for the published checkpoints].
-        #[arg(long, allow_negative_numbers = true,
-              value_parser = clap::value_parser!(u32).range(MIN_SHORT_SIDE as i64..=MAX_SHORT_SIDE as i64))]
-        short_side: Option<u32>,
-        /// Sliding window side and stride, in pixels of the resized photo [default: twice and once
-        /// the training size: 448 and 224].
-        #[arg(long, allow_negative_numbers = true)]
-        window: Option<usize>,
-        #[arg(long, allow_negative_numbers = true)]
-        stride: Option<usize>,
         /// Colour opacity of the overlay (0-1).
         #[arg(long, default_value_t = 0.5, value_parser = unit_interval, allow_negative_numbers = true)]
         opacity: f32,
+        /// Write each region's label on it in the overlay (NVlabs' input_pred_label).
+        #[arg(long)]
+        names: bool,
         /// Also write transformers' `segmentation_logits` (labels × height × width, .npy) for the
         /// one photo given, resized to the segmentation size, without windows or background.
         #[arg(long)]
         raw_logits: Option<PathBuf>,
+    },
+    /// Boxes for the labels' objects: writes NAME.detections.json ([{label, score, box}], boxes in
+    /// photo pixels) and NAME.detections.png per photo.
+    Detect {
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Comma-separated labels, e.g. "cat, sofa, window, floor".
+        #[arg(long)]
+        labels: String,
+        #[command(flatten)]
+        prompting: Prompting,
+        #[command(flatten)]
+        layout: LayoutArgs,
+        #[command(flatten)]
+        labelling: LabellingArgs,
+        #[command(flatten)]
+        detect: DetectArgs,
+        /// At most this many detections per photo, best first.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        top_k: Option<u32>,
+        /// A box overlapping a better one (of any label) by more than this IoU is dropped (0-1).
+        #[arg(long, default_value_t = 0.5, value_parser = unit_interval, allow_negative_numbers = true)]
+        nms_iou: f32,
+        #[arg(long, default_value = "groupseg-out")]
+        out: PathBuf,
+    },
+    /// Where each phrase of a caption is: writes NAME.grounding.json ([{phrase, start, end, score,
+    /// box}], offsets in characters, box null where a phrase is found nowhere) and NAME.grounding.png.
+    Ground {
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A sentence ("a man riding a brown horse next to a red car") or GLIP's prompt style
+        /// ("horse. red car.").
+        #[arg(long)]
+        caption: String,
+        #[command(flatten)]
+        prompting: Prompting,
+        #[command(flatten)]
+        layout: LayoutArgs,
+        #[command(flatten)]
+        labelling: LabellingArgs,
+        #[command(flatten)]
+        detect: DetectArgs,
+        #[arg(long, default_value = "groupseg-out")]
+        out: PathBuf,
     },
     /// Zero-shot classification: label probabilities per photo.
     Classify {
         #[arg(required = true)]
         photos: Vec<PathBuf>,
         #[command(flatten)]
-        common: Common,
+        model: ModelArgs,
+        /// Comma-separated labels, e.g. "cat, sofa, window, floor".
+        #[arg(long)]
+        labels: String,
+        #[command(flatten)]
+        prompting: Prompting,
+        /// Only the best this many labels.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        top_k: Option<u32>,
+        /// One JSON document on stdout: [{photo, labels: [{label, score}]}] ({photo, error} for a
+        /// photo that failed).
+        #[arg(long)]
+        json: bool,
+    },
+    /// GroupViT's own groups, no labels needed: writes NAME.groups-1.png, NAME.groups-2.png, … (one
+    /// per grouping block, NVlabs' first_group … final_group) per photo.
+    Groups {
+        #[arg(required = true)]
+        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        layout: LayoutArgs,
+        #[arg(long, default_value = "groupseg-out")]
+        out: PathBuf,
     },
     /// The model's shape, where it runs, and the weight bytes it keeps in memory and on the GPU.
     Info {
@@ -94,14 +224,15 @@ enum Command {
     },
 }
 
-fn load(common: &Common) -> Result<(Segmenter, Vec<String>), Failure> {
-    let labels = parse_labels(&common.labels).map_err(|e| Usage(format!("--labels: {e}")))?;
-    if let Some(t) = common.templates.iter().find(|t| !t.contains("{}")) {
-        return Err(Usage(format!("--template {t:?} has no {{}} where the label goes")));
-    }
-    let seg = load_model(&common.model)?;
+/// The model, loaded after the options were checked.
+fn load(model: &ModelArgs) -> Result<Segmenter, Failure> {
+    let seg = load_model(model)?;
     eprintln!("backend: {}", seg.backend());
-    Ok((seg, labels))
+    Ok(seg)
+}
+
+fn labels_arg(text: &str) -> Result<Vec<String>, Failure> {
+    parse_labels(text).map_err(|e| Usage(format!("--labels: {e}")))
 }
 
 fn load_model(args: &ModelArgs) -> Result<Segmenter, String> {
@@ -214,94 +345,197 @@ fn check_out_dir(out: &Path) -> Result<(), Failure> {
     }
 }
 
+/// Runs `job` on each photo, under a file stem of its own (photos from different folders may share
+/// a name: the later ones are numbered), printing the line it returns or its error naming the photo.
+/// Returns how many photos failed.
+fn each_photo(photos: &[PathBuf], mut job: impl FnMut(&Path, &str, image::RgbImage) -> Result<String, String>) -> usize {
+    let mut failed = 0;
+    let mut used_names = std::collections::HashSet::new();
+    for path in photos {
+        let started = std::time::Instant::now();
+        let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
+        let stem = (1..)
+            .map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") })
+            .find(|name| used_names.insert(name.clone()))
+            .unwrap_or(base);
+        match read_photo(path).and_then(|photo| job(path, &stem, photo)) {
+            Ok(line) => println!("{}: {line} ({} ms)", path.display(), started.elapsed().as_millis()),
+            Err(e) => {
+                eprintln!("{}: {e}", path.display());
+                failed += 1;
+            }
+        }
+    }
+    failed
+}
+
+fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), String> {
+    img.save(path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn save_json(value: &impl serde::Serialize, path: &Path) -> Result<(), String> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
+    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// Checks the segmentation options before the model loads, the output folder, then loads the model
+/// and gives its options with `overrides` over them, checked against it.
+fn prepare(model: &ModelArgs, overrides: &SegmentOverrides, out: &Path) -> Result<(Segmenter, SegmentOptions), Failure> {
+    SegmentOptions::default().with(overrides).map_err(|e| Usage(e.to_string()))?;
+    check_out_dir(out)?;
+    let seg = load(model)?;
+    std::fs::create_dir_all(out).map_err(|e| format!("--out {}: {e}", out.display()))?;
+    let opts = seg.default_options().with(overrides).map_err(|e| Usage(e.to_string()))?;
+    seg.check_options(&opts).map_err(|e| Usage(e.to_string()))?;
+    Ok((seg, opts))
+}
+
 /// Returns how many photos failed.
 fn run(cli: Cli) -> Result<usize, Failure> {
     match cli.command {
-        Command::Segment {
-            photos,
-            common,
-            out,
-            background_threshold,
-            no_background,
-            short_side,
-            window,
-            stride,
-            opacity,
-            raw_logits,
-        } => {
+        Command::Segment { photos, model, labels, prompting, layout, labelling, out, opacity, names, raw_logits } => {
             if raw_logits.is_some() && photos.len() != 1 {
                 return Err(Usage("--raw-logits takes exactly one photo".into()));
             }
-            let overrides = SegmentOverrides {
-                short_side,
-                window_side: window,
-                stride,
-                background: if no_background { Some(Background::Never) } else { background_threshold.map(Background::Below) },
-            };
-            // What can be checked before the model loads is checked now.
-            SegmentOptions::default().with(&overrides).map_err(|e| Usage(e.to_string()))?;
             if let Some(npy) = &raw_logits {
                 let dir = npy.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
                 if npy.is_dir() || !dir.is_dir() {
                     return Err(Usage(format!("--raw-logits {}: not a file in an existing folder", npy.display())));
                 }
             }
-            check_out_dir(&out)?;
-            let (seg, labels) = load(&common)?;
-            std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
-            let opts = seg.default_options().with(&overrides).map_err(|e| Usage(e.to_string()))?;
-            seg.check_options(&opts).map_err(|e| Usage(e.to_string()))?;
-            let embeddings = seg.label_embeddings(&labels, &common.templates).map_err(|e| e.to_string())?;
-            let mut failed = 0;
-            let mut used_names = std::collections::HashSet::new();
-            for path in &photos {
-                let started = std::time::Instant::now();
-                // Photos from different folders may share a name: number the later ones.
-                let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
-                let stem = (1..)
-                    .map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") })
-                    .find(|name| used_names.insert(name.clone()))
-                    .unwrap_or(base);
-                let result = read_photo(path).and_then(|photo| {
-                    if let Some(npy) = &raw_logits {
-                        let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
-                        logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
-                    }
-                    let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
-                    let overlay = out.join(format!("{stem}.overlay.png"));
-                    render::overlay(&photo, &s, opacity).save(&overlay).map_err(|e| format!("{}: {e}", overlay.display()))?;
-                    let mask = out.join(format!("{stem}.mask.png"));
-                    render::mask(&s).save(&mask).map_err(|e| format!("{}: {e}", mask.display()))?;
-                    let summary = serde_json::json!({
-                        "photo": path.display().to_string(),
-                        "width": s.width,
-                        "height": s.height,
-                        "classes": s.summary,
-                        "overlay": overlay.display().to_string(),
-                        "mask": mask.display().to_string(),
-                    });
-                    let json = out.join(format!("{stem}.json"));
-                    std::fs::write(&json, serde_json::to_string_pretty(&summary).unwrap_or_default())
-                        .map_err(|e| format!("{}: {e}", json.display()))?;
-                    Ok(s)
+            let labels = labels_arg(&labels)?;
+            let templates = prompting.templates()?;
+            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
+            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            Ok(each_photo(&photos, |path, stem, photo| {
+                if let Some(npy) = &raw_logits {
+                    let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
+                    logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
+                }
+                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let overlay = out.join(format!("{stem}.overlay.png"));
+                let mut painted = render::overlay(&photo, &s, opacity);
+                if names {
+                    let regions = detect::detect(&s, &DetectOptions { nms_iou: 1.0, ..Default::default() });
+                    render::write_names(&mut painted, photo.width(), &regions);
+                }
+                save_png(&painted, &overlay)?;
+                let mask = out.join(format!("{stem}.mask.png"));
+                save_png(&render::mask(&s), &mask)?;
+                let summary = serde_json::json!({
+                    "photo": path.display().to_string(),
+                    "width": s.width,
+                    "height": s.height,
+                    "classes": s.summary,
+                    "overlay": overlay.display().to_string(),
+                    "mask": mask.display().to_string(),
                 });
-                match result {
-                    Ok(s) => {
-                        let parts: Vec<String> = s
-                            .summary
-                            .iter()
-                            .filter(|c| c.share > 0.0)
-                            .map(|c| format!("{} {:.1}%", c.label, c.share * 100.0))
-                            .collect();
-                        println!("{}: {} ({} ms)", path.display(), parts.join(", "), started.elapsed().as_millis());
+                save_json(&summary, &out.join(format!("{stem}.json")))?;
+                let parts: Vec<String> =
+                    s.summary.iter().filter(|c| c.share > 0.0).map(|c| format!("{} {:.1}%", c.label, c.share * 100.0)).collect();
+                Ok(parts.join(", "))
+            }))
+        }
+        Command::Detect { photos, model, labels, prompting, layout, labelling, detect, top_k, nms_iou, out } => {
+            let labels = labels_arg(&labels)?;
+            let templates = prompting.templates()?;
+            let detect_opts = DetectOptions {
+                threshold: detect.threshold,
+                top_k: top_k.map(|k| k as usize),
+                min_area: detect.min_area,
+                nms_iou,
+            };
+            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
+            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            Ok(each_photo(&photos, |_, stem, photo| {
+                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let found = detect::detect(&s, &detect_opts);
+                save_json(&found, &out.join(format!("{stem}.detections.json")))?;
+                let drawn: Vec<LabelledBox> = found
+                    .iter()
+                    .map(|d| LabelledBox { bounds: d.bounds, text: format!("{} {:.2}", d.label, d.score), class: d.class })
+                    .collect();
+                save_png(&render::boxes(&photo, &drawn), &out.join(format!("{stem}.detections.png")))?;
+                let parts: Vec<String> = found.iter().map(|d| format!("{} {:.2}", d.label, d.score)).collect();
+                Ok(format!("{} found: {}", found.len(), parts.join(", ")))
+            }))
+        }
+        Command::Ground { photos, model, caption, prompting, layout, labelling, detect, out } => {
+            let found = phrases::chunk(&caption);
+            if found.is_empty() {
+                return Err(Usage(format!("--caption {caption:?}: no phrase to ground in it; name something, e.g. \"a dog on a sofa\"")));
+            }
+            let labels = groupseg::pipeline::label_list(ground::labels(&found).iter().map(String::as_str))
+                .map_err(|e| Usage(format!("--caption: {e}")))?;
+            let templates = prompting.templates()?;
+            let detect_opts = DetectOptions { threshold: detect.threshold, min_area: detect.min_area, ..Default::default() };
+            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
+            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            Ok(each_photo(&photos, |_, stem, photo| {
+                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let grounded: Vec<_> =
+                    ground::ground(&found, &s, &detect_opts).iter().map(|g| g.with_offsets(&caption, phrases::char_offset)).collect();
+                save_json(&grounded, &out.join(format!("{stem}.grounding.json")))?;
+                let drawn: Vec<LabelledBox> = grounded
+                    .iter()
+                    .filter_map(|g| g.bounds.map(|b| LabelledBox { bounds: b, text: format!("{} {:.2}", g.phrase, g.score), class: g.class }))
+                    .collect();
+                save_png(&render::boxes(&photo, &drawn), &out.join(format!("{stem}.grounding.png")))?;
+                let parts: Vec<String> = grounded
+                    .iter()
+                    .map(|g| match g.bounds {
+                        Some(_) => format!("\"{}\" {:.2}", g.phrase, g.score),
+                        None => format!("\"{}\" not found", g.phrase),
+                    })
+                    .collect();
+                Ok(parts.join(", "))
+            }))
+        }
+        Command::Classify { photos, model, labels, prompting, top_k, json } => {
+            let labels = labels_arg(&labels)?;
+            let templates = prompting.templates()?;
+            let seg = load(&model)?;
+            let mut failed = 0;
+            let mut results = Vec::new();
+            for path in &photos {
+                let probs = read_photo(path).and_then(|p| groupseg::block_on(seg.classify(&p, &labels, &templates)).map_err(|e| e.to_string()));
+                match probs {
+                    Ok(probs) => {
+                        let ranked = rank(&labels, &probs, top_k.map(|k| k as usize));
+                        if json {
+                            results.push(serde_json::json!({"photo": path.display().to_string(), "labels": ranked}));
+                        } else {
+                            println!("{}", path.display());
+                            for r in ranked {
+                                println!("  {:.4}  {}", r.score, r.label);
+                            }
+                        }
                     }
                     Err(e) => {
                         eprintln!("{}: {e}", path.display());
+                        results.push(serde_json::json!({"photo": path.display().to_string(), "error": e}));
                         failed += 1;
                     }
                 }
             }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?);
+            }
             Ok(failed)
+        }
+        Command::Groups { photos, model, layout, out } => {
+            let overrides = overrides(&layout, &LabellingArgs { background_threshold: None, no_background: false });
+            let (seg, opts) = prepare(&model, &overrides, &out)?;
+            Ok(each_photo(&photos, |_, stem, photo| {
+                let encoded = groupseg::block_on(seg.encode(&photo, &opts.geometry)).map_err(|e| e.to_string())?;
+                let groups = groupseg::block_on(seg.groups(&encoded)).map_err(|e| e.to_string())?;
+                let mut parts = Vec::new();
+                for (k, stage) in groups.stages.iter().enumerate() {
+                    save_png(&render::groups(&photo, stage), &out.join(format!("{stem}.groups-{}.png", k + 1)))?;
+                    parts.push(format!("stage {}: {} groups", k + 1, stage.distinct()));
+                }
+                Ok(parts.join(", "))
+            }))
         }
         Command::Info { model } => {
             let seg = load_model(&model)?;
@@ -315,27 +549,6 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             let w = seg.resident_weights();
             println!("weights kept: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
             Ok(0)
-        }
-        Command::Classify { photos, common } => {
-            let (seg, labels) = load(&common)?;
-            let mut failed = 0;
-            for path in &photos {
-                match read_photo(path).and_then(|p| groupseg::block_on(seg.classify(&p, &labels, &common.templates)).map_err(|e| e.to_string())) {
-                    Ok(probs) => {
-                        let mut ranked: Vec<(&String, f32)> = labels.iter().zip(probs).collect();
-                        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
-                        println!("{}", path.display());
-                        for (label, p) in ranked {
-                            println!("  {p:.4}  {label}");
-                        }
-                    }
-                    Err(e) => {
-                        eprintln!("{}: {e}", path.display());
-                        failed += 1;
-                    }
-                }
-            }
-            Ok(failed)
         }
     }
 }

@@ -54,8 +54,9 @@ pub struct GpuEncoding {
     pub(crate) groups: GpuTensor,
     /// `(B, D)`, L2-normalised.
     pub(crate) image: GpuTensor,
-    /// `(B, G, gh·gw)`: each final group's share of every patch.
-    pub(crate) maps: GpuTensor,
+    /// Per grouping block `(B, G_k, gh·gw)`: each group's share of every patch, chained up to that
+    /// block; the last are the final groups'.
+    pub(crate) stage_maps: Vec<GpuTensor>,
     pub(crate) batch: usize,
     pub(crate) group_count: usize,
     pub(crate) grid: (usize, usize),
@@ -106,7 +107,7 @@ impl Compose {
         let shared = |m: usize| MatmulShape { batch: 1, m, n: c, k: dim, b_shared: true };
         let group_logits = r.matmul(&enc.groups, &labels, BLayout::Transposed, shared(b * g))?;
         let image_logits = r.matmul(&enc.image, &labels, BLayout::Transposed, shared(b))?;
-        let maps = &enc.maps;
+        let maps = enc.stage_maps.last().ok_or_else(|| Error::Gpu("an encoding without grouping maps".into()))?;
 
         let (h, w) = layout.resized;
         let (oh, ow) = layout.photo;

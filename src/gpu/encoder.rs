@@ -172,6 +172,16 @@ impl ImageEncoder {
         read_labels(&self.gpu, label_map, scores).await
     }
 
+    /// Each grouping block's chained soft maps of an encoding `(windows, groups, patches)`, read back
+    /// (the groups view).
+    pub async fn stage_maps(&self, encoding: &GpuEncoding) -> Result<Vec<Tensor>> {
+        let mut out = Vec::with_capacity(encoding.stage_maps.len());
+        for m in &encoding.stage_maps {
+            out.push(to_tensor(&self.gpu, m).await?);
+        }
+        Ok(out)
+    }
+
     /// Records the tower, the projections and the grouping maps chained across stages, a few
     /// windows at a time (one batch's attention scores must fit one storage binding), joined.
     fn record_encoding(&self, r: &mut Recorder, windows: &Tensor) -> Result<GpuEncoding> {
@@ -186,8 +196,10 @@ impl ImageEncoder {
         let (g, grid) = (parts[0].group_count, parts[0].grid);
         let groups = r.stack(&parts.iter().map(|p| &p.groups).collect::<Vec<_>>())?;
         let image = r.stack(&parts.iter().map(|p| &p.image).collect::<Vec<_>>())?;
-        let maps = r.stack(&parts.iter().map(|p| &p.maps).collect::<Vec<_>>())?;
-        Ok(GpuEncoding { groups, image, maps, batch: n, group_count: g, grid })
+        let stage_maps = (0..parts[0].stage_maps.len())
+            .map(|k| r.stack(&parts.iter().map(|p| &p.stage_maps[k]).collect::<Vec<_>>()))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(GpuEncoding { groups, image, stage_maps, batch: n, group_count: g, grid })
     }
 
     /// [`ImageEncoder::record_encoding`] of one batch of windows.
@@ -201,17 +213,23 @@ impl ImageEncoder {
         r.l2_normalize(&groups)?;
         r.l2_normalize(&image)?;
 
-        // Soft maps chained: (B, groups, patches) of the last stage over the first stage's tokens.
+        // Soft maps chained stage by stage: (B, groups, patches) of each grouping block over the
+        // first block's tokens; the last are the final groups composing reads, the others are kept
+        // for the groups view (a few kilobytes a window).
         let mut stages = out.assignments.into_iter();
-        let mut maps = stages.next().ok_or_else(|| Error::Config("the model has no grouping block".into()))?;
+        let first = stages.next().ok_or_else(|| Error::Config("the model has no grouping block".into()))?;
+        let mut stage_maps = vec![first];
         for a in stages {
-            let (g2, g1, n) = (a.shape[1], a.shape[2], maps.shape[2]);
-            maps = r.matmul(&a, &maps, BLayout::Plain, MatmulShape { batch: b, m: g2, n, k: g1, b_shared: false })?;
+            let prev = stage_maps.last().expect("the first stage is there");
+            let (g2, g1, n) = (a.shape[1], a.shape[2], prev.shape[2]);
+            let next = r.matmul(&a, prev, BLayout::Plain, MatmulShape { batch: b, m: g2, n, k: g1, b_shared: false })?;
+            stage_maps.push(next);
         }
+        let maps = stage_maps.last().expect("the first stage is there");
         if maps.shape[1] != g || maps.shape[2] != gh * gw {
             return Err(Error::Gpu(format!("grouping maps {:?} do not match {g} groups on {gh}×{gw}", maps.shape)));
         }
-        Ok(GpuEncoding { groups, image, maps, batch: b, group_count: g, grid: (gh, gw) })
+        Ok(GpuEncoding { groups, image, stage_maps, batch: b, group_count: g, grid: (gh, gw) })
     }
 }
 
