@@ -50,8 +50,72 @@ export interface SegmentOptions {
    * size, 224), in resized pixels. */
   window?: number;
   stride?: number;
-  /** Prompt templates with `{}` for the label, averaged (default ["a photo of a {}."]). */
-  templates?: string[];
+  /** Prompt templates with `{}` for the label, averaged, or a preset: 'single' (the default, "a
+   * photo of a {}."), 'nvlabs' (NVlabs' 7), 'imagenet' (CLIP's 80). A label that is already a
+   * sentence ("a cat on a sofa") is its own prompt. */
+  templates?: string[] | TemplatePreset;
+}
+
+export type TemplatePreset = 'single' | 'nvlabs' | 'imagenet';
+
+export interface DetectOptions {
+  /** Regions scoring under this (0–1) are dropped (default 0.1). */
+  threshold?: number;
+  /** At most this many, best first (default all). */
+  topK?: number;
+  /** Regions under this share of the photo are dropped (default 0.001). */
+  minArea?: number;
+  /** A box overlapping a better one (any label) by more than this IoU is dropped (default 0.5). */
+  nmsIou?: number;
+}
+
+/** Pixel edges in the photo: `xmax` is one past the last column, as transformers.js's boxes. */
+export interface Box {
+  xmin: number;
+  ymin: number;
+  xmax: number;
+  ymax: number;
+}
+
+/** transformers.js's zero-shot-object-detection item. */
+export interface Detection {
+  label: string;
+  /** The region's mean score, 0–1. */
+  score: number;
+  box: Box;
+}
+
+export interface Grounding {
+  phrase: string;
+  /** `caption.slice(start, end) === phrase`. */
+  start: number;
+  end: number;
+  /** 0 where the phrase is found nowhere. */
+  score: number;
+  box: Box | null;
+}
+
+export interface Phrase {
+  text: string;
+  /** What is segmented for it: the phrase without its opening determiners. */
+  label: string;
+  start: number;
+  end: number;
+}
+
+export interface StageGroups {
+  /** Per pixel, row-major: window × groupsPerWindow + group. */
+  map: Uint32Array;
+  groupsPerWindow: number;
+  /** Distinct groups the photo shows. */
+  count: number;
+}
+
+export interface Groups {
+  width: number;
+  height: number;
+  /** One per grouping block, first to last. */
+  stages: StageGroups[];
 }
 
 export interface ClassSummary {
@@ -86,6 +150,10 @@ export declare class Segmentation {
   readonly colours: Uint8Array;
   readonly summary: ClassSummary[];
   labelAt(x: number, y: number): string;
+  /** Its objects' boxes, best first. */
+  detect(options?: DetectOptions): Detection[];
+  /** Where each phrase of `caption` is, in a segmentation by `phraseLabels(caption)`. */
+  ground(caption: string, options?: DetectOptions): Grounding[];
   /** The label map in colour (background transparent), blended over `photo` when given. */
   toImageData(options?: PaintOptions): ImageData;
 }
@@ -111,8 +179,18 @@ export declare class Segmenter {
   segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
   encode(image: ImageInput, options?: SegmentOptions): Promise<EncodedImage>;
-  /** Most probable first; `templates` averages several prompts (default ["a photo of a {}."]). */
-  classify(image: ImageInput, labels: string | string[], options?: { templates?: string[] }): Promise<{ label: string; probability: number }[]>;
+  /** Most probable first, scores summing to 1 over all the labels. */
+  classify(
+    image: ImageInput,
+    labels: string | string[],
+    options?: { templates?: string[] | TemplatePreset; topK?: number },
+  ): Promise<{ label: string; score: number }[]>;
+  /** `segment` then `Segmentation.detect`. */
+  detect(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions & DetectOptions): Promise<Detection[]>;
+  /** Each phrase of a caption (or GLIP's "horse. red car.") grounded to its region's box. */
+  ground(image: ImageInput | EncodedImage, caption: string, options?: SegmentOptions & DetectOptions): Promise<Grounding[]>;
+  /** The groups of every grouping block, no labels needed; from an EncodedImage without encoding again. */
+  groups(image: ImageInput | EncodedImage, options?: SegmentOptions): Promise<Groups>;
   dispose(): void;
 }
 
@@ -121,6 +199,18 @@ export declare function paintLabels(
   labels: { width: number; height: number; labelMap: Uint16Array; colours: Uint8Array },
   options?: PaintOptions,
 ): ImageData;
+
+/** A caption's phrases (after `load`). */
+export declare function phrasesOf(caption: string): Phrase[];
+
+/** The labels a caption is segmented by: each phrase's label once (after `load`). */
+export declare function phraseLabels(caption: string): string[];
+
+/** One stage of `groups` painted: groups in colour over `photo`, boundaries white (default: the last stage). */
+export declare function paintGroups(groups: Groups, stage?: number, options?: { photo?: ImageData | null; opacity?: number }): ImageData;
+
+/** The colour `paintGroups` gives group `id`, [r, g, b]. */
+export declare function groupColour(id: number): [number, number, number];
 
 /** Labels as the library reads them: split at commas, trimmed, repeats dropped (after `load`). */
 export declare function parseLabels(labels: string | string[]): string[];

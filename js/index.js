@@ -2,7 +2,9 @@
 // A thin layer over the wasm module: fetching and caching checkpoints, turning any image into the
 // module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
 // the module itself.
-import init, { Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels } from './groupseg_wasm.js';
+import init, {
+  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases,
+} from './groupseg_wasm.js';
 
 /** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
 export const CACHE_NAME = 'groupseg-models-v1';
@@ -185,6 +187,27 @@ export class Segmentation {
     this.summary = r.summary;
   }
 
+  /**
+   * The objects in it (ViLD's open-vocabulary boxes from GroupViT's regions): each label's
+   * connected regions, fragments merged, best first, transformers.js's shape
+   * `[{label, score, box: {xmin, ymin, xmax, ymax}}]` in photo pixels (edges: `xmax` is one past the
+   * last column). Options: `threshold` (0.1), `topK`, `minArea` (share of the photo, 0.001),
+   * `nmsIou` (0.5).
+   */
+  detect(options = {}) {
+    return detectIn(this.width, this.height, this.labelMap, this.scores, this.labels, defined(options));
+  }
+
+  /**
+   * Where each phrase of `caption` is, in a segmentation by `phraseLabels(caption)` (what
+   * `Segmenter.ground` does): `[{phrase, start, end, score, box}]`, `start`/`end` indices into
+   * `caption` (`caption.slice(start, end) === phrase`), `box` null where it is nowhere. Options:
+   * `threshold`, `minArea`.
+   */
+  ground(caption, options = {}) {
+    return groundIn(this.width, this.height, this.labelMap, this.scores, this.labels, caption, defined(options));
+  }
+
   /** The class at pixel (x, y). */
   labelAt(x, y) {
     return this.labels[this.labelMap[y * this.width + x]];
@@ -220,6 +243,58 @@ export function paintLabels({ width, height, labelMap, colours }, { photo = null
       out[4 * i + j] = photo ? out[4 * i + j] * (1 - opacity) + c * opacity : c;
     }
     out[4 * i + 3] = photo ? 255 : Math.round(255 * opacity);
+  }
+  return new ImageData(out, width, height);
+}
+
+/**
+ * The phrases of a caption as the library finds them (a rule-based noun-phrase chunker; GLIP's
+ * "horse. red car." prompts kept whole): `[{text, label, start, end}]`, `label` being what is
+ * segmented for it ("a brown horse" → "brown horse"). Needs the module: after `load`.
+ */
+export function phrasesOf(caption) {
+  return captionPhrases(caption);
+}
+
+/** The labels a caption is segmented by: each phrase's label once. Needs the module: after `load`. */
+export function phraseLabels(caption) {
+  const labels = [];
+  for (const { label } of captionPhrases(caption)) {
+    if (!labels.some((l) => l.toLowerCase() === label.toLowerCase())) labels.push(label);
+  }
+  return labels;
+}
+
+/** A colour for group `id`, as the CLI's groups pictures use: hues a golden angle apart. */
+export function groupColour(id) {
+  const hue = (id * 137.50777) % 360;
+  const [s, v] = id % 2 === 0 ? [0.75, 0.95] : [0.9, 0.7];
+  const c = v * s;
+  const x = c * (1 - Math.abs(((hue / 60) % 2) - 1));
+  const [r, g, b] = [[c, x, 0], [x, c, 0], [0, c, x], [0, x, c], [x, 0, c], [c, 0, x]][Math.min(5, Math.floor(hue / 60))];
+  const m = v - c;
+  return [r, g, b].map((u) => Math.round((u + m) * 255));
+}
+
+/**
+ * Paints one stage of `Segmenter.groups` into an ImageData: each group in its colour over `photo`
+ * (an ImageData of the same size) at `opacity`, boundaries between groups white.
+ */
+export function paintGroups({ width, height, stages }, stage = stages.length - 1, { photo = null, opacity = 0.6 } = {}) {
+  const map = stages[stage].map;
+  const out = new Uint8ClampedArray(width * height * 4);
+  if (photo) out.set(photo.data);
+  const colours = new Map();
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const i = y * width + x;
+      const g = map[i];
+      const edge = (x + 1 < width && map[i + 1] !== g) || (y + 1 < height && map[i + width] !== g);
+      if (!colours.has(g)) colours.set(g, groupColour(g));
+      const c = edge ? [255, 255, 255] : colours.get(g);
+      for (let j = 0; j < 3; j++) out[4 * i + j] = photo && !edge ? out[4 * i + j] * (1 - opacity) + c[j] * opacity : c[j];
+      out[4 * i + 3] = 255;
+    }
   }
   return new ImageData(out, width, height);
 }
@@ -333,12 +408,60 @@ export class Segmenter {
     return new EncodedImage(e, Object.fromEntries(GEOMETRY.filter((k) => k in o).map((k) => [k, o[k]])));
   }
 
-  /** Zero-shot classification: `[{label, probability}]`, most probable first. Options:
-   * `templates` (["a photo of a {}."]). */
+  /**
+   * Zero-shot classification (CLIP's): `[{label, score}]`, most probable first, scores summing to
+   * 1 over all the labels. Options: `templates` (an array with `{}` for the label, or a preset:
+   * 'single', 'nvlabs' (NVlabs' 7), 'imagenet' (CLIP's 80)), `topK` (all). A label that is already
+   * a sentence ("a cat on a sofa") is its own prompt.
+   */
   async classify(image, labels, options = {}) {
     const inner = this.#live();
-    const ranked = await withPhoto(image, (photo) => inner.classify(photo, labels, defined(options)));
-    return ranked.sort((a, b) => b.probability - a.probability);
+    return withPhoto(image, (photo) => inner.classify(photo, labels, defined(options)));
+  }
+
+  /**
+   * The objects of `labels` in `image` (or an `EncodedImage`): `segment`, then
+   * `Segmentation.detect`. Options: both methods' (`threshold`, `topK`, `minArea`, `nmsIou`).
+   */
+  async detect(image, labels, options = {}) {
+    return (await this.segment(image, labels, options)).detect(options);
+  }
+
+  /**
+   * Grounds each phrase of `caption` ("a man riding a brown horse next to a red car", or GLIP's
+   * "horse. red car.") in `image` (or an `EncodedImage`): `[{phrase, start, end, score, box}]`,
+   * `box` null where a phrase is found nowhere. Options: `segment`'s, `threshold`, `minArea`.
+   */
+  async ground(image, caption, options = {}) {
+    this.#live();
+    const labels = phraseLabels(caption);
+    if (!labels.length) throw new Error(`No phrase to ground in the caption ${JSON.stringify(caption)}: name something, e.g. "a dog on a sofa"`);
+    return (await this.segment(image, labels, options)).ground(caption, options);
+  }
+
+  /**
+   * GroupViT's own groups, no labels needed (NVlabs' first_group … final_group views):
+   * `{width, height, stages: [{map: Uint32Array, groupsPerWindow, count}]}`, one stage per grouping
+   * block; `map` gives each pixel its group (`window × groupsPerWindow + group`). From an
+   * `EncodedImage` the encoder does not run again. Paint a stage with `paintGroups`.
+   */
+  async groups(image, options = {}) {
+    const inner = this.#live();
+    const encoded = image instanceof EncodedImage ? image : await this.encode(image, options);
+    try {
+      const stages = await inner.groups(encoded._live());
+      return {
+        width: encoded.width,
+        height: encoded.height,
+        stages: stages.map((s) => {
+          const stage = { map: new Uint32Array(s.map), groupsPerWindow: s.groupsPerWindow, count: s.count };
+          s.free();
+          return stage;
+        }),
+      };
+    } finally {
+      if (encoded !== image) encoded.dispose();
+    }
   }
 
   /** Frees the model (its GPU buffers too). */

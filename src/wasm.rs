@@ -9,9 +9,10 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::detect::{self, DetectOptions};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
-use crate::segment::{Background, SegmentOptions, SegmentOverrides};
-use crate::{preprocess, BackendChoice};
+use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
+use crate::{ground, phrases, preprocess, BackendChoice, Templates};
 
 fn js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
@@ -137,8 +138,24 @@ struct Options {
     short_side: Option<u32>,
     window: Option<usize>,
     stride: Option<usize>,
-    /// Prompt templates with `{}` for the label (default "a photo of a {}.").
-    templates: Option<Vec<String>>,
+    /// Prompt templates with `{}` for the label, or a preset's name: "single" (the default, "a
+    /// photo of a {}."), "nvlabs" (NVlabs' 7) or "imagenet" (CLIP's 80).
+    templates: Option<TemplatesOption>,
+    /// classify: the best this many labels; detect: at most this many boxes.
+    top_k: Option<usize>,
+    /// detect / ground: regions scoring under this (0–1) are dropped (default 0.1).
+    threshold: Option<f32>,
+    /// detect / ground: regions under this share of the photo are dropped (default 0.001).
+    min_area: Option<f32>,
+    /// detect: a box overlapping a better one by more than this IoU is dropped (default 0.5).
+    nms_iou: Option<f32>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum TemplatesOption {
+    Preset(String),
+    List(Vec<String>),
 }
 
 /// A field that is there, `null` included (`Some(None)`), as opposed to one left out (`None`).
@@ -165,9 +182,110 @@ impl Options {
         defaults.with(&overrides)
     }
 
-    fn templates(&self) -> Vec<String> {
-        self.templates.clone().unwrap_or_default()
+    fn templates(&self) -> crate::Result<Templates> {
+        match &self.templates {
+            None => Ok(Templates::Single),
+            Some(TemplatesOption::Preset(name)) => name.parse(),
+            Some(TemplatesOption::List(list)) => Templates::custom(list.clone()),
+        }
     }
+
+    fn detection(&self) -> crate::Result<DetectOptions> {
+        let d = DetectOptions::default();
+        let opts = DetectOptions {
+            threshold: self.threshold.unwrap_or(d.threshold),
+            top_k: self.top_k.or(d.top_k),
+            min_area: self.min_area.unwrap_or(d.min_area),
+            nms_iou: self.nms_iou.unwrap_or(d.nms_iou),
+        };
+        opts.check()?;
+        Ok(opts)
+    }
+}
+
+/// A label map handed back from JS (a `Segmentation`'s fields), as the library's type.
+fn segmentation_of(width: u32, height: u32, label_map: Vec<u16>, scores: Vec<f32>, classes: Vec<String>) -> Result<Segmentation, JsError> {
+    let n = width as usize * height as usize;
+    if label_map.len() != n || scores.len() != n {
+        return Err(JsError::new(&format!(
+            "a {width}×{height} segmentation needs {n} labels and scores, not {} and {}",
+            label_map.len(),
+            scores.len()
+        )));
+    }
+    if label_map.iter().any(|&k| k as usize >= classes.len()) {
+        return Err(JsError::new("the label map names a class the classes do not list"));
+    }
+    Ok(segment::summarize(label_map, scores, classes, (height as usize, width as usize)))
+}
+
+/// The boxes of a segmentation's objects (`Segmentation.detect`): `[{label, score, box: {xmin, ymin,
+/// xmax, ymax}}]`, best first. `options`: `{threshold, topK, minArea, nmsIou}`.
+#[wasm_bindgen(js_name = detectIn)]
+pub fn detect_in(
+    width: u32,
+    height: u32,
+    label_map: Vec<u16>,
+    scores: Vec<f32>,
+    classes: Vec<String>,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let seg = segmentation_of(width, height, label_map, scores, classes)?;
+    let opts = Options::from_js(options)?.detection().map_err(js)?;
+    to_js(&detect::detect(&seg, &opts))
+}
+
+/// A caption's phrases (`[{text, label, start, end}]`, offsets in UTF-16 units as JS strings count):
+/// `label` is what gets segmented for it.
+#[wasm_bindgen(js_name = captionPhrases)]
+pub fn caption_phrases(caption: &str) -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Found {
+        text: String,
+        label: String,
+        start: usize,
+        end: usize,
+    }
+    let found: Vec<Found> = phrases::chunk(caption)
+        .into_iter()
+        .map(|p| Found {
+            label: p.label(),
+            start: phrases::utf16_offset(caption, p.start),
+            end: phrases::utf16_offset(caption, p.end),
+            text: p.text,
+        })
+        .collect();
+    to_js(&found)
+}
+
+/// Where each phrase of `caption` is in a segmentation by its phrases' labels (`Segmenter.ground`):
+/// `[{phrase, start, end, score, box}]`, offsets in UTF-16 units, `box` null where it is nowhere.
+#[wasm_bindgen(js_name = groundIn)]
+#[allow(clippy::too_many_arguments)]
+pub fn ground_in(
+    width: u32,
+    height: u32,
+    label_map: Vec<u16>,
+    scores: Vec<f32>,
+    classes: Vec<String>,
+    caption: &str,
+    options: JsValue,
+) -> Result<JsValue, JsError> {
+    let seg = segmentation_of(width, height, label_map, scores, classes)?;
+    let opts = Options::from_js(options)?.detection().map_err(js)?;
+    let found = ground::ground(&phrases::chunk(caption), &seg, &opts);
+    to_js(&found.iter().map(|g| g.with_offsets(caption, phrases::utf16_offset)).collect::<Vec<_>>())
+}
+
+/// One grouping block's groups over the photo (`Segmenter.groups`).
+#[wasm_bindgen(getter_with_clone)]
+pub struct StageGroups {
+    /// Per pixel, row-major: window × groupsPerWindow + group.
+    pub map: Vec<u32>,
+    #[wasm_bindgen(js_name = groupsPerWindow)]
+    pub groups_per_window: u32,
+    /// Distinct groups the photo shows.
+    pub count: u32,
 }
 
 /// Labels as JS gives them: a comma-separated string, or an array of strings.
@@ -234,7 +352,7 @@ impl Segmenter {
             let labels = labels_of(&labels)?;
             let options = Options::from_js(options)?;
             let opts = options.over(inner.default_options()).map_err(js)?;
-            let s = inner.segment(&photo, &labels, &options.templates(), &opts).await.map_err(js)?;
+            let s = inner.segment(&photo, &labels, &options.templates().map_err(js)?, &opts).await.map_err(js)?;
             Ok(SegmentResult::from(s).into())
         })
     }
@@ -265,28 +383,40 @@ impl Segmenter {
                 return Err(JsError::new("shortSide, window and stride are fixed when a photo is encoded: encode it again to change them").into());
             }
             let opts = options.over(inner.default_options()).map_err(js)?;
-            let s = inner.segment_encoded(&encoded, &labels, &options.templates(), &opts.labelling).await.map_err(js)?;
+            let s = inner.segment_encoded(&encoded, &labels, &options.templates().map_err(js)?, &opts.labelling).await.map_err(js)?;
             Ok(SegmentResult::from(s).into())
         })
     }
 
-    /// Zero-shot classification: resolves to `[{label, probability}]`, in the labels' order.
-    /// `options.templates` as for `segment`.
+    /// Zero-shot classification: resolves to `[{label, score}]`, most probable first (the first
+    /// `options.topK` when given). `options.templates` as for `segment`.
     pub fn classify(&self, photo: &Photo, labels: JsValue, options: JsValue) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         let photo = Rc::clone(&photo.inner);
         future_to_promise(async move {
-            #[derive(Serialize)]
-            struct Probability<'a> {
-                label: &'a str,
-                probability: f32,
-            }
             let labels = labels_of(&labels)?;
             let options = Options::from_js(options)?;
-            let probs = inner.classify(&photo, &labels, &options.templates()).await.map_err(js)?;
-            let out: Vec<Probability> =
-                labels.iter().zip(probs).map(|(label, probability)| Probability { label, probability }).collect();
-            Ok(to_js(&out)?)
+            if options.top_k == Some(0) {
+                return Err(JsError::new("topK must be at least 1").into());
+            }
+            let probs = inner.classify(&photo, &labels, &options.templates().map_err(js)?).await.map_err(js)?;
+            Ok(to_js(&pipeline::rank(&labels, &probs, options.top_k))?)
+        })
+    }
+
+    /// GroupViT's own groups in an encoded photo, one `StageGroups` per grouping block, first to
+    /// last; the encoder does not run again.
+    pub fn groups(&self, encoded: &EncodedImage) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        let encoded = Rc::clone(&encoded.inner);
+        future_to_promise(async move {
+            let groups = inner.groups(&encoded).await.map_err(js)?;
+            let stages = js_sys::Array::new();
+            for s in groups.stages {
+                let count = s.distinct() as u32;
+                stages.push(&StageGroups { map: s.map, groups_per_window: s.groups_per_window as u32, count }.into());
+            }
+            Ok(stages.into())
         })
     }
 }

@@ -1,6 +1,8 @@
-// The page: pick a model, type labels, drop photos; each photo is segmented in the worker and
-// painted here with a legend, hover, opacity, view toggles and downloads.
-import { isCached, paintLabels } from './pkg/index.js';
+// The page: pick a model, pick a mode, type labels (or a caption), drop photos; each photo is run in
+// the worker and shown here: segmented (legend, hover, opacity, views, downloads), its objects boxed,
+// a caption's phrases grounded (hover a phrase or a region and the other lights up), classified, or
+// the model's own groups.
+import { isCached, paintLabels, paintGroups } from './pkg/index.js';
 
 const $ = (id) => document.getElementById(id);
 const HUB = {
@@ -57,8 +59,13 @@ const DEFAULT_LABELS = {
   photos: 'cat, dog, sofa, window, floor, grass, sky',
   shapes: 'red circle, blue star, green triangle, yellow square, orange ring, purple bar, pink cross',
 };
+const DEFAULT_CAPTIONS = {
+  photos: 'a cat sleeping on a sofa next to a window',
+  shapes: 'a red circle next to a blue star',
+};
 function suggestLabels(kind) {
   if (Object.values(DEFAULT_LABELS).includes($('labels').value)) $('labels').value = DEFAULT_LABELS[kind];
+  if (Object.values(DEFAULT_CAPTIONS).includes($('caption').value)) $('caption').value = DEFAULT_CAPTIONS[kind];
 }
 
 let modelReady = false;
@@ -113,26 +120,42 @@ async function loadNow(source) {
   }
 }
 
+/** The chosen mode: segment, detect, ground, classify or groups. */
+const mode = () => document.querySelector('input[name=mode]:checked').value;
+
+function showModeInputs() {
+  const m = mode();
+  $('labels-row').hidden = m === 'ground' || m === 'groups';
+  $('caption-row').hidden = m !== 'ground';
+  document.body.dataset.mode = m;
+}
+
 function options() {
-  const o = { templates: [$('template').value] };
+  const preset = $('template-preset').value;
+  const o = { templates: preset === 'custom' ? [$('template').value] : preset };
   if ($('no-background').checked) o.backgroundThreshold = null;
   else if ($('threshold').value !== '') o.backgroundThreshold = Number($('threshold').value);
+  if ($('box-threshold').value !== '') o.threshold = Number($('box-threshold').value);
   return o;
 }
 
-/** Segments one photo into its result box, replacing what the box showed (unless it already shows
- * these labels and options). */
+/** Runs the chosen mode on one photo into its result box, replacing what the box showed (unless it
+ * already shows this mode with these labels and options). */
 async function segmentInto(entry) {
-  const request = JSON.stringify([$('labels').value, options()]);
+  const m = mode();
+  const message = { type: 'run', mode: m, key: entry.key, photo: entry.file, labels: $('labels').value, caption: $('caption').value, options: options() };
+  const request = JSON.stringify([m, message.labels, message.caption, message.options]);
   if (entry.request === request) return;
   entry.request = request;
   const started = performance.now();
   try {
-    const { result, ms, reused } = await ask({
-      type: 'segment', key: entry.key, photo: entry.file, labels: $('labels').value, options: options(),
-    });
-    entry.bitmap ??= await displayBitmap(entry.file, result.width, result.height);
-    render(entry, result, ms ?? performance.now() - started, reused);
+    const reply = await ask(message);
+    const size = reply.result ?? reply.groups;
+    entry.bitmap ??= await displayBitmap(entry.file, size?.width, size?.height);
+    const ms = reply.ms ?? performance.now() - started;
+    const shown = { segment: render, detect: renderDetect, ground: renderGround, classify: renderClassify, groups: renderGroups }[m];
+    shown(entry, reply, ms);
+    entry.box.dataset.mode = m;
   } catch (e) {
     entry.request = null;
     entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
@@ -141,7 +164,13 @@ async function segmentInto(entry) {
 
 /** The photo for display: decoded by the browser, downscaled to at most DISPLAY_SIDE on its long
  * side (the result canvas scales it back up), so a tab of phone photos stays small. */
-function displayBitmap(file, width, height) {
+async function displayBitmap(file, width, height) {
+  if (!width || !height) {
+    // Classification gives no size: the browser's decoding says it.
+    const probe = await createImageBitmap(file, { imageOrientation: 'from-image' });
+    [width, height] = [probe.width, probe.height];
+    probe.close();
+  }
   const scale = Math.min(1, DISPLAY_SIDE / Math.max(width, height));
   return createImageBitmap(file, {
     imageOrientation: 'from-image',
@@ -150,6 +179,8 @@ function displayBitmap(file, width, height) {
     resizeQuality: 'high',
   });
 }
+
+const VERB = { segment: 'Segmenting', detect: 'Detecting in', ground: 'Grounding in', classify: 'Classifying', groups: 'Grouping' };
 
 async function segmentAll(files) {
   if (!modelReady) return status('Load a model first (step 1).', true);
@@ -163,7 +194,7 @@ async function segmentAll(files) {
     return entry;
   });
   for (const [i, entry] of entries.entries()) {
-    status(`Segmenting ${entry.file.name} (${i + 1} of ${entries.length})…`);
+    status(`${VERB[mode()]} ${entry.file.name} (${i + 1} of ${entries.length})…`);
     await segmentInto(entry);
   }
   status('Done.');
@@ -201,7 +232,7 @@ function download(canvas, name) {
   }, 'image/png');
 }
 
-function render(entry, r, ms, reused) {
+function render(entry, { result: r, reused }, ms) {
   const { box, file } = entry;
   const canvas = document.createElement('canvas');
   canvas.width = r.width;
@@ -262,9 +293,167 @@ function render(entry, r, ms, reused) {
     row.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
     legend.append(row);
   });
-  const took = `${Math.round(ms)} ms${reused ? ', labels only: the image encoder did not run again' : ''}`;
-  box.replaceChildren(text('div', `${file.name} (${took})`, 'took'), canvas, hover, controls, legend);
+  box.replaceChildren(text('div', `${file.name} (${took(ms, reused)})`, 'took'), canvas, hover, controls, legend);
   redraw();
+}
+
+const took = (ms, reused) => `${Math.round(ms)} ms${reused ? ', labels only: the image encoder did not run again' : ''}`;
+const rgb = (colours, k) => `rgb(${colours[3 * k]},${colours[3 * k + 1]},${colours[3 * k + 2]})`;
+
+/** A canvas of the photo at the result's size. */
+function photoCanvas(entry, width, height, name) {
+  const canvas = Object.assign(document.createElement('canvas'), { width, height });
+  canvas.setAttribute('aria-label', name);
+  canvas.getContext('2d').drawImage(entry.bitmap, 0, 0, width, height);
+  return canvas;
+}
+
+/** Draws boxes `[{box, text, colour, strong}]` with their texts on plates above them. */
+function drawBoxes(canvas, boxes) {
+  const ctx = canvas.getContext('2d');
+  const side = Math.max(canvas.width, canvas.height);
+  const line = Math.max(2, Math.round(side / 150));
+  const font = Math.max(11, Math.round(side / 32));
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  for (const b of boxes) {
+    ctx.lineWidth = b.strong ? 2 * line : line;
+    ctx.strokeStyle = b.colour;
+    const { xmin, ymin, xmax, ymax } = b.box;
+    ctx.strokeRect(xmin + ctx.lineWidth / 2, ymin + ctx.lineWidth / 2, xmax - xmin - ctx.lineWidth, ymax - ymin - ctx.lineWidth);
+  }
+  for (const b of boxes) {
+    const w = ctx.measureText(b.text).width + 6;
+    const x = Math.min(b.box.xmin, canvas.width - w);
+    const y = Math.max(0, b.box.ymin - font - 4);
+    ctx.fillStyle = b.colour;
+    ctx.fillRect(x, y, w, font + 4);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(b.text, x + 3, y + font);
+  }
+}
+
+/** Where the pointer is over `canvas`, in the result's pixels. */
+function pixelAt(canvas, ev, width, height) {
+  const rect = canvas.getBoundingClientRect();
+  const x = Math.min(width - 1, Math.floor(((ev.clientX - rect.left) / rect.width) * width));
+  const y = Math.min(height - 1, Math.floor(((ev.clientY - rect.top) / rect.height) * height));
+  return y * width + x;
+}
+
+/** Detect: the photo with a box per object, labelled with its score, and the list beneath. */
+function renderDetect(entry, { result: r, detections, reused }, ms) {
+  const canvas = photoCanvas(entry, r.width, r.height, `${entry.file.name}, objects`);
+  const classOf = (label) => r.labels.indexOf(label);
+  drawBoxes(canvas, detections.map((d) => ({ box: d.box, text: `${d.label} ${d.score.toFixed(2)}`, colour: rgb(r.colours, classOf(d.label)) })));
+  const list = document.createElement('div');
+  list.className = 'found';
+  if (!detections.length) list.append(text('div', 'No object of these labels found.'));
+  for (const d of detections) {
+    const row = document.createElement('div');
+    const swatch = text('span', '', 'swatch');
+    swatch.style.cssText = `display:inline-block;width:1em;height:1em;margin-right:.3em;background:${rgb(r.colours, classOf(d.label))}`;
+    row.append(swatch, `${d.label} ${d.score.toFixed(2)} at (${d.box.xmin}, ${d.box.ymin})–(${d.box.xmax}, ${d.box.ymax})`);
+    row.dataset.label = d.label;
+    row.dataset.box = JSON.stringify(d.box);
+    list.append(row);
+  }
+  entry.box.replaceChildren(text('div', `${entry.file.name}: ${detections.length} found (${took(ms, reused)})`, 'took'), canvas, list);
+}
+
+/** Ground: the caption with its phrases marked in their regions' colours; hovering a phrase lights
+ * its region and box, hovering the photo lights the phrase of the region under the pointer. */
+function renderGround(entry, { result: r, phrases, grounding, reused }, ms) {
+  const caption = $('caption').value;
+  const classOf = (i) => r.labels.findIndex((l) => l.toLowerCase() === phrases[i].label.toLowerCase());
+  const canvas = document.createElement('canvas');
+  Object.assign(canvas, { width: r.width, height: r.height });
+  canvas.setAttribute('aria-label', `${entry.file.name}, phrases grounded`);
+  const marks = [];
+  const draw = (lit) => {
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
+    // Only the lit phrase's region is painted while one is lit; all of them otherwise.
+    const keep = lit === null ? null : classOf(lit);
+    const map = keep === null ? r.labelMap : r.labelMap.map((k) => (k === keep ? k : 0));
+    ctx.putImageData(paintLabels({ ...r, labelMap: map }, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity: 0.45 }), 0, 0);
+    drawBoxes(canvas, grounding.flatMap((g, i) => (g.box && (lit === null || lit === i)
+      ? [{ box: g.box, text: `${g.phrase} ${g.score.toFixed(2)}`, colour: rgb(r.colours, classOf(i)), strong: lit === i }] : [])));
+    marks.forEach((m, i) => m.classList.toggle('lit', lit === i));
+  };
+  const line = document.createElement('p');
+  line.className = 'caption';
+  let at = 0;
+  grounding.forEach((g, i) => {
+    line.append(caption.slice(at, g.start));
+    const mark = text('mark', caption.slice(g.start, g.end));
+    if (g.box) mark.style.background = rgb(r.colours, classOf(i)).replace('rgb', 'rgba').replace(')', ',0.45)');
+    else mark.classList.add('nowhere');
+    mark.title = g.box ? `score ${g.score.toFixed(2)}` : 'found nowhere in the photo';
+    mark.tabIndex = 0;
+    mark.dataset.phrase = g.phrase;
+    mark.dataset.box = JSON.stringify(g.box);
+    mark.onpointerenter = mark.onfocus = () => draw(i);
+    mark.onpointerleave = mark.onblur = () => draw(null);
+    marks.push(mark);
+    line.append(mark);
+    at = g.end;
+  });
+  line.append(caption.slice(at));
+  canvas.onpointermove = (ev) => {
+    const k = r.labelMap[pixelAt(canvas, ev, r.width, r.height)];
+    const i = k === 0 ? -1 : grounding.findIndex((_, j) => classOf(j) === k);
+    marks.forEach((m, j) => m.classList.toggle('lit', j === i));
+  };
+  canvas.onpointerleave = () => marks.forEach((m) => m.classList.remove('lit'));
+  const found = grounding.filter((g) => g.box).length;
+  entry.box.replaceChildren(text('div', `${entry.file.name}: ${found} of ${grounding.length} phrases found (${took(ms, reused)})`, 'took'), canvas, line);
+  draw(null);
+}
+
+/** Classify: the photo and its labels ranked, with bars. */
+function renderClassify(entry, { ranked }, ms) {
+  const { width, height } = entry.bitmap;
+  const canvas = photoCanvas(entry, width, height, `${entry.file.name}, classified`);
+  const list = document.createElement('div');
+  list.className = 'ranked';
+  for (const { label, score } of ranked.slice(0, 10)) {
+    const row = document.createElement('div');
+    const bar = text('span', '', 'bar');
+    bar.style.width = `${Math.max(1, score * 12)}em`;
+    row.append(bar, `${label} ${(score * 100).toFixed(1)} %`);
+    row.dataset.label = label;
+    row.dataset.score = score;
+    list.append(row);
+  }
+  entry.box.replaceChildren(text('div', `${entry.file.name}: most likely ${ranked[0].label} (${Math.round(ms)} ms)`, 'took'), canvas, list);
+}
+
+/** Groups: the model's own groups of one grouping block over the photo, boundaries white. */
+function renderGroups(entry, { groups, reused }, ms) {
+  const { width, height, stages } = groups;
+  const canvas = photoCanvas(entry, width, height, `${entry.file.name}, groups`);
+  const photo = canvas.getContext('2d').getImageData(0, 0, width, height);
+  let stage = stages.length - 1;
+  const draw = () => canvas.getContext('2d').putImageData(paintGroups(groups, stage, { photo }), 0, 0);
+  const controls = document.createElement('div');
+  controls.className = 'controls';
+  const name = `stage-${views++}`;
+  stages.forEach((s, k) => {
+    const radio = Object.assign(document.createElement('input'), { type: 'radio', name, value: k, checked: k === stage });
+    radio.onchange = () => { stage = k; draw(); };
+    const label = text('label', '');
+    label.append(radio, ` grouping block ${k + 1}: ${s.count} groups`);
+    controls.append(label);
+  });
+  const hover = text('div', '\u00a0', 'hover');
+  canvas.onpointermove = (ev) => {
+    const g = stages[stage].map[pixelAt(canvas, ev, width, height)];
+    const per = stages[stage].groupsPerWindow;
+    hover.textContent = `group ${g % per + 1}${g >= per ? ` of window ${Math.floor(g / per) + 1}` : ''}`;
+  };
+  const counts = stages.map((s, k) => `block ${k + 1}: ${s.count}`).join(', ');
+  entry.box.replaceChildren(text('div', `${entry.file.name}: groups (${counts}; ${took(ms, reused)})`, 'took'), canvas, hover, controls);
+  draw();
 }
 
 // Model sources.
@@ -276,9 +465,16 @@ $('model').onchange = (ev) => loadModel({ files: [...ev.target.files] });
 $('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); status('The model cache is empty.'); };
 
 // Labels: re-paint every photo when they change.
-for (const id of ['labels', 'threshold', 'no-background', 'template']) {
+for (const id of ['labels', 'caption', 'threshold', 'no-background', 'template', 'template-preset', 'box-threshold']) {
   $(id).addEventListener('change', () => modelReady && photos.length && repaintAll());
 }
+for (const radio of document.querySelectorAll('input[name=mode]')) {
+  radio.addEventListener('change', () => {
+    showModeInputs();
+    if (modelReady && photos.length) repaintAll();
+  });
+}
+showModeInputs();
 
 // Sample scenes for the shapes demo (www/samples/, written by tools/shapes/samples.py): their labels
 // replace the typed ones, since the demo knows only the shapes' phrases.
@@ -291,6 +487,7 @@ $('samples').onclick = async () => {
       return new File([await res.blob()], name, { type: 'image/png' });
     }));
     $('labels').value = labels.join(', ');
+    $('caption').value = `${labels.join('. ')}.`;
     await segmentAll(scenes);
   } catch (e) {
     status(`Could not fetch the sample scenes: ${e.message}`, true);

@@ -1,10 +1,11 @@
 // The model runs here, off the page's thread, so the page never freezes (not even on the CPU path).
-// Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'segment', id, key, photo,
-// labels, options}, {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
+// Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'run', id, mode, key, photo,
+// labels, caption, options} (mode: segment, detect, ground, classify, groups), {type: 'clear-cache',
+// id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
 // Each photo (by `key`) goes through the image encoder once; new labels only re-run the composition.
 // Only the last few encodings are kept (a phone tab cannot hold a dozen); older photos are encoded
 // again when their labels change.
-import { Segmenter } from './pkg/index.js';
+import { Segmenter, phrasesOf, phraseLabels } from './pkg/index.js';
 
 const KEEP_ENCODINGS = 4;
 
@@ -25,9 +26,14 @@ const handlers = {
     segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
     return { backend: segmenter.backend, notes: segmenter.notes };
   },
-  async segment({ key, photo, labels, options }) {
+  async run({ mode, key, photo, labels, caption, options }) {
     if (!segmenter) throw new Error('Load a model first.');
     const started = performance.now();
+    if (mode === 'classify') {
+      // Classification sees the whole photo at the model's input size, not the encoded windows.
+      const ranked = await segmenter.classify(photo, labels, options);
+      return { ranked, ms: performance.now() - started, reused: false };
+    }
     let image = encoded.get(key);
     const reused = Boolean(image);
     if (image) {
@@ -41,13 +47,26 @@ const handlers = {
       e.dispose();
       encoded.delete(old);
     }
+    if (mode === 'groups') {
+      const groups = await segmenter.groups(image);
+      return { groups, ms: performance.now() - started, reused, transfer: groups.stages.map((s) => s.map.buffer) };
+    }
+    let phrases = null;
+    if (mode === 'ground') {
+      phrases = phrasesOf(caption);
+      labels = phraseLabels(caption);
+      if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
+    }
     const r = await segmenter.segment(image, labels, options);
+    const extra = {};
+    if (mode === 'detect') extra.detections = r.detect(options);
+    if (mode === 'ground') Object.assign(extra, { phrases, grounding: r.ground(caption, options) });
     const ms = performance.now() - started;
     const result = {
       width: r.width, height: r.height, labels: r.labels, summary: r.summary,
       labelMap: r.labelMap, scores: r.scores, colours: r.colours,
     };
-    return { result, ms, reused, transfer: [r.labelMap.buffer, r.scores.buffer] };
+    return { result, ...extra, ms, reused, transfer: [r.labelMap.buffer, r.scores.buffer] };
   },
   async 'clear-cache'() {
     await Segmenter.clearCache();
