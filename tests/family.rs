@@ -79,3 +79,23 @@ fn groups_view_matches_transformers_stage_assignments_on_the_cpu() {
 fn groups_view_matches_transformers_stage_assignments_on_the_gpu() {
     groups_match_stage_assignments(BackendChoice::Gpu);
 }
+
+#[test]
+fn groups_view_is_the_same_on_cpu_and_gpu_over_many_windows() {
+    // 40 × 72 at windows of 16, stride 8: 4 × 8 windows, recorded on the GPU in several batches, so
+    // each stage's maps are stacked across recordings.
+    let geometry = Geometry { size: SegmentationSize { short_side: 40, ..Default::default() }, window_side: 16, stride: 8 };
+    let groups = |backend| {
+        let seg = segmenter(backend);
+        let encoded = groupseg::block_on(seg.encode(&photo(), &geometry)).unwrap();
+        groupseg::block_on(seg.groups(&encoded)).unwrap()
+    };
+    let (cpu, gpu) = (groups(BackendChoice::Cpu), groups(BackendChoice::Gpu));
+    assert_eq!(cpu.stages.len(), gpu.stages.len());
+    for (k, (c, g)) in cpu.stages.iter().zip(&gpu.stages).enumerate() {
+        let agree = c.map.iter().zip(&g.map).filter(|(a, b)| a == b).count() as f64 / c.map.len() as f64;
+        assert!(agree >= 0.995, "stage {}: {:.2} % of pixels agree", k + 1, agree * 100.0);
+        // Windows each add their own groups.
+        assert!(c.distinct() > c.groups_per_window, "stage {}: {} groups", k + 1, c.distinct());
+    }
+}

@@ -222,6 +222,44 @@ function paint(canvas, entry, r, view, opacity) {
   }
 }
 
+/** The pixel of class `k` inside `box` nearest the middle of its pixels there: where a name written
+ * on the region lands inside it (a ring's middle is not the ring). */
+function anchorOf(r, k, box) {
+  let [sx, sy, n] = [0, 0, 0];
+  for (let y = box.ymin; y < box.ymax; y++) {
+    for (let x = box.xmin; x < box.xmax; x++) {
+      if (r.labelMap[y * r.width + x] === k) { sx += x; sy += y; n++; }
+    }
+  }
+  const [cx, cy] = [sx / n, sy / n];
+  let best = [box.xmin, box.ymin, Infinity];
+  for (let y = box.ymin; y < box.ymax; y++) {
+    for (let x = box.xmin; x < box.xmax; x++) {
+      const d = (x - cx) ** 2 + (y - cy) ** 2;
+      if (r.labelMap[y * r.width + x] === k && d < best[2]) best = [x, y, d];
+    }
+  }
+  return best;
+}
+
+/** Each region's label written on it, on a plate in its colour (NVlabs' input_pred_label). */
+function writeNames(canvas, r, regions) {
+  const ctx = canvas.getContext('2d');
+  const font = Math.max(11, Math.round(Math.max(r.width, r.height) / 36));
+  ctx.font = `bold ${font}px system-ui, sans-serif`;
+  for (const d of regions) {
+    const k = r.labels.indexOf(d.label);
+    const [x, y] = anchorOf(r, k, d.box);
+    const w = ctx.measureText(d.label).width + 6;
+    const left = Math.min(Math.max(0, x - w / 2), r.width - w);
+    const top = Math.min(Math.max(0, y - font / 2 - 2), r.height - font - 4);
+    ctx.fillStyle = rgb(r.colours, k);
+    ctx.fillRect(left, top, w, font + 4);
+    ctx.fillStyle = '#fff';
+    ctx.fillText(d.label, left + 3, top + font);
+  }
+}
+
 function download(canvas, name) {
   canvas.toBlob((blob) => {
     const a = document.createElement('a');
@@ -232,7 +270,7 @@ function download(canvas, name) {
   }, 'image/png');
 }
 
-function render(entry, { result: r, reused }, ms) {
+function render(entry, { result: r, regions, reused }, ms) {
   const { box, file } = entry;
   const canvas = document.createElement('canvas');
   canvas.width = r.width;
@@ -240,7 +278,11 @@ function render(entry, { result: r, reused }, ms) {
   canvas.setAttribute('aria-label', `${file.name}, segmented`);
   let view = 'overlay';
   let opacity = 0.5;
-  const redraw = () => paint(canvas, entry, r, view, opacity);
+  let names = false;
+  const redraw = () => {
+    paint(canvas, entry, r, view, opacity);
+    if (names && view !== 'photo') writeNames(canvas, r, regions);
+  };
 
   const controls = document.createElement('div');
   controls.className = 'controls';
@@ -258,11 +300,17 @@ function render(entry, { result: r, reused }, ms) {
     label.append(radio, ` ${v}`);
     controls.append(label);
   }
+  const namesBox = Object.assign(document.createElement('input'), { type: 'checkbox', className: 'names' });
+  namesBox.onchange = () => { names = namesBox.checked; redraw(); };
+  const namesLabel = text('label', '');
+  namesLabel.append(namesBox, ' names');
+  controls.append(namesLabel);
   const stem = file.name.replace(/\.[^.]*$/, '');
   const overlayButton = text('button', 'overlay PNG');
   overlayButton.onclick = () => {
     const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
     paint(c, entry, r, 'overlay', opacity);
+    if (names) writeNames(c, r, regions);
     download(c, `${stem}.overlay.png`);
   };
   const maskButton = text('button', 'mask PNG');

@@ -60,6 +60,8 @@ const handlers = {
     const r = await segmenter.segment(image, labels, options);
     const extra = {};
     if (mode === 'detect') extra.detections = r.detect(options);
+    // Where the segment view writes label names: every region, however it scores.
+    if (mode === 'segment') extra.regions = r.detect({ threshold: 0, nmsIou: 1 });
     if (mode === 'ground') Object.assign(extra, { phrases, grounding: r.ground(caption, options) });
     const ms = performance.now() - started;
     const result = {

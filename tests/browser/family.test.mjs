@@ -57,6 +57,13 @@ test('detect, ground, classify and groups on the page give what the CLI gives, o
   await page.fill('#labels', labels.join(', '));
   await dropPhoto(page, photo, 'scene.png');
   await done(page);
+  // Names written on the regions (NVlabs' input_pred_label): the canvas changes where they go.
+  const pixels = () => page.$eval('.result canvas', (c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data));
+  const plain = await pixels();
+  await page.check('.result input.names');
+  const named = await pixels();
+  const changed = plain.filter((v, i) => v !== named[i]).length;
+  assert.ok(changed > 0, 'names are drawn');
   await page.locator('.result').screenshot({ path: join(outDir, 'result-segment.png') });
 
   // Detect: every object of the scene, each box as the CLI draws it.
