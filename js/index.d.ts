@@ -12,14 +12,18 @@ export type ImageInput =
 
 export type Backend = 'auto' | 'webgpu' | 'cpu';
 
+/** One signal for a whole load (`progress` 0–1, monotone, 1 at the end). */
 export interface Progress {
-  /** URL of the file being fetched. */
-  file: string;
+  /** compile: the wasm module; download: the checkpoint's files; prepare: the model built (and uploaded). */
+  stage: 'compile' | 'download' | 'prepare';
+  /** During the download: bytes so far across every file; in the other stages, 0 or 1 of 1. */
   loaded: number;
-  /** 0 when the server did not say. */
+  /** Bytes of every file whose server said its size (grows while one has not). */
   total: number;
-  /** Served from Cache Storage. */
-  cached: boolean;
+  progress: number;
+  /** During the download: URL of the file just read, and whether it came from Cache Storage. */
+  file?: string;
+  cached?: boolean;
 }
 
 export interface LoadOptions {
@@ -126,6 +130,8 @@ export interface ClassSummary {
   meanScore: number;
   /** [x0, y0, x1, y1], exclusive ends; null when the class has no pixel. */
   bbox: [number, number, number, number] | null;
+  /** The same box as {xmin, ymin, xmax, ymax}, the shape of detection boxes. */
+  box: Box | null;
 }
 
 export interface PaintOptions {
@@ -150,6 +156,12 @@ export declare class Segmentation {
   readonly colours: Uint8Array;
   readonly summary: ClassSummary[];
   labelAt(x: number, y: number): string;
+  /** The class index of a label name (or index); throws naming the labels when it is not one. */
+  classOf(label: string | number): number;
+  /** One label's pixels: opaque in its colour (or `colour`) there, transparent elsewhere. */
+  mask(label: string | number, options?: { colour?: [number, number, number] }): ImageData;
+  /** The photo's pixels of one label on transparency; `photo` is drawn at the segmentation's size. */
+  cutout(label: string | number, photo: ImageData | ImageBitmap | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement): ImageData;
   /** Its objects' boxes, best first. */
   detect(options?: DetectOptions): Detection[];
   /** Where each phrase of `caption` is, in a segmentation by `phraseLabels(caption)`. */

@@ -63,11 +63,15 @@ async function fetchBytes(url, { cache, onProgress, optional = false, notes }) {
     throw new Error(`Could not download ${url}: the network is unreachable, or the server does not let `
       + `this page read it (CORS). (${e.message})`);
   }
-  if (response.status === 404 && optional) return null;
+  if (response.status === 404 && optional) {
+    onProgress?.({ file: url, loaded: 0, total: 0, cached: false });
+    return null;
+  }
   if (!response.ok) {
     throw new Error(`Could not download ${url}: the server answered ${response.status} ${response.statusText}`.trim());
   }
   const total = Number(response.headers.get('content-length')) || 0;
+  onProgress?.({ file: url, loaded: 0, total, cached: false });
   const chunks = [];
   let loaded = 0;
   const reader = response.body.getReader();
@@ -97,19 +101,64 @@ const text = (bytes) => new TextDecoder().decode(bytes);
  * The checkpoint files from a base URL (a folder) or a file name → URL map: config, tokenizer,
  * preprocessor and weights.
  */
-async function filesFromUrl(modelUrl, cache, onProgress, notes) {
+async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect) {
   const get = async (name, optional) => {
     const url = fileUrl(modelUrl, name);
     return url ? fetchBytes(url, { cache, onProgress, optional, notes }) : null;
   };
-  const config = await get('config.json');
-  const tokenizer = await get('tokenizer.json');
-  const preprocessor = await get('preprocessor_config.json', true);
-  const weights = (await get('model.safetensors', true)) ?? (await get('pytorch_model.bin', true));
+  // All at once, so the sizes of all (the weights above all) are known from the start.
+  onExpect?.(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map((n) => fileUrl(modelUrl, n)).filter(Boolean));
+  const [config, tokenizer, preprocessor, safetensors] = await Promise.all([
+    get('config.json'), get('tokenizer.json'), get('preprocessor_config.json', true), get('model.safetensors', true),
+  ]);
+  const weights = safetensors ?? (await get('pytorch_model.bin', true));
   if (!weights) {
     throw new Error(`${typeof modelUrl === 'string' ? modelUrl : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
   }
   return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights };
+}
+
+/** Where each stage of a load lies in its overall progress (0–1): the wasm module's compilation, the
+ * checkpoint's download, the model's preparation (weights read, uploaded to the GPU). */
+const STAGES = { compile: [0, 0.05], download: [0.05, 0.9], prepare: [0.9, 1] };
+
+/**
+ * One progress signal for a whole load, as transformers.js's `progress_total`: `{stage, loaded,
+ * total, progress}` with `progress` 0–1, never going back, 1 at the end; during the download `loaded`
+ * and `total` are bytes across every file (`total` grows only while a server has not said a size),
+ * with the `file` being read and whether it came from the `cached` copy.
+ */
+class LoadProgress {
+  #report;
+  #files = new Map();
+  #progress = 0;
+
+  constructor(report) {
+    this.#report = report;
+  }
+
+  stage(stage, fraction, extra = {}) {
+    const [from, to] = STAGES[stage];
+    this.#progress = Math.max(this.#progress, from + (to - from) * Math.min(1, Math.max(0, fraction)));
+    this.#report?.({ stage, loaded: fraction, total: 1, ...extra, progress: this.#progress });
+  }
+
+  /** The files about to be fetched: the download's fraction waits until each has said its size. */
+  expect(urls) {
+    for (const url of urls) if (!this.#files.has(url)) this.#files.set(url, { loaded: 0, total: null });
+  }
+
+  /** A file's bytes so far (the per-file callback of `fetchBytes`). */
+  file({ file, loaded, total, cached }) {
+    this.#files.set(file, { loaded, total: Math.max(total, loaded) });
+    let [all, sum, sized] = [0, 0, true];
+    for (const f of this.#files.values()) {
+      all += f.loaded;
+      sum += f.total ?? 0;
+      sized &&= f.total !== null;
+    }
+    this.stage('download', sized && sum ? all / sum : 0, { file, cached, loaded: all, total: sum });
+  }
 }
 
 /** The checkpoint files from user-chosen `File`s (a FileList, an array, or a name → Blob map). */
@@ -183,7 +232,8 @@ export class Segmentation {
     this.scores = new Float32Array(r.scores);
     /** RGB of each class, 3 bytes a class. */
     this.colours = new Uint8Array(r.colours);
-    /** Per class: share of the pixels, mean score, bounding box [x0, y0, x1, y1]. */
+    /** Per class: share of the pixels, mean score, bounding box as `bbox` [x0, y0, x1, y1] and as `box`
+     * {xmin, ymin, xmax, ymax} (pixel edges, exclusive ends; null when the class has no pixel). */
     this.summary = r.summary;
   }
 
@@ -211,6 +261,46 @@ export class Segmentation {
   /** The class at pixel (x, y). */
   labelAt(x, y) {
     return this.labels[this.labelMap[y * this.width + x]];
+  }
+
+  /** The class index of `label` (its name, or already an index). */
+  classOf(label) {
+    const k = typeof label === 'number' ? label : this.labels.indexOf(label);
+    if (!(k >= 0 && k < this.labels.length)) {
+      throw new Error(`${JSON.stringify(label)} is not one of this segmentation's labels (${this.labels.join(', ')})`);
+    }
+    return k;
+  }
+
+  /**
+   * One label's pixels as an ImageData the size of the segmentation: opaque in the label's colour
+   * (or `colour`, [r, g, b]) where the label is, transparent elsewhere — ready for a mask layer, a
+   * CSS `mask-image` or `globalCompositeOperation`.
+   */
+  mask(label, { colour } = {}) {
+    const k = this.classOf(label);
+    const c = colour ?? [...this.colours.subarray(3 * k, 3 * k + 3)];
+    const out = new Uint8ClampedArray(this.width * this.height * 4);
+    for (let i = 0; i < this.labelMap.length; i++) {
+      if (this.labelMap[i] !== k) continue;
+      out.set(c, 4 * i);
+      out[4 * i + 3] = 255;
+    }
+    return new ImageData(out, this.width, this.height);
+  }
+
+  /**
+   * The photo's pixels of one label on transparency (a cut-out). `photo`: an ImageData of the
+   * segmentation's size, or anything drawable (ImageBitmap, canvas, loaded <img>), drawn at that size.
+   */
+  cutout(label, photo) {
+    const k = this.classOf(label);
+    const pixels = pixelsAt(photo, this.width, this.height);
+    const out = new Uint8ClampedArray(this.width * this.height * 4);
+    for (let i = 0; i < this.labelMap.length; i++) {
+      if (this.labelMap[i] === k) out.set(pixels.subarray(4 * i, 4 * i + 4), 4 * i);
+    }
+    return new ImageData(out, this.width, this.height);
   }
 
   /**
@@ -263,6 +353,19 @@ export function phraseLabels(caption) {
     if (!labels.some((l) => l.toLowerCase() === label.toLowerCase())) labels.push(label);
   }
   return labels;
+}
+
+/** RGBA pixels of `photo` at `width × height`: an ImageData of that size as it is, else drawn. */
+function pixelsAt(photo, width, height) {
+  if (typeof ImageData !== 'undefined' && photo instanceof ImageData) {
+    if (photo.width !== width || photo.height !== height) {
+      throw new Error(`the photo is ${photo.width}×${photo.height}, the segmentation ${width}×${height}: pass it at that size, or as a bitmap, canvas or image to draw`);
+    }
+    return photo.data;
+  }
+  const ctx = new OffscreenCanvas(width, height).getContext('2d');
+  ctx.drawImage(photo, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height).data;
 }
 
 /** A colour for group `id`, as the CLI's groups pictures use: hues a golden angle apart. */
@@ -335,7 +438,9 @@ export class Segmenter {
    * `…/resolve/main/`, or a file name → URL map), from `files`, or, with neither, the built-in
    * shapes demo (`DEMO_MODEL`), onto `backend`: 'auto' (a hardware GPU through WebGPU, else
    * WebAssembly), 'webgpu' (any WebGPU adapter) or 'cpu'. Downloads go to Cache Storage unless
-   * `cache: false`; `onProgress({file, loaded, total, cached})` follows them in bytes.
+   * `cache: false`. `onProgress({stage, loaded, total, progress, file, cached})` is one signal for the
+   * whole load: stage 'compile' (the wasm module), 'download' (bytes across every file), 'prepare'
+   * (the model built); `progress` rises from 0 to 1 and never goes back.
    */
   static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, wasmUrl } = {}) {
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
@@ -346,10 +451,18 @@ export class Segmenter {
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new Error(`backend must be 'auto', 'webgpu' or 'cpu', not ${JSON.stringify(backend)}`);
     }
+    const progress = new LoadProgress(onProgress);
+    progress.stage('compile', 0);
     await startWasm(wasmUrl);
+    progress.stage('compile', 1);
     const notes = [];
-    const f = modelUrl ? await filesFromUrl(modelUrl, cache, onProgress, notes) : await filesFromBlobs(files);
+    const f = modelUrl
+      ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls))
+      : await filesFromBlobs(files);
+    progress.stage('download', 1);
+    progress.stage('prepare', 0);
     const segmenter = new Segmenter(await WasmSegmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+    progress.stage('prepare', 1);
     /** What the load could not do but did without (e.g. keep the files in Cache Storage). */
     segmenter.notes = notes;
     return segmenter;

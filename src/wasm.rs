@@ -82,6 +82,9 @@ struct ClassSummary<'a> {
     mean_score: f32,
     /// `[x0, y0, x1, y1]`, exclusive ends; null when the class has no pixel.
     bbox: Option<[u32; 4]>,
+    /// The same as `{xmin, ymin, xmax, ymax}`, the shape of detection boxes.
+    #[serde(rename = "box")]
+    bounds: Option<detect::BoundingBox>,
 }
 
 /// A label per pixel of the photo; class 0 is background.
@@ -100,13 +103,19 @@ pub struct SegmentResult {
 
 #[wasm_bindgen]
 impl SegmentResult {
-    /// `[{label, share, meanScore, bbox}]`, one per class.
+    /// `[{label, share, meanScore, bbox, box}]`, one per class.
     #[wasm_bindgen(getter)]
     pub fn summary(&self) -> Result<JsValue, JsError> {
         let list: Vec<ClassSummary> = self
             .summary
             .iter()
-            .map(|c| ClassSummary { label: &c.label, share: c.share, mean_score: c.mean_score, bbox: c.bbox })
+            .map(|c| ClassSummary {
+                label: &c.label,
+                share: c.share,
+                mean_score: c.mean_score,
+                bbox: c.bbox,
+                bounds: c.bbox.map(|[xmin, ymin, xmax, ymax]| detect::BoundingBox { xmin, ymin, xmax, ymax }),
+            })
             .collect();
         to_js(&list)
     }

@@ -73,14 +73,22 @@ let views = 0; // names each result's radio group
 let nextKey = 0; // names each photo for the worker, which keeps its encoding
 const photos = []; // { file, box, key, bitmap, request } for re-painting when the labels change
 
-function showProgress({ file, loaded, total, cached }) {
-  const name = file.split('/').pop();
+/** The load's one progress signal (compile, download, prepare) on one bar; `data-progress` on <body>
+ * keeps the values seen, for tests. */
+const progressSeen = [];
+function showProgress({ stage, loaded, total, progress, file, cached }) {
   $('progress').hidden = false;
-  $('progress').max = total || 1;
-  $('progress').value = total ? loaded : 0;
+  $('progress').max = 1;
+  $('progress').value = progress;
+  progressSeen.push(progress);
+  document.body.dataset.progress = progressSeen.join(' ');
+  if (!document.body.dataset.stages?.endsWith(stage)) document.body.dataset.stages = `${document.body.dataset.stages ?? ''} ${stage}`.trim();
   const mb = (n) => (n / 1048576).toFixed(1);
-  $('progress-text').textContent = cached ? `${name} from the cache`
-    : `${name}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB`;
+  const pct = `${Math.floor(progress * 100)} %`;
+  const name = file?.split('/').pop();
+  $('progress-text').textContent = stage === 'compile' ? `${pct}: starting the WebAssembly module`
+    : stage === 'prepare' ? `${pct}: preparing the model`
+      : `${pct}: ${mb(loaded)}${total ? ` of ${mb(total)}` : ''} MB${name ? ` (${name}${cached ? ' from the cache' : ''})` : ''}`;
 }
 
 // `data-model` on <body> says where loading stands (loading, ready, failed) and `data-source` what is
@@ -93,6 +101,8 @@ function loadModel(source) {
 
 async function loadNow(source) {
   modelReady = false;
+  progressSeen.length = 0;
+  document.body.dataset.stages = '';
   document.body.dataset.model = 'loading';
   const kind = source.files ? 'files' : source.modelUrl ? 'url' : 'demo';
   document.body.dataset.source = kind;
@@ -212,14 +222,46 @@ function text(tag, content, className) {
   return el;
 }
 
-/** The photo, the overlay (labels over the photo, background left clear) or the mask (every class). */
-function paint(canvas, entry, r, view, opacity) {
+/** The photo, the overlay (labels over the photo, background left clear) or the mask (every class).
+ * Classes in `hidden` are left unpainted; the overlay covers the photo left of `split` (0–1) only. */
+function paint(canvas, entry, r, view, opacity, hidden = new Set(), split = 1) {
   const ctx = canvas.getContext('2d');
-  if (view === 'mask') return ctx.putImageData(paintLabels(r, { opacity: 1, background: true }), 0, 0);
+  const shown = hidden.size ? { ...r, labelMap: r.labelMap.map((k) => (hidden.has(k) ? 0 : k)) } : r;
+  if (view === 'mask') return ctx.putImageData(paintLabels(shown, { opacity: 1, background: true }), 0, 0);
   ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
   if (view === 'overlay') {
-    ctx.putImageData(paintLabels(r, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity }), 0, 0);
+    const cut = Math.round(split * r.width);
+    if (cut > 0) ctx.putImageData(paintLabels(shown, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity }), 0, 0, 0, 0, cut, r.height);
   }
+}
+
+/** The overlay as the CLI writes it: the painted photo with a legend beneath (colour, label, share,
+ * confidence of every class present). */
+function overlayWithLegend(entry, r, opacity, hidden, names, regions) {
+  const present = r.summary.map((c, k) => [c, k]).filter(([c]) => c.share > 0);
+  const font = Math.max(12, Math.round(r.width / 40));
+  const row = Math.round(font * 1.5);
+  const lines = present.map(([c]) => `${c.label}  ${(c.share * 100).toFixed(1)} %  confidence ${c.meanScore.toFixed(2)}`);
+  const probe = document.createElement('canvas').getContext('2d');
+  probe.font = `${font}px system-ui, sans-serif`;
+  const width = Math.max(r.width, Math.ceil(Math.max(0, ...lines.map((l) => probe.measureText(l).width)) + 2.5 * row));
+  const c = Object.assign(document.createElement('canvas'), { width, height: r.height + row * present.length + row / 2 });
+  const ctx = c.getContext('2d');
+  ctx.fillStyle = '#fff';
+  ctx.fillRect(0, 0, c.width, c.height);
+  const photo = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
+  paint(photo, entry, r, 'overlay', opacity, hidden);
+  if (names) writeNames(photo, r, regions);
+  ctx.drawImage(photo, 0, 0);
+  ctx.font = `${font}px system-ui, sans-serif`;
+  present.forEach(([, k], i) => {
+    const y = r.height + row / 2 + i * row;
+    ctx.fillStyle = k === 0 ? '#808080' : rgb(r.colours, k);
+    ctx.fillRect(row / 4, y, font, font);
+    ctx.fillStyle = '#000';
+    ctx.fillText(lines[i], row / 4 + font * 1.5, y + font * 0.85);
+  });
+  return c;
 }
 
 /** The pixel of class `k` inside `box` nearest the middle of its pixels there: where a name written
@@ -279,9 +321,11 @@ function render(entry, { result: r, regions, reused }, ms) {
   let view = 'overlay';
   let opacity = 0.5;
   let names = false;
+  let split = 1;
+  const hidden = new Set();
   const redraw = () => {
-    paint(canvas, entry, r, view, opacity);
-    if (names && view !== 'photo') writeNames(canvas, r, regions);
+    paint(canvas, entry, r, view, opacity, hidden, split);
+    if (names && view !== 'photo') writeNames(canvas, r, regions.filter((d) => !hidden.has(r.labels.indexOf(d.label))));
   };
 
   const controls = document.createElement('div');
@@ -300,6 +344,13 @@ function render(entry, { result: r, regions, reused }, ms) {
     label.append(radio, ` ${v}`);
     controls.append(label);
   }
+  // Before / after: the overlay left of the handle, the photo right of it.
+  const compare = Object.assign(document.createElement('input'), { type: 'range', min: 0, max: 1, step: 0.01, value: split, className: 'compare' });
+  compare.setAttribute('aria-label', 'before / after: overlay left of the handle, photo right of it');
+  compare.oninput = () => { split = Number(compare.value); redraw(); };
+  const compareLabel = text('label', 'before / after ');
+  compareLabel.append(compare);
+  controls.append(compareLabel);
   const namesBox = Object.assign(document.createElement('input'), { type: 'checkbox', className: 'names' });
   namesBox.onchange = () => { names = namesBox.checked; redraw(); };
   const namesLabel = text('label', '');
@@ -308,15 +359,12 @@ function render(entry, { result: r, regions, reused }, ms) {
   const stem = file.name.replace(/\.[^.]*$/, '');
   const overlayButton = text('button', 'overlay PNG');
   overlayButton.onclick = () => {
-    const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
-    paint(c, entry, r, 'overlay', opacity);
-    if (names) writeNames(c, r, regions);
-    download(c, `${stem}.overlay.png`);
+    download(overlayWithLegend(entry, r, opacity, hidden, names, regions), `${stem}.overlay.png`);
   };
   const maskButton = text('button', 'mask PNG');
   maskButton.onclick = () => {
     const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
-    paint(c, entry, r, 'mask', 1);
+    paint(c, entry, r, 'mask', 1, hidden);
     download(c, `${stem}.mask.png`);
   };
   controls.append(overlayButton, maskButton);
@@ -331,15 +379,25 @@ function render(entry, { result: r, regions, reused }, ms) {
   };
   canvas.onpointerleave = () => { hover.textContent = '\u00a0'; };
 
+  // The legend as chips: pressing one hides or shows its label's colour.
   const legend = document.createElement('div');
   legend.className = 'legend';
   r.summary.forEach((c, k) => {
     if (c.share === 0) return;
-    const row = document.createElement('div');
+    const chip = text('button', '', 'chip');
+    chip.type = 'button';
+    chip.setAttribute('aria-pressed', 'true');
+    chip.title = `show or hide ${c.label}`;
     const swatch = text('span', '', 'swatch');
-    swatch.style.background = `rgb(${r.colours[3 * k]},${r.colours[3 * k + 1]},${r.colours[3 * k + 2]})`;
-    row.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
-    legend.append(row);
+    swatch.style.background = rgb(r.colours, k);
+    chip.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
+    chip.dataset.label = c.label;
+    chip.onclick = () => {
+      if (hidden.has(k)) hidden.delete(k); else hidden.add(k);
+      chip.setAttribute('aria-pressed', String(!hidden.has(k)));
+      redraw();
+    };
+    legend.append(chip);
   });
   box.replaceChildren(text('div', `${file.name} (${took(ms, reused)})`, 'took'), canvas, hover, controls, legend);
   redraw();

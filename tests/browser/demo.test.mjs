@@ -61,7 +61,7 @@ for (const [backend, ran, tolerance] of [['cpu', /CPU/, 0], ['webgpu', /GPU: .* 
     await done(page);
     await page.screenshot({ path: join(outDir, `page-demo-${backend}.png`), fullPage: true });
     // The legend lists the classes painted, each one of the labels or background.
-    const rows = await page.locator('.legend div').allTextContents();
+    const rows = await page.locator('.legend .chip').allTextContents();
     assert.ok(rows.length > 0, 'a legend');
     for (const row of rows) assert.ok(['background', ...meta.scenes[1].labels].some((l) => row.startsWith(`${l} `)), row);
     const diff = await compareMask(page, mask);
@@ -87,7 +87,7 @@ async function paintedAgainstTruth(page, i, nth = 0) {
   return result.evaluate(async (box, { mask, classes }) => {
     const canvas = box.querySelector('canvas');
     const painted = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
-    const byColour = new Map([...box.querySelectorAll('.legend div')].map((row) => {
+    const byColour = new Map([...box.querySelectorAll('.legend .chip')].map((row) => {
       const rgb = row.querySelector('.swatch').style.background.match(/\d+/g).join(',');
       return [rgb, row.textContent.replace(/ [\d.]+ %.*$/, '')];
     }));

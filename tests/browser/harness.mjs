@@ -33,7 +33,8 @@ export async function serve(site = join(root, 'www')) {
     if (!file.startsWith(base)) { res.writeHead(403).end(); return; }
     try {
       const body = await readFile(file);
-      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream' }).end(body);
+      // Sizes said up front, as static servers and the Hugging Face hub do.
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-length': body.length }).end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
     }
