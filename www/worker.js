@@ -1,7 +1,7 @@
 // The model runs here, off the page's thread, so the page never freezes (not even on the CPU path).
 // Messages in: {type: 'load', id, modelUrl | files, backend}, {type: 'run', id, mode, key, photo,
-// labels, caption, options} (mode: segment, detect, ground, classify, groups), {type: 'clear-cache',
-// id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
+// labels, caption, options} (mode: segment, detect, ground, classify, groups), {type: 'frame', id,
+// bitmap, labels, options} (a camera frame, transferred), {type: 'clear-cache', id}. Out: {type: 'progress' | 'done' | 'error', id, …}.
 // Each photo (by `key`) goes through the image encoder once; new labels only re-run the composition.
 // Only the last few encodings are kept (a phone tab cannot hold a dozen); older photos are encoded
 // again when their labels change.
@@ -69,6 +69,18 @@ const handlers = {
       labelMap: r.labelMap, scores: r.scores, colours: r.colours,
     };
     return { result, ...extra, ms, reused, transfer: [r.labelMap.buffer, r.scores.buffer] };
+  },
+  // A camera frame: segmented whole (nothing kept, the next frame differs), the frame closed after.
+  async frame({ bitmap, labels, options }) {
+    if (!segmenter) throw new Error('Load a model first.');
+    try {
+      const started = performance.now();
+      const r = await segmenter.segment(bitmap, labels, options);
+      const result = { width: r.width, height: r.height, labels: r.labels, summary: r.summary, labelMap: r.labelMap, scores: r.scores, colours: r.colours };
+      return { result, ms: performance.now() - started, transfer: [r.labelMap.buffer, r.scores.buffer] };
+    } finally {
+      bitmap.close();
+    }
   },
   async 'clear-cache'() {
     await Segmenter.clearCache();

@@ -47,13 +47,13 @@ export async function serve(site = join(root, 'www')) {
  * Chromium with the flags this machine needs (no network chatter, a fresh profile) and
  * `--enable-unsafe-webgpu`, without which `navigator.gpu.requestAdapter()` gives null headless.
  */
-export async function launch() {
+export async function launch(extraArgs = []) {
   await mkdir(outDir, { recursive: true });
   return chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
     args: [
       '--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-      '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu',
+      '--no-first-run', '--disable-quic', '--enable-unsafe-webgpu', ...extraArgs,
     ],
   });
 }
