@@ -32,7 +32,7 @@ build_wasm() {
   cargo build --lib --release --target "$WASM_TARGET"
   rm -rf "$out"
   wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out" "target/$WASM_TARGET/release/groupseg.wasm"
-  cp js/index.js js/index.d.ts js/package.json js/README.md "$out/"
+  cp js/index.js js/index.d.ts js/worker.js js/worker-entry.js js/worker.d.ts js/package.json js/README.md "$out/"
   # The shapes demo model ships inside the package: the page and apps work with no network.
   mkdir -p "$out/models" && cp -r models/shapes-demo "$out/models/"
   echo "wasm module: $(du -h "$out/groupseg_wasm_bg.wasm" | cut -f1) in $out/"

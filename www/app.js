@@ -2,7 +2,7 @@
 // the worker and shown here: segmented (legend, hover, opacity, views, downloads), its objects boxed,
 // a caption's phrases grounded (hover a phrase or a region and the other lights up), classified, or
 // the model's own groups.
-import { isCached, paintLabels, paintGroups } from './pkg/index.js';
+import { Segmenter, isCached, paintLabels, paintGroups } from './pkg/worker.js';
 
 const $ = (id) => document.getElementById(id);
 const HUB = {
@@ -33,25 +33,81 @@ function lastModel() {
 
 const status = (text, error = false) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
 
-// One request at a time per id; replies come back by id.
-const worker = new Worker(new URL('./worker.js', import.meta.url), { type: 'module' });
-const pending = new Map();
-let nextId = 0;
-worker.onmessage = ({ data }) => {
-  const p = pending.get(data.id);
-  if (!p) return;
-  if (data.type === 'progress') return p.onProgress?.(data);
-  pending.delete(data.id);
-  if (data.type === 'error') p.reject(new Error(data.message));
-  else p.resolve(data);
+// The model runs in the package's own Web Worker (groupseg/worker), so the page never freezes, not
+// even on the CPU path. Each photo (by key) goes through the image encoder once; new labels or
+// another mode re-run only the labels' part. Only the last few encodings are kept (a phone tab cannot
+// hold a dozen); older photos are encoded again when asked for.
+const KEEP_ENCODINGS = 4;
+let segmenter = null;
+const encodings = new Map(); // photo key → EncodedImage, least recently used first
+
+function forgetPhotos() {
+  for (const e of encodings.values()) e.dispose();
+  encodings.clear();
+}
+
+/** The encoding of photo `key`, made when missing; `reused` says whether it was there. */
+async function encodingOf(key, photo, options) {
+  let image = encodings.get(key);
+  const reused = Boolean(image);
+  if (image) encodings.delete(key); // re-inserted below as the most recently used
+  else image = await segmenter.encode(photo, options);
+  encodings.set(key, image);
+  for (const [old, e] of encodings) {
+    if (encodings.size <= KEEP_ENCODINGS) break;
+    e.dispose();
+    encodings.delete(old);
+  }
+  return { image, reused };
+}
+
+const handlers = {
+  async load({ modelUrl, files, backend }, onProgress) {
+    forgetPhotos();
+    segmenter?.dispose();
+    segmenter = null;
+    segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
+    return { backend: segmenter.backend, notes: segmenter.notes };
+  },
+  async run({ mode, key, photo, labels, caption, options }) {
+    if (!segmenter) throw new Error('Load a model first.');
+    const started = performance.now();
+    const ms = () => performance.now() - started;
+    // Classification sees the whole photo at the model's input size, not the encoded windows.
+    if (mode === 'classify') return { ranked: await segmenter.classify(photo, labels, options), ms: ms(), reused: false };
+    const { image, reused } = await encodingOf(key, photo, options);
+    if (mode === 'groups') return { groups: await segmenter.groups(image), ms: ms(), reused };
+    let phrases = null;
+    if (mode === 'ground') {
+      phrases = await segmenter.phrases(caption);
+      labels = [...new Map(phrases.map((p) => [p.label.toLowerCase(), p.label])).values()];
+      if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
+    }
+    const result = await segmenter.segment(image, labels, options);
+    const reply = { result, ms: 0, reused };
+    if (mode === 'detect') reply.detections = await result.detect(options);
+    // Where the segment view writes label names: every region, however it scores.
+    if (mode === 'segment') reply.regions = await result.detect({ threshold: 0, nmsIou: 1 });
+    if (mode === 'ground') Object.assign(reply, { phrases, grounding: await result.ground(caption, options) });
+    reply.ms = ms();
+    return reply;
+  },
+  // A camera frame: segmented whole (nothing kept: the next frame differs).
+  async frame({ bitmap, labels, options }) {
+    if (!segmenter) throw new Error('Load a model first.');
+    const started = performance.now();
+    const result = await segmenter.segment(bitmap, labels, options);
+    return { result, ms: performance.now() - started };
+  },
+  async 'clear-cache'() {
+    await Segmenter.clearCache();
+    return {};
+  },
 };
-worker.onerror = (e) => status(`The worker failed: ${e.message}`, true);
-function ask(message, onProgress) {
-  const id = nextId++;
-  return new Promise((resolve, reject) => {
-    pending.set(id, { resolve, reject, onProgress });
-    worker.postMessage({ ...message, id });
-  });
+
+/** Runs one of the handlers; loads report progress through `onProgress`. */
+function ask({ type, ...message }, onProgress) {
+  return handlers[type](message, onProgress);
 }
 
 // Labels that suit each kind of model, swapped in while the user has not typed their own.
@@ -638,15 +694,10 @@ async function cameraLoop() {
     if (!w || !h) { await new Promise((ok) => setTimeout(ok, 50)); continue; }
     // The frame as shown, kept here; a copy goes to the worker.
     const frame = await createImageBitmap(camera.video);
-    const sent = await createImageBitmap(frame);
+    const sent = frame; // the worker entry sends its own copy
     const labels = $('labels').value;
     try {
-      const message = { type: 'frame', bitmap: sent, labels, options: options() };
-      const id = nextId++;
-      const reply = await new Promise((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        worker.postMessage({ ...message, id }, [sent]);
-      });
+      const reply = await ask({ type: 'frame', bitmap: sent, labels, options: options() });
       if (!camera.stream) break;
       const r = reply.result;
       Object.assign(canvas, { width: r.width, height: r.height });
