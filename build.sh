@@ -64,9 +64,12 @@ need_reference() {
   fi
 }
 
-build_vite_example() {
-  # examples/vite against the freshly built package in pkg/, built by Vite from npm.
+build_examples() {
+  # The examples against the freshly built package in pkg/, with their bundlers from npm: plain Vite,
+  # React on Vite, and webpack 5 (the last two through the package's worker entry).
   (cd examples/vite && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn)
+  (cd examples/react && npm ci --no-audit --no-fund --loglevel=error && npx vite build --logLevel warn)
+  (cd examples/webpack && npm ci --no-audit --no-fund --loglevel=error && npx webpack --mode production --no-stats)
 }
 
 case "${1:-}" in
@@ -77,7 +80,7 @@ case "${1:-}" in
     build_wasm
     build_wasm pkg
     need_browser
-    build_vite_example
+    build_examples
     (cd tests/browser && npm test)
     ;;
   serve)
