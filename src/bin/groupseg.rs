@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use groupseg::preprocess;
 use groupseg::segment::MIN_SHORT_SIDE;
 use groupseg::detect::{self, DetectOptions};
+use groupseg::model::convert::StoredAs;
 use groupseg::phrases;
 use groupseg::render::{self, LabelledBox};
 use groupseg::{ground, parse_labels, rank, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter, Templates};
@@ -215,6 +216,19 @@ enum Command {
         #[command(flatten)]
         layout: LayoutArgs,
         #[arg(long, default_value = "groupseg-out")]
+        out: PathBuf,
+    },
+    /// Write a smaller copy of a checkpoint: every tensor in f16 (half the bytes), or the weight
+    /// matrices in int8 with a scale per row (about a quarter); groupseg reads both in f32.
+    Convert {
+        /// Checkpoint directory (config.json, model.safetensors or pytorch_model.bin, tokenizer files).
+        #[arg(long)]
+        model: PathBuf,
+        /// f16 or int8.
+        #[arg(long)]
+        to: StoredAs,
+        /// Directory to write the converted checkpoint to (with the config and tokenizer copied).
+        #[arg(long)]
         out: PathBuf,
     },
     /// The model's shape, where it runs, and the weight bytes it keeps in memory and on the GPU.
@@ -536,6 +550,34 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 }
                 Ok(parts.join(", "))
             }))
+        }
+        Command::Convert { model, to, out } => {
+            let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|n| model.join(n)).find(|p| p.is_file());
+            let weights = weights.ok_or_else(|| Usage(format!("--model {}: no model.safetensors or pytorch_model.bin in it", model.display())))?;
+            if out.canonicalize().ok().is_some_and(|o| model.canonicalize().ok() == Some(o)) {
+                return Err(Usage("--out must differ from --model: the original stays as it is".into()));
+            }
+            check_out_dir(&out)?;
+            let bytes = std::fs::read(&weights).map_err(|e| format!("{}: {e}", weights.display()))?;
+            let converted = groupseg::model::convert::convert(&bytes, to).map_err(|e| format!("{}: {e}", weights.display()))?;
+            std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
+            let written = out.join("model.safetensors");
+            std::fs::write(&written, &converted).map_err(|e| format!("{}: {e}", written.display()))?;
+            // Everything but the weights is copied as it is.
+            for name in ["config.json", "tokenizer.json", "vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "preprocessor_config.json"] {
+                let from = model.join(name);
+                if from.is_file() {
+                    std::fs::copy(&from, out.join(name)).map_err(|e| format!("{}: {e}", from.display()))?;
+                }
+            }
+            println!(
+                "{} ({:.1} MB) → {} ({:.1} MB, {to:?})",
+                weights.display(),
+                bytes.len() as f64 / 1e6,
+                written.display(),
+                converted.len() as f64 / 1e6
+            );
+            Ok(0)
         }
         Command::Info { model } => {
             let seg = load_model(&model)?;

@@ -2,6 +2,7 @@
 
 pub mod activation;
 pub mod config;
+pub mod convert;
 pub mod cpu_kernels;
 pub mod linear;
 pub mod projection;

@@ -1,6 +1,7 @@
 //! Reading checkpoint weights: `model.safetensors` or PyTorch's `pytorch_model.bin` (a zip of
 //! pickles), from bytes so that the browser, which has no file system, uses the same code.
-//! Tensors may be stored in f32, f16 or bf16; the model computes in f32.
+//! Tensors may be stored in f32, f16 or bf16, or in int8 with per-row scales (`groupseg convert`);
+//! the model computes in f32.
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
@@ -13,6 +14,11 @@ use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::{Error, Result};
+
+/// Suffix of the per-row scales of a tensor stored in int8 (written by `crate::model::convert`): the
+/// tensor itself is then stored as `u8` = round(w / scale) + 128, and read back as
+/// `(u8 - 128) × scale` in f32.
+pub const SCALE_SUFFIX: &str = ".q8_scale";
 
 /// The two container formats a checkpoint's weights come in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,13 +102,36 @@ impl Counting {
     }
 }
 
+impl Counting {
+    /// The tensor `name`, dequantized when the checkpoint stores it in int8 (see [`SCALE_SUFFIX`]).
+    fn fetch(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let scale_name = format!("{name}{SCALE_SUFFIX}");
+        if !self.inner.contains_tensor(&scale_name) {
+            return self.inner.get_unchecked(name, dtype, dev);
+        }
+        let q = self.inner.get_unchecked(name, DType::U8, dev)?;
+        let scale = self.inner.get_unchecked(&scale_name, DType::F32, dev)?;
+        let rows = q.dim(0)?;
+        if scale.dims() != [rows] {
+            candle_core::bail!("{scale_name} has shape {:?}, not one scale per row of {name} ({rows})", scale.dims());
+        }
+        let mut per_row = vec![rows];
+        per_row.resize(q.rank(), 1);
+        (q.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(&scale.reshape(per_row)?)?.to_dtype(dtype)
+    }
+}
+
 impl SimpleBackend for Counting {
-    fn get(&self, s: Shape, name: &str, h: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.count(name, self.inner.get(s, name, h, dtype, dev))
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.fetch(name, dtype, dev)?;
+        if t.shape() != &s {
+            candle_core::bail!("tensor {name} has shape {:?}, the model expects {:?}", t.dims(), s.dims());
+        }
+        self.count(name, Ok(t))
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.count(name, self.inner.get_unchecked(name, dtype, dev))
+        self.count(name, self.fetch(name, dtype, dev))
     }
 
     fn contains_tensor(&self, name: &str) -> bool {

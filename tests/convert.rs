@@ -1,0 +1,75 @@
+//! `groupseg convert`: f16 and int8 copies of a checkpoint load and segment like the original. On the
+//! shapes demo's 200 held-out scenes the int8 copy's label maps must agree with the original's on at
+//! least 99 % of pixels (issue 14's bar).
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use candle_core::Device;
+use groupseg::{BackendChoice, Segmenter};
+
+fn convert(model: &Path, to: &str, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_groupseg"))
+        .args(["convert", "--to", to, "--model"])
+        .arg(model)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
+/// Share of pixels labelled alike by two segmenters over the held-out scenes (each with its labels).
+fn agreement(a: &Segmenter, b: &Segmenter, scenes: usize) -> f64 {
+    let dir = common::fixture("shapes-eval");
+    let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("labels.json")).unwrap()).unwrap();
+    let (mut same, mut total) = (0usize, 0usize);
+    for i in 0..scenes {
+        let photo = image::open(dir.join(format!("{i:03}.png"))).unwrap().to_rgb8();
+        let labels: Vec<String> = serde_json::from_value(meta["scenes"][i]["labels"].clone()).unwrap();
+        let run = |s: &Segmenter| groupseg::block_on(s.segment(&photo, &labels, &Default::default(), &s.default_options())).unwrap();
+        let (x, y) = (run(a), run(b));
+        same += x.label_map.iter().zip(&y.label_map).filter(|(p, q)| p == q).count();
+        total += x.label_map.len();
+    }
+    same as f64 / total as f64
+}
+
+#[test]
+fn the_int8_shapes_demo_labels_held_out_scenes_as_the_original_does() {
+    let out = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-demo");
+    let run = convert(&demo, "int8", out.path());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let (before, after) = (std::fs::metadata(demo.join("model.safetensors")).unwrap().len(), std::fs::metadata(out.path().join("model.safetensors")).unwrap().len());
+    assert!(after * 10 < before * 6, "int8 {after} bytes against f16 {before}");
+    let original = Segmenter::load_on(&demo, &Device::Cpu, BackendChoice::Cpu).unwrap();
+    let int8 = Segmenter::load_on(out.path(), &Device::Cpu, BackendChoice::Cpu).unwrap();
+    let agree = agreement(&original, &int8, 200);
+    eprintln!("shapes demo, 200 held-out scenes: int8 labels {:.3} % of pixels as the f16 original", agree * 100.0);
+    assert!(agree >= 0.99, "int8 agrees on {:.2} % of pixels", agree * 100.0);
+
+    // An int8 checkpoint is not converted again (its codes are not weights).
+    let again = convert(out.path(), "f16", &out.path().join("again"));
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already in int8"), "{}", String::from_utf8_lossy(&again.stderr));
+}
+
+#[test]
+fn f16_and_int8_copies_of_an_f32_checkpoint_keep_its_embeddings() {
+    let fixture = common::fixture("tiny-2stage");
+    let e = common::expected("tiny-2stage");
+    let ids = e["input_ids"].to_dtype(candle_core::DType::U32).unwrap();
+    for (to, tolerance) in [("f16", 1e-3), ("int8", 2e-2)] {
+        let out = tempfile::tempdir().unwrap();
+        let run = convert(&fixture, to, out.path());
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let got = common::model(out.path()).forward(&ids, &e["pixel_values"]).unwrap();
+        // Embeddings are unit vectors: compare them element by element.
+        common::assert_close(&format!("{to} image_embeds"), &got.image_embeds, &e["image_embeds"], tolerance);
+        common::assert_close(&format!("{to} text_embeds"), &got.text_embeds, &e["text_embeds"], tolerance);
+    }
+    let bad = convert(&fixture, "int4", &tempfile::tempdir().unwrap().path().join("x"));
+    assert_eq!(bad.status.code(), Some(2));
+}
