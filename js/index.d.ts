@@ -39,6 +39,9 @@ export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   /** Keep downloads in Cache Storage (default true). */
   cache?: boolean;
+  /** Keep the weights in Cache Storage converted to int8 (about a quarter of the bytes) or f16 (half);
+   * the first load converts them in the page. Label maps may differ slightly from the original's. */
+  keepAs?: 'int8' | 'f16' | null;
   /** Where `groupseg_wasm_bg.wasm` is, if not beside this module. */
   wasmUrl?: string | URL;
 }

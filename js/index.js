@@ -3,7 +3,7 @@
 // module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
 // the module itself.
 import init, {
-  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases,
+  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases, convertWeights,
 } from './groupseg_wasm.js';
 
 /** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
@@ -35,12 +35,56 @@ function fileUrl(modelUrl, name) {
   return new URL(name, modelUrl.endsWith('/') ? modelUrl : `${modelUrl}/`).href;
 }
 
-/** Whether the checkpoint at `modelUrl` is in Cache Storage (config and weights), so loads offline. */
+/** The Cache Storage key of a weights file kept converted to `as` ('f16' or 'int8'): a query, since
+ * Cache Storage ignores fragments when it matches. */
+const convertedKey = (url, as) => `${url}${url.includes('?') ? '&' : '?'}groupseg-kept=${as}`;
+
+/** Whether the checkpoint at `modelUrl` is in Cache Storage (config and weights, as downloaded or
+ * converted), so it loads offline. */
 export async function isCached(modelUrl) {
   if (!hasCaches()) return false;
   const store = await caches.open(CACHE_NAME);
-  const has = async (name) => Boolean(await store.match(fileUrl(modelUrl, name)));
-  return (await has('config.json')) && ((await has('model.safetensors')) || (await has('pytorch_model.bin')));
+  const has = async (name, as) => {
+    const url = fileUrl(modelUrl, name);
+    return Boolean(url && await store.match(as ? convertedKey(url, as) : url));
+  };
+  const weights = async (name) => (await has(name)) || (await has(name, 'int8')) || (await has(name, 'f16'));
+  return (await has('config.json')) && ((await weights('model.safetensors')) || (await weights('pytorch_model.bin')));
+}
+
+/** The weights at `url` from a converted copy in Cache Storage (int8 first), or null. */
+async function keptWeights(url, onProgress) {
+  const store = hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
+  for (const as of ['int8', 'f16']) {
+    const hit = await store?.match(convertedKey(url, as));
+    if (hit) {
+      const bytes = new Uint8Array(await hit.arrayBuffer());
+      onProgress?.({ file: url, loaded: bytes.length, total: bytes.length, cached: true });
+      return bytes;
+    }
+  }
+  return null;
+}
+
+/**
+ * The weights at `url` downloaded (not kept as they are), converted here to `as` ('f16' or 'int8')
+ * and kept so in Cache Storage: later loads read (and the browser stores) a half or a quarter of the
+ * bytes.
+ */
+async function convertedWeights(url, as, { onProgress, optional, notes }) {
+  const store = hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
+  const key = convertedKey(url, as);
+  const original = await fetchBytes(url, { cache: false, onProgress, optional, notes });
+  if (!original) return null;
+  const bytes = convertWeights(original, as);
+  try {
+    await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+  } catch (e) {
+    notes?.push(`the ${as} copy of ${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+      + 'the next visit downloads it again.');
+  }
+  notes?.push(`${url.split('/').pop()} is kept in this browser as ${as} (${(bytes.length / 1e6).toFixed(1)} MB instead of ${(original.length / 1e6).toFixed(1)} MB).`);
+  return bytes;
 }
 
 /**
@@ -101,10 +145,18 @@ const text = (bytes) => new TextDecoder().decode(bytes);
  * The checkpoint files from a base URL (a folder) or a file name → URL map: config, tokenizer,
  * preprocessor and weights.
  */
-async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect) {
+async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect, keepAs) {
   const get = async (name, optional) => {
     const url = fileUrl(modelUrl, name);
-    return url ? fetchBytes(url, { cache, onProgress, optional, notes }) : null;
+    if (!url) return null;
+    const weights = name === 'model.safetensors' || name === 'pytorch_model.bin';
+    if (weights && cache) {
+      // A converted copy kept by an earlier visit serves, whatever this load asks to keep.
+      const kept = await keptWeights(url, onProgress);
+      if (kept) return kept;
+      if (keepAs) return convertedWeights(url, keepAs, { onProgress, optional, notes });
+    }
+    return fetchBytes(url, { cache, onProgress, optional, notes });
   };
   // All at once, so the sizes of all (the weights above all) are known from the start.
   onExpect?.(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map((n) => fileUrl(modelUrl, n)).filter(Boolean));
@@ -440,9 +492,12 @@ export class Segmenter {
    * WebAssembly), 'webgpu' (any WebGPU adapter) or 'cpu'. Downloads go to Cache Storage unless
    * `cache: false`. `onProgress({stage, loaded, total, progress, file, cached})` is one signal for the
    * whole load: stage 'compile' (the wasm module), 'download' (bytes across every file), 'prepare'
-   * (the model built); `progress` rises from 0 to 1 and never goes back.
+   * (the model built); `progress` rises from 0 to 1 and never goes back. `keepAs: 'int8'` (or 'f16')
+   * keeps the weights in Cache Storage converted (a quarter or half of the bytes; the first visit
+   * converts them here), so later visits load the smaller copy.
    */
-  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, wasmUrl } = {}) {
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl } = {}) {
+    if (![null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
     if (!modelUrl && !files) {
       modelUrl = DEMO_MODEL;
@@ -457,7 +512,7 @@ export class Segmenter {
     progress.stage('compile', 1);
     const notes = [];
     const f = modelUrl
-      ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls))
+      ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls), keepAs)
       : await filesFromBlobs(files);
     progress.stage('download', 1);
     progress.stage('prepare', 0);

@@ -244,6 +244,14 @@ pub fn detect_in(
     to_js(&detect::detect(&seg, &opts))
 }
 
+/// A checkpoint's weights file (safetensors or `pytorch_model.bin` bytes) rewritten smaller, as
+/// `groupseg convert` does: `to` is "f16" (every tensor) or "int8" (weight matrices, per-row scales).
+#[wasm_bindgen(js_name = convertWeights)]
+pub fn convert_weights(bytes: &[u8], to: &str) -> Result<Vec<u8>, JsError> {
+    let stored: crate::model::convert::StoredAs = to.parse().map_err(js)?;
+    crate::model::convert::convert(bytes, stored).map_err(js)
+}
+
 /// A caption's phrases (`[{text, label, start, end}]`, offsets in UTF-16 units as JS strings count):
 /// `label` is what gets segmented for it.
 #[wasm_bindgen(js_name = captionPhrases)]

@@ -62,11 +62,11 @@ async function encodingOf(key, photo, options) {
 }
 
 const handlers = {
-  async load({ modelUrl, files, backend }, onProgress) {
+  async load({ modelUrl, files, backend, keepAs }, onProgress) {
     forgetPhotos();
     segmenter?.dispose();
     segmenter = null;
-    segmenter = await Segmenter.load({ modelUrl, files, backend, onProgress });
+    segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
     return { backend: segmenter.backend, notes: segmenter.notes };
   },
   async run({ mode, key, photo, labels, caption, options }) {
@@ -165,7 +165,7 @@ async function loadNow(source) {
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    const { backend, notes } = await ask({ type: 'load', ...source, backend: $('backend').value }, showProgress);
+    const { backend, notes } = await ask({ type: 'load', ...source, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
     modelReady = true;
     // The next visit starts with the same model when the browser keeps it.
     remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));

@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   serve, launch, newPage, fixtures, outDir, root, loadFixtureModel, dropPhoto, modelSettled, compareMask, cli, done,
@@ -78,6 +79,45 @@ test('a model loaded from a URL is served from the cache on the next visit', asy
     await page.goto(url);
     await modelSettled(page);
     assert.match(await page.textContent('#status'), /ready/, `visit ${visit}`);
+    await page.close();
+  }
+  assert.equal(weights() - before, 1, 'the weights were downloaded once');
+  await context.close();
+});
+
+test('a model kept as int8 is converted once, stored at about a quarter, and loads from that copy', async () => {
+  const context = await browser.newContext();
+  const model = `${server.url}/fixtures/tiny-2stage/`; // an f32 checkpoint
+  const url = `${server.url}/?backend=cpu&model=${encodeURIComponent(model)}`;
+  const weights = () => server.requests.filter((p) => p.endsWith('tiny-2stage/model.safetensors')).length;
+  const before = weights();
+  for (const visit of [1, 2]) {
+    const page = await context.newPage();
+    const problems = [];
+    page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+    page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+    await page.goto(`${server.url}/?backend=cpu`);
+    await modelSettled(page);
+    await page.check('#keep-int8');
+    await page.fill('#model-url', model);
+    await page.click('#load-url');
+    await modelSettled(page, 'url');
+    const text = await page.textContent('#status');
+    assert.match(text, /ready/, `visit ${visit}: ${text}`);
+    if (visit === 1) assert.match(text, /model\.safetensors is kept in this browser as int8/, text);
+    const sizes = await page.evaluate(async (model) => {
+      const store = await caches.open('groupseg-models-v1');
+      const size = async (key) => (await (await store.match(key))?.arrayBuffer())?.byteLength ?? null;
+      return { original: await size(`${model}model.safetensors`), int8: await size(`${model}model.safetensors?groupseg-kept=int8`) };
+    }, model);
+    assert.equal(sizes.original, null, `visit ${visit}: the f32 original is not kept`);
+    const f32 = (await readFile(join(fixtures, 'tiny-2stage', 'model.safetensors'))).length;
+    assert.ok(sizes.int8 > 0 && sizes.int8 < f32 * 0.4, `int8 copy ${sizes.int8} bytes of ${f32}`);
+    // The kept copy segments.
+    await dropPhoto(page, join(fixtures, 'tiny-3stage', 'photo.png'), 'photo.png');
+    await done(page);
+    assert.equal(await page.locator('.result canvas').count(), 1);
+    assert.deepEqual(problems, []);
     await page.close();
   }
   assert.equal(weights() - before, 1, 'the weights were downloaded once');
