@@ -84,6 +84,23 @@ struct LabellingArgs {
     no_background: bool,
 }
 
+/// How a photo is segmented: prompts, windows and labelling (segment, detect and ground share them).
+#[derive(Args)]
+struct SegmentArgs {
+    #[command(flatten)]
+    prompting: Prompting,
+    #[command(flatten)]
+    layout: LayoutArgs,
+    #[command(flatten)]
+    labelling: LabellingArgs,
+}
+
+impl SegmentArgs {
+    fn overrides(&self) -> SegmentOverrides {
+        overrides(&self.layout, &self.labelling)
+    }
+}
+
 fn overrides(layout: &LayoutArgs, labelling: &LabellingArgs) -> SegmentOverrides {
     SegmentOverrides {
         short_side: layout.short_side,
@@ -120,11 +137,7 @@ enum Command {
         #[arg(long)]
         labels: String,
         #[command(flatten)]
-        prompting: Prompting,
-        #[command(flatten)]
-        layout: LayoutArgs,
-        #[command(flatten)]
-        labelling: LabellingArgs,
+        segmenting: SegmentArgs,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
         /// Colour opacity of the overlay (0-1).
@@ -149,11 +162,7 @@ enum Command {
         #[arg(long)]
         labels: String,
         #[command(flatten)]
-        prompting: Prompting,
-        #[command(flatten)]
-        layout: LayoutArgs,
-        #[command(flatten)]
-        labelling: LabellingArgs,
+        segmenting: SegmentArgs,
         #[command(flatten)]
         detect: DetectArgs,
         /// At most this many detections per photo, best first.
@@ -177,11 +186,7 @@ enum Command {
         #[arg(long)]
         caption: String,
         #[command(flatten)]
-        prompting: Prompting,
-        #[command(flatten)]
-        layout: LayoutArgs,
-        #[command(flatten)]
-        labelling: LabellingArgs,
+        segmenting: SegmentArgs,
         #[command(flatten)]
         detect: DetectArgs,
         #[arg(long, default_value = "groupseg-out")]
@@ -404,10 +409,23 @@ fn prepare(model: &ModelArgs, overrides: &SegmentOverrides, out: &Path) -> Resul
     Ok((seg, opts))
 }
 
+/// [`prepare`] for `segmenting`, and the labels' embeddings, computed once for every photo.
+fn prepare_labels(
+    model: &ModelArgs,
+    labels: &[String],
+    segmenting: &SegmentArgs,
+    out: &Path,
+) -> Result<(Segmenter, SegmentOptions, candle_core::Tensor), Failure> {
+    let templates = segmenting.prompting.templates()?;
+    let (seg, opts) = prepare(model, &segmenting.overrides(), out)?;
+    let embeddings = seg.label_embeddings(labels, &templates).map_err(|e| e.to_string())?;
+    Ok((seg, opts, embeddings))
+}
+
 /// Returns how many photos failed.
 fn run(cli: Cli) -> Result<usize, Failure> {
     match cli.command {
-        Command::Segment { photos, model, labels, prompting, layout, labelling, out, opacity, names, raw_logits } => {
+        Command::Segment { photos, model, labels, segmenting, out, opacity, names, raw_logits } => {
             if raw_logits.is_some() && photos.len() != 1 {
                 return Err(Usage("--raw-logits takes exactly one photo".into()));
             }
@@ -418,9 +436,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 }
             }
             let labels = labels_arg(&labels)?;
-            let templates = prompting.templates()?;
-            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
-            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             Ok(each_photo(&photos, |path, stem, photo| {
                 if let Some(npy) = &raw_logits {
                     let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
@@ -450,17 +466,15 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 Ok(parts.join(", "))
             }))
         }
-        Command::Detect { photos, model, labels, prompting, layout, labelling, detect, top_k, nms_iou, out } => {
+        Command::Detect { photos, model, labels, segmenting, detect, top_k, nms_iou, out } => {
             let labels = labels_arg(&labels)?;
-            let templates = prompting.templates()?;
             let detect_opts = DetectOptions {
                 threshold: detect.threshold,
                 top_k: top_k.map(|k| k as usize),
                 min_area: detect.min_area,
                 nms_iou,
             };
-            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
-            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             Ok(each_photo(&photos, |_, stem, photo| {
                 let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let found = detect::detect(&s, &detect_opts);
@@ -474,17 +488,15 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 Ok(format!("{} found: {}", found.len(), parts.join(", ")))
             }))
         }
-        Command::Ground { photos, model, caption, prompting, layout, labelling, detect, out } => {
+        Command::Ground { photos, model, caption, segmenting, detect, out } => {
             let found = phrases::chunk(&caption);
             if found.is_empty() {
                 return Err(Usage(format!("--caption {caption:?}: no phrase to ground in it; name something, e.g. \"a dog on a sofa\"")));
             }
             let labels = groupseg::pipeline::label_list(ground::labels(&found).iter().map(String::as_str))
                 .map_err(|e| Usage(format!("--caption: {e}")))?;
-            let templates = prompting.templates()?;
             let detect_opts = DetectOptions { threshold: detect.threshold, min_area: detect.min_area, ..Default::default() };
-            let (seg, opts) = prepare(&model, &overrides(&layout, &labelling), &out)?;
-            let embeddings = seg.label_embeddings(&labels, &templates).map_err(|e| e.to_string())?;
+            let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             Ok(each_photo(&photos, |_, stem, photo| {
                 let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let grounded: Vec<_> =
