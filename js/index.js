@@ -3,7 +3,7 @@
 // module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
 // the module itself.
 import init, {
-  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases, convertWeights,
+  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases, captionLabels, convertWeights,
 } from './groupseg_wasm.js';
 
 /** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
@@ -400,11 +400,7 @@ export function phrasesOf(caption) {
 
 /** The labels a caption is segmented by: each phrase's label once. Needs the module: after `load`. */
 export function phraseLabels(caption) {
-  const labels = [];
-  for (const { label } of captionPhrases(caption)) {
-    if (!labels.some((l) => l.toLowerCase() === label.toLowerCase())) labels.push(label);
-  }
-  return labels;
+  return captionLabels(caption);
 }
 
 /** RGBA pixels of `photo` at `width × height`: an ImageData of that size as it is, else drawn. */

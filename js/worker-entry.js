@@ -1,7 +1,7 @@
 // groupseg's Web Worker (started by `groupseg/worker`): the main-thread API of './index.js' run here,
 // driven by messages. In: {id, op, args}; out: {id, ok, value} or {id, ok: false, message}, plus
 // {id, progress} during a load. Label maps, scores and group maps are transferred, not copied.
-import { Segmenter, Segmentation, phrasesOf } from './index.js';
+import { Segmenter, Segmentation, phrasesOf, phraseLabels } from './index.js';
 
 let segmenter = null;
 const encoded = new Map(); // id → EncodedImage
@@ -69,6 +69,10 @@ const ops = {
   async phrases(_, [caption]) {
     live();
     return [phrasesOf(caption)];
+  },
+  async phraseLabels(_, [caption]) {
+    live();
+    return [phraseLabels(caption)];
   },
   async dispose() {
     for (const e of encoded.values()) e.dispose();

@@ -38,6 +38,8 @@ export declare class Segmenter {
   groups(image: ImageInput | EncodedImage, options?: SegmentOptions): Promise<Groups>;
   /** A caption's phrases, as `phrasesOf` finds them. */
   phrases(caption: string): Promise<Phrase[]>;
+  /** The labels a caption is segmented by, as `phraseLabels` gives them. */
+  phraseLabels(caption: string): Promise<string[]>;
   /** Frees the model and stops the worker. */
   dispose(): void;
 }

@@ -152,6 +152,11 @@ export class Segmenter {
     return this.#call('phrases', [caption]);
   }
 
+  /** The labels a caption is segmented by, as `phraseLabels` gives them, from the worker. */
+  async phraseLabels(caption) {
+    return this.#call('phraseLabels', [caption]);
+  }
+
   /** Frees the model and stops the worker. */
   dispose() {
     this.#worker?.terminate();

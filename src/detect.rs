@@ -179,8 +179,9 @@ pub fn regions(seg: &Segmentation) -> Vec<Detection> {
 
     // Fragments of one label close to each other are one object: merge until nothing changes.
     let gap = merge_gap(seg.width, seg.height);
-    let mut owner: Vec<usize> = (0..found.len()).collect();
-    let mut merged: Vec<Option<Region>> = found.iter().cloned().map(Some).collect();
+    // `merged_into[j]`: the region fragment j was merged into (itself while it stands alone).
+    let mut merged_into: Vec<usize> = (0..found.len()).collect();
+    let mut merged: Vec<Option<Region>> = found.into_iter().map(Some).collect();
     loop {
         let mut changed = false;
         for i in 0..merged.len() {
@@ -192,9 +193,7 @@ pub fn regions(seg: &Segmentation) -> Vec<Detection> {
                 if near {
                     let b = merged[j].take().expect("checked above");
                     merged[i].as_mut().expect("checked above").absorb(&b);
-                    for o in owner.iter_mut().filter(|o| **o == j) {
-                        *o = i;
-                    }
+                    merged_into[j] = i;
                     changed = true;
                 }
             }
@@ -203,6 +202,16 @@ pub fn regions(seg: &Segmentation) -> Vec<Detection> {
             break;
         }
     }
+
+    // Each fragment's final region: follow the merges (each points to an earlier region).
+    let owner: Vec<usize> = (0..merged_into.len())
+        .map(|mut k| {
+            while merged_into[k] != k {
+                k = merged_into[k];
+            }
+            k
+        })
+        .collect();
 
     // Each region's pixel nearest its centroid.
     let centroid: Vec<Option<(f64, f64)>> =

@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::resample;
-use crate::segment::WindowLayout;
+use crate::segment::{self, WindowLayout};
 
 /// One grouping block's groups over the photo.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,14 +68,7 @@ pub fn hard_groups(stage_maps: &[Tensor], grid: (usize, usize), layout: &WindowL
                         if owner[at] as usize != i {
                             continue;
                         }
-                        let p = y * cw + x;
-                        // The first of equal maxima, as torch.argmax.
-                        let mut best = 0;
-                        for k in 1..g {
-                            if window[k * plane + p] > window[best * plane + p] {
-                                best = k;
-                            }
-                        }
+                        let best = segment::argmax_group(&window, g, plane, y * cw + x);
                         resized_map[at] = (i * g + best) as u32;
                     }
                 }

@@ -257,6 +257,18 @@ pub fn group_affinity(
     Ok((affinity, c))
 }
 
+/// The group whose map `(groups, plane)` is highest at pixel `p`: the first one on ties, like
+/// torch.argmax.
+pub fn argmax_group(maps: &[f32], groups: usize, plane: usize, p: usize) -> usize {
+    let mut best = 0;
+    for k in 1..groups {
+        if maps[k * plane + p] > maps[best * plane + p] {
+            best = k;
+        }
+    }
+    best
+}
+
 /// Class scores `(C + 1, h, w)` of one window, class 0 being background.
 fn window_scores(
     features: &ImageFeatures,
@@ -287,13 +299,8 @@ fn window_scores(
     let plane = h * w;
     let mut scores = vec![0f32; (c + 1) * plane];
     for p in 0..plane {
-        // The one-hot of the argmax group (the first one on ties, like torch.argmax).
-        let mut best = 0;
-        for k in 1..g {
-            if maps[k * plane + p] > maps[best * plane + p] {
-                best = k;
-            }
-        }
+        // The one-hot of the argmax group.
+        let best = argmax_group(&maps, g, plane, p);
         let row = &affinity[best * c..(best + 1) * c];
         let mut top = 0f32;
         for (j, &v) in row.iter().enumerate() {

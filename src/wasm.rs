@@ -275,6 +275,12 @@ pub fn caption_phrases(caption: &str) -> Result<JsValue, JsError> {
     to_js(&found)
 }
 
+/// The labels a caption is segmented by: each phrase's label once (ignoring ASCII case), in order.
+#[wasm_bindgen(js_name = captionLabels)]
+pub fn caption_labels(caption: &str) -> Vec<String> {
+    ground::labels(&phrases::chunk(caption))
+}
+
 /// Where each phrase of `caption` is in a segmentation by its phrases' labels (`Segmenter.ground`):
 /// `[{phrase, start, end, score, box}]`, offsets in UTF-16 units, `box` null where it is nowhere.
 #[wasm_bindgen(js_name = groundIn)]

@@ -80,14 +80,12 @@ const handlers = {
     let phrases = null;
     if (mode === 'ground') {
       phrases = await segmenter.phrases(caption);
-      labels = [...new Map(phrases.map((p) => [p.label.toLowerCase(), p.label])).values()];
+      labels = await segmenter.phraseLabels(caption);
       if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
     }
     const result = await segmenter.segment(image, labels, options);
     const reply = { result, ms: 0, reused };
     if (mode === 'detect') reply.detections = await result.detect(options);
-    // Where the segment view writes label names: every region, however it scores.
-    if (mode === 'segment') reply.regions = await result.detect({ threshold: 0, nmsIou: 1 });
     if (mode === 'ground') Object.assign(reply, { phrases, grounding: await result.ground(caption, options) });
     reply.ms = ms();
     return reply;
@@ -369,7 +367,7 @@ function download(canvas, name) {
   }, 'image/png');
 }
 
-function render(entry, { result: r, regions, reused }, ms) {
+function render(entry, { result: r, reused }, ms) {
   const { box, file } = entry;
   const canvas = document.createElement('canvas');
   canvas.width = r.width;
@@ -409,7 +407,14 @@ function render(entry, { result: r, regions, reused }, ms) {
   compareLabel.append(compare);
   controls.append(compareLabel);
   const namesBox = Object.assign(document.createElement('input'), { type: 'checkbox', className: 'names' });
-  namesBox.onchange = () => { names = namesBox.checked; redraw(); };
+  // Regions to write names on, found (in the worker) the first time names are asked for.
+  let regions = null;
+  namesBox.onchange = async () => {
+    if (namesBox.checked) regions ??= await r.detect({ threshold: 0, nmsIou: 1 });
+    names = namesBox.checked;
+    redraw();
+    canvas.dataset.names = names ? 'drawn' : '';
+  };
   const namesLabel = text('label', '');
   namesLabel.append(namesBox, ' names');
   controls.append(namesLabel);

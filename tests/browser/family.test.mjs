@@ -61,6 +61,7 @@ test('detect, ground, classify and groups on the page give what the CLI gives, o
   const pixels = () => page.$eval('.result canvas', (c) => Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data));
   const plain = await pixels();
   await page.check('.result input.names');
+  await page.waitForSelector('.result canvas[data-names=drawn]');
   const named = await pixels();
   const changed = plain.filter((v, i) => v !== named[i]).length;
   assert.ok(changed > 0, 'names are drawn');
