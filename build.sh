@@ -25,17 +25,35 @@ need_wasm_tools() {
   fi
 }
 
-# The npm package's contents in $1: the wasm module with its bindings, and the JS API over it.
+# The threaded module: atomics and an imported shared memory (up to 4 GiB, wasm32's whole space; the
+# TLS exports let wasm-bindgen give each worker its own thread-locals) need std
+# rebuilt with them, which only the nightly toolchain does; its own target dir keeps the stable
+# build's cache. RUSTFLAGS replaces .cargo/config's, so simd128 is repeated here.
+build_threaded_wasm() {
+  rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
+  rustup component list --toolchain nightly --installed | grep -q '^rust-src' || rustup component add rust-src --toolchain nightly
+  local link="--shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls --export=__tls_size --export=__tls_align --export=__tls_base"
+  RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128 -C link-args=${link// / -C link-args=}" \
+    cargo +nightly build --lib --release --target "$WASM_TARGET" --features threads \
+    -Z build-std=panic_abort,std --target-dir target/threaded
+}
+
+# The npm package's contents in $1: the wasm modules (single-threaded, and threaded in threaded/) with
+# their bindings, and the JS API over them.
 build_wasm() {
   local out="${1:-www/pkg}"
   need_wasm_tools
   cargo build --lib --release --target "$WASM_TARGET"
+  build_threaded_wasm
   rm -rf "$out"
   wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out" "target/$WASM_TARGET/release/groupseg.wasm"
+  wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out/threaded" \
+    "target/threaded/$WASM_TARGET/release/groupseg.wasm"
   cp js/index.js js/index.d.ts js/worker.js js/worker-entry.js js/worker.d.ts js/package.json js/README.md "$out/"
+  cp js/threaded/threads.js js/threaded/thread-worker.js "$out/threaded/"
   # The shapes demo model ships inside the package: the page and apps work with no network.
   mkdir -p "$out/models" && cp -r models/shapes-demo "$out/models/"
-  echo "wasm module: $(du -h "$out/groupseg_wasm_bg.wasm" | cut -f1) in $out/"
+  echo "wasm modules: $(du -h "$out/groupseg_wasm_bg.wasm" | cut -f1), threaded $(du -h "$out/threaded/groupseg_wasm_bg.wasm" | cut -f1), in $out/"
 }
 
 need_vulkan() {
@@ -85,8 +103,8 @@ case "${1:-}" in
     ;;
   serve)
     build_wasm
-    echo "serving www/ on http://127.0.0.1:${PORT:-8080}/"
-    exec python3 -m http.server --bind 127.0.0.1 --directory www "${PORT:-8080}"
+    # Cross-origin isolated, so the page's WebAssembly runs on every core.
+    exec python3 tools/serve.py www "${PORT:-8080}"
     ;;
   package)
     build_wasm pkg

@@ -42,8 +42,12 @@ export interface LoadOptions {
   /** Keep the weights in Cache Storage converted to int8 (about a quarter of the bytes) or f16 (half);
    * the first load converts them in the page. Label maps may differ slightly from the original's. */
   keepAs?: 'int8' | 'f16' | null;
-  /** Where `groupseg_wasm_bg.wasm` is, if not beside this module. */
+  /** Where `groupseg_wasm_bg.wasm` (the single-threaded module) is, if not beside this module. */
   wasmUrl?: string | URL;
+  /** Threads for the WebAssembly path (default: `navigator.hardwareConcurrency`). More than one needs a
+   * cross-origin isolated page (COOP `same-origin` + COEP `require-corp`) and a worker (`groupseg/worker`);
+   * otherwise one, and `notes` says why. The first load in a page or worker fixes it. */
+  threads?: number;
 }
 
 export interface SegmentOptions {
@@ -190,6 +194,8 @@ export declare class Segmenter {
   readonly backend: string;
   /** What the load did without, e.g. "model.safetensors could not be kept in the browser's Cache Storage …". */
   readonly notes: string[];
+  /** Threads the WebAssembly path runs on. */
+  readonly threads: number;
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
   segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */

@@ -2,17 +2,52 @@
 // A thin layer over the wasm module: fetching and caching checkpoints, turning any image into the
 // module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
 // the module itself.
-import init, {
-  Segmenter as WasmSegmenter, Photo, parseLabels as wasmParseLabels, detectIn, groundIn, captionPhrases, captionLabels, convertWeights,
-} from './groupseg_wasm.js';
-
 /** Cache Storage bucket for downloaded checkpoints; bump the version when the format changes. */
 export const CACHE_NAME = 'groupseg-models-v1';
 
-let wasmReady = null;
-function startWasm(wasmUrl) {
-  wasmReady ??= init(wasmUrl ? { module_or_path: wasmUrl } : undefined);
-  return wasmReady;
+// The wasm module's exports once started: the threaded build (rayon's pool on Web Workers) or the
+// single-threaded one. One per JS realm (page or worker): the first load picks it.
+let wasm = null;
+let wasmStart = null;
+
+/** Why this realm cannot run the threaded module, or null if it can. */
+function whyNoThreads() {
+  if (!globalThis.crossOriginIsolated || typeof SharedArrayBuffer === 'undefined') {
+    return 'threads need a cross-origin isolated page (headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)';
+  }
+  if (typeof WorkerGlobalScope === 'undefined') {
+    return "threads run only off the page's main thread, which may not wait: use groupseg/worker";
+  }
+  return null;
+}
+
+/** Starts the module once: `{threads, why}`, `why` saying what kept it to fewer threads than asked. */
+function startWasm(wasmUrl, threads) {
+  wasmStart ??= (async () => {
+    const want = threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
+    const why = want > 1 ? whyNoThreads() : null;
+    if (want > 1 && !why) {
+      const m = await import('./threaded/groupseg_wasm.js');
+      await m.default();
+      await (await import('./threaded/threads.js')).startThreads(m, want);
+      wasm = m;
+      return { threads: m.threadCount(), why: null };
+    }
+    const m = await import('./groupseg_wasm.js');
+    await m.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    wasm = m;
+    return { threads: 1, why };
+  })().catch((e) => {
+    wasmStart = null; // a later load may try again
+    throw e;
+  });
+  return wasmStart;
+}
+
+/** The started module's exports (every caller runs after a load). */
+function live() {
+  if (!wasm) throw new Error('The groupseg module is not started: call Segmenter.load first');
+  return wasm;
 }
 
 const hasCaches = () => typeof caches !== 'undefined';
@@ -76,7 +111,7 @@ async function convertedWeights(url, as, { onProgress, optional, notes }) {
   const key = convertedKey(url, as);
   const original = await fetchBytes(url, { cache: false, onProgress, optional, notes });
   if (!original) return null;
-  const bytes = convertWeights(original, as);
+  const bytes = live().convertWeights(original, as);
   try {
     await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
   } catch (e) {
@@ -233,11 +268,11 @@ async function filesFromBlobs(files) {
 
 /** Any image as the wasm module's `Photo` (decoded once): encoded bytes, or RGBA pixels. */
 async function toPhoto(image) {
-  if (typeof Blob !== 'undefined' && image instanceof Blob) return Photo.fromBytes(new Uint8Array(await image.arrayBuffer()));
-  if (image instanceof ArrayBuffer) return Photo.fromBytes(new Uint8Array(image));
-  if (image instanceof Uint8Array) return Photo.fromBytes(image);
+  if (typeof Blob !== 'undefined' && image instanceof Blob) return live().Photo.fromBytes(new Uint8Array(await image.arrayBuffer()));
+  if (image instanceof ArrayBuffer) return live().Photo.fromBytes(new Uint8Array(image));
+  if (image instanceof Uint8Array) return live().Photo.fromBytes(image);
   if (typeof ImageData !== 'undefined' && image instanceof ImageData) {
-    return Photo.fromPixels(new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), image.width, image.height);
+    return live().Photo.fromPixels(new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), image.width, image.height);
   }
   // ImageBitmap, <img>, <canvas>, OffscreenCanvas, <video>: draw it and read the pixels.
   if (typeof HTMLImageElement !== 'undefined' && image instanceof HTMLImageElement && !image.complete) {
@@ -265,7 +300,7 @@ async function withPhoto(image, use) {
 /** The labels as the library reads them (a comma-separated string or an array): split at commas,
  * trimmed, the first of repeats that differ only in ASCII case. Needs the module: after `load`. */
 export function parseLabels(labels) {
-  return wasmParseLabels(labels);
+  return live().parseLabels(labels);
 }
 
 /** Options without the keys left undefined (the module reads `null` as "none", as documented). */
@@ -297,7 +332,7 @@ export class Segmentation {
    * `nmsIou` (0.5).
    */
   detect(options = {}) {
-    return detectIn(this.width, this.height, this.labelMap, this.scores, this.labels, defined(options));
+    return live().detectIn(this.width, this.height, this.labelMap, this.scores, this.labels, defined(options));
   }
 
   /**
@@ -307,7 +342,7 @@ export class Segmentation {
    * `threshold`, `minArea`.
    */
   ground(caption, options = {}) {
-    return groundIn(this.width, this.height, this.labelMap, this.scores, this.labels, caption, defined(options));
+    return live().groundIn(this.width, this.height, this.labelMap, this.scores, this.labels, caption, defined(options));
   }
 
   /** The class at pixel (x, y). */
@@ -395,12 +430,12 @@ export function paintLabels({ width, height, labelMap, colours }, { photo = null
  * segmented for it ("a brown horse" → "brown horse"). Needs the module: after `load`.
  */
 export function phrasesOf(caption) {
-  return captionPhrases(caption);
+  return live().captionPhrases(caption);
 }
 
 /** The labels a caption is segmented by: each phrase's label once. Needs the module: after `load`. */
 export function phraseLabels(caption) {
-  return captionLabels(caption);
+  return live().captionLabels(caption);
 }
 
 /** RGBA pixels of `photo` at `width × height`: an ImageData of that size as it is, else drawn. */
@@ -490,9 +525,12 @@ export class Segmenter {
    * whole load: stage 'compile' (the wasm module), 'download' (bytes across every file), 'prepare'
    * (the model built); `progress` rises from 0 to 1 and never goes back. `keepAs: 'int8'` (or 'f16')
    * keeps the weights in Cache Storage converted (a quarter or half of the bytes; the first visit
-   * converts them here), so later visits load the smaller copy.
+   * converts them here), so later visits load the smaller copy. `threads` (default: the machine's
+   * cores) is how many threads the WebAssembly path uses: more than one needs a cross-origin
+   * isolated page and a worker (`groupseg/worker`); otherwise it runs on one and `notes` says why.
+   * The first load in a page (or worker) fixes the module and its threads.
    */
-  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl } = {}) {
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads } = {}) {
     if (![null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
     if (!modelUrl && !files) {
@@ -502,20 +540,29 @@ export class Segmenter {
     if (!['auto', 'webgpu', 'cpu'].includes(backend)) {
       throw new Error(`backend must be 'auto', 'webgpu' or 'cpu', not ${JSON.stringify(backend)}`);
     }
+    if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
+      throw new Error(`threads must be a whole number from 1, not ${JSON.stringify(threads)}`);
+    }
     const progress = new LoadProgress(onProgress);
     progress.stage('compile', 0);
-    await startWasm(wasmUrl);
+    const started = await startWasm(wasmUrl, threads);
     progress.stage('compile', 1);
     const notes = [];
+    if (started.why) notes.push(`one thread: ${started.why}`);
+    else if (threads !== undefined && threads !== started.threads) {
+      notes.push(`${started.threads} thread(s), not ${threads}: an earlier load here started the module`);
+    }
     const f = modelUrl
       ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls), keepAs)
       : await filesFromBlobs(files);
     progress.stage('download', 1);
     progress.stage('prepare', 0);
-    const segmenter = new Segmenter(await WasmSegmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+    const segmenter = new Segmenter(await live().Segmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
     progress.stage('prepare', 1);
     /** What the load could not do but did without (e.g. keep the files in Cache Storage). */
     segmenter.notes = notes;
+    /** Threads the WebAssembly path runs on (the module's pool). */
+    segmenter.threads = started.threads;
     return segmenter;
   }
 

@@ -30,6 +30,8 @@ export declare class Segmenter {
   static clearCache(): Promise<void>;
   readonly backend: string;
   readonly notes: string[];
+  /** Threads the WebAssembly path runs on in the worker (more than one on a cross-origin isolated page). */
+  readonly threads: number;
   segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
   encode(image: ImageInput, options?: SegmentOptions): Promise<EncodedImage>;
   classify(image: ImageInput, labels: string | string[], options?: { templates?: string[] | TemplatePreset; topK?: number }): Promise<{ label: string; score: number }[]>;

@@ -101,9 +101,10 @@ export class Segmenter {
     const worker = new Worker(new URL('./worker-entry.js', import.meta.url), { type: 'module', name: 'groupseg' });
     const segmenter = new Segmenter(worker);
     try {
-      const { backend, notes } = await segmenter.#call('load', [options], [], onProgress);
+      const { backend, notes, threads } = await segmenter.#call('load', [options], [], onProgress);
       segmenter.backend = backend;
       segmenter.notes = notes;
+      segmenter.threads = threads;
     } catch (e) {
       worker.terminate();
       throw e;

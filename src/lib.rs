@@ -28,6 +28,8 @@ pub mod resample;
 pub mod segment;
 pub mod tokenize;
 
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub mod thread_pool;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 

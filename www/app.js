@@ -67,7 +67,7 @@ const handlers = {
     segmenter?.dispose();
     segmenter = null;
     segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
-    return { backend: segmenter.backend, notes: segmenter.notes };
+    return { backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads };
   },
   async run({ mode, key, photo, labels, caption, options }) {
     if (!segmenter) throw new Error('Load a model first.');
@@ -163,15 +163,17 @@ async function loadNow(source) {
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    const { backend, notes } = await ask({ type: 'load', ...source, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
+    const { backend, notes, threads } = await ask({ type: 'load', ...source, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
     modelReady = true;
     // The next visit starts with the same model when the browser keeps it.
     remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
     document.body.dataset.model = 'ready';
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
     $('samples-row').hidden = kind !== 'demo';
-    $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${backend}.`;
+    const where = backend.startsWith('CPU') ? `${backend}, ${threads} thread${threads === 1 ? '' : 's'}` : backend;
+    $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${where}.`;
     $('backend-used').dataset.backend = backend;
+    $('backend-used').dataset.threads = threads;
     const note = notes?.length ? ` ${notes.join(' ')}` : '';
     status(`${photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.'}${note}`);
     for (const entry of photos) entry.request = null;

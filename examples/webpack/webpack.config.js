@@ -25,4 +25,7 @@ module.exports = {
   },
   plugins: [new Page()],
   performance: { hints: false },
+  // Cross-origin isolation lets the package's worker run WebAssembly on every core (webpack-dev-server
+  // sends these; a site serving dist/ must send them too).
+  devServer: { headers: { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } },
 };

@@ -4,8 +4,9 @@
 //! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
 //! split across candle's rayon pool (one thread in wasm).
+//! The matmuls themselves are candle's gemm call, told the rayon pool's size (see [`matmul`]).
 
-use candle_core::{CpuStorage, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Tensor};
+use candle_core::{CpuStorage, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::activation::Activation;
@@ -182,6 +183,83 @@ impl InplaceOp2 for FusedEpilogue {
     }
 }
 
+/// `lhs @ rhs` through gemm (the crate candle's own CPU matmul calls), split across the rayon pool
+/// this code runs on. candle sizes its split from the OS's core count, which WebAssembly reports as
+/// one even when the threaded module has started a pool of Web Workers; here the pool decides.
+/// Operands share their batch dimensions (any strides); f32 on the CPU, else candle's matmul.
+pub fn matmul(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
+    let ours = lhs.dtype() == DType::F32
+        && rhs.dtype() == DType::F32
+        && matches!(lhs.device(), Device::Cpu)
+        && lhs.rank() >= 2
+        && lhs.rank() == rhs.rank()
+        && lhs.dims()[..lhs.rank() - 2] == rhs.dims()[..rhs.rank() - 2];
+    if ours {
+        lhs.apply_op2_no_bwd(rhs, &PoolMatMul)
+    } else {
+        lhs.matmul(rhs)
+    }
+}
+
+struct PoolMatMul;
+
+impl CustomOp2 for PoolMatMul {
+    fn name(&self) -> &'static str {
+        "pool-matmul"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else { candle_core::bail!("{} takes f32", self.name()) };
+        let (ad, bd) = (l1.dims(), l2.dims());
+        let r = ad.len();
+        let (m, k, n) = (ad[r - 2], ad[r - 1], bd[r - 1]);
+        if bd.len() != r || ad[..r - 2] != bd[..r - 2] || bd[r - 2] != k {
+            candle_core::bail!("{}: shapes {ad:?} and {bd:?} do not multiply", self.name());
+        }
+        let batch = &ad[..r - 2];
+        let batches: usize = batch.iter().product();
+        let mut dims = ad.to_vec();
+        dims[r - 1] = n;
+        let mut dst = vec![0f32; batches * m * n];
+        if dst.is_empty() || k == 0 {
+            return Ok((CpuStorage::F32(dst), Shape::from(dims)));
+        }
+        let threads = rayon::current_num_threads();
+        let (sa, sb) = (l1.stride(), l2.stride());
+        // Attention heads are many small products: one per thread at a time beats splitting each.
+        let by_batch = threads > 1 && batches >= threads;
+        let parallelism = if threads > 1 && !by_batch { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+        let one = |(i, out): (usize, &mut [f32])| {
+            // Batch i's first element in each operand, from its strides (views stay views).
+            let (mut oa, mut ob, mut rest) = (l1.start_offset(), l2.start_offset(), i);
+            for d in (0..r - 2).rev() {
+                let at = rest % batch[d];
+                rest /= batch[d];
+                oa += at * sa[d];
+                ob += at * sb[d];
+            }
+            let (a, b) = (&a[oa..], &b[ob..]);
+            // SAFETY: the layouts were checked by candle against their storages, so every
+            // element gemm reads through these strides lies inside `a` and `b`; `out` is m × n.
+            unsafe {
+                gemm::gemm(
+                    m, n, k,
+                    out.as_mut_ptr(), 1, n as isize, false,
+                    a.as_ptr(), sa[r - 1] as isize, sa[r - 2] as isize,
+                    b.as_ptr(), sb[r - 1] as isize, sb[r - 2] as isize,
+                    0.0, 1.0, false, false, false, parallelism,
+                )
+            }
+        };
+        if by_batch {
+            dst.par_chunks_exact_mut(m * n).enumerate().for_each(one);
+        } else {
+            dst.chunks_exact_mut(m * n).enumerate().for_each(one);
+        }
+        Ok((CpuStorage::F32(dst), Shape::from(dims)))
+    }
+}
+
 /// `act(x @ weightᵀ + bias)` for `x (…, in)`, `weight (out, in)`: bias and activation are applied in
 /// one pass over the fresh matmul output (a broadcast add alone cost half as much as the matmul).
 pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
@@ -189,7 +267,7 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, act: Option<Activatio
     let in_dim = dims.pop().unwrap_or(1);
     let out_dim = weight.dim(0)?;
     let x2 = xs.contiguous()?.reshape(((), in_dim))?;
-    let y = x2.matmul(&weight.t()?)?;
+    let y = matmul(&x2, &weight.t()?)?;
     let fused = y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous();
     let y = if fused {
         y.inplace_op2(bias, &FusedEpilogue(act))?;
@@ -292,6 +370,26 @@ mod tests {
             let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(d < 1e-5, "{act:?}: max |diff| {d:e}");
         }
+    }
+
+    #[test]
+    fn pool_matmul_matches_candle_on_strided_views() -> Result<()> {
+        let dev = Device::Cpu;
+        // Heads as a transposed view, keys transposed again: the attention's layouts.
+        let q = Tensor::randn(0f32, 1.0, (2, 37, 3, 16), &dev)?.transpose(1, 2)?;
+        let k = Tensor::randn(0f32, 1.0, (2, 29, 3, 16), &dev)?.transpose(1, 2)?;
+        let ours = matmul(&q, &k.t()?)?;
+        let theirs = q.contiguous()?.matmul(&k.t()?.contiguous()?)?;
+        assert_eq!(ours.dims(), &[2, 3, 37, 29]);
+        let diff = (ours - theirs)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max |diff| {diff}");
+        // Plain 2-D, and an offset view (a narrowed batch).
+        let a = Tensor::randn(0f32, 1.0, (4, 5, 7), &dev)?.narrow(0, 1, 2)?;
+        let b = Tensor::randn(0f32, 1.0, (4, 7, 3), &dev)?.narrow(0, 2, 2)?;
+        let diff = (matmul(&a, &b)? - a.contiguous()?.matmul(&b.contiguous()?)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(diff < 1e-5, "max |diff| {diff}");
+        assert!(matmul(&a, &Tensor::zeros((2, 6, 3), DType::F32, &dev)?).is_err());
+        Ok(())
     }
 
     #[test]

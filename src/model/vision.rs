@@ -36,9 +36,10 @@ impl Attention {
         })
     }
 
+    /// `(B, T, D)` → `(B, heads, T, head_dim)` as a view: the matmuls read it through its strides.
     fn heads(&self, xs: &Tensor) -> Result<Tensor> {
         let (b, t, _) = xs.dims3()?;
-        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)?.contiguous()
+        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)
     }
 
     /// `xs` attends to `context` (itself when `None`).
@@ -48,8 +49,8 @@ impl Attention {
         let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
         let k = self.heads(&self.k_proj.forward(context)?)?;
         let v = self.heads(&self.v_proj.forward(context)?)?;
-        let attn = cpu_kernels::softmax_last_dim_in_place(q.matmul(&k.t()?)?)?;
-        let out = attn.matmul(&v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let attn = cpu_kernels::softmax_last_dim_in_place(cpu_kernels::matmul(&q, &k.t()?)?)?;
+        let out = cpu_kernels::matmul(&attn, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
         self.out_proj.forward(&out)
     }
 }
@@ -263,14 +264,14 @@ impl AssignAttention {
         let q = self.q_proj.forward(groups)?;
         let k = self.k_proj.forward(tokens)?;
         let v = self.v_proj.forward(tokens)?;
-        let raw = (q.matmul(&k.t()?)? * self.scale)?;
+        let raw = (cpu_kernels::matmul(&q, &k.t()?)? * self.scale)?;
         let soft = candle_nn::ops::softmax(&raw, 1)?;
         let num_groups = soft.dim(1)?;
         let winner = soft.argmax_keepdim(1)?;
         let ids = Tensor::arange(0u32, num_groups as u32, soft.device())?.reshape((1, num_groups, 1))?;
         let hard = winner.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
         let attn = hard.broadcast_div(&(hard.sum_keepdim(2)? + self.assign_eps)?)?;
-        Ok((self.proj.forward(&attn.matmul(&v)?)?, soft))
+        Ok((self.proj.forward(&cpu_kernels::matmul(&attn, &v)?)?, soft))
     }
 }
 

@@ -23,7 +23,9 @@ for (const example of ['react', 'webpack']) {
       const page = await newPage(browser);
       await page.goto(`${server.url}/`);
       await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
-      assert.match(await page.textContent('#status'), /Ready \(CPU/);
+      // Served cross-origin isolated: the worker runs the threaded module on every core.
+      const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+      assert.match(await page.textContent('#status'), new RegExp(`Ready \\(CPU, ${cores} threads?\\)`));
       // The model runs in the package's worker, not on the page's thread.
       const workers = page.workers().map((w) => w.url());
       assert.ok(workers.some((u) => /worker-entry|\d+\.main\.js/.test(u)), `a groupseg worker runs: ${workers}`);

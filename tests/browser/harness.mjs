@@ -19,9 +19,11 @@ const types = {
 
 /**
  * Serves `site` (default `www/`) at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`;
- * resolves to the base URL.
+ * resolves to the base URL. Cross-origin isolated (COOP + COEP, as `./build.sh serve` and the README
+ * ask of a site), so the page gets threads, unless `isolated: false`.
  */
-export async function serve(site = join(root, 'www')) {
+export async function serve(site = join(root, 'www'), { isolated = true } = {}) {
+  const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const requests = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
@@ -34,7 +36,7 @@ export async function serve(site = join(root, 'www')) {
     try {
       const body = await readFile(file);
       // Sizes said up front, as static servers and the Hugging Face hub do.
-      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-length': body.length }).end(body);
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...isolation }).end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
     }

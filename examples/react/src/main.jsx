@@ -18,7 +18,7 @@ function App() {
     Segmenter.load({ onProgress: (p) => setProgress(p.progress) }).then((s) => {
       live = s;
       setSegmenter(s);
-      setStatus(`Ready (${s.backend}): pick a photo.`);
+      setStatus(`Ready (${s.backend}, ${s.threads} thread${s.threads === 1 ? '' : 's'}): pick a photo.`);
       document.body.dataset.ready = 'true';
     }, (e) => setStatus(`Could not load the model: ${e.message}`));
     return () => live?.dispose();

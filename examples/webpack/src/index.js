@@ -6,7 +6,7 @@ import { Segmenter } from 'groupseg/worker';
 const $ = (id) => document.getElementById(id);
 
 Segmenter.load({ onProgress: (p) => { $('progress').value = p.progress; } }).then((segmenter) => {
-  $('status').textContent = `Ready (${segmenter.backend}): pick a photo.`;
+  $('status').textContent = `Ready (${segmenter.backend}, ${segmenter.threads} thread${segmenter.threads === 1 ? '' : 's'}): pick a photo.`;
   document.body.dataset.ready = 'true';
   $('photo').onchange = async () => {
     const file = $('photo').files[0];

@@ -1,0 +1,76 @@
+// Threads in WebAssembly: on a cross-origin isolated page the package's worker loads the threaded
+// module and runs rayon's pool on Web Workers; elsewhere (no isolation, or the main thread) it runs on
+// one thread and says why. Both give the same label maps.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { serve, launch, newPage, fixtures } from './harness.mjs';
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+const meta = JSON.parse(await readFile(join(fixtures, 'shapes-eval', 'labels.json'), 'utf8'));
+const scene = (await readFile(join(fixtures, 'shapes-eval', '038.png'))).toString('base64');
+
+/** Label maps of scene 38 (shapes demo, 80 px) and of the 3-stage fixture at 448 (large enough for
+ * the matmuls to be split), from the worker entry and the main-thread entry. */
+async function run(isolated) {
+  const server = await serve(undefined, { isolated });
+  const page = await newPage(browser);
+  try {
+    await page.goto(`${server.url}/`);
+    return await page.evaluate(async ({ scene, labels }) => {
+      const inWorker = await import('/pkg/worker.js');
+      const main = await import('/pkg/index.js');
+      const blob = new Blob([Uint8Array.from(atob(scene), (c) => c.charCodeAt(0))], { type: 'image/png' });
+      const side = 448;
+      const px = new Uint8ClampedArray(side * side * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
+      const big = new ImageData(px, side, side);
+      const tiny = {};
+      for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'preprocessor_config.json']) tiny[f] = `/fixtures/tiny-3stage/${f}`;
+      const out = {};
+      for (const [name, api] of [['worker', inWorker], ['main', main]]) {
+        const demo = await api.Segmenter.load({ backend: 'cpu', threads: 2 });
+        const fixture = await api.Segmenter.load({ backend: 'cpu', modelUrl: tiny, cache: false });
+        out[name] = {
+          threads: demo.threads, notes: demo.notes, fixtureThreads: fixture.threads,
+          scene: Array.from((await demo.segment(blob, labels)).labelMap),
+          big: Array.from((await fixture.segment(big, ['cat', 'dog', 'sofa'], { shortSide: side, backgroundThreshold: null })).labelMap),
+        };
+        demo.dispose();
+        fixture.dispose();
+      }
+      out.cores = navigator.hardwareConcurrency;
+      out.badThreads = await inWorker.Segmenter.load({ threads: 0 }).then(() => 'loaded', (e) => e.message);
+      return out;
+    }, { scene, labels: meta.scenes[38].labels });
+  } finally {
+    assert.deepEqual(page.problems, []);
+    await page.close();
+    server.close();
+  }
+}
+
+test('a cross-origin isolated page runs the worker on threads, with the single thread\'s label maps', async () => {
+  const isolated = await run(true);
+  const plain = await run(false);
+  assert.ok(isolated.cores >= 2, `this test needs 2 cores, Chromium reports ${isolated.cores}`);
+  assert.equal(isolated.worker.threads, 2);
+  assert.deepEqual(isolated.worker.notes, []);
+  // The module (and its pool) is started once per worker; a second load there keeps it.
+  assert.equal(isolated.worker.fixtureThreads, 2);
+  assert.equal(isolated.main.threads, 1);
+  assert.match(isolated.main.notes.join(' '), /main thread.*groupseg\/worker/);
+  assert.equal(plain.worker.threads, 1);
+  assert.match(plain.worker.notes.join(' '), /cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*require-corp/);
+  // The threaded worker's label maps are the single-threaded ones, pixel for pixel.
+  for (const key of ['scene', 'big']) {
+    assert.ok(isolated.worker[key].length > 0);
+    assert.deepEqual(isolated.worker[key], plain.worker[key], key);
+    assert.deepEqual(isolated.worker[key], isolated.main[key], key);
+  }
+  assert.ok(new Set(isolated.worker.scene).size >= 3, 'scene 38 is painted with several labels');
+  assert.match(isolated.badThreads, /threads must be a whole number from 1, not 0/);
+});
