@@ -3,7 +3,8 @@
 #   ./build.sh test       everything CI runs: native tests, wasm32 build + bindings, browser tests
 #   ./build.sh serve      build the wasm module and serve www/ on http://127.0.0.1:${PORT:-8080}
 #   ./build.sh package    the npm package (ES module, TypeScript types, wasm) in pkg/
-#   ./build.sh bench      full-size CPU benchmark against transformers (needs the Python reference)
+#   ./build.sh bench      full-size CPU benchmark against transformers and onnxruntime (Python reference)
+#   ./build.sh bench-web  the package against onnxruntime-web in headless Chromium (wasm 1/2 threads, WebGPU)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 #   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~1.5 hours)
 #   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint), MINUTES each (10)
@@ -114,6 +115,8 @@ case "${1:-}" in
     out=bench-out
     threads=$(nproc)
     .venv-ref/bin/python tools/reference/reference.py "$out" "$threads"
+    # The peer's graph: the image encoder exported to ONNX (checked against transformers).
+    .venv-ref/bin/python tools/bench/onnx_export.py "$out" "$threads" >/dev/null
     cargo build --release --bin groupseg
     GROUPSEG_BENCH_DIR="$out" GROUPSEG_BENCH_PYTHON=.venv-ref/bin/python cargo bench --bench forward
     # Full-size parity: our --raw-logits against transformers' segmentation_logits, per-pixel argmax.
@@ -129,6 +132,16 @@ print(f"full-size parity: argmax agreement {agree * 100:.3f} % of {ref.shape[1]}
       f"max |diff| {np.abs(ref - ours).max():.2e} on logits up to {np.abs(ref).max():.1f}")
 sys.exit(0 if agree >= 0.995 else 1)
 PY
+    ;;
+  bench-web)
+    need_reference
+    out=bench-out
+    [ -f "$out/model/model.safetensors" ] || .venv-ref/bin/python tools/reference/reference.py "$out" "$(nproc)"
+    .venv-ref/bin/python tools/bench/onnx_export.py "$out" "$(nproc)" >/dev/null
+    build_wasm
+    need_browser
+    (cd tools/bench/web && npm ci --no-audit --no-fund --loglevel=error)
+    node tools/bench/web.mjs "$out"
     ;;
   shapes)
     # Trains the shapes demo model from scratch (12,000 steps, about 1.5 hours on 2 idle cores;

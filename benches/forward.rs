@@ -54,6 +54,8 @@ fn main() {
 
     let mut ours = [f64::INFINITY; 4];
     let mut peer = [f64::INFINITY; 4];
+    // onnxruntime on the image rows, when `./build.sh bench` exported the encoder to ONNX.
+    let mut onnx = [f64::INFINITY; 2];
     for round in 0..ROUNDS {
         let out = Command::new(&python)
             .arg("tools/reference/reference.py")
@@ -77,6 +79,12 @@ fn main() {
             ours[i] = ours[i].min(mine[i]);
             peer[i] = peer[i].min(p);
         }
+        for (i, side) in [224, 448].iter().enumerate() {
+            if let Some(p) = times[format!("onnxruntime_image_{side}")].as_f64() {
+                println!("round {}: image_{side:<4} onnxruntime {p:>7.1} ms", round + 1);
+                onnx[i] = onnx[i].min(p);
+            }
+        }
     }
     println!(
         "\nGroupViT full size ({} parameters), CPU, {threads} threads; transformers {} / torch {}; best of {ROUNDS} rounds' medians",
@@ -85,6 +93,12 @@ fn main() {
     println!("{:<10} {:>12} {:>16} {:>8}", "work", "groupseg ms", "transformers ms", "ratio");
     for (i, w) in WORK.iter().enumerate() {
         println!("{w:<10} {:>12.1} {:>16.1} {:>8.2}", ours[i], peer[i], ours[i] / peer[i]);
+    }
+    if onnx.iter().all(|t| t.is_finite()) {
+        println!("\n{:<10} {:>12} {:>16} {:>8}", "work", "groupseg ms", "onnxruntime ms", "ratio");
+        for (i, w) in WORK[..2].iter().enumerate() {
+            println!("{w:<10} {:>12.1} {:>16.1} {:>8.2}", ours[i], onnx[i], ours[i] / onnx[i]);
+        }
     }
     let w = seg.resident_weights();
     println!("\nresident weights, CPU backend: {:.1} MB in CPU memory", w.cpu as f64 / 1e6);

@@ -8,6 +8,8 @@ time), then, with transformers on this CPU:
   writing medians to OUT/reference.json;
 - writes OUT/photo.png (640×480) and transformers' segmentation_logits for it, resized to the
   segmentation size (448×597), to OUT/reference_logits.npy.
+With --times, onnxruntime (pip) is timed too on OUT/onnx/vision_*.onnx when tools/bench/onnx_export.py
+has written them (onnxruntime_image_224, onnxruntime_image_448).
 Usage: reference.py OUT THREADS          (makes the model, then times)
        reference.py OUT THREADS --times   (times the model already in OUT; JSON on stdout)
 """
@@ -66,6 +68,22 @@ def time_model(model, tok):
         }
 
 
+def time_onnxruntime(out, threads):
+    """onnxruntime's medians on the exported image encoder, where it was exported."""
+    paths = {side: os.path.join(out, "onnx", f"vision_{side}.onnx") for side in (224, 448)}
+    if not all(os.path.exists(p) for p in paths.values()):
+        return {}
+    import onnxruntime as ort
+    times = {}
+    for side, path in paths.items():
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        feed = {"pixel_values": np.random.default_rng(side).standard_normal((1, 3, side, side), dtype=np.float32)}
+        times[f"onnxruntime_image_{side}"] = median_ms(lambda: session.run(None, feed), 2, 10 if side == 224 else 5)
+    return times
+
+
 def main():
     out, threads = sys.argv[1], int(sys.argv[2])
     torch.set_num_threads(threads)
@@ -73,7 +91,9 @@ def main():
     if "--times" in sys.argv:
         model = GroupViTModel.from_pretrained(model_dir).eval()
         interpolating(model)
-        print(json.dumps(time_model(model, CLIPTokenizer.from_pretrained(model_dir))))
+        times = time_model(model, CLIPTokenizer.from_pretrained(model_dir))
+        times.update(time_onnxruntime(out, threads))
+        print(json.dumps(times))
         return
     os.makedirs(model_dir, exist_ok=True)
     cfg = GroupViTConfig()

@@ -1,0 +1,65 @@
+#!/usr/bin/env python3
+"""Exports the benchmark's full-size random GroupViT (OUT/model, made by tools/reference/reference.py)
+to ONNX for onnxruntime, in the browser and natively: the image encoder's work as groupseg's `encode`
+does it (vision transformer with its grouping blocks, the assignments, the projection of the final
+groups), one graph per input size: OUT/onnx/vision_224.onnx and vision_448.onnx.
+Then times it natively with onnxruntime (pip) at THREADS threads: JSON on stdout.
+Usage: onnx_export.py OUT THREADS"""
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from transformers import GroupViTModel
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
+from nvlabs import interpolating  # noqa: E402
+from reference import median_ms  # noqa: E402
+
+
+class ImageEncoder(torch.nn.Module):
+    """pixel values → (projected final groups, every grouping block's assignment)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        v = self.model.vision_model(pixel_values=pixel_values, output_attentions=True, return_dict=True)
+        groups = self.model.visual_projection(v.last_hidden_state.reshape(-1, v.last_hidden_state.shape[-1]))
+        return (groups, *v.attentions)
+
+
+def main():
+    out, threads = sys.argv[1], int(sys.argv[2])
+    model = GroupViTModel.from_pretrained(os.path.join(out, "model")).eval()
+    interpolating(model)
+    encoder = ImageEncoder(model).eval()
+    os.makedirs(os.path.join(out, "onnx"), exist_ok=True)
+    times = {"onnxruntime": ort.__version__, "threads": threads}
+    for side in (224, 448):
+        path = os.path.join(out, "onnx", f"vision_{side}.onnx")
+        x = torch.randn(1, 3, side, side, generator=torch.Generator().manual_seed(side))
+        if not os.path.exists(path):
+            with torch.no_grad():
+                torch.onnx.export(encoder, (x,), path, input_names=["pixel_values"], dynamo=False,
+                                  opset_version=17, do_constant_folding=True)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        feed = {"pixel_values": x.numpy()}
+        with torch.no_grad():
+            want = encoder(x)[0].numpy()
+        got = session.run(None, feed)[0]
+        err = float(np.abs(got - want).max())
+        if err > 1e-3:
+            sys.exit(f"vision_{side}.onnx differs from transformers by {err}")
+        times[f"image_{side}"] = median_ms(lambda: session.run(None, feed), 2, 10 if side == 224 else 5)
+    print(json.dumps(times))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+// ./build.sh bench-web: groupseg's package against onnxruntime-web (npm) on the same full-size random
+// GroupViT, in the same headless Chromium (Debian's), on a cross-origin isolated page: the image
+// encoder on one window at 224 and 448 pixels, WebAssembly on 1 and 2 threads, and WebGPU on the
+// adapter Chromium has (SwiftShader on a machine without a GPU). Every figure is a median over runs
+// after warm-up, in a fresh page per measurement (onnxruntime-web fixes its threads per page), rounds
+// alternating between the two so that drift in this machine's speed falls on both; each side keeps
+// its best round. Ours is timed from the image to a label map read back (encode, then the
+// composition with a label already embedded), onnxruntime-web's from the tensor to its outputs read
+// back. Prints a Markdown table with the ratios; writes OUT/bench-web.json and OUT/bench-web.md.
+// Usage: node web.mjs OUT          (OUT holds model/ and onnx/, from reference.py and onnx_export.py)
+import { mkdir, rm, symlink, writeFile, readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { cpus } from 'node:os';
+import { serve, launch, newPage, root } from '../../tests/browser/harness.mjs';
+
+const out = resolve(process.argv[2] ?? 'bench-out');
+const site = join(root, 'test-out', 'bench-web');
+await rm(site, { recursive: true, force: true });
+await mkdir(site, { recursive: true });
+await writeFile(join(site, 'index.html'), '<!doctype html><title>bench-web</title>');
+for (const [link, target] of [['pkg', join(root, 'www', 'pkg')], ['ort', join(root, 'tools', 'bench', 'web', 'node_modules', 'onnxruntime-web', 'dist')],
+  ['model', join(out, 'model')], ['onnx', join(out, 'onnx')]]) {
+  await symlink(target, join(site, link));
+}
+
+const ROUNDS = Number(process.env.ROUNDS ?? 2);
+const plan = [
+  // [backend, side, threads, warm-up runs, timed runs]
+  ['wasm', 224, 1, 2, 7], ['wasm', 224, 2, 2, 7], ['wasm', 448, 1, 1, 5], ['wasm', 448, 2, 1, 5],
+  ['webgpu', 224, null, 1, 2], ['webgpu', 448, null, 1, 1],
+];
+
+async function ours(page, [backend, side, threads, warm, runs]) {
+  return page.evaluate(async ({ backend, side, threads, warm, runs }) => {
+    const { Segmenter } = await import('/pkg/worker.js');
+    const s = await Segmenter.load({ backend: backend === 'wasm' ? 'cpu' : 'webgpu', modelUrl: `${location.origin}/model/`, cache: false, ...(threads ? { threads } : {}) });
+    if (backend === 'wasm' && s.threads !== threads) throw new Error(`groupseg ran on ${s.threads} threads, not ${threads}: ${s.notes}`);
+    const px = new Uint8ClampedArray(side * side * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
+    const img = new ImageData(px, side, side);
+    const once = async () => {
+      const t = performance.now();
+      const e = await s.encode(img, { shortSide: side, window: side, stride: side });
+      await s.segment(e, ['cat']);
+      const ms = performance.now() - t;
+      e.dispose();
+      return ms;
+    };
+    for (let i = 0; i < warm; i++) await once();
+    const times = [];
+    for (let i = 0; i < runs; i++) times.push(await once());
+    const where = s.backend;
+    s.dispose();
+    return { times, where };
+  }, { backend, side, threads, warm, runs });
+}
+
+async function peer(page, [backend, side, threads, warm, runs]) {
+  return page.evaluate(async ({ backend, side, threads, warm, runs }) => {
+    const ort = await import('/ort/ort.all.min.mjs');
+    ort.env.wasm.wasmPaths = `${location.origin}/ort/`;
+    if (threads) ort.env.wasm.numThreads = threads;
+    const session = await ort.InferenceSession.create(`/onnx/vision_${side}.onnx`, { executionProviders: [backend] });
+    const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * side * side }, (_, i) => ((i * 7919) % 256) / 128 - 1), [1, 3, side, side]);
+    const once = async () => {
+      const t = performance.now();
+      const r = await session.run({ pixel_values: x });
+      for (const v of Object.values(r)) await v.getData(); // on the CPU: a no-op; on the GPU: read back
+      return performance.now() - t;
+    };
+    for (let i = 0; i < warm; i++) await once();
+    const times = [];
+    for (let i = 0; i < runs; i++) times.push(await once());
+    await session.release();
+    return { times, where: `onnxruntime-web ${ort.env.versions.web}` };
+  }, { backend, side, threads, warm, runs });
+}
+
+const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
+const server = await serve(site);
+const browser = await launch();
+const results = [];
+try {
+  for (const item of plan) {
+    const best = { ours: Infinity, peer: Infinity };
+    let where = {};
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [side, run] of [['ours', ours], ['peer', peer]]) {
+        const page = await newPage(browser);
+        await page.goto(`${server.url}/`);
+        const r = await run(page, item);
+        if (page.problems.length) throw new Error(`${side} ${item}: ${page.problems.join('; ')}`);
+        await page.close();
+        best[side] = Math.min(best[side], median(r.times));
+        where[side] = r.where;
+        console.error(`${item[0]} ${item[1]} ${item[2] ?? ''}: ${side} ${r.times.map(Math.round).join(' ')} ms`);
+      }
+    }
+    results.push({ backend: item[0], side: item[1], threads: item[2], ours: best.ours, peer: best.peer, ratio: best.ours / best.peer, where });
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
+
+const chromium = (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version']).toString().trim();
+const when = new Date().toISOString().slice(0, 16).replace('T', ' ');
+const rows = results.map((r) => `| ${r.backend === 'wasm' ? `WebAssembly, ${r.threads} thread${r.threads > 1 ? 's' : ''}` : 'WebGPU'} | ${r.side}×${r.side} | ${r.ours.toFixed(0)} | ${r.peer.toFixed(0)} | ${r.ratio.toFixed(2)} |`);
+const table = [
+  `Image encoder, one window, full-size GroupViT (random weights), ${chromium}, ${cpus().length} × ${cpus()[0].model.trim()}, ${when} UTC; WebGPU adapter: ${results.find((r) => r.backend === 'webgpu')?.where.ours ?? 'none'}`,
+  '',
+  '| backend | input | groupseg (ms) | onnxruntime-web (ms) | ratio |',
+  '|---|---|---:|---:|---:|',
+  ...rows,
+].join('\n');
+console.log(table);
+await writeFile(join(out, 'bench-web.json'), JSON.stringify({ chromium, when, results }, null, 2));
+await writeFile(join(out, 'bench-web.md'), `${table}\n`);
