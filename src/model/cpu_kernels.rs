@@ -10,6 +10,8 @@ use candle_core::{CpuStorage, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, 
 use rayon::prelude::*;
 
 use super::activation::Activation;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use super::sgemm;
 
 /// erf(x) for f32 as a ratio of polynomials in x² (inputs beyond ±4 give ±1 in f32 anyway).
 #[inline(always)]
@@ -228,7 +230,6 @@ impl CustomOp2 for PoolMatMul {
         let (sa, sb) = (l1.stride(), l2.stride());
         // Attention heads are many small products: one per thread at a time beats splitting each.
         let by_batch = threads > 1 && batches >= threads;
-        let parallelism = if threads > 1 && !by_batch { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         let one = |(i, out): (usize, &mut [f32])| {
             // Batch i's first element in each operand, from its strides (views stay views).
             let (mut oa, mut ob, mut rest) = (l1.start_offset(), l2.start_offset(), i);
@@ -239,6 +240,15 @@ impl CustomOp2 for PoolMatMul {
                 ob += at * sb[d];
             }
             let (a, b) = (&a[oa..], &b[ob..]);
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            // SAFETY: as for gemm below.
+            unsafe {
+                let threads = if by_batch { 1 } else { threads };
+                let a = sgemm::Strided { ptr: a.as_ptr(), rs: sa[r - 2] as isize, cs: sa[r - 1] as isize };
+                let b = sgemm::Strided { ptr: b.as_ptr(), rs: sb[r - 2] as isize, cs: sb[r - 1] as isize };
+                sgemm::sgemm(m, n, k, out.as_mut_ptr(), a, b, threads);
+            }
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             // SAFETY: the layouts were checked by candle against their storages, so every
             // element gemm reads through these strides lies inside `a` and `b`; `out` is m × n.
             unsafe {
@@ -247,7 +257,8 @@ impl CustomOp2 for PoolMatMul {
                     out.as_mut_ptr(), 1, n as isize, false,
                     a.as_ptr(), sa[r - 1] as isize, sa[r - 2] as isize,
                     b.as_ptr(), sb[r - 1] as isize, sb[r - 2] as isize,
-                    0.0, 1.0, false, false, false, parallelism,
+                    0.0, 1.0, false, false, false,
+                    if threads > 1 && !by_batch { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
                 )
             }
         };

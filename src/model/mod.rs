@@ -6,6 +6,9 @@ pub mod convert;
 pub mod cpu_kernels;
 pub mod linear;
 pub mod projection;
+// The wasm matmul kernel; natively only its tests run it (gemm's x86 kernels are faster there).
+#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
+mod sgemm;
 pub mod text;
 pub mod vision;
 pub mod weights;
