@@ -1,6 +1,6 @@
 // C[b] = act(A[b] · op(B[b]) + bias): A is M×K row-major; B is N×K (op = transpose: weights, keys)
 // or K×N (values). Each workgroup computes a TILE×TILE tile of C, each thread a 4×4 block held in
-// registers, stepping through K in slices of TILE_K staged in workgroup memory.
+// four vec4 registers, stepping through K in slices of TILE_K staged in workgroup memory.
 
 @group(0) @binding(0) var<storage, read> a: array<f32>;
 @group(0) @binding(1) var<storage, read> b: array<f32>;
@@ -14,9 +14,9 @@ const BM: u32 = TILE;
 const BN: u32 = TILE;
 const BK: u32 = TILE_K;
 
-// k-major tiles, so a thread's 4 consecutive rows (columns) are adjacent.
-var<workgroup> tile_a: array<f32, TILE * TILE_K>;
-var<workgroup> tile_b: array<f32, TILE * TILE_K>;
+// k-major tiles of vec4s, so a thread reads its 4 consecutive rows (columns) in one load.
+var<workgroup> tile_a: array<vec4<f32>, TILE * TILE_K / 4>;
+var<workgroup> tile_b: array<vec4<f32>, TILE * TILE_K / 4>;
 
 // erf as a ratio of polynomials (XLA/Eigen's f32 form), the same as the CPU kernels.
 fn erf(v: f32) -> f32 {
@@ -60,10 +60,12 @@ fn matmul(
     let b_base = wg.z * p.b_batch_stride;
     let c_base = wg.z * p.c_batch_stride;
 
-    var acc: array<f32, 16>;
-    for (var i = 0u; i < 16u; i++) {
-        acc[i] = 0.0;
-    }
+    // One vec4 per row of the thread's 4 × 4 block: vector FMAs, and no array indexed at run time
+    // (which software adapters keep in memory rather than registers).
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
 
     for (var k0 = 0u; k0 < p.k; k0 += BK) {
         // The workgroup's threads stage TILE × TILE_K values of each operand, 4 each; neighbouring
@@ -78,14 +80,14 @@ fn matmul(
             if (gr < p.m && gk < p.k) {
                 va = a[a_base + gr * p.k + gk];
             }
-            tile_a[kk * BM + r] = va;
+            tile_a[kk * (BM / 4u) + r / 4u][r % 4u] = va;
             var vb = 0.0;
             if (p.b_transposed == 1u) {
                 let gn = col0 + r;
                 if (gn < p.n && gk < p.k) {
                     vb = b[b_base + gn * p.k + gk];
                 }
-                tile_b[kk * BN + r] = vb;
+                tile_b[kk * (BN / 4u) + r / 4u][r % 4u] = vb;
             } else {
                 let n = idx % BN;
                 let kb = idx / BN;
@@ -94,25 +96,22 @@ fn matmul(
                 if (gn < p.n && gkb < p.k) {
                     vb = b[b_base + gkb * p.n + gn];
                 }
-                tile_b[kb * BN + n] = vb;
+                tile_b[kb * (BN / 4u) + n / 4u][n % 4u] = vb;
             }
         }
         workgroupBarrier();
         for (var kk = 0u; kk < BK; kk++) {
-            let ar = kk * BM + lid.y * 4u;
-            let bc = kk * BN + lid.x * 4u;
-            let av = vec4<f32>(tile_a[ar], tile_a[ar + 1u], tile_a[ar + 2u], tile_a[ar + 3u]);
-            let bv = vec4<f32>(tile_b[bc], tile_b[bc + 1u], tile_b[bc + 2u], tile_b[bc + 3u]);
-            for (var i = 0u; i < 4u; i++) {
-                acc[i * 4u + 0u] = fma(av[i], bv.x, acc[i * 4u + 0u]);
-                acc[i * 4u + 1u] = fma(av[i], bv.y, acc[i * 4u + 1u]);
-                acc[i * 4u + 2u] = fma(av[i], bv.z, acc[i * 4u + 2u]);
-                acc[i * 4u + 3u] = fma(av[i], bv.w, acc[i * 4u + 3u]);
-            }
+            let av = tile_a[kk * (BM / 4u) + lid.y];
+            let bv = tile_b[kk * (BN / 4u) + lid.x];
+            acc0 = fma(vec4<f32>(av.x), bv, acc0);
+            acc1 = fma(vec4<f32>(av.y), bv, acc1);
+            acc2 = fma(vec4<f32>(av.z), bv, acc2);
+            acc3 = fma(vec4<f32>(av.w), bv, acc3);
         }
         workgroupBarrier();
     }
 
+    let rows = array<vec4<f32>, 4>(acc0, acc1, acc2, acc3);
     for (var i = 0u; i < 4u; i++) {
         let row = row0 + lid.y * 4u + i;
         if (row >= p.m) {
@@ -121,7 +120,7 @@ fn matmul(
         for (var j = 0u; j < 4u; j++) {
             let col = col0 + lid.x * 4u + j;
             if (col < p.n) {
-                c[c_base + row * p.n + col] = finish(acc[i * 4u + j], col);
+                c[c_base + row * p.n + col] = finish(rows[i][j], col);
             }
         }
     }
