@@ -25,13 +25,18 @@ function whyNoThreads() {
 function startWasm(wasmUrl, threads) {
   wasmStart ??= (async () => {
     const want = threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
-    const why = want > 1 ? whyNoThreads() : null;
+    let why = want > 1 ? whyNoThreads() : null;
     if (want > 1 && !why) {
-      const m = await import('./threaded/groupseg_wasm.js');
-      await m.default();
-      await (await import('./threaded/threads.js')).startThreads(m, want);
-      wasm = m;
-      return { threads: m.threadCount(), why: null };
+      try {
+        const m = await import('./threaded/groupseg_wasm.js');
+        await m.default();
+        await (await import('./threaded/threads.js')).startThreads(m, want);
+        wasm = m;
+        return { threads: m.threadCount(), why: null };
+      } catch (e) {
+        // E.g. a Content Security Policy without worker-src for the package: one thread still works.
+        why = `the threads could not start (${e?.message ?? e})`;
+      }
     }
     const m = await import('./groupseg_wasm.js');
     await m.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);

@@ -8,6 +8,7 @@ Usage: onnx_export.py OUT THREADS"""
 import json
 import os
 import sys
+import warnings
 
 import numpy as np
 import onnxruntime as ort
@@ -33,6 +34,10 @@ class ImageEncoder(torch.nn.Module):
 
 
 def main():
+    # The tracer's notes on transformers' shape checks, and the legacy exporter's deprecation: the
+    # graph is checked against transformers below instead.
+    warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     out, threads = sys.argv[1], int(sys.argv[2])
     model = GroupViTModel.from_pretrained(os.path.join(out, "model")).eval()
     interpolating(model)
