@@ -91,18 +91,17 @@ impl Gpu {
             .await
             .map_err(|e| unavailable(format!("no GPU adapter ({e})")))?;
         let info = adapter.get_info();
+        // Browsers may hide the adapter's name.
+        let name = if info.name.is_empty() { "unnamed" } else { &info.name };
         if info.device_type == wgpu::DeviceType::Cpu && !allow_software {
-            return Err(unavailable(format!(
-                "the only adapter, {}, is software emulation, slower than the CPU path",
-                info.name
-            )));
+            return Err(unavailable(format!("the only adapter ({name}) is software emulation, slower than the CPU path")));
         }
         let offered = adapter.limits();
         let binding = offered.max_storage_buffer_binding_size;
         if binding < NEEDED_STORAGE_BINDING {
             return Err(unavailable(format!(
                 "{} allows {} MiB per storage buffer; GroupViT needs {} MiB",
-                info.name,
+                name,
                 binding >> 20,
                 NEEDED_STORAGE_BINDING >> 20
             )));
@@ -110,7 +109,7 @@ impl Gpu {
         if offered.max_compute_workgroup_storage_size < NEEDED_WORKGROUP_STORAGE {
             return Err(unavailable(format!(
                 "{} has {} bytes of workgroup memory; the kernels need {}",
-                info.name, offered.max_compute_workgroup_storage_size, NEEDED_WORKGROUP_STORAGE
+                name, offered.max_compute_workgroup_storage_size, NEEDED_WORKGROUP_STORAGE
             )));
         }
         // WebGPU's defaults, with the storage sizes raised to what the adapter offers.
@@ -131,7 +130,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| unavailable(format!("{} refused a device ({e})", info.name)))?;
+            .map_err(|e| unavailable(format!("{} refused a device ({e})", name)))?;
         Ok(Self {
             device,
             queue,

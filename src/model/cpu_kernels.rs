@@ -3,8 +3,8 @@
 //! much as the matmuls around them.
 //! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
-//! split across candle's rayon pool (one thread in wasm).
-//! The matmuls themselves are candle's gemm call, told the rayon pool's size (see [`matmul`]).
+//! split across rayon's pool (in WebAssembly: the threaded module's Web Workers, or one thread).
+//! The matmuls themselves go through [`matmul`], split by that pool's size.
 
 use candle_core::{CpuStorage, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -58,8 +58,7 @@ fn chunk_len(len: usize, row: usize) -> usize {
     (rows.div_ceil(tasks) * row).max((1 << 14) / row * row).max(row)
 }
 
-/// Runs `f` over chunks of `data` (whole rows of `row` elements) on candle's rayon pool (one
-/// thread in wasm).
+/// Runs `f` over chunks of `data` (whole rows of `row` elements) on rayon's pool.
 fn par_rows_mut(data: &mut [f32], row: usize, f: impl Fn(&mut [f32]) + Sync) {
     let chunk = chunk_len(data.len(), row);
     data.par_chunks_mut(chunk).for_each(|d| f(d));
@@ -185,10 +184,11 @@ impl InplaceOp2 for FusedEpilogue {
     }
 }
 
-/// `lhs @ rhs` through gemm (the crate candle's own CPU matmul calls), split across the rayon pool
-/// this code runs on. candle sizes its split from the OS's core count, which WebAssembly reports as
-/// one even when the threaded module has started a pool of Web Workers; here the pool decides.
-/// Operands share their batch dimensions (any strides); f32 on the CPU, else candle's matmul.
+/// `lhs @ rhs`, split across the rayon pool this code runs on: natively through gemm (the crate
+/// candle's own CPU matmul calls), in WebAssembly through [`super::sgemm`]. candle sizes its split
+/// from the OS's core count, which WebAssembly reports as one even when the threaded module has
+/// started a pool of Web Workers; here the pool decides. Operands share their batch dimensions (any
+/// strides); f32 on the CPU, else candle's matmul.
 pub fn matmul(lhs: &Tensor, rhs: &Tensor) -> Result<Tensor> {
     let ours = lhs.dtype() == DType::F32
         && rhs.dtype() == DType::F32
@@ -214,10 +214,10 @@ impl CustomOp2 for PoolMatMul {
         let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else { candle_core::bail!("{} takes f32", self.name()) };
         let (ad, bd) = (l1.dims(), l2.dims());
         let r = ad.len();
-        let (m, k, n) = (ad[r - 2], ad[r - 1], bd[r - 1]);
-        if bd.len() != r || ad[..r - 2] != bd[..r - 2] || bd[r - 2] != k {
+        if r < 2 || bd.len() != r || ad[..r - 2] != bd[..r - 2] || bd[r - 2] != ad[r - 1] {
             candle_core::bail!("{}: shapes {ad:?} and {bd:?} do not multiply", self.name());
         }
+        let (m, k, n) = (ad[r - 2], ad[r - 1], bd[r - 1]);
         let batch = &ad[..r - 2];
         let batches: usize = batch.iter().product();
         let mut dims = ad.to_vec();

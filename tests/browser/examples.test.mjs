@@ -25,7 +25,7 @@ for (const example of ['react', 'webpack']) {
       await page.waitForFunction(() => document.body.dataset.ready === 'true', null, { timeout: 120_000 });
       // Served cross-origin isolated: the worker runs the threaded module on every core.
       const cores = await page.evaluate(() => navigator.hardwareConcurrency);
-      assert.match(await page.textContent('#status'), new RegExp(`Ready \\(CPU, ${cores} threads?\\)`));
+      assert.match(await page.textContent('#status'), new RegExp(`^Ready \\(CPU.*, ${cores} threads?\\): pick a photo\\.$`));
       // The model runs in the package's worker, not on the page's thread.
       const workers = page.workers().map((w) => w.url());
       assert.ok(workers.some((u) => /worker-entry|\d+\.main\.js/.test(u)), `a groupseg worker runs: ${workers}`);

@@ -25,7 +25,9 @@ test('the painted label map equals the native CLI\'s for the same model, photo a
   const page = await newPage(browser);
   await page.goto(`${server.url}/?backend=cpu`);
   await loadFixtureModel(page);
-  assert.equal(await page.textContent('#backend-used'), 'Running on CPU.');
+  // Served cross-origin isolated: the page's worker runs WebAssembly on every core.
+  const cores = await page.evaluate(() => navigator.hardwareConcurrency);
+  assert.equal(await page.textContent('#backend-used'), `Running on CPU, ${cores} thread${cores === 1 ? '' : 's'}.`);
   await page.fill('#labels', labels);
   await page.click('summary'); // "More" label options
   await page.check('#no-background');
