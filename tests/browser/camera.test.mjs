@@ -19,6 +19,7 @@ test('camera mode paints frames from the camera, says how fast and where, and fo
   const page = await newPage(browser);
   await page.goto(`${server.url}/?backend=cpu`);
   await modelSettled(page, 'demo');
+  assert.equal(await page.isVisible('#camera-view'), false, 'the camera view stays hidden until asked for');
   await page.click('#camera');
   await page.waitForFunction(() => Number(document.getElementById('camera-view').dataset.frames ?? 0) >= 5, null, { timeout: 120_000 });
   const fps = await page.textContent('#camera-fps');
