@@ -94,7 +94,7 @@ impl Gpu {
         // Browsers may hide the adapter's name.
         let name = if info.name.is_empty() { "unnamed" } else { &info.name };
         if info.device_type == wgpu::DeviceType::Cpu && !allow_software {
-            return Err(unavailable(format!("the only adapter ({name}) is software emulation, slower than the CPU path")));
+            return Err(unavailable(format!("the only adapter, {name}, is software emulation, slower than the CPU path")));
         }
         let offered = adapter.limits();
         let binding = offered.max_storage_buffer_binding_size;
