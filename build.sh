@@ -116,7 +116,7 @@ case "${1:-}" in
     threads=$(nproc)
     .venv-ref/bin/python tools/reference/reference.py "$out" "$threads"
     # The peer's graph: the image encoder exported to ONNX (checked against transformers).
-    .venv-ref/bin/python tools/bench/onnx_export.py "$out" "$threads" >/dev/null
+    .venv-ref/bin/python tools/bench/onnx_export.py "$out"
     cargo build --release --bin groupseg
     GROUPSEG_BENCH_DIR="$out" GROUPSEG_BENCH_PYTHON=.venv-ref/bin/python cargo bench --bench forward
     # Full-size parity: our --raw-logits against transformers' segmentation_logits, per-pixel argmax.
@@ -137,7 +137,7 @@ PY
     need_reference
     out=bench-out
     [ -f "$out/model/model.safetensors" ] || .venv-ref/bin/python tools/reference/reference.py "$out" "$(nproc)"
-    .venv-ref/bin/python tools/bench/onnx_export.py "$out" "$(nproc)" >/dev/null
+    .venv-ref/bin/python tools/bench/onnx_export.py "$out"
     build_wasm
     need_browser
     (cd tools/bench/web && npm ci --no-audit --no-fund --loglevel=error)

@@ -186,20 +186,21 @@ export declare class EncodedImage {
   dispose(): void;
 }
 
-export declare class Segmenter {
-  /** With no options: the built-in shapes demo model, on 'auto'. */
-  static load(options?: LoadOptions): Promise<Segmenter>;
-  static clearCache(): Promise<void>;
+/**
+ * The Segmenter's API, on whichever thread it runs (`groupseg` here, `groupseg/worker` in a worker):
+ * `S` is its Segmentation, `E` its EncodedImage.
+ */
+export interface SegmenterMethods<S, E> {
   /** "GPU: …" or "CPU (why not the GPU)". */
   readonly backend: string;
   /** What the load did without, e.g. "model.safetensors could not be kept in the browser's Cache Storage …". */
   readonly notes: string[];
-  /** Threads the WebAssembly path runs on. */
+  /** Threads the WebAssembly path runs on (more than one in a worker on a cross-origin isolated page). */
   readonly threads: number;
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
-  segment(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions): Promise<Segmentation>;
+  segment(image: ImageInput | E, labels: string | string[], options?: SegmentOptions): Promise<S>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
-  encode(image: ImageInput, options?: SegmentOptions): Promise<EncodedImage>;
+  encode(image: ImageInput, options?: SegmentOptions): Promise<E>;
   /** Most probable first, scores summing to 1 over all the labels. */
   classify(
     image: ImageInput,
@@ -207,13 +208,21 @@ export declare class Segmenter {
     options?: { templates?: string[] | TemplatePreset; topK?: number },
   ): Promise<{ label: string; score: number }[]>;
   /** `segment` then `Segmentation.detect`. */
-  detect(image: ImageInput | EncodedImage, labels: string | string[], options?: SegmentOptions & DetectOptions): Promise<Detection[]>;
+  detect(image: ImageInput | E, labels: string | string[], options?: SegmentOptions & DetectOptions): Promise<Detection[]>;
   /** Each phrase of a caption (or GLIP's "horse. red car.") grounded to its region's box. */
-  ground(image: ImageInput | EncodedImage, caption: string, options?: SegmentOptions & DetectOptions): Promise<Grounding[]>;
+  ground(image: ImageInput | E, caption: string, options?: SegmentOptions & DetectOptions): Promise<Grounding[]>;
   /** The groups of every grouping block, no labels needed; from an EncodedImage without encoding again. */
-  groups(image: ImageInput | EncodedImage, options?: SegmentOptions): Promise<Groups>;
+  groups(image: ImageInput | E, options?: SegmentOptions): Promise<Groups>;
+  /** Frees the model (its GPU buffers too; in a worker, the worker). */
   dispose(): void;
 }
+
+export declare class Segmenter {
+  /** With no options: the built-in shapes demo model, on 'auto'. */
+  static load(options?: LoadOptions): Promise<Segmenter>;
+  static clearCache(): Promise<void>;
+}
+export interface Segmenter extends SegmenterMethods<Segmentation, EncodedImage> {}
 
 /** Paints any `{width, height, labelMap, colours}` (a Segmentation, or one posted from a worker). */
 export declare function paintLabels(

@@ -36,8 +36,8 @@ impl ThreadPool {
         self.threads
     }
 
-    /// The hand-off's address in the shared memory, for the workers to pass to `runThread`. Each
-    /// call keeps one reference alive for good: the workers live as long as the page.
+    /// The hand-off's address in the shared memory, for the workers to pass to `runThread`. The
+    /// reference it hands out stays alive for good: the workers live as long as the page.
     pub fn handoff(&self) -> usize {
         Arc::into_raw(self.handoff.clone()) as usize
     }

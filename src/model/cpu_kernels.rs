@@ -222,15 +222,18 @@ impl CustomOp2 for PoolMatMul {
         let batches: usize = batch.iter().product();
         let mut dims = ad.to_vec();
         dims[r - 1] = n;
-        let mut dst = vec![0f32; batches * m * n];
-        if dst.is_empty() || k == 0 {
-            return Ok((CpuStorage::F32(dst), Shape::from(dims)));
+        let len = batches * m * n;
+        if len == 0 || k == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; len]), Shape::from(dims)));
         }
+        // Every element is written by the kernels below, so the output is not zeroed first (a pass
+        // over each matmul's output on the calling thread).
+        let mut dst: Vec<f32> = Vec::with_capacity(len);
         let threads = rayon::current_num_threads();
         let (sa, sb) = (l1.stride(), l2.stride());
         // Attention heads are many small products: one per thread at a time beats splitting each.
         let by_batch = threads > 1 && batches >= threads;
-        let one = |(i, out): (usize, &mut [f32])| {
+        let one = |(i, out): (usize, &mut [std::mem::MaybeUninit<f32>])| {
             // Batch i's first element in each operand, from its strides (views stay views).
             let (mut oa, mut ob, mut rest) = (l1.start_offset(), l2.start_offset(), i);
             for d in (0..r - 2).rev() {
@@ -246,7 +249,7 @@ impl CustomOp2 for PoolMatMul {
                 let threads = if by_batch { 1 } else { threads };
                 let a = sgemm::Strided { ptr: a.as_ptr(), rs: sa[r - 2] as isize, cs: sa[r - 1] as isize };
                 let b = sgemm::Strided { ptr: b.as_ptr(), rs: sb[r - 2] as isize, cs: sb[r - 1] as isize };
-                sgemm::sgemm(m, n, k, out.as_mut_ptr(), a, b, threads);
+                sgemm::sgemm(m, n, k, out.as_mut_ptr().cast(), a, b, threads);
             }
             #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             // SAFETY: the layouts were checked by candle against their storages, so every
@@ -254,7 +257,7 @@ impl CustomOp2 for PoolMatMul {
             unsafe {
                 gemm::gemm(
                     m, n, k,
-                    out.as_mut_ptr(), 1, n as isize, false,
+                    out.as_mut_ptr().cast(), 1, n as isize, false,
                     a.as_ptr(), sa[r - 1] as isize, sa[r - 2] as isize,
                     b.as_ptr(), sb[r - 1] as isize, sb[r - 2] as isize,
                     0.0, 1.0, false, false, false,
@@ -262,11 +265,14 @@ impl CustomOp2 for PoolMatMul {
                 )
             }
         };
+        let spare = &mut dst.spare_capacity_mut()[..len];
         if by_batch {
-            dst.par_chunks_exact_mut(m * n).enumerate().for_each(one);
+            spare.par_chunks_exact_mut(m * n).enumerate().for_each(one);
         } else {
-            dst.chunks_exact_mut(m * n).enumerate().for_each(one);
+            spare.chunks_exact_mut(m * n).enumerate().for_each(one);
         }
+        // SAFETY: each of the `len` elements was written by sgemm or gemm (`read_dst` false, k > 0).
+        unsafe { dst.set_len(len) };
         Ok((CpuStorage::F32(dst), Shape::from(dims)))
     }
 }
