@@ -48,8 +48,10 @@ anything else in photos. For photos, load `nvidia/groupvit-gcc-redcaps` or `nvid
   cannot answer those, which is what makes the model learn shape.
 - Losses: image–caption contrastive; multi-label contrastive between the image and prompts of the
   caption's phrases ("a photo of a red circle."); the same with each phrase scored by the image's
-  best group that holds pixels. Gumbel hard assignment, as in the paper.
-- Training: {train}
+  best group that holds pixels. Gumbel hard assignment, as in the paper. In the last stage, a group
+  whose best phrase of its caption is the background must favour no object phrase (decided from
+  text alone).
+- Training, in stages (`./build.sh shapes`): {train}
 - Weights: float16 safetensors.
 - Segmentation: scenes resized to {side} pixels a side (one window), background threshold {threshold}:
   the best pair on 200 validation scenes, each with its phrases and two distractors (mIoU {miou:.3f},
@@ -78,7 +80,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("src")
     ap.add_argument("dst")
-    ap.add_argument("--log")
+    ap.add_argument("--log", action="append", default=[], help="each training stage's log.jsonl, in order")
     args = ap.parse_args()
     os.makedirs(args.dst, exist_ok=True)
     weights = load_file(os.path.join(args.src, "model.safetensors"))
@@ -99,13 +101,20 @@ def main():
 
     v, t = config["vision_config"], config["text_config"]
     train = "see tools/shapes/train.py"
-    if args.log:
-        with open(args.log) as f:
+    stages = []
+    for path in args.log:
+        with open(path) as f:
             log = [json.loads(line) for line in f]
+        with open(os.path.join(os.path.dirname(path), "args.json")) as f:
+            a = json.load(f)
         steps = max(r["step"] for r in log)
         minutes = max(r.get("minutes", 0) for r in log)
-        train = (f"{steps} steps of 64 scenes, AdamW (lr 1e-3, cosine), bf16 matmuls, in {minutes:.0f} minutes "
-                 "on 2 CPU cores (curves: docs/shapes-training.png)")
+        side = a.get("side") or a["size"]
+        extra = ", background-flat term" if a.get("background_flat") else ""
+        stages.append(f"{steps} steps of {a['batch']} scenes at {side} pixels (lr {a['lr']:g}, cosine{extra}) "
+                      f"in {minutes:.0f} minutes")
+    if stages:
+        train = "; then ".join(stages) + ". AdamW, bf16 matmuls, 2 CPU cores (curves: docs/shapes-training.png)"
     params = sum(x.numel() for x in weights.values() if x.is_floating_point())
     with open(os.path.join(args.dst, "README.md"), "w") as f:
         f.write(CARD.format(

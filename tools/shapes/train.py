@@ -60,6 +60,7 @@ VAL_SEEDS = range(500_000, 500_064)
 # Every phrase a caption can hold: the 49 objects, the 7 shapes named without a colour, then the
 # backgrounds.
 PHRASES = scenes.all_phrases() + list(scenes.SHAPES) + [f"{b} background" for b in scenes.BACKGROUNDS]
+BACKGROUND_PHRASES = [f"{b} background" for b in scenes.BACKGROUNDS]
 COLOUR_WORDS = re.compile(r"\ban? (?:" + "|".join(scenes.COLOURS) + r") ")
 
 
@@ -164,8 +165,9 @@ def freeze_batchnorm(model):
 class Batches:
     """Training batches from the cached pools: pixels, caption ids and each image's phrase ids."""
 
-    def __init__(self, tok, full, easy, easy_steps, batch, seed, shapes_only):
+    def __init__(self, tok, full, easy, easy_steps, batch, seed, shapes_only, side=None):
         self.tok, self.full, self.easy, self.easy_steps, self.batch = tok, full, easy, easy_steps, batch
+        self.side = side
         self.shapes_only = shapes_only
         self.rng = np.random.default_rng(seed)
         self.index = {p: i for i, p in enumerate(PHRASES)}
@@ -189,7 +191,11 @@ class Batches:
         pos = torch.zeros(len(captions), len(PHRASES))
         for r, ph in enumerate(phrases):
             pos[r, [self.index[p] for p in ph]] = 1
-        return pixel_values(images), token_ids(self.tok, captions), pos
+        x = pixel_values(images)
+        if self.side and self.side != x.shape[-1]:
+            # As the evaluation and the apps see a scene resized to the segmentation side.
+            x = F.interpolate(x, size=(self.side, self.side), mode="bilinear", align_corners=False)
+        return x, token_ids(self.tok, captions), pos
 
 
 def token_ids(tok, texts):
@@ -251,6 +257,13 @@ def losses(model, x, ids, pos, prompts, w):
     if w["group_ml"]:
         best = group_logits.masked_fill(~held[..., None], -1e4).max(1).values  # (B, P)
         out["group_ml"] = multi_positive(best, pos)
+    if w["background_flat"]:
+        background = torch.tensor([PHRASES.index(p) for p in BACKGROUND_PHRASES])
+        objects = torch.tensor([i for i in range(len(PHRASES)) if PHRASES[i] not in BACKGROUND_PHRASES])
+        mine = group_logits.detach().masked_fill(pos[:, None, :] == 0, -1e4).argmax(-1)  # (B, G)
+        is_background = held & torch.isin(mine, background)
+        flat = -F.log_softmax(group_logits[..., objects], -1).mean(-1)  # (B, G)
+        out["background_flat"] = (flat * is_background).sum() / is_background.sum().clamp(min=1)
     if w["commit"]:
         logp = F.log_softmax(group_logits, -1).masked_fill(pos[:, None, :] == 0, -1e4).max(-1).values  # (B, G)
         weight = shares if w["commit_by_share"] else held.float() / held.float().sum(1, keepdim=True)
@@ -267,7 +280,7 @@ def plot(log, path):
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4))
     train = [r for r in log if "loss" in r]
-    for k in ("itc", "image_ml", "group_ml", "tokens_ml", "commit"):
+    for k in ("itc", "image_ml", "group_ml", "tokens_ml", "commit", "background_flat"):
         pts = [(r["step"], r[k]) for r in train if k in r]
         if pts:
             a.plot(*zip(*pts), label=k.replace("_", " "))
@@ -318,6 +331,7 @@ def main():
     ap.add_argument("--group-ml", type=float, default=1.0)
     ap.add_argument("--commit", type=float, default=0.0)
     ap.add_argument("--tokens-ml", type=float, default=0.0)
+    ap.add_argument("--background-flat", type=float, default=0.0)
     ap.add_argument("--commit-by", choices=["share", "group"], default="share",
                     help="weigh each group's commit term by its share of the image, or all held groups alike")
     ap.add_argument("--fixed-scale", type=float, help="keep the logit scale at this value instead of learning it")
@@ -327,19 +341,32 @@ def main():
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--minutes", type=float, default=100, help="stop (resumably) after this long")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", help="start from this trained model (its weights, config and tokenizer) "
+                                   "instead of from scratch; the model options are then ignored")
+    ap.add_argument("--side", type=int, help="train on scenes resized to this many pixels a side (the "
+                                             "position embeddings interpolated); evaluate at it too")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     weights = {"itc": args.itc, "image_ml": args.image_ml, "group_ml": args.group_ml, "commit": args.commit,
-               "tokens_ml": args.tokens_ml, "commit_by_share": args.commit_by == "share"}
+               "tokens_ml": args.tokens_ml, "background_flat": args.background_flat, "commit_by_share": args.commit_by == "share"}
 
     ckpt_path = os.path.join(args.out, "checkpoint.pt")
     resuming = args.resume and os.path.exists(ckpt_path)
     # A resumed run keeps its tokenizer: `tokenizers`' trainer breaks ties differently on every run.
-    tok = (Tokenizer.from_file(os.path.join(args.out, "model", "tokenizer.json")) if resuming
-           else train_tokenizer(args.seed))
-    model = GroupViTModel(make_config(tok, args))
-    init_like_nvlabs(model, args.seed)
+    if resuming:
+        tok = Tokenizer.from_file(os.path.join(args.out, "model", "tokenizer.json"))
+    elif args.init:
+        tok = Tokenizer.from_file(os.path.join(args.init, "tokenizer.json"))
+    else:
+        tok = train_tokenizer(args.seed)
+    if args.init:
+        model = GroupViTModel.from_pretrained(args.init, dtype=torch.float32)
+        args.size = model.config.vision_config.image_size
+        args.patch = model.config.vision_config.patch_size
+    else:
+        model = GroupViTModel(make_config(tok, args))
+        init_like_nvlabs(model, args.seed)
     interpolating(model)
     model.vision_model.encoder.stages[0].downsample.register_forward_pre_hook(_keep_tokens, with_kwargs=True)
     if args.fixed_scale:
@@ -355,7 +382,7 @@ def main():
                             lr=args.lr, betas=(0.9, 0.98))
     full = pools.load(args.pool)
     easy = pools.load(args.easy_pool) if args.easy_pool else None
-    batches = Batches(tok, full, easy, args.easy_steps, args.batch, args.seed, args.shapes_only)
+    batches = Batches(tok, full, easy, args.easy_steps, args.batch, args.seed, args.shapes_only, args.side)
     prompts = token_ids(tok, [TEMPLATE.format(p) for p in PHRASES])
     val = load_scenes(VAL_SEEDS, args.size)
     os.makedirs(args.out, exist_ok=True)
@@ -412,7 +439,7 @@ def main():
         if step % args.eval_every == 0 or last or out_of_time:
             model.eval()
             with torch.no_grad():
-                m = evaluate(model, tok, val, TEMPLATE)
+                m = evaluate(model, tok, val, TEMPLATE, side=args.side)
             record({"step": step, "miou": m["miou"], "pixel_accuracy": m["pixel_accuracy"],
                     "background_iou": m["background_iou"], "threshold": m["threshold"]})
             save(model, tok, os.path.join(args.out, "model"), args.size)
