@@ -6,7 +6,7 @@
 #   ./build.sh bench      full-size CPU benchmark against transformers and onnxruntime (Python reference)
 #   ./build.sh bench-web  the package against onnxruntime-web in headless Chromium (wasm 1/2 threads, WebGPU)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
-#   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~1.5 hours)
+#   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~3.5 hours, resumable)
 #   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint), MINUTES each (10)
 set -euo pipefail
 cd "$(dirname "$0")"

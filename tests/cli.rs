@@ -254,7 +254,7 @@ fn detect_finds_each_object_of_a_held_out_scene_and_survives_a_broken_photo() {
     let out = tempfile::tempdir().unwrap();
     let broken = out.path().join("broken.png");
     std::fs::write(&broken, b"\x89PNG but not really").unwrap();
-    let (scene, labels, truth) = shapes_scene(38);
+    let (scene, labels, truth) = shapes_scene(40);
     let run = groupseg()
         .arg("detect")
         .arg(&broken)
@@ -266,7 +266,7 @@ fn detect_finds_each_object_of_a_held_out_scene_and_survives_a_broken_photo() {
     let stderr = String::from_utf8_lossy(&run.stderr);
     assert_eq!(run.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("broken.png"), "{stderr}");
-    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("038.detections.json")).unwrap()).unwrap();
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("040.detections.json")).unwrap()).unwrap();
     let found = found.as_array().unwrap();
     for (label, b) in &truth {
         assert!(
@@ -277,14 +277,14 @@ fn detect_finds_each_object_of_a_held_out_scene_and_survives_a_broken_photo() {
     assert_eq!(found.len(), truth.len(), "no spurious boxes: {found:?}");
     let scores: Vec<f64> = found.iter().map(|d| d["score"].as_f64().unwrap()).collect();
     assert!(scores.windows(2).all(|w| w[0] >= w[1]), "best first: {scores:?}");
-    let drawn = image::open(out.path().join("038.detections.png")).unwrap();
+    let drawn = image::open(out.path().join("040.detections.png")).unwrap();
     assert_eq!(drawn.width(), image::open(&scene).unwrap().width());
 }
 
 #[test]
 fn ground_boxes_each_phrase_of_a_caption_and_says_which_are_nowhere() {
     let out = tempfile::tempdir().unwrap();
-    let (scene, labels, truth) = shapes_scene(38);
+    let (scene, labels, truth) = shapes_scene(40);
     let phrases = &labels[..labels.len() - 2];
     // A phrase in characters after a non-ASCII one checks that offsets count characters.
     let caption = format!("Voilà: a {} next to a {} and a {}, not a green cross", phrases[0], phrases[1], phrases[2]);
@@ -296,7 +296,7 @@ fn ground_boxes_each_phrase_of_a_caption_and_says_which_are_nowhere() {
         .output()
         .unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
-    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("038.grounding.json")).unwrap()).unwrap();
+    let g: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("040.grounding.json")).unwrap()).unwrap();
     let g = g.as_array().unwrap();
     let texts: Vec<&str> = g.iter().map(|p| p["phrase"].as_str().unwrap()).collect();
     let want: Vec<String> = ["Voilà".to_owned()]
@@ -315,7 +315,7 @@ fn ground_boxes_each_phrase_of_a_caption_and_says_which_are_nowhere() {
         assert!(iou(b, &p["box"]) >= 0.5, "{label}: {p} vs {b:?}");
     }
     assert_eq!((g[4]["box"].is_null(), g[4]["score"].as_f64()), (true, Some(0.0)), "{}", g[4]);
-    assert!(out.path().join("038.grounding.png").is_file());
+    assert!(out.path().join("040.grounding.png").is_file());
 
     let none = groupseg().arg("ground").arg(&scene).args(["--caption", "is on the"]).output().unwrap();
     assert_eq!(none.status.code(), Some(2));

@@ -14,7 +14,7 @@ after(async () => { await browser?.close(); });
 const meta = JSON.parse(await readFile(join(fixtures, 'shapes-eval', 'labels.json'), 'utf8'));
 const scene = (await readFile(join(fixtures, 'shapes-eval', '038.png'))).toString('base64');
 
-/** Label maps of scene 38 (shapes demo, 80 px) and of the 3-stage fixture at 448 (large enough for
+/** Label maps of scene 38 (shapes demo, 128 px) and of the 3-stage fixture at 448 (large enough for
  * the matmuls to be split), from the worker entry and the main-thread entry. */
 async function run(isolated) {
   const server = await serve(undefined, { isolated });
