@@ -11,7 +11,7 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import scenes  # noqa: E402
 
-SEEDS = [38, 14, 23]
+SEEDS = [40, 14, 23]
 
 
 def main():
