@@ -28,6 +28,7 @@ statistics (an affine map), so training and inference see the same function.
 
 Usage: train.py OUT --pool full.npz [--easy-pool easy.npz --easy-steps K] [--steps N] [--seed 0]
                     [--resume]   (continues OUT/checkpoint.pt)
+       train.py OUT --pool full.npz --init STAGE/model --side 128 [--background-flat 1]  (a later stage)
 Writes OUT/model (float32 checkpoint + config, tokenizer, preprocessor config), OUT/log.jsonl and
 OUT/curves.png. `export.py` turns OUT/model into the shipped f16 model.
 """
@@ -59,8 +60,10 @@ TRAIN_SEED_BASE = 10_000_000  # evaluation scenes use seeds below 1,000,000; tra
 VAL_SEEDS = range(500_000, 500_064)
 # Every phrase a caption can hold: the 49 objects, the 7 shapes named without a colour, then the
 # backgrounds.
-PHRASES = scenes.all_phrases() + list(scenes.SHAPES) + [f"{b} background" for b in scenes.BACKGROUNDS]
 BACKGROUND_PHRASES = [f"{b} background" for b in scenes.BACKGROUNDS]
+PHRASES = scenes.all_phrases() + list(scenes.SHAPES) + BACKGROUND_PHRASES
+BACKGROUND_IDS = torch.arange(len(PHRASES) - len(BACKGROUND_PHRASES), len(PHRASES))
+OBJECT_IDS = torch.arange(len(PHRASES) - len(BACKGROUND_PHRASES))
 COLOUR_WORDS = re.compile(r"\ban? (?:" + "|".join(scenes.COLOURS) + r") ")
 
 
@@ -258,11 +261,9 @@ def losses(model, x, ids, pos, prompts, w):
         best = group_logits.masked_fill(~held[..., None], -1e4).max(1).values  # (B, P)
         out["group_ml"] = multi_positive(best, pos)
     if w["background_flat"]:
-        background = torch.tensor([PHRASES.index(p) for p in BACKGROUND_PHRASES])
-        objects = torch.tensor([i for i in range(len(PHRASES)) if PHRASES[i] not in BACKGROUND_PHRASES])
         mine = group_logits.detach().masked_fill(pos[:, None, :] == 0, -1e4).argmax(-1)  # (B, G)
-        is_background = held & torch.isin(mine, background)
-        flat = -F.log_softmax(group_logits[..., objects], -1).mean(-1)  # (B, G)
+        is_background = held & torch.isin(mine, BACKGROUND_IDS)
+        flat = -F.log_softmax(group_logits[..., OBJECT_IDS], -1).mean(-1)  # (B, G)
         out["background_flat"] = (flat * is_background).sum() / is_background.sum().clamp(min=1)
     if w["commit"]:
         logp = F.log_softmax(group_logits, -1).masked_fill(pos[:, None, :] == 0, -1e4).max(-1).values  # (B, G)
