@@ -156,26 +156,22 @@ PY
     [ -f $pools/easy.npz ] || .venv-ref/bin/python tools/shapes/pool.py $pools/easy.npz --first 20000000 --count 20000 \
       --max-objects 2 --backgrounds plain
     [ -f $pools/full.npz ] || .venv-ref/bin/python tools/shapes/pool.py $pools/full.npz --first 10000000 --count 120000
-    resume=()
-    [ -f $run/train/checkpoint.pt ] && resume=(--resume)
-    .venv-ref/bin/python tools/shapes/train.py $run/train --pool $pools/full.npz --easy-pool $pools/easy.npz \
-      --easy-steps 500 --steps 12000 --warmup 200 --eval-every 1000 --shapes-only 0.5 --seed "${SEED:-0}" "${resume[@]}"
-    grep -q '"done"' $run/train/log.jsonl 2>/dev/null || { echo "training stopped early: run ./build.sh shapes again to resume"; exit 1; }
+    # One training stage: resumes its own checkpoint; stops the verb until the stage is done.
+    stage() {
+      local dir=$run/$1; shift
+      local resume=()
+      [ -f $dir/checkpoint.pt ] && resume=(--resume)
+      .venv-ref/bin/python tools/shapes/train.py $dir --pool $pools/full.npz --seed "${SEED:-0}" "$@" "${resume[@]}"
+      grep -q '"done"' $dir/log.jsonl 2>/dev/null || { echo "$dir stopped early: run ./build.sh shapes again to resume"; exit 1; }
+    }
+    stage train --easy-pool $pools/easy.npz --easy-steps 500 --steps 12000 --warmup 200 --eval-every 1000 --shapes-only 0.5
     # Fine-tuning on scenes resized to 128 pixels: the 4-pixel patches fall finer on the shapes' edges.
-    resume=()
-    [ -f $run/finetune/checkpoint.pt ] && resume=(--resume)
-    .venv-ref/bin/python tools/shapes/train.py $run/finetune --pool $pools/full.npz --init $run/train/model \
-      --side 128 --batch 32 --steps 400 --lr 2e-4 --warmup 20 --eval-every 100 --seed "${SEED:-0}" "${resume[@]}"
-    grep -q '"done"' $run/finetune/log.jsonl 2>/dev/null || { echo "fine-tuning stopped early: run ./build.sh shapes again to resume"; exit 1; }
+    stage finetune --init $run/train/model --side 128 --batch 32 --steps 400 --lr 2e-4 --warmup 20 --eval-every 100
     # Background groups taught to favour no object phrase.
-    resume=()
-    [ -f $run/background/checkpoint.pt ] && resume=(--resume)
-    .venv-ref/bin/python tools/shapes/train.py $run/background --pool $pools/full.npz --init $run/finetune/model \
-      --side 128 --batch 32 --steps 300 --lr 1e-4 --warmup 20 --eval-every 100 --background-flat 1 \
-      --seed "${SEED:-0}" "${resume[@]}"
-    grep -q '"done"' $run/background/log.jsonl 2>/dev/null || { echo "fine-tuning stopped early: run ./build.sh shapes again to resume"; exit 1; }
+    stage background --init $run/finetune/model --side 128 --batch 32 --steps 300 --lr 1e-4 --warmup 20 \
+      --eval-every 100 --background-flat 1
     .venv-ref/bin/python tools/shapes/export.py $run/background/model models/shapes-demo \
-      --log $run/train/log.jsonl --log $run/finetune/log.jsonl --log $run/background/log.jsonl
+      --stage $run/train --stage $run/finetune --stage $run/background
     cp $run/train/curves.png docs/shapes-training.png
     .venv-ref/bin/python tools/shapes/samples.py www/samples
     read -r threshold side < <(.venv-ref/bin/python -c "import json; s = json.load(open('models/shapes-demo/config.json'))['segmentation']; print(s['background_threshold'], s['short_side'])")

@@ -8,7 +8,7 @@ the short side scenes are resized to (one window that size) and the background t
 that gives the best mIoU on 200 validation scenes (seeds 500,000 on; the test scenes are seeds 0–199).
 Sides above the training size let the model's 4-pixel patches fall finer on the shapes' edges.
 
-Usage: export.py OUT/model models/shapes-demo [--log OUT/log.jsonl]
+Usage: export.py OUT/model models/shapes-demo [--stage OUT ...]  (each stage's directory, for the card)
 """
 import argparse
 import json
@@ -80,7 +80,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("src")
     ap.add_argument("dst")
-    ap.add_argument("--log", action="append", default=[], help="each training stage's log.jsonl, in order")
+    ap.add_argument("--stage", action="append", default=[], help="each training stage's directory (train.py's OUT), in order")
     args = ap.parse_args()
     os.makedirs(args.dst, exist_ok=True)
     weights = load_file(os.path.join(args.src, "model.safetensors"))
@@ -102,10 +102,10 @@ def main():
     v, t = config["vision_config"], config["text_config"]
     train = "see tools/shapes/train.py"
     stages = []
-    for path in args.log:
-        with open(path) as f:
+    for stage in args.stage:
+        with open(os.path.join(stage, "log.jsonl")) as f:
             log = [json.loads(line) for line in f]
-        with open(os.path.join(os.path.dirname(path), "args.json")) as f:
+        with open(os.path.join(stage, "args.json")) as f:
             a = json.load(f)
         steps = max(r["step"] for r in log)
         minutes = max(r.get("minutes", 0) for r in log)
