@@ -23,8 +23,10 @@ impl Linear {
 
     /// The layer times `scale` (attention folds its query scaling in here).
     pub fn scaled_from_cpu(gpu: &Gpu, l: &linear::Linear, scale: f64) -> Result<Self> {
-        let (output, input) = l.weight.dims2()?;
-        let (weight, bias) = if scale == 1.0 { (l.weight.clone(), l.bias.clone()) } else { ((&l.weight * scale)?, (&l.bias * scale)?) };
+        // The GPU computes in f32: an int8 weight is widened for the upload.
+        let weight = l.weight.to_f32()?;
+        let (output, input) = weight.dims2()?;
+        let (weight, bias) = if scale == 1.0 { (weight, l.bias.clone()) } else { ((&weight * scale)?, (&l.bias * scale)?) };
         Ok(Self { weight: GpuTensor::from_tensor(gpu, &weight)?, bias: GpuTensor::from_tensor(gpu, &bias)?, input, output })
     }
 }

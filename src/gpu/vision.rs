@@ -10,6 +10,7 @@ use super::matmul::{BLayout, Epilogue, MatmulShape};
 use super::recorder::Recorder;
 use super::Gpu;
 use crate::error::Result;
+use crate::model::encoder;
 use crate::model::vision::{self as cpu, position_embeddings_for, unfold_patches};
 
 /// `GroupViTAttention`; the query scaling is folded into `q_proj`.
@@ -22,7 +23,7 @@ pub(crate) struct Attention {
 }
 
 impl Attention {
-    fn from_cpu(gpu: &Gpu, a: &cpu::Attention) -> Result<Self> {
+    fn from_cpu(gpu: &Gpu, a: &encoder::Attention) -> Result<Self> {
         Ok(Self {
             q_proj: Linear::scaled_from_cpu(gpu, &a.q_proj, a.scale)?,
             k_proj: Linear::from_cpu(gpu, &a.k_proj)?,
@@ -61,7 +62,7 @@ pub(crate) struct Mlp {
 }
 
 impl Mlp {
-    fn from_cpu(gpu: &Gpu, m: &cpu::Mlp) -> Result<Self> {
+    fn from_cpu(gpu: &Gpu, m: &encoder::Mlp) -> Result<Self> {
         Ok(Self { fc1: Linear::from_cpu(gpu, &m.fc1)?, fc2: Linear::from_cpu(gpu, &m.fc2)?, act: epilogue_of(m.act)? })
     }
 
@@ -97,7 +98,7 @@ pub(crate) struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    fn from_cpu(gpu: &Gpu, l: &cpu::EncoderLayer) -> Result<Self> {
+    fn from_cpu(gpu: &Gpu, l: &encoder::EncoderLayer) -> Result<Self> {
         Ok(Self {
             self_attn: Attention::from_cpu(gpu, &l.self_attn)?,
             layer_norm1: LayerNorm::from_cpu(gpu, &l.layer_norm1)?,

@@ -6,10 +6,13 @@
 //! split across rayon's pool (in WebAssembly: the threaded module's Web Workers, or one thread).
 //! The matmuls themselves go through [`matmul`], split by that pool's size.
 
-use candle_core::{CpuStorage, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::activation::Activation;
+use super::matrix::{Int8Matrix, Matrix};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::sgemm;
 
@@ -249,7 +252,7 @@ impl CustomOp2 for PoolMatMul {
                 let threads = if by_batch { 1 } else { threads };
                 let a = sgemm::Strided { ptr: a.as_ptr(), rs: sa[r - 2] as isize, cs: sa[r - 1] as isize };
                 let b = sgemm::Strided { ptr: b.as_ptr(), rs: sb[r - 2] as isize, cs: sb[r - 1] as isize };
-                sgemm::sgemm(m, n, k, out.as_mut_ptr().cast(), a, b, threads);
+                sgemm::sgemm(m, n, k, out.as_mut_ptr().cast(), n, a, b, threads);
             }
             #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             // SAFETY: the layouts were checked by candle against their storages, so every
@@ -279,12 +282,15 @@ impl CustomOp2 for PoolMatMul {
 
 /// `act(x @ weightᵀ + bias)` for `x (…, in)`, `weight (out, in)`: bias and activation are applied in
 /// one pass over the fresh matmul output (a broadcast add alone cost half as much as the matmul).
-pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
+pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activation>) -> Result<Tensor> {
     let mut dims = xs.dims().to_vec();
     let in_dim = dims.pop().unwrap_or(1);
-    let out_dim = weight.dim(0)?;
+    let (out_dim, _) = weight.dims()?;
     let x2 = xs.contiguous()?.reshape(((), in_dim))?;
-    let y = matmul(&x2, &weight.t()?)?;
+    let y = match weight {
+        Matrix::F32(w) => matmul(&x2, &w.t()?)?,
+        Matrix::Int8(q) => x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.apply_op1_no_bwd(&Int8MatMul(Arc::clone(q)))?,
+    };
     let fused = y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous();
     let y = if fused {
         y.inplace_op2(bias, &FusedEpilogue(act))?;
@@ -301,6 +307,80 @@ pub fn linear(xs: &Tensor, weight: &Tensor, bias: &Tensor, act: Option<Activatio
     };
     dims.push(out_dim);
     y.reshape(dims)
+}
+
+/// Output columns per block of the int8 product: that many weight rows are widened to f32 at a
+/// time (64 × 4096 floats = 1 MB at most here), and blocks are what rayon's pool shares out.
+const INT8_BLOCK: usize = 64;
+
+/// `x (m × k) · Wᵀ` with `W (n × k)` held in int8: each block of W's rows is widened (code × row
+/// scale) into a buffer of its own and multiplied in f32 by the kernels `matmul` uses, its columns
+/// written straight into the output. Widening costs one pass over W per product (1/m of the work).
+struct Int8MatMul(Arc<Int8Matrix>);
+
+impl CustomOp1 for Int8MatMul {
+    fn name(&self) -> &'static str {
+        "int8-matmul"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), storage, layout)?;
+        let w = &self.0;
+        let &[m, k] = layout.dims() else { candle_core::bail!("{} takes a matrix", self.name()) };
+        let (n, kw) = (w.rows(), w.cols());
+        if k != kw {
+            candle_core::bail!("{}: an input of {k} columns against a weight of {kw}", self.name());
+        }
+        let len = m * n;
+        if len == 0 || k == 0 {
+            return Ok((CpuStorage::F32(vec![0f32; len]), Shape::from((m, n))));
+        }
+        let mut dst: Vec<f32> = Vec::with_capacity(len);
+        let out = OutPtr(dst.spare_capacity_mut().as_mut_ptr().cast());
+        let block = |j0: usize| {
+            let cols = INT8_BLOCK.min(n - j0);
+            let mut wide = vec![0f32; cols * k];
+            w.widen_rows(j0, &mut wide);
+            // SAFETY: `x` holds m × k floats read with row stride k, `wide` cols × k read as its
+            // transpose, and this block alone writes columns j0..j0 + cols of the m × n output.
+            unsafe { gemm_f32(m, cols, k, out.column(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }
+        };
+        let starts: Vec<usize> = (0..n).step_by(INT8_BLOCK).collect();
+        if rayon::current_num_threads() > 1 && starts.len() > 1 {
+            starts.into_par_iter().for_each(block);
+        } else {
+            starts.into_iter().for_each(block);
+        }
+        // SAFETY: the blocks cover all n columns of all m rows.
+        unsafe { dst.set_len(len) };
+        Ok((CpuStorage::F32(dst), Shape::from((m, n))))
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: each task writes its own columns of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Where column `j` of the first row lies (a method, so closures capture the `Sync` wrapper).
+    unsafe fn column(self, j: usize) -> *mut f32 {
+        self.0.add(j)
+    }
+}
+
+/// `c (m × n, row stride ldc) = a (m × k) · b (k × n)` on this thread, operands given by their
+/// (row, column) strides: gemm natively, [`super::sgemm`] in WebAssembly.
+///
+/// # Safety
+/// Every element the strides address must be readable, and `c`'s m × n block writable.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_f32(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: *const f32, (ars, acs): (isize, isize), b: *const f32, (brs, bcs): (isize, isize)) {
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    sgemm::sgemm(m, n, k, c, ldc, sgemm::Strided { ptr: a, rs: ars, cs: acs }, sgemm::Strided { ptr: b, rs: brs, cs: bcs }, 1);
+    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    gemm::gemm(m, n, k, c, 1, ldc as isize, false, a, acs, ars, b, bcs, brs, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
 }
 
 /// Softmax over the last dimension of attention scores, overwriting them (f32 on the CPU; a new
@@ -357,13 +437,13 @@ mod tests {
         let xs = Tensor::randn(0f32, 3.0, (97, 101), &Device::Cpu).unwrap();
         let eye = Tensor::eye(101, DType::F32, &Device::Cpu).unwrap();
         let zero = Tensor::zeros(101, DType::F32, &Device::Cpu).unwrap();
-        let fast = linear(&xs, &eye, &zero, Some(Activation::Gelu)).unwrap();
+        let fast = linear(&xs, &Matrix::F32(eye), &zero, Some(Activation::Gelu)).unwrap();
         let exact = xs.gelu_erf().unwrap();
         let diff = (fast - exact).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
         assert!(diff < 2e-6, "max |diff| {diff:e}");
         // A non-contiguous input goes through the same kernel after a copy.
         let t = xs.t().unwrap();
-        let fast_t = linear(&t, &Tensor::eye(97, DType::F32, &Device::Cpu).unwrap(), &Tensor::zeros(97, DType::F32, &Device::Cpu).unwrap(), Some(Activation::Gelu)).unwrap();
+        let fast_t = linear(&t, &Matrix::F32(Tensor::eye(97, DType::F32, &Device::Cpu).unwrap()), &Tensor::zeros(97, DType::F32, &Device::Cpu).unwrap(), Some(Activation::Gelu)).unwrap();
         let d = (fast_t - t.gelu_erf().unwrap()).unwrap().abs().unwrap().max_all().unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 2e-6);
     }
@@ -382,11 +462,31 @@ mod tests {
             (Some(Activation::QuickGelu), (&reference * candle_nn::ops::sigmoid(&(&reference * 1.702).unwrap()).unwrap()).unwrap()),
             (Some(Activation::GeluTanh), reference.gelu().unwrap()),
         ] {
-            let got = linear(&x, &w, &b, act).unwrap();
+            let got = linear(&x, &Matrix::F32(w.clone()), &b, act).unwrap();
             assert_eq!(got.dims(), &[2, 33, 40]);
             let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
             assert!(d < 1e-5, "{act:?}: max |diff| {d:e}");
         }
+    }
+
+    /// The int8 product (blocks of widened rows, split across the pool) against the f32 product of
+    /// the same matrix widened whole, over output widths that leave a partial block.
+    #[test]
+    fn int8_linear_matches_its_widened_f32_weight() -> Result<()> {
+        for (m, k, n) in [(1, 5, 3), (33, 70, 150), (200, 384, 64), (7, 256, 129)] {
+            let codes: Vec<u8> = (0..n * k).map(|i| ((i * 7919 + 13) % 254) as u8 + 1).collect();
+            let scales: Vec<f32> = (0..n).map(|r| 0.002 + 0.0001 * r as f32).collect();
+            let q = Matrix::Int8(Arc::new(Int8Matrix::new(codes, scales, n, k)?));
+            let f = Matrix::F32(q.to_f32()?);
+            let x = Tensor::randn(0f32, 1.0, (2, m, k), &Device::Cpu)?;
+            let b = Tensor::randn(0f32, 1.0, n, &Device::Cpu)?;
+            let got = linear(&x, &q, &b, Some(Activation::Gelu))?;
+            let want = linear(&x, &f, &b, Some(Activation::Gelu))?;
+            assert_eq!(got.dims(), &[2, m, n]);
+            let d = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(d < 1e-4, "{m}×{k}×{n}: max |diff| {d:e}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -1,29 +1,31 @@
 //! `nn.Linear` with the checkpoint's `weight (out, in)` and `bias (out)`, whose bias and optional
-//! activation run fused in one pass over the matmul output (see `cpu_kernels::linear`).
+//! activation run fused in one pass over the matmul output (see `cpu_kernels::linear`). The weight
+//! stays as stored: f32, or int8 codes (`super::matrix`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::activation::Activation;
 use super::cpu_kernels;
+use super::matrix::Matrix;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
-    pub(crate) weight: Tensor,
+    pub(crate) weight: Matrix,
     pub(crate) bias: Tensor,
 }
 
 impl Linear {
     pub fn new(vb: VarBuilder, input: usize, output: usize) -> Result<Self> {
-        Ok(Self { weight: vb.get((output, input), "weight")?, bias: vb.get(output, "bias")? })
+        Ok(Self { weight: Matrix::load(&vb, (output, input), "weight")?, bias: vb.get(output, "bias")? })
     }
 
-    pub fn from_parts(weight: Tensor, bias: Tensor) -> Self {
+    pub fn from_parts(weight: Matrix, bias: Tensor) -> Self {
         Self { weight, bias }
     }
 
     /// `(out, in)`.
-    pub fn weight(&self) -> &Tensor {
+    pub fn weight(&self) -> &Matrix {
         &self.weight
     }
 

@@ -4,7 +4,9 @@ pub mod activation;
 pub mod config;
 pub mod convert;
 pub mod cpu_kernels;
+pub mod encoder;
 pub mod linear;
+pub mod matrix;
 pub mod projection;
 // The wasm matmul kernel; natively only its tests run it (gemm's x86 kernels are faster there).
 #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]

@@ -5,6 +5,7 @@ use candle_nn::VarBuilder;
 
 use super::activation::Activation;
 use super::linear::Linear;
+use super::matrix::Matrix;
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 
@@ -19,7 +20,7 @@ pub struct ProjectionHead {
 impl ProjectionHead {
     pub fn new(vb: VarBuilder, input: usize, intermediate: usize, output: usize) -> Result<Self> {
         let l0 = vb.pp("0");
-        let w0 = l0.get((intermediate, input), "weight")?;
+        let w0 = Matrix::load(&l0, (intermediate, input), "weight")?;
         let b0 = l0.get(intermediate, "bias")?;
         let bn = vb.pp("1");
         let gamma = bn.get(intermediate, "weight")?;
@@ -28,7 +29,7 @@ impl ProjectionHead {
         let var = bn.get(intermediate, "running_var")?;
         let scale = (gamma / (var + BATCH_NORM_EPS)?.sqrt()?)?;
         let shift = (beta - (&mean * &scale)?)?;
-        let weight = w0.broadcast_mul(&scale.unsqueeze(1)?)?;
+        let weight = w0.scale_rows(&scale)?;
         let bias = ((b0 * &scale)? + shift)?;
         Ok(Self { fc_in: Linear::from_parts(weight, bias), fc_out: Linear::new(vb.pp("3"), intermediate, output)? })
     }

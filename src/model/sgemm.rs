@@ -100,17 +100,20 @@ struct Out(*mut f32);
 unsafe impl Send for Out {}
 unsafe impl Sync for Out {}
 
-/// `c (m × n, rows n apart) = a (m × k) · b (k × n)`, on up to `threads` of rayon's pool.
+/// `c (m × n, rows ldc apart) = a (m × k) · b (k × n)`, on up to `threads` of rayon's pool.
 ///
 /// # Safety
 /// Every element `a` and `b` address through their strides for these sizes must be readable, and
 /// `c` must hold `m × n` writable floats that nothing else reads or writes meanwhile.
-pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, a: Strided, b: Strided, threads: usize) {
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: Strided, threads: usize) {
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        std::ptr::write_bytes(c, 0, m * n);
+        for i in 0..m {
+            std::ptr::write_bytes(c.add(i * ldc), 0, n);
+        }
         return;
     }
     let panels = n.div_ceil(NR);
@@ -120,7 +123,7 @@ pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, a: Strided, b: St
     let task = move |t: usize| {
         let (p0, p1) = (t * per, ((t + 1) * per).min(panels));
         if p0 < p1 {
-            columns(m, n, k, out, a, b, p0 * NR, (p1 * NR).min(n));
+            columns(m, ldc, k, out, a, b, p0 * NR, (p1 * NR).min(n));
         }
     };
     if tasks > 1 {
@@ -130,8 +133,9 @@ pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, a: Strided, b: St
     }
 }
 
-/// Columns `j0..j1` of the product.
-unsafe fn columns(m: usize, n: usize, k: usize, c: Out, a: Strided, b: Strided, j0: usize, j1: usize) {
+/// Columns `j0..j1` of the product (`c`'s rows `ldc` apart).
+#[allow(clippy::too_many_arguments)]
+unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: Strided, j0: usize, j1: usize) {
     let panels = (j1 - j0).div_ceil(NR);
     let strips = m.div_ceil(MR);
     let mut packed_b = vec![0f32; KC.min(k) * NR * panels];
@@ -164,7 +168,7 @@ unsafe fn columns(m: usize, n: usize, k: usize, c: Out, a: Strided, b: Strided, 
             let cp = c.0.add(j0 + p * NR);
             for s in 0..strips {
                 let rows = MR.min(m - s * MR);
-                kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * n), n, rows, cols, k0 == 0);
+                kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * ldc), ldc, rows, cols, k0 == 0);
             }
         }
     }
@@ -213,7 +217,7 @@ mod tests {
     use super::*;
 
     /// Products of every edge case (rows not a multiple of 4, columns not of 8, k over one block,
-    /// transposed and offset operands) against the plain triple loop.
+    /// transposed and offset operands, an output with a wider row stride) against the plain triple loop.
     #[test]
     fn matches_the_triple_loop() {
         let mut seed = 1u32;
@@ -228,19 +232,22 @@ mod tests {
                 let bs: Vec<f32> = (0..k * (n + 2)).map(|_| rnd()).collect();
                 let a = Strided { ptr: at.as_ptr(), rs: 1, cs: m as isize };
                 let b = Strided { ptr: bs.as_ptr(), rs: (n + 2) as isize, cs: 1 };
-                let mut c = vec![f32::NAN; m * n];
-                unsafe { sgemm(m, n, k, c.as_mut_ptr(), a, b, threads) };
+                // c's rows one float apart more than n: that column must stay untouched.
+                let ldc = n + 1;
+                let mut c = vec![f32::NAN; m * ldc];
+                unsafe { sgemm(m, n, k, c.as_mut_ptr(), ldc, a, b, threads) };
                 for i in 0..m {
+                    assert!(c[i * ldc + n].is_nan(), "{m}x{n}x{k}: wrote past column {n}");
                     for j in 0..n {
                         let want: f32 = (0..k).map(|l| at[l * m + i] * bs[l * (n + 2) + j]).sum();
-                        let got = c[i * n + j];
+                        let got = c[i * ldc + j];
                         assert!((got - want).abs() < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k} [{i},{j}]: {got} vs {want}");
                     }
                 }
             }
         }
         let mut c = vec![f32::NAN; 6];
-        unsafe { sgemm(2, 3, 0, c.as_mut_ptr(), Strided { ptr: [].as_ptr(), rs: 0, cs: 0 }, Strided { ptr: [].as_ptr(), rs: 0, cs: 0 }, 1) };
+        unsafe { sgemm(2, 3, 0, c.as_mut_ptr(), 3, Strided { ptr: [].as_ptr(), rs: 0, cs: 0 }, Strided { ptr: [].as_ptr(), rs: 0, cs: 0 }, 1) };
         assert_eq!(c, vec![0.0; 6]);
     }
 }

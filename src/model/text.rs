@@ -1,46 +1,58 @@
-//! GroupViT's text encoder. It is CLIP's text transformer (same maths, same parameter names), so
-//! candle-transformers' implementation does the work; GroupViT only differs in pooling.
+//! GroupViT's text encoder: CLIP's text transformer (token and position embeddings, pre-norm
+//! blocks under a causal mask, a final LayerNorm), pooled at the end-of-text token. Its matrices,
+//! the token table (49,408 × 256) included, stay int8 when the checkpoint stores them so.
 
-use candle_core::{DType, Result, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::clip::text_model::{
-    Activation as ClipActivation, ClipTextConfig, ClipTextTransformer,
-};
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
-use super::config::{Activation, TextConfig};
+use super::config::TextConfig;
+use super::encoder::EncoderLayer;
+use super::matrix::Matrix;
+
+/// `GroupViTTextEmbeddings`: `token_embedding` and `position_embedding` tables.
+#[derive(Debug, Clone)]
+pub struct TextEmbeddings {
+    pub(crate) token_embedding: Matrix,
+    pub(crate) position_embedding: Tensor,
+}
+
+impl TextEmbeddings {
+    pub fn new(vb: VarBuilder, cfg: &TextConfig) -> Result<Self> {
+        let h = cfg.hidden_size;
+        Ok(Self {
+            token_embedding: Matrix::load(&vb.pp("token_embedding"), (cfg.vocab_size, h), "weight")?,
+            position_embedding: Matrix::load(&vb.pp("position_embedding"), (cfg.max_position_embeddings, h), "weight")?
+                .to_f32()?,
+        })
+    }
+
+    /// `(rows, len, hidden)` for `ids` of `rows` prompts of `len` tokens each.
+    pub fn forward(&self, ids: &[u32], rows: usize, len: usize) -> Result<Tensor> {
+        let tokens = self.token_embedding.gather(ids)?.reshape((rows, len, ()))?;
+        tokens.broadcast_add(&self.position_embedding.narrow(0, 0, len)?.unsqueeze(0)?)
+    }
+}
 
 /// `GroupViTTextTransformer`.
 #[derive(Debug, Clone)]
 pub struct TextTransformer {
-    inner: ClipTextTransformer,
+    pub(crate) embeddings: TextEmbeddings,
+    pub(crate) layers: Vec<EncoderLayer>,
+    pub(crate) final_layer_norm: LayerNorm,
     eos_token_id: u32,
     context_length: usize,
 }
 
 impl TextTransformer {
     pub fn new(vb: VarBuilder, cfg: &TextConfig) -> Result<Self> {
-        // candle's CLIP text model is built for quick-GELU and LayerNorm eps 1e-5; a checkpoint
-        // that differs would silently compute something else, so refuse it.
-        if cfg.hidden_act != Activation::QuickGelu || (cfg.layer_norm_eps - 1e-5).abs() > 1e-12 {
-            candle_core::bail!(
-                "text_config needs hidden_act \"quick_gelu\" and layer_norm_eps 1e-5 (got {:?}, {})",
-                cfg.hidden_act,
-                cfg.layer_norm_eps
-            );
-        }
-        let clip = ClipTextConfig {
-            vocab_size: cfg.vocab_size,
-            embed_dim: cfg.hidden_size,
-            activation: ClipActivation::QuickGelu,
-            intermediate_size: cfg.intermediate_size,
-            max_position_embeddings: cfg.max_position_embeddings,
-            pad_with: None,
-            num_hidden_layers: cfg.num_hidden_layers,
-            num_attention_heads: cfg.num_attention_heads,
-            projection_dim: 0,
-        };
+        let (h, heads, inter, eps) = (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.layer_norm_eps);
+        let layers = (0..cfg.num_hidden_layers)
+            .map(|i| EncoderLayer::new(vb.pp("encoder.layers").pp(i), h, heads, inter, cfg.hidden_act, eps))
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            inner: ClipTextTransformer::new(vb, &clip)?,
+            embeddings: TextEmbeddings::new(vb.pp("embeddings"), cfg)?,
+            layers,
+            final_layer_norm: layer_norm(h, eps, vb.pp("final_layer_norm"))?,
             eos_token_id: cfg.eos_token_id.unwrap_or(49407),
             context_length: cfg.max_position_embeddings,
         })
@@ -72,11 +84,22 @@ impl TextTransformer {
         // The mask is causal, so tokens after the last pooled position cannot change the result:
         // trim the padding instead of running it.
         let keep = eos.iter().map(|&p| p as usize + 1).max().unwrap_or(len).min(len);
-        let input_ids = input_ids.narrow(1, 0, keep)?;
-        let hidden = self.inner.forward_with_mask(&input_ids, usize::MAX)?;
+        let kept: Vec<u32> = ids.iter().flat_map(|row| row[..keep].iter().copied()).collect();
+        let mut hidden = self.embeddings.forward(&kept, rows, keep)?;
+        let mask = causal_mask(keep, hidden.device())?;
+        for layer in &self.layers {
+            hidden = layer.forward_masked(&hidden, &mask)?;
+        }
+        let hidden = self.final_layer_norm.forward(&hidden)?;
         let (_, _, dim) = hidden.dims3()?;
         let flat = hidden.reshape((rows * keep, dim))?;
         let index: Vec<u32> = eos.iter().enumerate().map(|(r, &p)| r as u32 * keep as u32 + p).collect();
         flat.index_select(&Tensor::new(index, hidden.device())?, 0)
     }
+}
+
+/// `(len, len)`: 0 where a token may attend (itself and earlier tokens), −∞ after it.
+fn causal_mask(len: usize, device: &Device) -> Result<Tensor> {
+    let mask: Vec<f32> = (0..len).flat_map(|i| (0..len).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(mask, (len, len), device)
 }

@@ -7,73 +7,10 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{Activation, VisionConfig};
 use super::cpu_kernels;
+use super::encoder::{Attention, EncoderLayer, Mlp};
 use super::linear::Linear;
+use super::matrix::Matrix;
 use crate::resample;
-
-/// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
-#[derive(Debug, Clone)]
-pub struct Attention {
-    pub(crate) q_proj: Linear,
-    pub(crate) k_proj: Linear,
-    pub(crate) v_proj: Linear,
-    pub(crate) out_proj: Linear,
-    pub(crate) num_heads: usize,
-    pub(crate) head_dim: usize,
-    pub(crate) scale: f64,
-}
-
-impl Attention {
-    pub fn new(vb: VarBuilder, hidden: usize, num_heads: usize) -> Result<Self> {
-        let head_dim = hidden / num_heads;
-        Ok(Self {
-            q_proj: Linear::new(vb.pp("q_proj"), hidden, hidden)?,
-            k_proj: Linear::new(vb.pp("k_proj"), hidden, hidden)?,
-            v_proj: Linear::new(vb.pp("v_proj"), hidden, hidden)?,
-            out_proj: Linear::new(vb.pp("out_proj"), hidden, hidden)?,
-            num_heads,
-            head_dim,
-            scale: (head_dim as f64).powf(-0.5),
-        })
-    }
-
-    /// `(B, T, D)` → `(B, heads, T, head_dim)` as a view: the matmuls read it through its strides.
-    fn heads(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = xs.dims3()?;
-        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)
-    }
-
-    /// `xs` attends to `context` (itself when `None`).
-    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, d) = xs.dims3()?;
-        let context = context.unwrap_or(xs);
-        let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
-        let k = self.heads(&self.k_proj.forward(context)?)?;
-        let v = self.heads(&self.v_proj.forward(context)?)?;
-        let attn = cpu_kernels::softmax_last_dim_in_place(cpu_kernels::matmul(&q, &k.t()?)?)?;
-        let out = cpu_kernels::matmul(&attn, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out_proj.forward(&out)
-    }
-}
-
-/// `GroupViTMLP`: fc1, activation, fc2.
-#[derive(Debug, Clone)]
-pub struct Mlp {
-    pub(crate) fc1: Linear,
-    pub(crate) fc2: Linear,
-    pub(crate) act: Activation,
-}
-
-impl Mlp {
-    pub fn new(vb: VarBuilder, act: Activation, input: usize, hidden: usize, output: usize) -> Result<Self> {
-        Ok(Self { fc1: Linear::new(vb.pp("fc1"), input, hidden)?, fc2: Linear::new(vb.pp("fc2"), hidden, output)?, act })
-    }
-}
-
-impl Module for Mlp {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward_act(xs, self.act)?)
-    }
-}
 
 /// `GroupViTMixerMLP`: the MLP applied across tokens rather than channels (it maps G groups to G').
 #[derive(Debug, Clone)]
@@ -91,34 +28,6 @@ impl Module for MixerMlp {
     }
 }
 
-/// `GroupViTEncoderLayer`: pre-norm transformer block.
-#[derive(Debug, Clone)]
-pub struct EncoderLayer {
-    pub(crate) self_attn: Attention,
-    pub(crate) layer_norm1: LayerNorm,
-    pub(crate) mlp: Mlp,
-    pub(crate) layer_norm2: LayerNorm,
-}
-
-impl EncoderLayer {
-    pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
-        let h = cfg.hidden_size;
-        Ok(Self {
-            self_attn: Attention::new(vb.pp("self_attn"), h, cfg.num_attention_heads)?,
-            layer_norm1: layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm1"))?,
-            mlp: Mlp::new(vb.pp("mlp"), cfg.hidden_act, h, cfg.intermediate_size, h)?,
-            layer_norm2: layer_norm(h, cfg.layer_norm_eps, vb.pp("layer_norm2"))?,
-        })
-    }
-}
-
-impl Module for EncoderLayer {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.self_attn.forward(&self.layer_norm1.forward(xs)?, None)?)?;
-        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
-    }
-}
-
 /// `GroupViTPatchEmbeddings`: a stride-`patch` convolution, computed as one matmul over unfolded patches.
 #[derive(Debug, Clone)]
 pub struct PatchEmbeddings {
@@ -131,8 +40,7 @@ impl PatchEmbeddings {
     pub fn new(vb: VarBuilder, cfg: &VisionConfig) -> Result<Self> {
         let (h, c, p) = (cfg.hidden_size, cfg.num_channels, cfg.patch_size);
         let vb = vb.pp("projection");
-        let weight = vb.get((h, c, p, p), "weight")?;
-        let projection = Linear::from_parts(weight.reshape((h, c * p * p))?, vb.get(h, "bias")?);
+        let projection = Linear::from_parts(Matrix::load(&vb, (h, c, p, p), "weight")?, vb.get(h, "bias")?);
         Ok(Self { projection, patch: p })
     }
 
@@ -361,7 +269,10 @@ impl Stage {
         let groups = cfg.num_group_tokens[index];
         let prev_groups = if index > 0 { cfg.num_output_groups[index - 1] } else { 0 };
         let layers = (0..cfg.depths[index])
-            .map(|i| EncoderLayer::new(vb.pp("layers").pp(i), cfg))
+            .map(|i| {
+                let (h, heads, inter) = (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size);
+                EncoderLayer::new(vb.pp("layers").pp(i), h, heads, inter, cfg.hidden_act, cfg.layer_norm_eps)
+            })
             .collect::<Result<Vec<_>>>()?;
         let (group_token, downsample) = if groups > 0 {
             (

@@ -1,7 +1,7 @@
 //! Reading checkpoint weights: `model.safetensors` or PyTorch's `pytorch_model.bin` (a zip of
 //! pickles), from bytes so that the browser, which has no file system, uses the same code.
 //! Tensors may be stored in f32, f16 or bf16, or in int8 with per-row scales (`groupseg convert`);
-//! the model computes in f32.
+//! the model computes in f32 and keeps int8 weight matrices as int8 (`super::matrix`).
 
 use std::collections::HashMap;
 use std::io::{Cursor, Read};
@@ -103,13 +103,17 @@ impl Counting {
 }
 
 impl Counting {
-    /// The tensor `name`, dequantized when the checkpoint stores it in int8 (see [`SCALE_SUFFIX`]).
+    /// The tensor `name`, dequantized when the checkpoint stores it in int8 (see [`SCALE_SUFFIX`])
+    /// unless asked for `u8`: then its codes as stored (`super::matrix::Matrix` keeps them so).
     fn fetch(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let scale_name = format!("{name}{SCALE_SUFFIX}");
         if !self.inner.contains_tensor(&scale_name) {
             return self.inner.get_unchecked(name, dtype, dev);
         }
         let q = self.inner.get_unchecked(name, DType::U8, dev)?;
+        if dtype == DType::U8 {
+            return Ok(q);
+        }
         let scale = self.inner.get_unchecked(&scale_name, DType::F32, dev)?;
         let rows = q.dim(0)?;
         if scale.dims() != [rows] {

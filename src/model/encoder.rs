@@ -1,0 +1,120 @@
+//! The transformer blocks both towers share (transformers' `GroupViTAttention`, `GroupViTMLP`,
+//! `GroupViTEncoderLayer`): the vision stages run them as they are, the text tower with a causal mask.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{layer_norm, LayerNorm, VarBuilder};
+
+use super::activation::Activation;
+use super::cpu_kernels;
+use super::linear::Linear;
+
+/// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub(crate) q_proj: Linear,
+    pub(crate) k_proj: Linear,
+    pub(crate) v_proj: Linear,
+    pub(crate) out_proj: Linear,
+    pub(crate) num_heads: usize,
+    pub(crate) head_dim: usize,
+    pub(crate) scale: f64,
+}
+
+impl Attention {
+    pub fn new(vb: VarBuilder, hidden: usize, num_heads: usize) -> Result<Self> {
+        let head_dim = hidden / num_heads;
+        Ok(Self {
+            q_proj: Linear::new(vb.pp("q_proj"), hidden, hidden)?,
+            k_proj: Linear::new(vb.pp("k_proj"), hidden, hidden)?,
+            v_proj: Linear::new(vb.pp("v_proj"), hidden, hidden)?,
+            out_proj: Linear::new(vb.pp("out_proj"), hidden, hidden)?,
+            num_heads,
+            head_dim,
+            scale: (head_dim as f64).powf(-0.5),
+        })
+    }
+
+    /// `(B, T, D)` → `(B, heads, T, head_dim)` as a view: the matmuls read it through its strides.
+    fn heads(&self, xs: &Tensor) -> Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)
+    }
+
+    /// `xs` attends to `context` (itself when `None`).
+    pub fn forward(&self, xs: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        self.attend(xs, context.unwrap_or(xs), None)
+    }
+
+    /// `xs` attends to itself, `mask (T, T)` added to the scores (−∞ where a token may not look).
+    pub fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        self.attend(xs, xs, Some(mask))
+    }
+
+    fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = xs.dims3()?;
+        let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
+        let k = self.heads(&self.k_proj.forward(context)?)?;
+        let v = self.heads(&self.v_proj.forward(context)?)?;
+        let scores = cpu_kernels::matmul(&q, &k.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let attn = cpu_kernels::softmax_last_dim_in_place(scores)?;
+        let out = cpu_kernels::matmul(&attn, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out_proj.forward(&out)
+    }
+}
+
+/// `GroupViTMLP`: fc1, activation, fc2.
+#[derive(Debug, Clone)]
+pub struct Mlp {
+    pub(crate) fc1: Linear,
+    pub(crate) fc2: Linear,
+    pub(crate) act: Activation,
+}
+
+impl Mlp {
+    pub fn new(vb: VarBuilder, act: Activation, input: usize, hidden: usize, output: usize) -> Result<Self> {
+        Ok(Self { fc1: Linear::new(vb.pp("fc1"), input, hidden)?, fc2: Linear::new(vb.pp("fc2"), hidden, output)?, act })
+    }
+}
+
+impl Module for Mlp {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.fc2.forward(&self.fc1.forward_act(xs, self.act)?)
+    }
+}
+
+/// `GroupViTEncoderLayer`: pre-norm transformer block.
+#[derive(Debug, Clone)]
+pub struct EncoderLayer {
+    pub(crate) self_attn: Attention,
+    pub(crate) layer_norm1: LayerNorm,
+    pub(crate) mlp: Mlp,
+    pub(crate) layer_norm2: LayerNorm,
+}
+
+impl EncoderLayer {
+    pub fn new(vb: VarBuilder, hidden: usize, heads: usize, intermediate: usize, act: Activation, eps: f64) -> Result<Self> {
+        Ok(Self {
+            self_attn: Attention::new(vb.pp("self_attn"), hidden, heads)?,
+            layer_norm1: layer_norm(hidden, eps, vb.pp("layer_norm1"))?,
+            mlp: Mlp::new(vb.pp("mlp"), act, hidden, intermediate, hidden)?,
+            layer_norm2: layer_norm(hidden, eps, vb.pp("layer_norm2"))?,
+        })
+    }
+
+    /// The block with its self-attention masked (the text tower's causal mask).
+    pub fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+        let xs = (xs + self.self_attn.forward_masked(&self.layer_norm1.forward(xs)?, mask)?)?;
+        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
+    }
+}
+
+impl Module for EncoderLayer {
+    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let xs = (xs + self.self_attn.forward(&self.layer_norm1.forward(xs)?, None)?)?;
+        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
+    }
+}

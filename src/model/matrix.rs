@@ -1,0 +1,164 @@
+//! Weight matrices as the checkpoint stores them: f32 (also what f16 and bf16 checkpoints widen to),
+//! or int8 codes with one scale per row (`groupseg convert --to int8`), which stay int8 in memory —
+//! a quarter of the bytes — and are widened to f32 a block at a time inside the matrix product
+//! (`cpu_kernels::linear`) and a row at a time by embedding lookups.
+
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_nn::{Init, VarBuilder};
+
+use super::weights::SCALE_SUFFIX;
+
+/// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
+#[derive(Debug)]
+pub struct Int8Matrix {
+    codes: Vec<u8>,
+    scales: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl Int8Matrix {
+    pub fn new(codes: Vec<u8>, scales: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
+        if codes.len() != rows * cols || scales.len() != rows {
+            candle_core::bail!("{} int8 codes and {} scales do not make a {rows}×{cols} matrix", codes.len(), scales.len());
+        }
+        Ok(Self { codes, scales, rows, cols })
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Rows `r0..r0 + out.len() / cols`, widened into `out` (row-major).
+    #[inline]
+    pub fn widen_rows(&self, r0: usize, out: &mut [f32]) {
+        let codes = &self.codes[r0 * self.cols..r0 * self.cols + out.len()];
+        for ((dst, src), &scale) in out.chunks_exact_mut(self.cols).zip(codes.chunks_exact(self.cols)).zip(&self.scales[r0..]) {
+            for (d, &q) in dst.iter_mut().zip(src) {
+                *d = (q as i32 - 128) as f32 * scale;
+            }
+        }
+    }
+}
+
+/// A weight matrix `(rows, cols)`: `F32` as a tensor, `Int8` held as its codes.
+#[derive(Debug, Clone)]
+pub enum Matrix {
+    F32(Tensor),
+    Int8(Arc<Int8Matrix>),
+}
+
+impl Matrix {
+    /// The tensor `name` of `vb`, flattened to `(shape[0], rest)` (convolution kernels become
+    /// matrices over flattened patches); kept in int8 when the checkpoint stores it so.
+    pub fn load(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Self> {
+        let shape: Shape = shape.into();
+        let dims = shape.dims();
+        let rows = dims.first().copied().unwrap_or(1);
+        let cols = shape.elem_count() / rows.max(1);
+        if !vb.contains_tensor(&format!("{name}{SCALE_SUFFIX}")) {
+            return Ok(Self::F32(vb.get(shape, name)?.reshape((rows, cols))?));
+        }
+        // Asked for u8, the weights reader hands out the stored codes rather than widening them.
+        let codes = vb.get_with_hints_dtype(shape, name, Init::Const(0.0), DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
+        let scales = vb.get(rows, &format!("{name}{SCALE_SUFFIX}"))?.to_vec1::<f32>()?;
+        Ok(Self::Int8(Arc::new(Int8Matrix::new(codes, scales, rows, cols)?)))
+    }
+
+    /// `(rows, cols)`.
+    pub fn dims(&self) -> Result<(usize, usize)> {
+        match self {
+            Self::F32(t) => t.dims2(),
+            Self::Int8(q) => Ok((q.rows, q.cols)),
+        }
+    }
+
+    /// Bytes held in memory.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Self::F32(t) => t.elem_count() * t.dtype().size_in_bytes(),
+            Self::Int8(q) => q.codes.len() + q.scales.len() * 4,
+        }
+    }
+
+    /// The matrix in f32 (for the GPU upload, which computes in f32; transient on the CPU).
+    pub fn to_f32(&self) -> Result<Tensor> {
+        match self {
+            Self::F32(t) => Ok(t.clone()),
+            Self::Int8(q) => {
+                let mut out = vec![0f32; q.rows * q.cols];
+                q.widen_rows(0, &mut out);
+                Tensor::from_vec(out, (q.rows, q.cols), &Device::Cpu)
+            }
+        }
+    }
+
+    /// Row `r` times `factor[r]` (BatchNorm folded into the Linear before it): for int8 only the
+    /// scales change.
+    pub fn scale_rows(&self, factor: &Tensor) -> Result<Self> {
+        match self {
+            Self::F32(t) => Ok(Self::F32(t.broadcast_mul(&factor.unsqueeze(1)?)?)),
+            Self::Int8(q) => {
+                let factor = factor.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+                if factor.len() != q.rows {
+                    candle_core::bail!("{} row factors for a matrix of {} rows", factor.len(), q.rows);
+                }
+                let scales = q.scales.iter().zip(&factor).map(|(s, f)| s * f).collect();
+                Ok(Self::Int8(Arc::new(Int8Matrix { codes: q.codes.clone(), scales, rows: q.rows, cols: q.cols })))
+            }
+        }
+    }
+
+    /// Rows `ids` as `(ids.len(), cols)` f32: an embedding lookup. An id past the last row is an error.
+    pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
+        let (rows, cols) = self.dims()?;
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
+            candle_core::bail!("token id {bad} is outside the embedding table's {rows} rows");
+        }
+        match self {
+            Self::F32(t) => t.index_select(&Tensor::new(ids, t.device())?, 0),
+            Self::Int8(q) => {
+                let mut out = vec![0f32; ids.len() * cols];
+                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
+                    q.widen_rows(id as usize, dst);
+                }
+                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn int8(rows: usize, cols: usize) -> (Matrix, Tensor) {
+        let codes: Vec<u8> = (0..rows * cols).map(|i| ((i * 37 + 11) % 255) as u8 + 1).collect();
+        let scales: Vec<f32> = (0..rows).map(|r| 0.01 * (r + 1) as f32).collect();
+        let want: Vec<f32> = codes.iter().enumerate().map(|(i, &q)| (q as f32 - 128.0) * scales[i / cols]).collect();
+        let m = Matrix::Int8(Arc::new(Int8Matrix::new(codes, scales, rows, cols).unwrap()));
+        (m, Tensor::from_vec(want, (rows, cols), &Device::Cpu).unwrap())
+    }
+
+    #[test]
+    fn int8_widens_gathers_and_scales_rows_as_its_f32_value() -> Result<()> {
+        let (m, want) = int8(5, 7);
+        assert_eq!(m.to_f32()?.to_vec2::<f32>()?, want.to_vec2::<f32>()?);
+        assert_eq!(m.bytes(), 35 + 5 * 4);
+        let rows = m.gather(&[4, 0, 4])?.to_vec2::<f32>()?;
+        let w = want.to_vec2::<f32>()?;
+        assert_eq!(rows, vec![w[4].clone(), w[0].clone(), w[4].clone()]);
+        assert!(m.gather(&[5]).is_err());
+        let f = Tensor::new(&[1f32, -2.0, 0.5, 3.0, 0.0], &Device::Cpu)?;
+        let scaled = m.scale_rows(&f)?.to_f32()?;
+        let d = (scaled - want.broadcast_mul(&f.unsqueeze(1)?)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6);
+        Ok(())
+    }
+}
