@@ -10,6 +10,7 @@ use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
 use groupseg::model::config::Activation;
 use groupseg::model::cpu_kernels;
+use groupseg::model::matrix::Matrix;
 
 fn gpu() -> Gpu {
     match Gpu::new_blocking(true) {
@@ -46,7 +47,7 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             (Epilogue::BiasQuickGelu, Some(Activation::QuickGelu)),
             (Epilogue::BiasRelu, Some(Activation::Relu)),
         ] {
-            let want = values(&cpu_kernels::linear(&x, &w, &b, cpu_act).unwrap());
+            let want = values(&cpu_kernels::linear(&x, &Matrix::F32(w.clone()), &b, cpu_act).unwrap());
             let out = GpuTensor::empty(&gpu, &[m, n]);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };
