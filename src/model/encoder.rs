@@ -45,11 +45,7 @@ impl Attention {
         self.attend(xs, context.unwrap_or(xs), None)
     }
 
-    /// `xs` attends to itself, `mask (T, T)` added to the scores (−∞ where a token may not look).
-    pub fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        self.attend(xs, xs, Some(mask))
-    }
-
+    /// `xs` attends to `context`, `mask (T, T)` added to the scores (−∞ where a token may not look).
     fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, t, d) = xs.dims3()?;
         let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
@@ -107,14 +103,18 @@ impl EncoderLayer {
 
     /// The block with its self-attention masked (the text tower's causal mask).
     pub fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.self_attn.forward_masked(&self.layer_norm1.forward(xs)?, mask)?)?;
+        self.block(xs, Some(mask))
+    }
+
+    fn block(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let normed = self.layer_norm1.forward(xs)?;
+        let xs = (xs + self.self_attn.attend(&normed, &normed, mask)?)?;
         &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
     }
 }
 
 impl Module for EncoderLayer {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let xs = (xs + self.self_attn.forward(&self.layer_norm1.forward(xs)?, None)?)?;
-        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
+        self.block(xs, None)
     }
 }

@@ -11,7 +11,7 @@ use candle_nn::{Init, VarBuilder};
 use super::weights::SCALE_SUFFIX;
 
 /// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Int8Matrix {
     codes: Vec<u8>,
     scales: Vec<f32>,
@@ -101,7 +101,7 @@ impl Matrix {
 
     /// Row `r` times `factor[r]` (BatchNorm folded into the Linear before it): for int8 only the
     /// scales change.
-    pub fn scale_rows(&self, factor: &Tensor) -> Result<Self> {
+    pub fn scale_rows(self, factor: &Tensor) -> Result<Self> {
         match self {
             Self::F32(t) => Ok(Self::F32(t.broadcast_mul(&factor.unsqueeze(1)?)?)),
             Self::Int8(q) => {
@@ -109,8 +109,10 @@ impl Matrix {
                 if factor.len() != q.rows {
                     candle_core::bail!("{} row factors for a matrix of {} rows", factor.len(), q.rows);
                 }
-                let scales = q.scales.iter().zip(&factor).map(|(s, f)| s * f).collect();
-                Ok(Self::Int8(Arc::new(Int8Matrix { codes: q.codes.clone(), scales, rows: q.rows, cols: q.cols })))
+                // Freshly loaded, the codes have no other owner: they move rather than copy.
+                let mut q = Arc::unwrap_or_clone(q);
+                q.scales.iter_mut().zip(&factor).for_each(|(s, f)| *s *= f);
+                Ok(Self::Int8(Arc::new(q)))
             }
         }
     }
@@ -156,7 +158,7 @@ mod tests {
         assert_eq!(rows, vec![w[4].clone(), w[0].clone(), w[4].clone()]);
         assert!(m.gather(&[5]).is_err());
         let f = Tensor::new(&[1f32, -2.0, 0.5, 3.0, 0.0], &Device::Cpu)?;
-        let scaled = m.scale_rows(&f)?.to_f32()?;
+        let scaled = m.clone().scale_rows(&f)?.to_f32()?;
         let d = (scaled - want.broadcast_mul(&f.unsqueeze(1)?)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
         assert!(d < 1e-6);
         Ok(())
