@@ -79,14 +79,6 @@ impl Matrix {
         }
     }
 
-    /// Bytes held in memory.
-    pub fn bytes(&self) -> usize {
-        match self {
-            Self::F32(t) => t.elem_count() * t.dtype().size_in_bytes(),
-            Self::Int8(q) => q.codes.len() + q.scales.len() * 4,
-        }
-    }
-
     /// The matrix in f32 (for the GPU upload, which computes in f32; transient on the CPU).
     pub fn to_f32(&self) -> Result<Tensor> {
         match self {
@@ -152,7 +144,6 @@ mod tests {
     fn int8_widens_gathers_and_scales_rows_as_its_f32_value() -> Result<()> {
         let (m, want) = int8(5, 7);
         assert_eq!(m.to_f32()?.to_vec2::<f32>()?, want.to_vec2::<f32>()?);
-        assert_eq!(m.bytes(), 35 + 5 * 4);
         let rows = m.gather(&[4, 0, 4])?.to_vec2::<f32>()?;
         let w = want.to_vec2::<f32>()?;
         assert_eq!(rows, vec![w[4].clone(), w[0].clone(), w[4].clone()]);

@@ -21,8 +21,8 @@ impl TextEmbeddings {
         let h = cfg.hidden_size;
         Ok(Self {
             token_embedding: Matrix::load(&vb.pp("token_embedding"), (cfg.vocab_size, h), "weight")?,
-            position_embedding: Matrix::load(&vb.pp("position_embedding"), (cfg.max_position_embeddings, h), "weight")?
-                .to_f32()?,
+            // Small (77 × 256): read widened to f32, as the weights reader does for any tensor.
+            position_embedding: vb.get((cfg.max_position_embeddings, h), "position_embedding.weight")?,
         })
     }
 
