@@ -99,15 +99,6 @@ pub trait ImageBackend {
     async fn stage_maps(&self, encoding: &Self::Encoding) -> Result<(Vec<Tensor>, (usize, usize))>;
 }
 
-/// Runs `f` on one of rayon's pool threads while the caller waits. The forward's stretches between
-/// parallel kernels then run on a pool thread's core, instead of on a third thread competing for two
-/// cores with pool workers spinning before they sleep.
-fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    let mut out = None;
-    rayon::scope(|_| out = Some(f()));
-    out.expect("rayon::scope runs its closure before returning")
-}
-
 /// The image side on the CPU: `crate::model`'s encoder, `crate::segment`'s composition.
 pub struct CpuBackend {
     encoder: model::ImageEncoder,
@@ -128,12 +119,10 @@ impl ImageBackend for CpuBackend {
 
     async fn encode(&self, windows: &Tensor) -> Result<ImageFeatures> {
         let n = windows.dim(0)?;
-        let chunks = on_pool(|| {
-            (0..n)
-                .step_by(WINDOWS_PER_BATCH)
-                .map(|i| self.encoder.forward(&windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
-                .collect::<Result<Vec<_>>>()
-        })?;
+        let chunks = (0..n)
+            .step_by(WINDOWS_PER_BATCH)
+            .map(|i| self.encoder.forward(&windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
+            .collect::<Result<Vec<_>>>()?;
         ImageFeatures::cat(&chunks)
     }
 
@@ -142,7 +131,7 @@ impl ImageBackend for CpuBackend {
     }
 
     async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        on_pool(|| self.encoder.forward(pixel_values))
+        self.encoder.forward(pixel_values)
     }
 
     async fn stage_maps(&self, features: &ImageFeatures) -> Result<(Vec<Tensor>, (usize, usize))> {

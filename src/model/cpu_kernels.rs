@@ -8,11 +8,13 @@
 
 use std::sync::Arc;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, InplaceOp2, Layout, Module, Result, Shape, Tensor};
+use candle_nn::LayerNorm;
 use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::matrix::{Int8Matrix, Matrix};
+use super::packed::{self, PackedMatrix};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::sgemm;
 
@@ -42,7 +44,8 @@ pub fn exp_f32(x: f32) -> f32 {
     // Adding and subtracting 1.5·2^23 rounds to the nearest integer without a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let t = x * LOG2E + ROUND;
+    let n = t - ROUND;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let mut p = 1.987_569_1e-4 * r + 1.398_199_9e-3;
     p = p * r + 8.333_452e-3;
@@ -50,7 +53,20 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 5.000_000_1e-1;
     let p = p * r * r + r + 1.0;
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from t's bits, which hold 1.5·2^23 + n: integer lane arithmetic (a float-to-int `as`
+    // saturates and checks for NaN one lane at a time, which kept this loop scalar).
+    p * f32::from_bits(t.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127) << 23)
+}
+
+/// Runs `f` on one of rayon's pool threads while the caller waits (a forward pass, from the CLI,
+/// the page's worker or a benchmark). The kernels' parallel loops inside then share work with the
+/// other pool threads directly, and the stretches between them run on a pool thread's core,
+/// instead of each loop being handed over from a third thread that sleeps until it ends: that
+/// hand-over and wake-up cost 7 % of a 224-pixel forward on our 2-core machine.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let mut out = None;
+    rayon::scope(|_| out = Some(f()));
+    out.expect("rayon::scope runs its closure before returning")
 }
 
 /// Rows per parallel task: below ~16k elements a task costs more than it saves.
@@ -289,6 +305,17 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
     let x2 = xs.contiguous()?.reshape(((), in_dim))?;
     let y = match weight {
         Matrix::F32(w) => matmul(&x2, &w.t()?)?,
+        Matrix::Packed(p) => {
+            // Bias and activation run inside the product, on each block as it is finished.
+            let x2 = x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+            let y = x2.apply_op2_no_bwd(&bias.to_dtype(DType::F32)?.to_device(&Device::Cpu)?, &PackedLinear(Arc::clone(p), act))?;
+            let y = match act {
+                Some(a @ Activation::GeluTanh) => a.forward(&y)?,
+                _ => y,
+            };
+            dims.push(out_dim);
+            return y.reshape(dims);
+        }
         Matrix::Int8(q) => x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.apply_op1_no_bwd(&Int8MatMul(Arc::clone(q)))?,
     };
     let fused = y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous();
@@ -307,6 +334,29 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
     };
     dims.push(out_dim);
     y.reshape(dims)
+}
+
+/// `act(x · Wᵀ + bias)` with W packed at load ([`PackedMatrix`]).
+struct PackedLinear(Arc<PackedMatrix>, Option<Activation>);
+
+impl CustomOp2 for PackedLinear {
+    fn name(&self) -> &'static str {
+        "packed-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let bias = contiguous_f32(self.name(), s2, l2)?;
+        let w = &self.0;
+        let &[m, k] = l1.dims() else { candle_core::bail!("{} takes a matrix", self.name()) };
+        let n = w.rows();
+        if k != w.cols() || bias.len() != n {
+            candle_core::bail!("{}: an input of {k} columns and a bias of {} against a {n}×{} weight", self.name(), bias.len(), w.cols());
+        }
+        let act = self.1;
+        let out = w.matmul(x, m, |part, c0| with_best_simd!(epilogue_rows(part, &bias[c0..c0 + part.len()], act)));
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
 }
 
 /// Output columns per block of the int8 product: that many weight rows are widened to f32 at a
@@ -381,6 +431,201 @@ unsafe fn gemm_f32(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: *co
     sgemm::sgemm(m, n, k, c, ldc, sgemm::Strided { ptr: a, rs: ars, cs: acs }, sgemm::Strided { ptr: b, rs: brs, cs: bcs }, 1);
     #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
     gemm::gemm(m, n, k, c, 1, ldc as isize, false, a, acs, ars, b, bcs, brs, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+}
+
+/// `Σ f(v)` over `row` in [`LANES`] running sums.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in lanes.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// `LayerNorm` of each `w`-long row of `src` into `dst`: mean, then variance around it (a second
+/// pass over a row in L1; E[x²] − E[x]² loses digits when the mean is large).
+#[inline(always)]
+fn layer_norm_rows(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let w = weight.len();
+    for (s, d) in src.chunks_exact(w).zip(dst.chunks_exact_mut(w)) {
+        let mean = lane_sum(s, |v| v) / w as f32;
+        let var = lane_sum(s, |v| (v - mean) * (v - mean)) / w as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (((d, &x), &g), &b) in d.iter_mut().zip(s).zip(weight).zip(bias) {
+            *d = (x - mean) * inv * g + b;
+        }
+    }
+}
+
+struct AddLayerNorm {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    eps: f32,
+}
+
+impl AddLayerNorm {
+    fn of(ln: &LayerNorm) -> Result<Self> {
+        let Some(bias) = ln.bias() else { candle_core::bail!("a LayerNorm without a bias") };
+        Ok(Self { weight: ln.weight().to_dtype(DType::F32)?.to_vec1()?, bias: bias.to_dtype(DType::F32)?.to_vec1()?, eps: ln.eps() as f32 })
+    }
+
+    /// `residual += update` (when given) and `normed = LayerNorm(residual)`, row chunks across the pool.
+    fn run(&self, residual: &mut [f32], update: Option<&[f32]>) -> Vec<f32> {
+        let w = self.weight.len();
+        let mut normed = vec![0f32; residual.len()];
+        let chunk = chunk_len(residual.len(), w);
+        residual.par_chunks_mut(chunk).zip(normed.par_chunks_mut(chunk)).enumerate().for_each(|(i, (r, n))| {
+            with_best_simd!({
+                if let Some(u) = update {
+                    r.iter_mut().zip(&u[i * chunk..]).for_each(|(r, u)| *r += u);
+                }
+                layer_norm_rows(r, n, &self.weight, &self.bias, self.eps)
+            })
+        });
+        normed
+    }
+}
+
+struct AddInPlace;
+
+impl InplaceOp2 for AddInPlace {
+    fn name(&self) -> &'static str {
+        "add-in-place"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, src: &CpuStorage, src_l: &Layout) -> Result<()> {
+        let src = contiguous_f32(self.name(), src, src_l)?;
+        let CpuStorage::F32(data) = dst else { candle_core::bail!("{} takes f32", self.name()) };
+        let Some((start, end)) = dst_l.contiguous_offsets() else { candle_core::bail!("{} takes contiguous input", self.name()) };
+        let dst = &mut data[start..end];
+        if dst.len() != src.len() {
+            candle_core::bail!("{}: {} elements and {}", self.name(), dst.len(), src.len());
+        }
+        let chunk = chunk_len(dst.len(), 1);
+        dst.par_chunks_mut(chunk).zip(src.par_chunks(chunk)).for_each(|(d, s)| d.iter_mut().zip(s).for_each(|(d, s)| *d += s));
+        Ok(())
+    }
+}
+
+/// `update + residual`, written over `update`, which must own its storage (fresh from an op):
+/// a transformer block's last residual add without a new buffer, on rayon's pool (candle's
+/// add runs on a pool of its own, whose thread then spins beside ours).
+pub fn add_residual(update: Tensor, residual: &Tensor) -> Result<Tensor> {
+    let ours = [&update, residual].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu) && t.is_contiguous());
+    if ours && update.shape() == residual.shape() {
+        update.inplace_op2(residual, &AddInPlace)?;
+        Ok(update)
+    } else {
+        update + residual
+    }
+}
+
+/// `ln(x)` over the last dimension (candle-nn's runs one row per task with scalar sums).
+pub fn layer_norm(x: &Tensor, ln: &LayerNorm) -> Result<Tensor> {
+    if x.dtype() != DType::F32 || !matches!(x.device(), Device::Cpu) {
+        return ln.forward(x);
+    }
+    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
+    if values.len() % ln.weight().elem_count().max(1) != 0 {
+        return ln.forward(x);
+    }
+    let normed = AddLayerNorm::of(ln)?.run(&mut values, None);
+    Tensor::from_vec(normed, x.shape(), &Device::Cpu)
+}
+
+/// `(x + y, ln(x + y))`: a transformer block's residual add and the LayerNorm after it, in one pass.
+pub fn add_layer_norm(x: &Tensor, y: &Tensor, ln: &LayerNorm) -> Result<(Tensor, Tensor)> {
+    let ours = [x, y].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu)) && x.shape() == y.shape();
+    if !ours || x.elem_count() % ln.weight().elem_count().max(1) != 0 {
+        let sum = (x + y)?;
+        let normed = ln.forward(&sum)?;
+        return Ok((sum, normed));
+    }
+    let mut sum = x.flatten_all()?.to_vec1::<f32>()?;
+    let update = y.flatten_all()?.to_vec1::<f32>()?;
+    let normed = AddLayerNorm::of(ln)?.run(&mut sum, Some(&update));
+    Ok((Tensor::from_vec(sum, x.shape(), &Device::Cpu)?, Tensor::from_vec(normed, x.shape(), &Device::Cpu)?))
+}
+
+/// Query rows per fused-attention task: their scores (48 × 848 floats at 448 pixels, 160 KB)
+/// stay in L2 between the two products.
+const ATTENTION_ROWS: usize = 48;
+
+/// Multi-head attention `softmax(q·kᵀ·scale + mask)·v` for `q (B, Tq, D)`, `k`, `v (B, Tk, D)`
+/// with `D = heads · head_dim`, returning `(B, Tq, D)` with heads already merged. `mask (Tq, Tk)`
+/// is added to the scores (−∞ where a query may not look).
+///
+/// Where weights are packed ([`packed::available`]) the heads are fused: each head's keys and values
+/// are packed once, then each block of query rows computes its scores, their softmax and its
+/// share of the output, so the scores (6 × 848² floats a layer at 448 pixels) never leave cache.
+/// Elsewhere: two batched matmuls around an in-place softmax.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    let (b, tq, d) = q.dims3()?;
+    let tk = k.dim(1)?;
+    let cpu_f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu));
+    if !(packed::available() && cpu_f32) || heads == 0 || d % heads != 0 {
+        let split = |t: &Tensor| -> Result<Tensor> {
+            let (b, t_, _) = t.dims3()?;
+            t.reshape((b, t_, heads, d / heads.max(1)))?.transpose(1, 2)
+        };
+        let (qh, kh, vh) = (split(&(q * scale)?)?, split(k)?, split(v)?);
+        let scores = matmul(&qh, &kh.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let attn = softmax_last_dim_in_place(scores)?;
+        return matmul(&attn, &vh)?.transpose(1, 2)?.reshape((b, tq, d));
+    }
+    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+    let mask = match mask {
+        Some(m) => Some(m.to_dtype(DType::F32)?.broadcast_as((tq, tk))?.contiguous()?.flatten_all()?.to_vec1::<f32>()?),
+        None => None,
+    };
+    let (qs, ks, vs) = (q.flatten_all()?.to_vec1::<f32>()?, k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
+    let hd = d / heads;
+    // Per (batch, head): keys as the "weight" of the first product, values transposed as the second's.
+    let packs: Vec<(PackedMatrix, PackedMatrix)> = (0..b * heads)
+        .into_par_iter()
+        .map(|bh| {
+            let at = (bh / heads) * tk * d + (bh % heads) * hd;
+            (PackedMatrix::pack_strided(&ks[at..], tk, hd, d, 1), PackedMatrix::pack_strided(&vs[at..], hd, tk, 1, d))
+        })
+        .collect();
+    let mut out = vec![0f32; b * tq * d];
+    let dst = OutPtr(out.as_mut_ptr());
+    let blocks = tq.div_ceil(ATTENTION_ROWS);
+    let scale = scale as f32;
+    (0..b * heads * blocks).into_par_iter().for_each(|t| {
+        let (bh, blk) = (t / blocks, t % blocks);
+        let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
+        let (keys, values) = &packs[bh];
+        let at = (bh / heads) * tq * d + r0 * d + (bh % heads) * hd;
+        let mut scores = vec![0f32; (r1 - r0) * tk];
+        // SAFETY: `qs[at..]` holds rows r0..r1 of this head at stride d (hd floats each), `scores`
+        // (r1 − r0) × tk; the output block (these rows, this head's hd columns) is this task's alone.
+        unsafe { keys.product(qs[at..].as_ptr(), d, r1 - r0, scores.as_mut_ptr(), tk) };
+        for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
+            let mask_row = mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
+            with_best_simd!(scaled_softmax(row, scale, mask_row));
+        }
+        unsafe { values.product(scores.as_ptr(), tk, r1 - r0, dst.column(at), d) };
+    });
+    Tensor::from_vec(out, (b, tq, d), &Device::Cpu)
+}
+
+/// `softmax(row · scale + mask)` in place.
+#[inline(always)]
+fn scaled_softmax(row: &mut [f32], scale: f32, mask: Option<&[f32]>) {
+    match mask {
+        Some(m) => row.iter_mut().zip(m).for_each(|(v, m)| *v = *v * scale + m),
+        None => row.iter_mut().for_each(|v| *v *= scale),
+    }
+    softmax_rows(row, row.len());
 }
 
 /// Softmax over the last dimension of attention scores, overwriting them (f32 on the CPU; a new
@@ -462,10 +707,15 @@ mod tests {
             (Some(Activation::QuickGelu), (&reference * candle_nn::ops::sigmoid(&(&reference * 1.702).unwrap()).unwrap()).unwrap()),
             (Some(Activation::GeluTanh), reference.gelu().unwrap()),
         ] {
-            let got = linear(&x, &Matrix::F32(w.clone()), &b, act).unwrap();
-            assert_eq!(got.dims(), &[2, 33, 40]);
-            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-            assert!(d < 1e-5, "{act:?}: max |diff| {d:e}");
+            // As loaded (packed where the CPU has the packed kernels) and as a plain tensor.
+            let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let packed = Matrix::Packed(Arc::new(PackedMatrix::pack(&values, 40, 24)));
+            for weight in [Matrix::F32(w.clone()), packed].iter().take(if packed::available() { 2 } else { 1 }) {
+                let got = linear(&x, weight, &b, act).unwrap();
+                assert_eq!(got.dims(), &[2, 33, 40]);
+                let d = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert!(d < 1e-5, "{act:?}, {weight:?}: max |diff| {d:e}");
+            }
         }
     }
 
@@ -506,6 +756,65 @@ mod tests {
         let diff = (matmul(&a, &b)? - a.contiguous()?.matmul(&b.contiguous()?)?)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(diff < 1e-5, "max |diff| {diff}");
         assert!(matmul(&a, &Tensor::zeros((2, 6, 3), DType::F32, &dev)?).is_err());
+        Ok(())
+    }
+
+    /// Attention by plain candle ops: the heads split, scores, mask, softmax, merged again.
+    fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, tq, d) = q.dims3()?;
+        let split = |t: &Tensor| -> Result<Tensor> { t.reshape((b, t.dim(1)?, heads, d / heads))?.transpose(1, 2)?.contiguous() };
+        let scores = (split(q)?.matmul(&split(k)?.t()?)? * scale)?;
+        let scores = match mask {
+            Some(m) => scores.broadcast_add(m)?,
+            None => scores,
+        };
+        candle_nn::ops::softmax_last_dim(&scores)?.matmul(&split(v)?)?.transpose(1, 2)?.reshape((b, tq, d))
+    }
+
+    /// Self-attention longer than one block of query rows, cross-attention to a context of
+    /// another length, and a causal mask (the text tower's).
+    #[test]
+    fn attention_matches_plain_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let causal: Vec<f32> = (0..53 * 53).map(|i| if i % 53 > i / 53 { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let causal = Tensor::from_vec(causal, (53, 53), &dev)?;
+        for (b, tq, tk, heads, hd, mask) in [(1, 130, 130, 6, 16, None), (2, 9, 71, 3, 8, None), (1, 53, 53, 4, 16, Some(&causal))] {
+            let d = heads * hd;
+            let q = Tensor::randn(0f32, 1.0, (b, tq, d), &dev)?;
+            let k = Tensor::randn(0f32, 1.0, (b, tk, d), &dev)?;
+            let v = Tensor::randn(0f32, 1.0, (b, tk, d), &dev)?;
+            let scale = (hd as f64).powf(-0.5);
+            let got = attention(&q, &k, &v, heads, scale, mask)?;
+            let want = attention_reference(&q, &k, &v, heads, scale, mask)?;
+            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "{b}×{tq}×{tk}, {heads} heads: max |diff| {diff:e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norms_match_an_f64_reference() -> Result<()> {
+        let dev = Device::Cpu;
+        let ln = LayerNorm::new(Tensor::randn(1f32, 0.2, 40, &dev)?, Tensor::randn(0f32, 0.2, 40, &dev)?, 1e-5);
+        // Far from zero mean, where the one-pass variance loses digits.
+        let x = (Tensor::randn(0f32, 1.0, (3, 77, 40), &dev)? + 20.0)?;
+        let y = Tensor::randn(0f32, 1.0, (3, 77, 40), &dev)?;
+        let max_diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
+        // The reference in f64 (candle's own f32 LayerNorm takes E[x²] − E[x]², off by ~1e-3 here).
+        let reference = |x: &Tensor| -> Result<Tensor> {
+            let x = x.to_dtype(DType::F64)?;
+            let centred = x.broadcast_sub(&x.mean_keepdim(2)?)?;
+            let std = (centred.sqr()?.mean_keepdim(2)? + 1e-5)?.sqrt()?;
+            let (w, b) = (ln.weight().to_dtype(DType::F64)?, ln.bias().expect("bias").to_dtype(DType::F64)?);
+            centred.broadcast_div(&std)?.broadcast_mul(&w)?.broadcast_add(&b)?.to_dtype(DType::F32)
+        };
+        assert!(max_diff(&layer_norm(&x, &ln)?, &reference(&x)?)? < 2e-5);
+        let (sum, normed) = add_layer_norm(&x, &y, &ln)?;
+        let want = (&x + &y)?;
+        assert!(max_diff(&sum, &want)? == 0.0);
+        assert!(max_diff(&normed, &reference(&want)?)? < 2e-5);
+        // The block's last residual add, over the fresh update, is the plain sum.
+        assert!(max_diff(&add_residual(y.copy()?, &x)?, &want)? == 0.0);
         Ok(())
     }
 

@@ -16,7 +16,6 @@ pub struct Attention {
     pub(crate) v_proj: Linear,
     pub(crate) out_proj: Linear,
     pub(crate) num_heads: usize,
-    pub(crate) head_dim: usize,
     pub(crate) scale: f64,
 }
 
@@ -29,15 +28,8 @@ impl Attention {
             v_proj: Linear::new(vb.pp("v_proj"), hidden, hidden)?,
             out_proj: Linear::new(vb.pp("out_proj"), hidden, hidden)?,
             num_heads,
-            head_dim,
             scale: (head_dim as f64).powf(-0.5),
         })
-    }
-
-    /// `(B, T, D)` → `(B, heads, T, head_dim)` as a view: the matmuls read it through its strides.
-    fn heads(&self, xs: &Tensor) -> Result<Tensor> {
-        let (b, t, _) = xs.dims3()?;
-        xs.reshape((b, t, self.num_heads, self.head_dim))?.transpose(1, 2)
     }
 
     /// `xs` attends to `context` (itself when `None`).
@@ -47,18 +39,10 @@ impl Attention {
 
     /// `xs` attends to `context`, `mask (T, T)` added to the scores (−∞ where a token may not look).
     fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, d) = xs.dims3()?;
-        let q = self.heads(&(self.q_proj.forward(xs)? * self.scale)?)?;
-        let k = self.heads(&self.k_proj.forward(context)?)?;
-        let v = self.heads(&self.v_proj.forward(context)?)?;
-        let scores = cpu_kernels::matmul(&q, &k.t()?)?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
-        let attn = cpu_kernels::softmax_last_dim_in_place(scores)?;
-        let out = cpu_kernels::matmul(&attn, &v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out_proj.forward(&out)
+        let q = self.q_proj.forward(xs)?;
+        let k = self.k_proj.forward(context)?;
+        let v = self.v_proj.forward(context)?;
+        self.out_proj.forward(&cpu_kernels::attention(&q, &k, &v, self.num_heads, self.scale, mask)?)
     }
 }
 
@@ -107,9 +91,10 @@ impl EncoderLayer {
     }
 
     fn block(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let normed = self.layer_norm1.forward(xs)?;
-        let xs = (xs + self.self_attn.attend(&normed, &normed, mask)?)?;
-        &xs + self.mlp.forward(&self.layer_norm2.forward(&xs)?)?
+        let normed = cpu_kernels::layer_norm(xs, &self.layer_norm1)?;
+        let attended = self.self_attn.attend(&normed, &normed, mask)?;
+        let (xs, normed) = cpu_kernels::add_layer_norm(xs, &attended, &self.layer_norm2)?;
+        cpu_kernels::add_residual(self.mlp.forward(&normed)?, &xs)
     }
 }
 

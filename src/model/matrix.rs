@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::packed::{self, PackedMatrix};
 use super::weights::SCALE_SUFFIX;
 
 /// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
@@ -47,10 +48,12 @@ impl Int8Matrix {
     }
 }
 
-/// A weight matrix `(rows, cols)`: `F32` as a tensor, `Int8` held as its codes.
+/// A weight matrix `(rows, cols)`: `F32` as a tensor, `Packed` as f32 laid out for the CPU's
+/// matrix product (what f32 weights become where [`packed::available`]), `Int8` held as its codes.
 #[derive(Debug, Clone)]
 pub enum Matrix {
     F32(Tensor),
+    Packed(Arc<PackedMatrix>),
     Int8(Arc<Int8Matrix>),
 }
 
@@ -63,7 +66,12 @@ impl Matrix {
         let rows = dims.first().copied().unwrap_or(1);
         let cols = shape.elem_count() / rows.max(1);
         if !vb.contains_tensor(&format!("{name}{SCALE_SUFFIX}")) {
-            return Ok(Self::F32(vb.get(shape, name)?.reshape((rows, cols))?));
+            let w = vb.get(shape, name)?.reshape((rows, cols))?;
+            if packed::available() && matches!(w.device(), Device::Cpu) {
+                let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+                return Ok(Self::Packed(Arc::new(PackedMatrix::pack(&values, rows, cols))));
+            }
+            return Ok(Self::F32(w));
         }
         // Asked for u8, the weights reader hands out the stored codes rather than widening them.
         let codes = vb.get_with_hints_dtype(shape, name, Init::Const(0.0), DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
@@ -75,6 +83,7 @@ impl Matrix {
     pub fn dims(&self) -> Result<(usize, usize)> {
         match self {
             Self::F32(t) => t.dims2(),
+            Self::Packed(p) => Ok((p.rows(), p.cols())),
             Self::Int8(q) => Ok((q.rows, q.cols)),
         }
     }
@@ -83,6 +92,7 @@ impl Matrix {
     pub fn to_f32(&self) -> Result<Tensor> {
         match self {
             Self::F32(t) => Ok(t.clone()),
+            Self::Packed(p) => p.to_tensor(),
             Self::Int8(q) => {
                 let mut out = vec![0f32; q.rows * q.cols];
                 q.widen_rows(0, &mut out);
@@ -94,16 +104,26 @@ impl Matrix {
     /// Row `r` times `factor[r]` (BatchNorm folded into the Linear before it): for int8 only the
     /// scales change.
     pub fn scale_rows(self, factor: &Tensor) -> Result<Self> {
+        let factors = |rows: usize| -> Result<Vec<f32>> {
+            let f = factor.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+            if f.len() != rows {
+                candle_core::bail!("{} row factors for a matrix of {rows} rows", f.len());
+            }
+            Ok(f)
+        };
+        // Freshly loaded, packed values and codes have no other owner: they move rather than copy.
         match self {
             Self::F32(t) => Ok(Self::F32(t.broadcast_mul(&factor.unsqueeze(1)?)?)),
+            Self::Packed(p) => {
+                let f = factors(p.rows())?;
+                let mut p = Arc::unwrap_or_clone(p);
+                p.scale_rows(&f);
+                Ok(Self::Packed(Arc::new(p)))
+            }
             Self::Int8(q) => {
-                let factor = factor.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-                if factor.len() != q.rows {
-                    candle_core::bail!("{} row factors for a matrix of {} rows", factor.len(), q.rows);
-                }
-                // Freshly loaded, the codes have no other owner: they move rather than copy.
+                let f = factors(q.rows)?;
                 let mut q = Arc::unwrap_or_clone(q);
-                q.scales.iter_mut().zip(&factor).for_each(|(s, f)| *s *= f);
+                q.scales.iter_mut().zip(&f).for_each(|(s, f)| *s *= f);
                 Ok(Self::Int8(Arc::new(q)))
             }
         }
@@ -117,6 +137,13 @@ impl Matrix {
         }
         match self {
             Self::F32(t) => t.index_select(&Tensor::new(ids, t.device())?, 0),
+            Self::Packed(p) => {
+                let mut out = vec![0f32; ids.len() * cols];
+                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
+                    p.row_into(id as usize, dst);
+                }
+                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
+            }
             Self::Int8(q) => {
                 let mut out = vec![0f32; ids.len() * cols];
                 for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {

@@ -7,6 +7,7 @@ pub mod cpu_kernels;
 pub mod encoder;
 pub mod linear;
 pub mod matrix;
+pub mod packed;
 pub mod projection;
 // The wasm matmul kernel; natively only its tests run it (gemm's x86 kernels are faster there).
 #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
@@ -89,7 +90,7 @@ impl TextEncoder {
 
     /// Projected, not normalised, `(T, projection_dim)`.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        Ok(self.text_projection.forward(&self.text_model.forward(input_ids)?)?)
+        Ok(cpu_kernels::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
     }
 
     /// Text positions the model has (77 for CLIP-style checkpoints).
@@ -124,7 +125,7 @@ impl ImageEncoder {
 
     /// Runs the vision tower and projects both the pooled embedding and every group.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        self.project(self.vision_model.forward(pixel_values)?)
+        cpu_kernels::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
     }
 
     /// Projects a vision tower's output (this one's, or its GPU twin's).

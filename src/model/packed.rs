@@ -1,0 +1,350 @@
+//! A weight matrix packed once at load for the CPU's matrix product (x86-64 with AVX2 and FMA).
+//!
+//! A general matmul (gemm, the crate candle calls) repacks both operands on every call; for
+//! `x · Wᵀ` with a fixed weight that repacking was 14 % of a 224-pixel image forward, and the
+//! weights are the larger operand there. Here `W (n × k)` is stored once as panels of 16 output
+//! columns, each panel k rows of 16 contiguous floats, which is the order the 6 × 16 register
+//! tile below reads them in (BLIS' Haswell kernel shape: 12 accumulators, 2 weight vectors, one
+//! broadcast). The packed matrix replaces the tensor, so the weights are not held twice.
+
+use candle_core::{Device, Result, Tensor};
+use rayon::prelude::*;
+
+/// Output columns per panel: two 8-float vectors.
+const NR: usize = 16;
+/// Input rows per register tile.
+const MR: usize = 6;
+/// Depth per pass: a 256 × 16 weight block (16 KB) stays in L1 while a block of rows runs over it.
+const KC: usize = 256;
+/// Rows per task: 16 register tiles, whose 256-deep slice (96 KB) stays in L2 across panels.
+const MC: usize = 96;
+/// Panels per task.
+const PANELS: usize = 4;
+
+/// `W (rows × cols)` as panels of [`NR`] rows of W, each stored column by column (`cols × NR`),
+/// rows past the last zero.
+#[derive(Debug, Clone)]
+pub struct PackedMatrix {
+    data: Vec<f32>,
+    rows: usize,
+    cols: usize,
+}
+
+/// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm.
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+impl PackedMatrix {
+    /// Packs row-major `w` of `rows × cols`.
+    pub fn pack(w: &[f32], rows: usize, cols: usize) -> Self {
+        Self::pack_strided(w, rows, cols, cols, 1)
+    }
+
+    /// Packs `W (rows × cols)` with `W[r][c] = src[r·rs + c·cs]`: a weight as stored, or an
+    /// attention head's keys (`rs` the token stride) or values transposed (`cs` the token stride).
+    pub fn pack_strided(src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let panels = rows.div_ceil(NR);
+        let mut data = vec![0f32; panels * NR * cols];
+        let fill = |(p, panel): (usize, &mut [f32])| {
+            for j in 0..NR.min(rows - p * NR) {
+                let r = (p * NR + j) * rs;
+                for kk in 0..cols {
+                    panel[kk * NR + j] = src[r + kk * cs];
+                }
+            }
+        };
+        // Weights are packed across the pool; an attention head's keys inside a task.
+        if rows * cols >= 1 << 16 {
+            data.par_chunks_mut(NR * cols.max(1)).enumerate().for_each(fill);
+        } else {
+            data.chunks_mut(NR * cols.max(1)).enumerate().for_each(fill);
+        }
+        Self { data, rows, cols }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Element `(r, c)` of W.
+    #[inline]
+    fn at(&self, r: usize, c: usize) -> f32 {
+        self.data[(r / NR) * NR * self.cols + c * NR + r % NR]
+    }
+
+    /// Row `r` of W into `out` (`cols` floats).
+    pub fn row_into(&self, r: usize, out: &mut [f32]) {
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.at(r, c);
+        }
+    }
+
+    /// W unpacked, as a `(rows, cols)` tensor.
+    pub fn to_tensor(&self) -> Result<Tensor> {
+        let mut out = vec![0f32; self.rows * self.cols];
+        out.par_chunks_mut(self.cols.max(1)).enumerate().for_each(|(r, row)| self.row_into(r, row));
+        Tensor::from_vec(out, (self.rows, self.cols), &Device::Cpu)
+    }
+
+    /// Row `r` times `factor[r]`.
+    pub fn scale_rows(&mut self, factor: &[f32]) {
+        let (rows, cols) = (self.rows, self.cols);
+        for (p, panel) in self.data.chunks_mut(NR * cols.max(1)).enumerate() {
+            for (kk, v) in panel.iter_mut().enumerate() {
+                let r = p * NR + kk % NR;
+                if r < rows {
+                    *v *= factor[r];
+                }
+            }
+        }
+    }
+
+    /// `x (m × cols) · Wᵀ` as an `m × rows` matrix, split across rayon's pool; `epilogue(part, c0)`
+    /// then runs on each finished part of an output row (its columns `c0..c0 + part.len()`) while
+    /// the block is still in cache. The output is not zeroed first: every element is written once.
+    pub fn matmul(&self, x: &[f32], m: usize, epilogue: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+        let (n, k) = (self.rows, self.cols);
+        assert!(x.len() >= m * k, "packed matmul: {} inputs for {m} rows of {k}", x.len());
+        if k == 0 {
+            let mut out = vec![0f32; m * n];
+            out.chunks_exact_mut(n.max(1)).for_each(|row| epilogue(row, 0));
+            return out;
+        }
+        let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+        self.matmul_into(x, m, dst.spare_capacity_mut().as_mut_ptr().cast(), &epilogue);
+        // SAFETY: the tasks of `matmul_into` wrote every row and column (k > 0).
+        unsafe { dst.set_len(m * n) };
+        dst
+    }
+
+    fn matmul_into(&self, x: &[f32], m: usize, out: *mut f32, epilogue: &(impl Fn(&mut [f32], usize) + Sync)) {
+        let (n, k) = (self.rows, self.cols);
+        let panels = n.div_ceil(NR);
+        let col_blocks = panels.div_ceil(PANELS);
+        let row_blocks = m.div_ceil(MC);
+        let tasks = row_blocks * col_blocks;
+        let out = OutPtr(out);
+        // Consecutive tasks share a block of panels, and rayon hands each thread a run of
+        // consecutive tasks: every weight byte comes from memory once and then stays in one
+        // core's L2 across the row blocks (the weights outweigh the activations here).
+        let task = |t: usize| {
+            let (cb, rb) = (t / row_blocks, t % row_blocks);
+            let (r0, r1) = (rb * MC, (rb * MC + MC).min(m));
+            let (p0, p1) = (cb * PANELS, (cb * PANELS + PANELS).min(panels));
+            // SAFETY: the task writes rows r0..r1 of columns p0·NR..min(p1·NR, n) only, disjoint
+            // from every other task's block; `x` and `out` were checked to hold m rows.
+            unsafe { self.block(x.as_ptr().add(r0 * k), k, r1 - r0, p0, p1, out.at(r0 * n), n) };
+            let (c0, c1) = (p0 * NR, (p1 * NR).min(n));
+            for i in r0..r1 {
+                // SAFETY: as above; this row part is this task's alone.
+                epilogue(unsafe { std::slice::from_raw_parts_mut(out.at(i * n + c0), c1 - c0) }, c0);
+            }
+        };
+        if rayon::current_num_threads() > 1 && tasks > 1 {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            (0..tasks).for_each(task);
+        }
+    }
+
+    /// `c (m × rows, row stride ldc) = a (m × cols, row stride lda) · Wᵀ` on this thread.
+    ///
+    /// # Safety
+    /// `a` must address m rows of `cols` floats at stride `lda`, `c` m rows of `rows` at `ldc`.
+    pub unsafe fn product(&self, a: *const f32, lda: usize, m: usize, c: *mut f32, ldc: usize) {
+        let panels = self.rows.div_ceil(NR);
+        let mut r0 = 0;
+        while r0 < m {
+            let rows = MC.min(m - r0);
+            self.block(a.add(r0 * lda), lda, rows, 0, panels, c.add(r0 * ldc), ldc);
+            r0 += rows;
+        }
+    }
+
+    /// `m` rows (from `a`, stride `lda`) × panels `p0..p1` of the product, into `c` (stride `ldc`).
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn block(&self, a: *const f32, lda: usize, m: usize, p0: usize, p1: usize, c: *mut f32, ldc: usize) {
+        let (n, k) = (self.rows, self.cols);
+        for p in p0..p1 {
+            let cols = NR.min(n - p * NR);
+            let mut k0 = 0;
+            while k0 < k {
+                let kc = KC.min(k - k0);
+                let b = self.data.as_ptr().add(p * NR * k + k0 * NR);
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    tile(rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * NR), ldc, k0 > 0);
+                    i += rows;
+                }
+                k0 += kc;
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint blocks of the output.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+impl OutPtr {
+    /// Element `i` (a method, so closures capture the `Sync` wrapper rather than the pointer).
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        self.0.add(i)
+    }
+}
+
+/// One register tile: `c (rows × cols, row stride ldc) (+)= a (rows × kc, row stride lda) · b`,
+/// `b` a panel slice (`kc × NR`). A partial tile goes through a full one on the stack.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+unsafe fn tile(rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if cols == NR {
+            match rows {
+                6 => return avx2::kernel::<6>(kc, a, lda, b, c, ldc, accumulate),
+                5 => return avx2::kernel::<5>(kc, a, lda, b, c, ldc, accumulate),
+                4 => return avx2::kernel::<4>(kc, a, lda, b, c, ldc, accumulate),
+                3 => return avx2::kernel::<3>(kc, a, lda, b, c, ldc, accumulate),
+                2 => return avx2::kernel::<2>(kc, a, lda, b, c, ldc, accumulate),
+                _ => return avx2::kernel::<1>(kc, a, lda, b, c, ldc, accumulate),
+            }
+        }
+        let mut t = [0f32; MR * NR];
+        for r in 0..rows {
+            for j in 0..cols {
+                t[r * NR + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
+            }
+        }
+        tile(rows, NR, kc, a, lda, b, t.as_mut_ptr(), NR, true);
+        for r in 0..rows {
+            for j in 0..cols {
+                *c.add(r * ldc + j) = t[r * NR + j];
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (rows, cols, kc, a, lda, b, c, ldc, accumulate);
+        unreachable!("packed weights exist only where `available()`");
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::NR;
+
+    /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        for p in 0..kc {
+            let b0 = _mm256_loadu_ps(b.add(p * NR));
+            let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ai = _mm256_broadcast_ss(&*a.add(i * lda + p));
+                acc[0] = _mm256_fmadd_ps(ai, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(ai, b1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            let (mut v0, mut v1) = (acc[0], acc[1]);
+            if accumulate {
+                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
+                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci.add(8)));
+            }
+            _mm256_storeu_ps(ci, v0);
+            _mm256_storeu_ps(ci.add(8), v1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: usize) -> Vec<f32> {
+        (0..len).map(|i| (((i * 7919 + seed * 104_729) % 2001) as f32 - 1000.0) * 1e-3).collect()
+    }
+
+    /// `x · Wᵀ` in f64, the order-independent reference.
+    fn naive(x: &[f32], w: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                out[i * n + j] = (0..k).map(|c| x[i * k + c] as f64 * w[j * k + c] as f64).sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    /// Partial register tiles (rows not a multiple of 6, columns not of 16), depths past one
+    /// 256-deep pass, several tasks per product, and one row.
+    #[test]
+    fn packed_products_match_the_plain_product() {
+        if !available() {
+            eprintln!("no AVX2 and FMA: the packed kernels are not used on this CPU");
+            return;
+        }
+        for (m, k, n) in [(1, 5, 3), (7, 300, 17), (100, 64, 70), (260, 384, 96), (13, 600, 33)] {
+            let (x, w) = (values(m * k, 1), values(n * k, 2));
+            let want = naive(&x, &w, m, k, n);
+            let got = PackedMatrix::pack(&w, n, k).matmul(&x, m, |part, c0| part.iter_mut().enumerate().for_each(|(j, v)| *v += (c0 + j) as f32));
+            let worst = got.iter().zip(&want).enumerate().map(|(i, (g, w))| (g - w - (i % n) as f32).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "{m}×{k}×{n}: max |diff| {worst:e}");
+        }
+        // Keys given with a row stride, values transposed, products written at an output stride.
+        let (t, hd, d) = (37, 16, 48);
+        let src = values(t * d, 3);
+        let keys = PackedMatrix::pack_strided(&src[16..], t, hd, d, 1);
+        let values_t = PackedMatrix::pack_strided(&src[16..], hd, t, 1, d);
+        let key_rows: Vec<f32> = (0..t).flat_map(|r| src[r * d + 16..r * d + 32].to_vec()).collect();
+        assert_eq!(keys.to_tensor().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), key_rows);
+        let vt: Vec<f32> = (0..hd).flat_map(|c| (0..t).map(|r| key_rows[r * hd + c]).collect::<Vec<_>>()).collect();
+        assert_eq!(values_t.to_tensor().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), vt);
+        let q = values(5 * d, 4);
+        let mut out = vec![f32::NAN; 5 * 50];
+        // SAFETY: 5 rows of 16 at stride 48 in `q`; 5 rows of 37 at stride 50 in `out`.
+        unsafe { keys.product(q.as_ptr(), d, 5, out.as_mut_ptr(), 50) };
+        let q_rows: Vec<f32> = (0..5).flat_map(|r| q[r * d..r * d + hd].to_vec()).collect();
+        let want = naive(&q_rows, &key_rows, 5, hd, t);
+        for r in 0..5 {
+            for c in 0..t {
+                assert!((out[r * 50 + c] - want[r * t + c]).abs() < 1e-5);
+            }
+            assert!(out[r * 50 + t..(r + 1) * 50].iter().all(|v| v.is_nan()), "wrote past the block");
+        }
+    }
+
+    #[test]
+    fn packed_rows_unpack_and_scale() {
+        let (rows, cols) = (19, 5);
+        let w = values(rows * cols, 5);
+        let mut p = PackedMatrix::pack(&w, rows, cols);
+        let mut row = vec![0f32; cols];
+        p.row_into(17, &mut row);
+        assert_eq!(row, w[17 * cols..18 * cols]);
+        let factor: Vec<f32> = (0..rows).map(|r| r as f32 - 3.0).collect();
+        p.scale_rows(&factor);
+        let scaled: Vec<f32> = w.iter().enumerate().map(|(i, v)| v * factor[i / cols]).collect();
+        assert_eq!(p.to_tensor().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), scaled);
+    }
+}
