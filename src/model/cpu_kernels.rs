@@ -308,7 +308,7 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
         Matrix::Packed(p) => {
             // Bias and activation run inside the product, on each block as it is finished.
             let x2 = x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-            let y = x2.apply_op2_no_bwd(&bias.to_dtype(DType::F32)?.to_device(&Device::Cpu)?, &PackedLinear(Arc::clone(p), act))?;
+            let y = x2.apply_op2_no_bwd(&bias.to_dtype(DType::F32)?.to_device(&Device::Cpu)?, &PackedLinear(vec![Arc::clone(p)], act))?;
             let y = match act {
                 Some(a @ Activation::GeluTanh) => a.forward(&y)?,
                 _ => y,
@@ -336,8 +336,9 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
     y.reshape(dims)
 }
 
-/// `act(x · Wᵀ + bias)` with W packed at load ([`PackedMatrix`]).
-struct PackedLinear(Arc<PackedMatrix>, Option<Activation>);
+/// `act([x · W₁ᵀ | x · W₂ᵀ | …] + bias)` with the Ws packed at load ([`PackedMatrix`]) and their
+/// biases end to end.
+struct PackedLinear(Vec<Arc<PackedMatrix>>, Option<Activation>);
 
 impl CustomOp2 for PackedLinear {
     fn name(&self) -> &'static str {
@@ -347,16 +348,36 @@ impl CustomOp2 for PackedLinear {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(self.name(), s1, l1)?;
         let bias = contiguous_f32(self.name(), s2, l2)?;
-        let w = &self.0;
         let &[m, k] = l1.dims() else { candle_core::bail!("{} takes a matrix", self.name()) };
-        let n = w.rows();
-        if k != w.cols() || bias.len() != n {
-            candle_core::bail!("{}: an input of {k} columns and a bias of {} against a {n}×{} weight", self.name(), bias.len(), w.cols());
+        let n: usize = self.0.iter().map(|w| w.rows()).sum();
+        if self.0.iter().any(|w| w.cols() != k) || bias.len() != n {
+            candle_core::bail!("{}: an input of {k} columns and a bias of {} against {n} output columns", self.name(), bias.len());
         }
         let act = self.1;
-        let out = w.matmul(x, m, |part, c0| with_best_simd!(epilogue_rows(part, &bias[c0..c0 + part.len()], act)));
+        let ws: Vec<&PackedMatrix> = self.0.iter().map(|w| &**w).collect();
+        let out = packed::side_by_side(&ws, x, m, |part, c0| with_best_simd!(epilogue_rows(part, &bias[c0..c0 + part.len()], act)));
         Ok((CpuStorage::F32(out), Shape::from((m, n))))
     }
+}
+
+/// `[x · W₁ᵀ + b₁ | x · W₂ᵀ + b₂ | …]`, `(…, Σ out)`, in one pass over `x` when every weight is
+/// packed (an attention's projections of the same tokens); `None` otherwise.
+pub fn linears_side_by_side(xs: &Tensor, layers: &[(&Matrix, &Tensor)]) -> Result<Option<Tensor>> {
+    let ws: Option<Vec<Arc<PackedMatrix>>> = layers
+        .iter()
+        .map(|(w, _)| match w {
+            Matrix::Packed(p) => Some(Arc::clone(p)),
+            _ => None,
+        })
+        .collect();
+    let Some(ws) = ws else { return Ok(None) };
+    let mut dims = xs.dims().to_vec();
+    let in_dim = dims.pop().unwrap_or(1);
+    let x2 = xs.contiguous()?.reshape(((), in_dim))?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
+    let biases = layers.iter().map(|(_, b)| b.to_dtype(DType::F32)?.to_device(&Device::Cpu)).collect::<Result<Vec<_>>>()?;
+    let y = x2.apply_op2_no_bwd(&Tensor::cat(&biases, 0)?, &PackedLinear(ws, None))?;
+    dims.push(y.dim(1)?);
+    Ok(Some(y.reshape(dims)?))
 }
 
 /// Output columns per block of the int8 product: that many weight rows are widened to f32 at a
@@ -567,7 +588,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, m
     let (b, tq, d) = q.dims3()?;
     let tk = k.dim(1)?;
     let cpu_f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu));
-    if !(packed::available() && cpu_f32) || heads == 0 || d % heads != 0 {
+    if !(packed::available() && cpu_f32) || heads == 0 || d % heads != 0 || d == 0 || tk == 0 {
         let split = |t: &Tensor| -> Result<Tensor> {
             let (b, t_, _) = t.dims3()?;
             t.reshape((b, t_, heads, d / heads.max(1)))?.transpose(1, 2)
@@ -581,41 +602,92 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, m
         let attn = softmax_last_dim_in_place(scores)?;
         return matmul(&attn, &vh)?.transpose(1, 2)?.reshape((b, tq, d));
     }
-    let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
     let mask = match mask {
         Some(m) => Some(m.to_dtype(DType::F32)?.broadcast_as((tq, tk))?.contiguous()?.flatten_all()?.to_vec1::<f32>()?),
         None => None,
     };
-    let (qs, ks, vs) = (q.flatten_all()?.to_vec1::<f32>()?, k.flatten_all()?.to_vec1::<f32>()?, v.flatten_all()?.to_vec1::<f32>()?);
-    let hd = d / heads;
-    // Per (batch, head): keys as the "weight" of the first product, values transposed as the second's.
-    let packs: Vec<(PackedMatrix, PackedMatrix)> = (0..b * heads)
-        .into_par_iter()
-        .map(|bh| {
-            let at = (bh / heads) * tk * d + (bh % heads) * hd;
-            (PackedMatrix::pack_strided(&ks[at..], tk, hd, d, 1), PackedMatrix::pack_strided(&vs[at..], hd, tk, 1, d))
-        })
-        .collect();
-    let mut out = vec![0f32; b * tq * d];
-    let dst = OutPtr(out.as_mut_ptr());
-    let blocks = tq.div_ceil(ATTENTION_ROWS);
-    let scale = scale as f32;
-    (0..b * heads * blocks).into_par_iter().for_each(|t| {
-        let (bh, blk) = (t / blocks, t % blocks);
-        let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
-        let (keys, values) = &packs[bh];
-        let at = (bh / heads) * tq * d + r0 * d + (bh % heads) * hd;
-        let mut scores = vec![0f32; (r1 - r0) * tk];
-        // SAFETY: `qs[at..]` holds rows r0..r1 of this head at stride d (hd floats each), `scores`
-        // (r1 − r0) × tk; the output block (these rows, this head's hd columns) is this task's alone.
-        unsafe { keys.product(qs[at..].as_ptr(), d, r1 - r0, scores.as_mut_ptr(), tk) };
-        for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
-            let mask_row = mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
-            with_best_simd!(scaled_softmax(row, scale, mask_row));
+    // Views of a side-by-side projection are read in place; other layouts are copied first.
+    let rows = |t: &Tensor| if t.stride().last() == Some(&1) { Ok(t.clone()) } else { t.contiguous() };
+    rows(q)?.apply_op3_no_bwd(&rows(k)?, &rows(v)?, &FusedAttention { heads, scale: scale as f32, mask })
+}
+
+/// One `(B, T, D)` operand of [`FusedAttention`] as it lies in its storage: rows of D contiguous
+/// floats, any row and batch strides (views of one side-by-side projection).
+struct Rows<'a> {
+    data: &'a [f32],
+    batch: usize,
+    row: usize,
+}
+
+impl<'a> Rows<'a> {
+    fn of(storage: &'a CpuStorage, layout: &Layout) -> Result<Self> {
+        let CpuStorage::F32(data) = storage else { candle_core::bail!("fused attention takes f32") };
+        let &[batch, row, 1] = layout.stride() else { candle_core::bail!("fused attention takes (B, T, D) rows of contiguous features") };
+        Ok(Self { data: &data[layout.start_offset()..], batch, row })
+    }
+
+    /// Where head `h`'s slice of row `i` in batch `b` starts.
+    fn at(&self, b: usize, i: usize, h: usize, hd: usize) -> usize {
+        b * self.batch + i * self.row + h * hd
+    }
+}
+
+struct FusedAttention {
+    heads: usize,
+    scale: f32,
+    mask: Option<Vec<f32>>,
+}
+
+impl candle_core::CustomOp3 for FusedAttention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (Rows::of(s1, l1)?, Rows::of(s2, l2)?, Rows::of(s3, l3)?);
+        let (&[b, tq, d], &[kb, tk, kd]) = (l1.dims(), l2.dims()) else { candle_core::bail!("fused attention takes (B, T, D)") };
+        if (kb, kd) != (b, d) || l3.dims() != l2.dims() || self.heads == 0 || d % self.heads != 0 {
+            candle_core::bail!("fused attention: queries {:?}, keys {:?}, values {:?} in {} heads", l1.dims(), l2.dims(), l3.dims(), self.heads);
         }
-        unsafe { values.product(scores.as_ptr(), tk, r1 - r0, dst.column(at), d) };
-    });
-    Tensor::from_vec(out, (b, tq, d), &Device::Cpu)
+        let heads = self.heads;
+        let hd = d / heads;
+        // Per (batch, head): keys as the "weight" of the first product, values transposed as the second's.
+        let packs: Vec<(PackedMatrix, PackedMatrix)> = (0..b * heads)
+            .into_par_iter()
+            .map(|bh| {
+                let (bi, h) = (bh / heads, bh % heads);
+                (
+                    PackedMatrix::pack_strided(&k.data[k.at(bi, 0, h, hd)..], tk, hd, k.row, 1),
+                    PackedMatrix::pack_strided(&v.data[v.at(bi, 0, h, hd)..], hd, tk, 1, v.row),
+                )
+            })
+            .collect();
+        let mut out: Vec<f32> = Vec::with_capacity(b * tq * d);
+        let dst = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
+        let blocks = tq.div_ceil(ATTENTION_ROWS);
+        (0..b * heads * blocks).into_par_iter().for_each(|t| {
+            let (bh, blk) = (t / blocks, t % blocks);
+            let (bi, h) = (bh / heads, bh % heads);
+            let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
+            let (keys, values) = &packs[bh];
+            let mut scores: Vec<f32> = Vec::with_capacity((r1 - r0) * tk);
+            // SAFETY: `q.data` holds rows r0..r1 of this head (hd floats each) at stride q.row;
+            // `scores` has room for (r1 − r0) × tk, all written by the product (hd > 0).
+            unsafe {
+                keys.product(q.data[q.at(bi, r0, h, hd)..].as_ptr(), q.row, r1 - r0, scores.as_mut_ptr(), tk);
+                scores.set_len((r1 - r0) * tk);
+            }
+            for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
+                let mask_row = self.mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
+                with_best_simd!(scaled_softmax(row, self.scale, mask_row));
+            }
+            // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
+            unsafe { values.product(scores.as_ptr(), tk, r1 - r0, dst.column((bi * tq + r0) * d + h * hd), d) };
+        });
+        // SAFETY: the tasks covered every batch, head and row block (hd, tk > 0).
+        unsafe { out.set_len(b * tq * d) };
+        Ok((CpuStorage::F32(out), Shape::from((b, tq, d))))
+    }
 }
 
 /// `softmax(row · scale + mask)` in place.
@@ -710,11 +782,11 @@ mod tests {
             // As loaded (packed where the CPU has the packed kernels) and as a plain tensor.
             let values = w.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             let packed = Matrix::Packed(Arc::new(PackedMatrix::pack(&values, 40, 24)));
-            for weight in [Matrix::F32(w.clone()), packed].iter().take(if packed::available() { 2 } else { 1 }) {
+            for (i, weight) in [Matrix::F32(w.clone()), packed].iter().enumerate().take(if packed::available() { 2 } else { 1 }) {
                 let got = linear(&x, weight, &b, act).unwrap();
                 assert_eq!(got.dims(), &[2, 33, 40]);
                 let d = (got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
-                assert!(d < 1e-5, "{act:?}, {weight:?}: max |diff| {d:e}");
+                assert!(d < 1e-5, "{act:?}, {}: max |diff| {d:e}", ["tensor", "packed"][i]);
             }
         }
     }
@@ -785,9 +857,17 @@ mod tests {
             let v = Tensor::randn(0f32, 1.0, (b, tk, d), &dev)?;
             let scale = (hd as f64).powf(-0.5);
             let got = attention(&q, &k, &v, heads, scale, mask)?;
+            assert_eq!(got.dims(), &[b, tq, d]);
             let want = attention_reference(&q, &k, &v, heads, scale, mask)?;
-            let diff = (got - want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "{b}×{tq}×{tk}, {heads} heads: max |diff| {diff:e}");
+            // The same operands as column views of one side-by-side tensor, read in place.
+            if tq == tk {
+                let qkv = Tensor::cat(&[&q, &k, &v], 2)?;
+                let views = attention(&qkv.narrow(2, 0, d)?, &qkv.narrow(2, d, d)?, &qkv.narrow(2, 2 * d, d)?, heads, scale, mask)?;
+                let diff = (views - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-5, "views: max |diff| {diff:e}");
+            }
         }
         Ok(())
     }

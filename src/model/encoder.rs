@@ -39,9 +39,25 @@ impl Attention {
 
     /// `xs` attends to `context`, `mask (T, T)` added to the scores (−∞ where a token may not look).
     fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let q = self.q_proj.forward(xs)?;
-        let k = self.k_proj.forward(context)?;
-        let v = self.v_proj.forward(context)?;
+        let (q, k, v) = if std::ptr::eq(xs, context) {
+            // Self-attention: the three projections of the same tokens in one pass, where packed.
+            match cpu_kernels::linears_side_by_side(xs, &[(self.q_proj.weight(), self.q_proj.bias()), (self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())])? {
+                Some(qkv) => {
+                    let d = self.q_proj.weight().dims()?.0;
+                    (qkv.narrow(2, 0, d)?, qkv.narrow(2, d, d)?, qkv.narrow(2, 2 * d, d)?)
+                }
+                None => (self.q_proj.forward(xs)?, self.k_proj.forward(xs)?, self.v_proj.forward(xs)?),
+            }
+        } else {
+            let kv = match cpu_kernels::linears_side_by_side(context, &[(self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())])? {
+                Some(kv) => {
+                    let d = self.k_proj.weight().dims()?.0;
+                    (kv.narrow(2, 0, d)?, kv.narrow(2, d, d)?)
+                }
+                None => (self.k_proj.forward(context)?, self.v_proj.forward(context)?),
+            };
+            (self.q_proj.forward(xs)?, kv.0, kv.1)
+        };
         self.out_proj.forward(&cpu_kernels::attention(&q, &k, &v, self.num_heads, self.scale, mask)?)
     }
 }

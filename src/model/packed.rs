@@ -111,52 +111,9 @@ impl PackedMatrix {
         }
     }
 
-    /// `x (m × cols) · Wᵀ` as an `m × rows` matrix, split across rayon's pool; `epilogue(part, c0)`
-    /// then runs on each finished part of an output row (its columns `c0..c0 + part.len()`) while
-    /// the block is still in cache. The output is not zeroed first: every element is written once.
+    /// `x (m × cols) · Wᵀ` as an `m × rows` matrix: [`side_by_side`] with one matrix.
     pub fn matmul(&self, x: &[f32], m: usize, epilogue: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
-        let (n, k) = (self.rows, self.cols);
-        assert!(x.len() >= m * k, "packed matmul: {} inputs for {m} rows of {k}", x.len());
-        if k == 0 {
-            let mut out = vec![0f32; m * n];
-            out.chunks_exact_mut(n.max(1)).for_each(|row| epilogue(row, 0));
-            return out;
-        }
-        let mut dst: Vec<f32> = Vec::with_capacity(m * n);
-        self.matmul_into(x, m, dst.spare_capacity_mut().as_mut_ptr().cast(), &epilogue);
-        // SAFETY: the tasks of `matmul_into` wrote every row and column (k > 0).
-        unsafe { dst.set_len(m * n) };
-        dst
-    }
-
-    fn matmul_into(&self, x: &[f32], m: usize, out: *mut f32, epilogue: &(impl Fn(&mut [f32], usize) + Sync)) {
-        let (n, k) = (self.rows, self.cols);
-        let panels = n.div_ceil(NR);
-        let col_blocks = panels.div_ceil(PANELS);
-        let row_blocks = m.div_ceil(MC);
-        let tasks = row_blocks * col_blocks;
-        let out = OutPtr(out);
-        // Consecutive tasks share a block of panels, and rayon hands each thread a run of
-        // consecutive tasks: every weight byte comes from memory once and then stays in one
-        // core's L2 across the row blocks (the weights outweigh the activations here).
-        let task = |t: usize| {
-            let (cb, rb) = (t / row_blocks, t % row_blocks);
-            let (r0, r1) = (rb * MC, (rb * MC + MC).min(m));
-            let (p0, p1) = (cb * PANELS, (cb * PANELS + PANELS).min(panels));
-            // SAFETY: the task writes rows r0..r1 of columns p0·NR..min(p1·NR, n) only, disjoint
-            // from every other task's block; `x` and `out` were checked to hold m rows.
-            unsafe { self.block(x.as_ptr().add(r0 * k), k, r1 - r0, p0, p1, out.at(r0 * n), n) };
-            let (c0, c1) = (p0 * NR, (p1 * NR).min(n));
-            for i in r0..r1 {
-                // SAFETY: as above; this row part is this task's alone.
-                epilogue(unsafe { std::slice::from_raw_parts_mut(out.at(i * n + c0), c1 - c0) }, c0);
-            }
-        };
-        if rayon::current_num_threads() > 1 && tasks > 1 {
-            (0..tasks).into_par_iter().for_each(task);
-        } else {
-            (0..tasks).for_each(task);
-        }
+        side_by_side(&[self], x, m, epilogue)
     }
 
     /// `c (m × rows, row stride ldc) = a (m × cols, row stride lda) · Wᵀ` on this thread.
@@ -193,6 +150,58 @@ impl PackedMatrix {
             }
         }
     }
+}
+
+/// `[x · W₁ᵀ | x · W₂ᵀ | …]`, `x (m × cols)` against matrices of the same `cols`, as one
+/// `m × Σ rows` matrix (an attention's query, key and value projections in one pass over x and one
+/// parallel loop), split across rayon's pool. `epilogue(part, c0)` then runs on each finished part
+/// of an output row (its columns `c0..c0 + part.len()`) while the block is still in cache. The
+/// output is not zeroed first: every element is written once.
+pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+    let k = ws.first().map_or(0, |w| w.cols);
+    assert!(ws.iter().all(|w| w.cols == k), "side-by-side products share their depth");
+    assert!(x.len() >= m * k, "packed matmul: {} inputs for {m} rows of {k}", x.len());
+    let n: usize = ws.iter().map(|w| w.rows).sum();
+    if k == 0 {
+        let mut out = vec![0f32; m * n];
+        out.chunks_exact_mut(n.max(1)).for_each(|row| epilogue(row, 0));
+        return out;
+    }
+    // Blocks of panels, each with its matrix and that matrix's first output column.
+    let mut blocks = Vec::new();
+    let mut c = 0;
+    for w in ws {
+        let panels = w.rows.div_ceil(NR);
+        blocks.extend((0..panels).step_by(PANELS).map(|p0| (*w, c, p0, (p0 + PANELS).min(panels))));
+        c += w.rows;
+    }
+    let row_blocks = m.div_ceil(MC);
+    let mut dst: Vec<f32> = Vec::with_capacity(m * n);
+    let out = OutPtr(dst.spare_capacity_mut().as_mut_ptr().cast());
+    // Consecutive tasks share a block of panels, and rayon hands each thread a run of consecutive
+    // tasks: each weight byte comes from memory once and then stays in one core's L2 across the
+    // row blocks (the weights outweigh the activations here).
+    let task = |t: usize| {
+        let ((w, c, p0, p1), rb) = (blocks[t / row_blocks], t % row_blocks);
+        let (r0, r1) = (rb * MC, (rb * MC + MC).min(m));
+        // SAFETY: the task writes rows r0..r1 of this matrix's columns p0·NR..min(p1·NR, rows),
+        // placed from column c: disjoint from every other task's block, inside the m × n output.
+        unsafe { w.block(x.as_ptr().add(r0 * k), k, r1 - r0, p0, p1, out.at(r0 * n + c), n) };
+        let (c0, c1) = (c + p0 * NR, c + (p1 * NR).min(w.rows));
+        for i in r0..r1 {
+            // SAFETY: as above; this row part is this task's alone and was just written.
+            epilogue(unsafe { std::slice::from_raw_parts_mut(out.at(i * n + c0), c1 - c0) }, c0);
+        }
+    };
+    let tasks = blocks.len() * row_blocks;
+    if rayon::current_num_threads() > 1 && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(task);
+    } else {
+        (0..tasks).for_each(task);
+    }
+    // SAFETY: the tasks wrote every row of every matrix's columns (k > 0).
+    unsafe { dst.set_len(m * n) };
+    dst
 }
 
 #[derive(Clone, Copy)]
@@ -310,6 +319,18 @@ mod tests {
             let got = PackedMatrix::pack(&w, n, k).matmul(&x, m, |part, c0| part.iter_mut().enumerate().for_each(|(j, v)| *v += (c0 + j) as f32));
             let worst = got.iter().zip(&want).enumerate().map(|(i, (g, w))| (g - w - (i % n) as f32).abs()).fold(0f32, f32::max);
             assert!(worst < 1e-4, "{m}×{k}×{n}: max |diff| {worst:e}");
+        }
+        // Three matrices side by side (widths not multiples of a panel), as one product.
+        let (m, k) = (29, 70);
+        let x = values(m * k, 6);
+        let ws: Vec<Vec<f32>> = [20, 5, 33].iter().enumerate().map(|(i, &n)| values(n * k, 7 + i)).collect();
+        let packed: Vec<PackedMatrix> = ws.iter().zip([20, 5, 33]).map(|(w, n)| PackedMatrix::pack(w, n, k)).collect();
+        let got = side_by_side(&packed.iter().collect::<Vec<_>>(), &x, m, |_, _| {});
+        let parts: Vec<Vec<f32>> = ws.iter().zip([20, 5, 33]).map(|(w, n)| naive(&x, w, m, k, n)).collect();
+        for i in 0..m {
+            let want: Vec<f32> = parts.iter().zip([20, 5, 33]).flat_map(|(p, n)| p[i * n..(i + 1) * n].to_vec()).collect();
+            let worst = got[i * 58..(i + 1) * 58].iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max);
+            assert!(worst < 1e-4, "row {i}: max |diff| {worst:e}");
         }
         // Keys given with a row stride, values transposed, products written at an output stride.
         let (t, hd, d) = (37, 16, 48);
