@@ -93,18 +93,39 @@ fn contiguous_f32<'a>(op: &str, storage: &'a CpuStorage, layout: &Layout) -> Res
 /// not associative, so a single running sum would force one element at a time).
 const LANES: usize = 8;
 
+/// `Σ f(v)` over `row` in [`LANES`] running sums.
+#[inline(always)]
+fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (a, &v) in lanes.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
+}
+
+/// The largest value of `row` (−∞ when empty), in [`LANES`] running maxima. A comparison rather
+/// than `f32::max`, whose NaN rule costs a compare and a blend per vector.
+#[inline(always)]
+fn lane_max(row: &[f32]) -> f32 {
+    let bigger = |a: f32, b: f32| if b > a { b } else { a };
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = bigger(*m, v);
+        }
+    }
+    chunks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, bigger), |a, &b| bigger(a, b))
+}
+
 /// Softmax of each `row`-long row of `data`, in place.
 #[inline(always)]
 fn softmax_rows(data: &mut [f32], row: usize) {
     for d in data.chunks_exact_mut(row) {
-        let mut lanes = [f32::NEG_INFINITY; LANES];
-        let mut chunks = d.chunks_exact(LANES);
-        for c in &mut chunks {
-            for (m, &v) in lanes.iter_mut().zip(c) {
-                *m = m.max(v);
-            }
-        }
-        let max = chunks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), |a, &b| a.max(b));
+        let max = lane_max(d);
         for v in d.iter_mut() {
             *v = exp_f32(*v - max);
         }
@@ -454,19 +475,6 @@ unsafe fn gemm_f32(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: *co
     gemm::gemm(m, n, k, c, 1, ldc as isize, false, a, acs, ars, b, bcs, brs, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
 }
 
-/// `Σ f(v)` over `row` in [`LANES`] running sums.
-#[inline(always)]
-fn lane_sum(row: &[f32], f: impl Fn(f32) -> f32) -> f32 {
-    let mut lanes = [0f32; LANES];
-    let mut chunks = row.chunks_exact(LANES);
-    for c in &mut chunks {
-        for (a, &v) in lanes.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    lanes.iter().sum::<f32>() + chunks.remainder().iter().map(|&v| f(v)).sum::<f32>()
-}
-
 /// `LayerNorm` of each `w`-long row of `src` into `dst`: mean, then variance around it (a second
 /// pass over a row in L1; E[x²] − E[x]² loses digits when the mean is large).
 #[inline(always)]
@@ -482,32 +490,64 @@ fn layer_norm_rows(src: &[f32], dst: &mut [f32], weight: &[f32], bias: &[f32], e
     }
 }
 
-struct AddLayerNorm {
+/// `LayerNorm` with its parameters as slices, run straight on candle's storage: alone (one
+/// input) or after a residual add (two inputs, whose sum is returned too).
+struct LayerNormOp {
     weight: Vec<f32>,
     bias: Vec<f32>,
     eps: f32,
 }
 
-impl AddLayerNorm {
+impl LayerNormOp {
     fn of(ln: &LayerNorm) -> Result<Self> {
         let Some(bias) = ln.bias() else { candle_core::bail!("a LayerNorm without a bias") };
         Ok(Self { weight: ln.weight().to_dtype(DType::F32)?.to_vec1()?, bias: bias.to_dtype(DType::F32)?.to_vec1()?, eps: ln.eps() as f32 })
     }
 
-    /// `residual += update` (when given) and `normed = LayerNorm(residual)`, row chunks across the pool.
-    fn run(&self, residual: &mut [f32], update: Option<&[f32]>) -> Vec<f32> {
-        let w = self.weight.len();
-        let mut normed = vec![0f32; residual.len()];
-        let chunk = chunk_len(residual.len(), w);
-        residual.par_chunks_mut(chunk).zip(normed.par_chunks_mut(chunk)).enumerate().for_each(|(i, (r, n))| {
-            with_best_simd!({
-                if let Some(u) = update {
-                    r.iter_mut().zip(&u[i * chunk..]).for_each(|(r, u)| *r += u);
-                }
-                layer_norm_rows(r, n, &self.weight, &self.bias, self.eps)
-            })
-        });
-        normed
+    /// `LayerNorm(x)`, or with `y`: `[x + y ; LayerNorm(x + y)]` end to end, row chunks across the pool.
+    fn run(&self, x: &[f32], y: Option<&[f32]>) -> Result<Vec<f32>> {
+        let (len, w) = (x.len(), self.weight.len());
+        if w == 0 || len % w != 0 || y.is_some_and(|y| y.len() != len) {
+            candle_core::bail!("layer norm of {w} over {len} values");
+        }
+        let chunk = chunk_len(len, w);
+        let run = |src: &[f32], normed: &mut [f32]| with_best_simd!(layer_norm_rows(src, normed, &self.weight, &self.bias, self.eps));
+        let mut out = vec![0f32; if y.is_some() { 2 * len } else { len }];
+        match y {
+            None => out.par_chunks_mut(chunk).enumerate().for_each(|(i, n)| run(&x[i * chunk..][..n.len()], n)),
+            Some(y) => {
+                let (sum, normed) = out.split_at_mut(len);
+                sum.par_chunks_mut(chunk).zip(normed.par_chunks_mut(chunk)).enumerate().for_each(|(i, (s, n))| {
+                    with_best_simd!(s.iter_mut().zip(&x[i * chunk..]).zip(&y[i * chunk..]).for_each(|((s, x), y)| *s = x + y));
+                    run(s, n)
+                });
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl CustomOp1 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "layer-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(CustomOp1::name(self), storage, layout)?;
+        Ok((CpuStorage::F32(self.run(x, None)?), layout.shape().clone()))
+    }
+}
+
+impl CustomOp2 for LayerNormOp {
+    fn name(&self) -> &'static str {
+        "add-layer-norm"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, y) = (contiguous_f32(CustomOp2::name(self), s1, l1)?, contiguous_f32(CustomOp2::name(self), s2, l2)?);
+        let mut dims = vec![2];
+        dims.extend_from_slice(l1.dims());
+        Ok((CpuStorage::F32(self.run(x, Some(y))?), Shape::from(dims)))
     }
 }
 
@@ -547,29 +587,23 @@ pub fn add_residual(update: Tensor, residual: &Tensor) -> Result<Tensor> {
 
 /// `ln(x)` over the last dimension (candle-nn's runs one row per task with scalar sums).
 pub fn layer_norm(x: &Tensor, ln: &LayerNorm) -> Result<Tensor> {
-    if x.dtype() != DType::F32 || !matches!(x.device(), Device::Cpu) {
+    if x.dtype() != DType::F32 || !matches!(x.device(), Device::Cpu) || ln.bias().is_none() {
         return ln.forward(x);
     }
-    let mut values = x.flatten_all()?.to_vec1::<f32>()?;
-    if values.len() % ln.weight().elem_count().max(1) != 0 {
-        return ln.forward(x);
-    }
-    let normed = AddLayerNorm::of(ln)?.run(&mut values, None);
-    Tensor::from_vec(normed, x.shape(), &Device::Cpu)
+    x.contiguous()?.apply_op1_no_bwd(&LayerNormOp::of(ln)?)
 }
 
-/// `(x + y, ln(x + y))`: a transformer block's residual add and the LayerNorm after it, in one pass.
+/// `(x + y, ln(x + y))`: a transformer block's residual add and the LayerNorm after it, in one
+/// pass, both results views of one buffer.
 pub fn add_layer_norm(x: &Tensor, y: &Tensor, ln: &LayerNorm) -> Result<(Tensor, Tensor)> {
     let ours = [x, y].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu)) && x.shape() == y.shape();
-    if !ours || x.elem_count() % ln.weight().elem_count().max(1) != 0 {
+    if !ours || ln.bias().is_none() {
         let sum = (x + y)?;
         let normed = ln.forward(&sum)?;
         return Ok((sum, normed));
     }
-    let mut sum = x.flatten_all()?.to_vec1::<f32>()?;
-    let update = y.flatten_all()?.to_vec1::<f32>()?;
-    let normed = AddLayerNorm::of(ln)?.run(&mut sum, Some(&update));
-    Ok((Tensor::from_vec(sum, x.shape(), &Device::Cpu)?, Tensor::from_vec(normed, x.shape(), &Device::Cpu)?))
+    let both = x.contiguous()?.apply_op2_no_bwd(&y.contiguous()?, &LayerNormOp::of(ln)?)?;
+    Ok((both.get(0)?, both.get(1)?))
 }
 
 /// Query rows per fused-attention task: their scores (48 × 848 floats at 448 pixels, 160 KB)
@@ -670,19 +704,32 @@ impl candle_core::CustomOp3 for FusedAttention {
             let (bi, h) = (bh / heads, bh % heads);
             let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
             let (keys, values) = &packs[bh];
-            let mut scores: Vec<f32> = Vec::with_capacity((r1 - r0) * tk);
-            // SAFETY: `q.data` holds rows r0..r1 of this head (hd floats each) at stride q.row;
-            // `scores` has room for (r1 − r0) × tk, all written by the product (hd > 0).
-            unsafe {
-                keys.product(q.data[q.at(bi, r0, h, hd)..].as_ptr(), q.row, r1 - r0, scores.as_mut_ptr(), tk);
-                scores.set_len((r1 - r0) * tk);
-            }
-            for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
-                let mask_row = self.mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
-                with_best_simd!(scaled_softmax(row, self.scale, mask_row));
-            }
-            // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
-            unsafe { values.product(scores.as_ptr(), tk, r1 - r0, dst.column((bi * tq + r0) * d + h * hd), d) };
+            SCORES.with_borrow_mut(|scores| {
+                let rows = r1 - r0;
+                scores.clear();
+                scores.reserve(rows * tk);
+                // SAFETY: `q.data` holds rows r0..r1 of this head (hd floats each) at stride q.row;
+                // `scores` has room for rows × tk, all written by the product (hd > 0).
+                unsafe {
+                    keys.product(q.data[q.at(bi, r0, h, hd)..].as_ptr(), q.row, rows, scores.as_mut_ptr(), tk);
+                    scores.set_len(rows * tk);
+                }
+                // Unnormalised: each row's sum divides its hd outputs below instead of its tk scores.
+                let mut sums = [0f32; ATTENTION_ROWS];
+                for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
+                    let mask_row = self.mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
+                    sums[i] = with_best_simd!(scaled_exp(row, self.scale, mask_row));
+                }
+                let at = (bi * tq + r0) * d + h * hd;
+                // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
+                unsafe {
+                    values.product(scores.as_ptr(), tk, rows, dst.column(at), d);
+                    for (i, &sum) in sums[..rows].iter().enumerate() {
+                        let inv = 1.0 / sum;
+                        std::slice::from_raw_parts_mut(dst.column(at + i * d), hd).iter_mut().for_each(|v| *v *= inv);
+                    }
+                }
+            });
         });
         // SAFETY: the tasks covered every batch, head and row block (hd, tk > 0).
         unsafe { out.set_len(b * tq * d) };
@@ -690,14 +737,41 @@ impl candle_core::CustomOp3 for FusedAttention {
     }
 }
 
-/// `softmax(row · scale + mask)` in place.
+thread_local! {
+    /// Each pool thread's block of attention scores, kept between tasks (a fresh 160 KB buffer
+    /// per task was a page-faulting allocation).
+    static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `row ← exp(row · scale + mask − max)` in place, returning the row's sum: softmax but for the
+/// division. Two passes over the row (max, then exponentials and their sum).
 #[inline(always)]
-fn scaled_softmax(row: &mut [f32], scale: f32, mask: Option<&[f32]>) {
-    match mask {
-        Some(m) => row.iter_mut().zip(m).for_each(|(v, m)| *v = *v * scale + m),
-        None => row.iter_mut().for_each(|v| *v *= scale),
+fn scaled_exp(row: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
+    let scale = match mask {
+        Some(m) => {
+            row.iter_mut().zip(m).for_each(|(v, m)| *v = *v * scale + m);
+            1.0
+        }
+        None => scale,
+    };
+    let max = lane_max(row);
+    // A fully masked row (never one of the causal mask's) has no finite maximum: shifting by 0
+    // gives it equal, tiny weights rather than NaN.
+    let shift = if max == f32::NEG_INFINITY { 0.0 } else { max * scale };
+    let mut sums = [0f32; LANES];
+    let mut chunks = row.chunks_exact_mut(LANES);
+    for c in &mut chunks {
+        for (s, v) in sums.iter_mut().zip(c) {
+            *v = exp_f32(*v * scale - shift);
+            *s += *v;
+        }
     }
-    softmax_rows(row, row.len());
+    let mut sum: f32 = sums.iter().sum();
+    for v in chunks.into_remainder() {
+        *v = exp_f32(*v * scale - shift);
+        sum += *v;
+    }
+    sum
 }
 
 /// Softmax over the last dimension of attention scores, overwriting them (f32 on the CPU; a new

@@ -53,11 +53,21 @@ impl PackedMatrix {
     pub fn pack_strided(src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         let panels = rows.div_ceil(NR);
         let mut data = vec![0f32; panels * NR * cols];
+        // Reads run along whichever of W's dimensions is contiguous in `src`.
         let fill = |(p, panel): (usize, &mut [f32])| {
-            for j in 0..NR.min(rows - p * NR) {
-                let r = (p * NR + j) * rs;
+            let width = NR.min(rows - p * NR);
+            if cs == 1 {
+                for j in 0..width {
+                    let row = &src[(p * NR + j) * rs..][..cols];
+                    for (kk, &v) in row.iter().enumerate() {
+                        panel[kk * NR + j] = v;
+                    }
+                }
+            } else {
                 for kk in 0..cols {
-                    panel[kk * NR + j] = src[r + kk * cs];
+                    for j in 0..width {
+                        panel[kk * NR + j] = src[(p * NR + j) * rs + kk * cs];
+                    }
                 }
             }
         };
