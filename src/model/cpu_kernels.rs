@@ -1,10 +1,11 @@
-//! Elementwise CPU work that candle does one scalar libm call at a time: the bias and activation
-//! after each matmul, and the attention softmax. In a 448-pixel GroupViT forward they cost about as
-//! much as the matmuls around them.
+//! The CPU forward's own kernels where candle's are slow for GroupViT: elementwise work candle does
+//! one scalar libm call at a time (the bias and activation after each matmul, the attention
+//! softmax), LayerNorm and the residual adds on rayon's pool, the fused attention, and the linear
+//! layers over weights packed at load ([`super::packed`]).
 //! Here erf is a rational approximation (the one XLA and Eigen use for f32, error ~1e-7) and exp is
 //! Cephes' range-reduced polynomial, both branch-free so the loops compile to SIMD, and the work is
 //! split across rayon's pool (in WebAssembly: the threaded module's Web Workers, or one thread).
-//! The matmuls themselves go through [`matmul`], split by that pool's size.
+//! Other matmuls go through [`matmul`], split by that pool's size.
 
 use std::sync::Arc;
 
@@ -587,7 +588,8 @@ pub fn add_residual(update: Tensor, residual: &Tensor) -> Result<Tensor> {
 
 /// `ln(x)` over the last dimension (candle-nn's runs one row per task with scalar sums).
 pub fn layer_norm(x: &Tensor, ln: &LayerNorm) -> Result<Tensor> {
-    if x.dtype() != DType::F32 || !matches!(x.device(), Device::Cpu) || ln.bias().is_none() {
+    let width = ln.weight().elem_count();
+    if x.dtype() != DType::F32 || !matches!(x.device(), Device::Cpu) || ln.bias().is_none() || x.dims().last() != Some(&width) {
         return ln.forward(x);
     }
     x.contiguous()?.apply_op1_no_bwd(&LayerNormOp::of(ln)?)
@@ -597,7 +599,7 @@ pub fn layer_norm(x: &Tensor, ln: &LayerNorm) -> Result<Tensor> {
 /// pass, both results views of one buffer.
 pub fn add_layer_norm(x: &Tensor, y: &Tensor, ln: &LayerNorm) -> Result<(Tensor, Tensor)> {
     let ours = [x, y].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu)) && x.shape() == y.shape();
-    if !ours || ln.bias().is_none() {
+    if !ours || ln.bias().is_none() || x.dims().last() != Some(&ln.weight().elem_count()) {
         let sum = (x + y)?;
         let normed = ln.forward(&sum)?;
         return Ok((sum, normed));

@@ -131,6 +131,7 @@ impl PackedMatrix {
     /// # Safety
     /// `a` must address m rows of `cols` floats at stride `lda`, `c` m rows of `rows` at `ldc`.
     pub unsafe fn product(&self, a: *const f32, lda: usize, m: usize, c: *mut f32, ldc: usize) {
+        assert!(available(), "packed products need a CPU with AVX2 and FMA");
         let panels = self.rows.div_ceil(NR);
         let mut r0 = 0;
         while r0 < m {
@@ -168,6 +169,8 @@ impl PackedMatrix {
 /// of an output row (its columns `c0..c0 + part.len()`) while the block is still in cache. The
 /// output is not zeroed first: every element is written once.
 pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
+    // The kernels are AVX2+FMA instructions: refuse rather than fault on a CPU without them.
+    assert!(available(), "packed products need a CPU with AVX2 and FMA");
     let k = ws.first().map_or(0, |w| w.cols);
     assert!(ws.iter().all(|w| w.cols == k), "side-by-side products share their depth");
     assert!(x.len() >= m * k, "packed matmul: {} inputs for {m} rows of {k}", x.len());
