@@ -15,7 +15,7 @@ use rayon::prelude::*;
 
 use super::activation::Activation;
 use super::matrix::{Int8Matrix, Matrix};
-use super::packed::{self, PackedMatrix};
+use super::packed::{self, OutPtr, PackedMatrix};
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::sgemm;
 
@@ -436,7 +436,7 @@ impl CustomOp1 for Int8MatMul {
             w.widen_rows(j0, &mut wide);
             // SAFETY: `x` holds m × k floats read with row stride k, `wide` cols × k read as its
             // transpose, and this block alone writes columns j0..j0 + cols of the m × n output.
-            unsafe { gemm_f32(m, cols, k, out.column(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }
+            unsafe { gemm_f32(m, cols, k, out.at(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }
         };
         let starts: Vec<usize> = (0..n).step_by(INT8_BLOCK).collect();
         if rayon::current_num_threads() > 1 && starts.len() > 1 {
@@ -447,19 +447,6 @@ impl CustomOp1 for Int8MatMul {
         // SAFETY: the blocks cover all n columns of all m rows.
         unsafe { dst.set_len(len) };
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
-    }
-}
-
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: each task writes its own columns of the output.
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
-impl OutPtr {
-    /// Where column `j` of the first row lies (a method, so closures capture the `Sync` wrapper).
-    unsafe fn column(self, j: usize) -> *mut f32 {
-        self.0.add(j)
     }
 }
 
@@ -725,10 +712,10 @@ impl candle_core::CustomOp3 for FusedAttention {
                 let at = (bi * tq + r0) * d + h * hd;
                 // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
                 unsafe {
-                    values.product(scores.as_ptr(), tk, rows, dst.column(at), d);
+                    values.product(scores.as_ptr(), tk, rows, dst.at(at), d);
                     for (i, &sum) in sums[..rows].iter().enumerate() {
                         let inv = 1.0 / sum;
-                        std::slice::from_raw_parts_mut(dst.column(at + i * d), hd).iter_mut().for_each(|v| *v *= inv);
+                        std::slice::from_raw_parts_mut(dst.at(at + i * d), hd).iter_mut().for_each(|v| *v *= inv);
                     }
                 }
             });

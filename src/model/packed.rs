@@ -217,15 +217,16 @@ pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn
     dst
 }
 
+/// An output buffer that parallel tasks write in disjoint parts (here and in `cpu_kernels`).
 #[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: tasks write disjoint blocks of the output.
+pub(crate) struct OutPtr(pub(crate) *mut f32);
+// SAFETY: every user has its tasks write disjoint parts of the output.
 unsafe impl Send for OutPtr {}
 unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// Element `i` (a method, so closures capture the `Sync` wrapper rather than the pointer).
-    unsafe fn at(self, i: usize) -> *mut f32 {
+    pub(crate) unsafe fn at(self, i: usize) -> *mut f32 {
         self.0.add(i)
     }
 }
