@@ -327,17 +327,8 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
     let x2 = xs.contiguous()?.reshape(((), in_dim))?;
     let y = match weight {
         Matrix::F32(w) => matmul(&x2, &w.t()?)?,
-        Matrix::Packed(p) => {
-            // Bias and activation run inside the product, on each block as it is finished.
-            let x2 = x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-            let y = x2.apply_op2_no_bwd(&bias.to_dtype(DType::F32)?.to_device(&Device::Cpu)?, &PackedLinear(vec![Arc::clone(p)], act))?;
-            let y = match act {
-                Some(a @ Activation::GeluTanh) => a.forward(&y)?,
-                _ => y,
-            };
-            dims.push(out_dim);
-            return y.reshape(dims);
-        }
+        // Bias and activation run inside the product, on each block as it is finished.
+        Matrix::Packed(p) => return packed_linear(xs, vec![Arc::clone(p)], &[bias], act),
         Matrix::Int8(q) => x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.apply_op1_no_bwd(&Int8MatMul(Arc::clone(q)))?,
     };
     let fused = y.dtype() == DType::F32 && matches!(y.device(), Device::Cpu) && y.is_contiguous();
@@ -393,13 +384,25 @@ pub fn linears_side_by_side(xs: &Tensor, layers: &[(&Matrix, &Tensor)]) -> Resul
         })
         .collect();
     let Some(ws) = ws else { return Ok(None) };
+    let biases: Vec<&Tensor> = layers.iter().map(|(_, b)| *b).collect();
+    Ok(Some(packed_linear(xs, ws, &biases, None)?))
+}
+
+/// `act([x · W₁ᵀ | x · W₂ᵀ | …] + [b₁ | b₂ | …])` over `x (…, in)`, the Ws packed.
+fn packed_linear(xs: &Tensor, ws: Vec<Arc<PackedMatrix>>, biases: &[&Tensor], act: Option<Activation>) -> Result<Tensor> {
     let mut dims = xs.dims().to_vec();
     let in_dim = dims.pop().unwrap_or(1);
     let x2 = xs.contiguous()?.reshape(((), in_dim))?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
-    let biases = layers.iter().map(|(_, b)| b.to_dtype(DType::F32)?.to_device(&Device::Cpu)).collect::<Result<Vec<_>>>()?;
-    let y = x2.apply_op2_no_bwd(&Tensor::cat(&biases, 0)?, &PackedLinear(ws, None))?;
+    let biases = biases.iter().map(|b| b.to_dtype(DType::F32)?.to_device(&Device::Cpu)).collect::<Result<Vec<_>>>()?;
+    let bias = if biases.len() == 1 { biases[0].clone() } else { Tensor::cat(&biases, 0)? };
+    let y = x2.apply_op2_no_bwd(&bias, &PackedLinear(ws, act))?;
+    // The tanh GELU is not fused (see `epilogue_rows`).
+    let y = match act {
+        Some(a @ Activation::GeluTanh) => a.forward(&y)?,
+        _ => y,
+    };
     dims.push(y.dim(1)?);
-    Ok(Some(y.reshape(dims)?))
+    y.reshape(dims)
 }
 
 /// Output columns per block of the int8 product: that many weight rows are widened to f32 at a
