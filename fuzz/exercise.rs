@@ -74,7 +74,7 @@ pub fn checkpoint(data: &[u8]) {
 fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
     let files = CheckpointFiles {
         config,
-        weights,
+        weights: Box::new(weights),
         tokenizer: TokenizerFiles::Json(TOKENIZER),
         preprocessor: Some(preprocessor),
     };

@@ -213,6 +213,11 @@ export interface SegmenterMethods<S, E> {
   ground(image: ImageInput | E, caption: string, options?: SegmentOptions & DetectOptions): Promise<Grounding[]>;
   /** The groups of every grouping block, no labels needed; from an EncodedImage without encoding again. */
   groups(image: ImageInput | E, options?: SegmentOptions): Promise<Groups>;
+  /**
+   * Bytes held: `heap` is the WebAssembly memory (it never shrinks, so also the most the module has
+   * needed, loading included); `weights` the model's, in that memory (`cpu`) and in GPU buffers.
+   */
+  memory(): Promise<{ heap: number; weights: { cpu: number; gpu: number } }>;
   /** Frees the model (its GPU buffers too; in a worker, the worker). */
   dispose(): void;
 }

@@ -582,6 +582,14 @@ export class Segmenter {
   }
 
   /**
+   * Bytes held, `{heap, weights: {cpu, gpu}}`: the WebAssembly memory (it never shrinks, so this is
+   * also the most the module has needed, loading included) and the model's weights in it and on the GPU.
+   */
+  async memory() {
+    return this.#live().memory();
+  }
+
+  /**
    * Segments `image` (Blob/File, ImageBitmap, ImageData, <img>, <canvas>, encoded bytes) into
    * `labels` (an array or a comma-separated string), or an `EncodedImage` from `encode`. Options:
    * `backgroundThreshold` (the model's: 0.95 for the published checkpoints; null for none),

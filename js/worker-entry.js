@@ -47,6 +47,9 @@ const ops = {
     encoded.delete(key);
     return [null];
   },
+  async memory() {
+    return [await live().memory()];
+  },
   async classify(_, [img, labels, options]) {
     return [await live().classify(img, labels, options)];
   },

@@ -128,6 +128,10 @@ export class Segmenter {
     return new EncodedImage(info, () => this.#worker && this.#call('disposeEncoded', [info.encodedId]));
   }
 
+  async memory() {
+    return this.#call('memory', []);
+  }
+
   async classify(image, labels, options = {}) {
     const [img, transfer] = await forWorker(image);
     return this.#call('classify', [img, labels, options], transfer);

@@ -11,7 +11,7 @@ use crate::backend::{BackendChoice, Composition, CpuBackend, GpuBackend, ImageBa
 use crate::error::{Error, Result};
 use crate::gpu::compose::GpuEncoding;
 use crate::groups::{self, Groups};
-use crate::model::weights::Weights;
+use crate::model::weights::{WeightBytes, Weights};
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::prompts::Templates;
@@ -27,8 +27,8 @@ pub enum TokenizerFiles<'a> {
 /// The contents of a checkpoint's files.
 pub struct CheckpointFiles<'a> {
     pub config: &'a str,
-    /// `model.safetensors` or `pytorch_model.bin`.
-    pub weights: Vec<u8>,
+    /// `model.safetensors` or `pytorch_model.bin`, read a tensor at a time.
+    pub weights: Box<dyn WeightBytes>,
     pub tokenizer: TokenizerFiles<'a>,
     pub preprocessor: Option<&'a str>,
 }
@@ -184,7 +184,7 @@ impl Segmenter {
             Some(json) => PreprocessorConfig::from_json(json)?,
             None => PreprocessorConfig::default(),
         };
-        let weights = Weights::from_bytes(files.weights, device)?;
+        let weights = Weights::read(files.weights, device)?;
         let vb = weights.var_builder();
         let text = TextEncoder::new(vb.clone(), &config)?;
         let logit_scale = model::logit_scale(&vb)?;
@@ -273,7 +273,7 @@ impl Segmenter {
             )));
         };
         let files =
-            CheckpointFiles { config: &config, weights: read(&weights_path)?, tokenizer, preprocessor: preprocessor.as_deref() };
+            CheckpointFiles { config: &config, weights: Box::new(read(&weights_path)?), tokenizer, preprocessor: preprocessor.as_deref() };
         pollster::block_on(Self::from_files_on(files, device, choice))
     }
 

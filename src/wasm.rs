@@ -10,12 +10,56 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::detect::{self, DetectOptions};
+use crate::model::weights::WeightBytes;
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
 use crate::{ground, phrases, preprocess, BackendChoice, Templates};
 
 fn js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
+}
+
+/// A weights file left in JavaScript's memory, copied in a tensor at a time (see [`WeightBytes`]).
+/// A JS value belongs to the thread (worker) that made it: this one is read, and dropped, only on
+/// the thread that loads the model, and refuses any other.
+struct JsBytes {
+    array: std::mem::ManuallyDrop<js_sys::Uint8Array>,
+    len: usize,
+    owner: std::thread::ThreadId,
+}
+
+impl JsBytes {
+    fn new(array: js_sys::Uint8Array) -> Self {
+        let len = array.length() as usize;
+        JsBytes { array: std::mem::ManuallyDrop::new(array), len, owner: std::thread::current().id() }
+    }
+}
+
+// SAFETY: the array is touched only on `owner`'s thread (`read_at` checks; `drop` leaks it elsewhere).
+unsafe impl Send for JsBytes {}
+unsafe impl Sync for JsBytes {}
+
+impl WeightBytes for JsBytes {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) -> crate::Result<()> {
+        if std::thread::current().id() != self.owner {
+            return Err(crate::Error::Weights("the weights were read off the thread that holds them".into()));
+        }
+        self.array.subarray(start as u32, (start + out.len()) as u32).copy_to(out);
+        Ok(())
+    }
+}
+
+impl Drop for JsBytes {
+    fn drop(&mut self) {
+        if std::thread::current().id() == self.owner {
+            // SAFETY: dropped once, here.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.array) };
+        }
+    }
 }
 
 fn to_js<T: Serialize>(value: &T) -> Result<JsValue, JsError> {
@@ -247,9 +291,9 @@ pub fn detect_in(
 /// A checkpoint's weights file (safetensors or `pytorch_model.bin` bytes) rewritten smaller, as
 /// `groupseg convert` does: `to` is "f16" (every tensor) or "int8" (weight matrices, per-row scales).
 #[wasm_bindgen(js_name = convertWeights)]
-pub fn convert_weights(bytes: &[u8], to: &str) -> Result<Vec<u8>, JsError> {
+pub fn convert_weights(bytes: js_sys::Uint8Array, to: &str) -> Result<Vec<u8>, JsError> {
     let stored: crate::model::convert::StoredAs = to.parse().map_err(js)?;
-    crate::model::convert::convert(bytes, stored).map_err(js)
+    crate::model::convert::convert(&JsBytes::new(bytes), stored).map_err(js)
 }
 
 /// A caption's phrases (`[{text, label, start, end}]`, offsets in UTF-16 units as JS strings count):
@@ -343,7 +387,7 @@ impl Segmenter {
     /// else the CPU), `"webgpu"` (any WebGPU adapter, software ones included) or `"cpu"`.
     pub async fn load(
         config: String,
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         tokenizer_json: Vec<u8>,
         preprocessor: Option<String>,
         backend: Option<String>,
@@ -351,7 +395,7 @@ impl Segmenter {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js)?;
         let files = CheckpointFiles {
             config: &config,
-            weights,
+            weights: Box::new(JsBytes::new(weights)),
             tokenizer: TokenizerFiles::Json(&tokenizer_json),
             preprocessor: preprocessor.as_deref(),
         };
@@ -363,6 +407,27 @@ impl Segmenter {
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.inner.backend().to_string()
+    }
+
+    /// Bytes held: `{heap, weights: {cpu, gpu}}`. `heap` is this module's WebAssembly memory, which
+    /// grows and never shrinks, so it is also the most it has needed so far (loading included);
+    /// `weights` are the model's, in that memory and in GPU buffers.
+    pub fn memory(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Weights {
+            cpu: usize,
+            gpu: usize,
+        }
+        #[derive(Serialize)]
+        struct Memory {
+            heap: usize,
+            weights: Weights,
+        }
+        let resident = self.inner.resident_weights();
+        to_js(&Memory {
+            heap: core::arch::wasm32::memory_size(0) * 65536,
+            weights: Weights { cpu: resident.cpu, gpu: resident.gpu },
+        })
     }
 
     /// Segments `photo` by `labels` (a comma-separated string or an array); resolves to a

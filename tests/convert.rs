@@ -79,3 +79,63 @@ fn f16_and_int8_copies_of_an_f32_checkpoint_keep_its_embeddings() {
     let bad = convert(&fixture, "int4", &tempfile::tempdir().unwrap().path().join("x"));
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// A weights file that records the largest read: conversion must stream, not read whole.
+struct Recorded(Vec<u8>, std::sync::atomic::AtomicUsize);
+
+impl groupseg::model::weights::WeightBytes for Recorded {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
+        self.1.fetch_max(out.len(), std::sync::atomic::Ordering::Relaxed);
+        out.copy_from_slice(&self.0[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+#[test]
+fn conversion_reads_blocks_and_gives_the_same_file_from_either_format() {
+    use groupseg::model::convert::{convert as convert_bytes, StoredAs};
+    let dir = common::fixture("tiny-2stage");
+    let safetensors = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let bin = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
+    for to in [StoredAs::F16, StoredAs::Int8] {
+        let source = Recorded(safetensors.clone(), Default::default());
+        let a = convert_bytes(&source, to).unwrap();
+        let b = convert_bytes(&bin, to).unwrap();
+        assert!(a == b, "{to:?}: the safetensors and .bin originals convert differently");
+        // A tensor (here at most 78 KB, the token embedding) or a block of a larger one at a time,
+        // never the file (434 KB).
+        let read = source.1.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(read <= 77_696, "{to:?}: read {read} bytes at once from a {}-byte file", safetensors.len());
+    }
+}
+
+#[test]
+fn a_checkpoint_loads_a_tensor_at_a_time() {
+    let dir = common::fixture("tiny-2stage");
+    let source = std::sync::Arc::new(Recorded(std::fs::read(dir.join("model.safetensors")).unwrap(), Default::default()));
+    struct Shared(std::sync::Arc<Recorded>);
+    impl groupseg::model::weights::WeightBytes for Shared {
+        fn len(&self) -> usize {
+            groupseg::model::weights::WeightBytes::len(self.0.as_ref())
+        }
+        fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
+            self.0.read_at(start, out)
+        }
+    }
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let files = groupseg::CheckpointFiles {
+        config: &config,
+        weights: Box::new(Shared(source.clone())),
+        tokenizer: groupseg::TokenizerFiles::Json(&tokenizer),
+        preprocessor: None,
+    };
+    let seg = groupseg::block_on(Segmenter::from_files_on(files, &candle_core::Device::Cpu, groupseg::BackendChoice::Cpu)).unwrap();
+    assert!(seg.resident_weights().cpu > 0);
+    let read = source.1.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(read <= 77_696, "read {read} bytes at once: more than the largest tensor");
+}

@@ -281,7 +281,7 @@ mod demo {
         let text = |b: &'static [u8]| std::str::from_utf8(b).unwrap_or("");
         CheckpointFiles {
             config: text(demo_file!("config.json")),
-            weights: demo_file!("model.safetensors").to_vec(),
+            weights: Box::new(&demo_file!("model.safetensors")[..]),
             tokenizer: TokenizerFiles::Json(demo_file!("tokenizer.json")),
             preprocessor: Some(text(demo_file!("preprocessor_config.json"))),
         }

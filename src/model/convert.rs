@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
-use super::weights::{read_pytorch, WeightsFormat, SCALE_SUFFIX};
+use safetensors::tensor::{Metadata, TensorInfo};
+
+use super::weights::{read_pytorch, SafetensorsIndex, WeightBytes, WeightsFormat, SCALE_SUFFIX};
 use crate::error::{Error, Result};
 
 /// What a converted checkpoint stores.
@@ -33,55 +35,186 @@ impl std::str::FromStr for StoredAs {
 const MIN_ROWS: usize = 8;
 
 /// Whether `name` is a weight matrix or kernel this converter stores in int8.
-fn quantized(name: &str, t: &Tensor) -> bool {
-    name.ends_with(".weight") && t.rank() >= 2 && t.dim(0).is_ok_and(|r| r >= MIN_ROWS)
+fn quantized(name: &str, shape: &[usize]) -> bool {
+    name.ends_with(".weight") && shape.len() >= 2 && shape[0] >= MIN_ROWS
 }
 
-/// Every tensor of a checkpoint's weights file (safetensors or `pytorch_model.bin`), by name.
-fn tensors(bytes: &[u8]) -> Result<BTreeMap<String, Tensor>> {
-    let device = Device::Cpu;
-    Ok(match WeightsFormat::sniff(bytes)? {
-        WeightsFormat::Safetensors => candle_core::safetensors::load_buffer(bytes, &device)
-            .map_err(|e| Error::Weights(format!("the safetensors file is damaged or truncated ({e})")))?
-            .into_iter()
-            .collect(),
-        WeightsFormat::PyTorch => read_pytorch(bytes, &device)?.into_iter().collect(),
-    })
+/// Bytes converted at a time: the file's largest tensor (the token embedding, 101 MB in f32)
+/// passes through in blocks of about this much.
+const BLOCK_BYTES: usize = 1 << 20;
+
+/// One row of weights as `u8` codes round(w / scale) + 128 into `codes`; returns the row's scale,
+/// max|w| / 127 (1 for a row of zeros, which then decodes to zeros without dividing by zero).
+fn quantize_row(row: &[f32], codes: &mut [u8]) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let scale = if max == 0.0 { 1.0 } else { max / 127.0 };
+    for (c, &w) in codes.iter_mut().zip(row) {
+        *c = ((w / scale).round().clamp(-127.0, 127.0) + 128.0) as u8;
+    }
+    scale
 }
 
-/// `t` (rows first) as `u8` codes round(w / scale) + 128 and one scale per row, scale = max|w| / 127.
-fn to_int8(t: &Tensor) -> Result<(Tensor, Tensor)> {
-    let rows = t.dim(0)?;
-    let flat = t.to_dtype(DType::F32)?.reshape((rows, ()))?;
-    // A row of zeros keeps scale 1 so that it decodes to zeros without dividing by zero.
-    let max = flat.abs()?.max_keepdim(D::Minus1)?;
-    let scale = ((&max / 127.0)? + max.eq(0f32)?.to_dtype(DType::F32)?)?;
-    let codes = (flat.broadcast_div(&scale)?.round()?.clamp(-127f32, 127f32)? + 128.0)?.to_dtype(DType::U8)?;
-    Ok((codes.reshape(t.shape())?, scale.flatten_all()?))
+/// Little-endian floats of `dtype` in `raw`, as f32, into `out`.
+fn decode(dtype: DType, raw: &[u8], out: &mut Vec<f32>) -> Result<()> {
+    out.clear();
+    match dtype {
+        DType::F32 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
+        DType::F16 => out.extend(raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
+        DType::BF16 => out.extend(raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
+        DType::F64 => out.extend(raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)),
+        other => return Err(Error::Weights(format!("cannot convert a {other:?} tensor"))),
+    }
+    Ok(())
 }
 
-/// The checkpoint in `bytes` rewritten as `stored`: the safetensors file's bytes.
-pub fn convert(bytes: &[u8], stored: StoredAs) -> Result<Vec<u8>> {
-    let mut out: BTreeMap<String, Tensor> = BTreeMap::new();
-    for (name, t) in tensors(bytes)? {
+/// The tensors written for one tensor of the original.
+enum Written {
+    /// As it was (integers).
+    Same,
+    F16,
+    /// `u8` codes under the original's name, and the scales under `name` + [`SCALE_SUFFIX`].
+    Int8,
+}
+
+/// What `stored` writes for a tensor `name` of `dtype` and `shape`.
+fn written(name: &str, dtype: DType, shape: &[usize], stored: StoredAs) -> Written {
+    if !dtype.is_float() {
+        Written::Same
+    } else if stored == StoredAs::Int8 && quantized(name, shape) {
+        Written::Int8
+    } else {
+        Written::F16
+    }
+}
+
+/// A tensor of the original: name, dtype, shape.
+type Original = (String, DType, Vec<usize>);
+
+/// The checkpoint in `bytes` rewritten as `stored`: the safetensors file's bytes. The output is laid
+/// out from the header alone and each tensor converted into it a block at a time, so converting
+/// holds the output and one block (in the browser, whose memory never shrinks, the page stays that
+/// size); a PyTorch zip is read whole first.
+pub fn convert(bytes: &dyn WeightBytes, stored: StoredAs) -> Result<Vec<u8>> {
+    match WeightsFormat::of(bytes)? {
+        WeightsFormat::Safetensors => {
+            let index = SafetensorsIndex::of(bytes)?;
+            let tensors = index
+                .tensors()
+                .into_iter()
+                .map(|(name, info)| Ok((name, DType::try_from(info.dtype)?, info.shape.clone())))
+                .collect::<Result<Vec<Original>>>()?;
+            write(&tensors, stored, &|name, at, out| index.read_tensor(bytes, name, at, out))
+        }
+        WeightsFormat::PyTorch => {
+            let all = read_pytorch(&bytes.to_vec()?, &Device::Cpu)?;
+            let tensors: Vec<Original> = all.iter().map(|(n, t)| (n.clone(), t.dtype(), t.dims().to_vec())).collect();
+            let raw = all.into_iter().map(|(n, t)| Ok((n, tensor_bytes(&t)?))).collect::<Result<std::collections::HashMap<_, _>>>()?;
+            write(&tensors, stored, &|name, at, out| {
+                out.copy_from_slice(&raw[name][at..at + out.len()]);
+                Ok(())
+            })
+        }
+    }
+}
+
+/// Writes `tensors` as `stored`: the header first, from the shapes alone, then each tensor's bytes
+/// at their place, read a block at a time by `read(name, byte offset in the tensor, out)`.
+fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut [u8]) -> Result<()>) -> Result<Vec<u8>> {
+    let mut entries: BTreeMap<String, (DType, Vec<usize>)> = BTreeMap::new();
+    for (name, dtype, shape) in tensors {
         if name.ends_with(SCALE_SUFFIX) {
             return Err(Error::InvalidInput(format!("{name}: the checkpoint is already in int8; convert its f32 or f16 original")));
         }
-        if !t.dtype().is_float() {
-            out.insert(name, t);
-        } else if stored == StoredAs::Int8 && quantized(&name, &t) {
-            let (codes, scale) = to_int8(&t)?;
-            out.insert(format!("{name}{SCALE_SUFFIX}"), scale);
-            out.insert(name, codes);
-        } else {
-            out.insert(name, t.to_dtype(DType::F16)?);
+        match written(name, *dtype, shape, stored) {
+            Written::Same => entries.insert(name.clone(), (*dtype, shape.clone())),
+            Written::F16 => entries.insert(name.clone(), (DType::F16, shape.clone())),
+            Written::Int8 => {
+                entries.insert(format!("{name}{SCALE_SUFFIX}"), (DType::F32, vec![shape[0]]));
+                entries.insert(name.clone(), (DType::U8, shape.clone()))
+            }
+        };
+    }
+    // Name order (any order reads back the same).
+    let mut offset = 0;
+    let mut infos = Vec::with_capacity(entries.len());
+    let mut place = std::collections::HashMap::with_capacity(entries.len());
+    for (name, (dtype, shape)) in &entries {
+        let size = shape.iter().product::<usize>() * dtype.size_in_bytes();
+        place.insert(name.as_str(), offset);
+        infos.push((name.clone(), TensorInfo { dtype: (*dtype).into(), shape: shape.clone(), data_offsets: (offset, offset + size) }));
+        offset += size;
+    }
+    let bad_header = |e: String| Error::Weights(format!("cannot write the converted checkpoint: {e}"));
+    let meta = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
+    let metadata = Metadata::new(Some(meta), infos).map_err(|e| bad_header(e.to_string()))?;
+    let mut header = serde_json::to_vec(&metadata).map_err(|e| bad_header(e.to_string()))?;
+    // Padded with spaces to 8 bytes, as safetensors writes it, so the data is aligned for f32.
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let data_start = 8 + header.len();
+    let mut out = vec![0u8; data_start + offset];
+    out[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
+    out[8..data_start].copy_from_slice(&header);
+    let at = |name: &str| data_start + place[name];
+
+    let (mut raw, mut values) = (Vec::new(), Vec::new());
+    for (name, dtype, shape) in tensors {
+        let elem = dtype.size_in_bytes();
+        let count: usize = shape.iter().product();
+        match written(name, *dtype, shape, stored) {
+            Written::Same => {
+                let to = at(name);
+                for start in (0..count * elem).step_by(BLOCK_BYTES) {
+                    let n = BLOCK_BYTES.min(count * elem - start);
+                    read(name, start, &mut out[to + start..to + start + n])?;
+                }
+            }
+            Written::F16 => {
+                let to = at(name);
+                let per_block = (BLOCK_BYTES / elem).max(1);
+                for first in (0..count).step_by(per_block) {
+                    let n = per_block.min(count - first);
+                    raw.resize(n * elem, 0);
+                    read(name, first * elem, &mut raw)?;
+                    decode(*dtype, &raw, &mut values)?;
+                    for (i, v) in values.iter().enumerate() {
+                        out[to + 2 * (first + i)..][..2].copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
+                    }
+                }
+            }
+            Written::Int8 => {
+                let (rows, cols) = (shape[0], count / shape[0]);
+                let (codes_at, scales_at) = (at(name), at(&format!("{name}{SCALE_SUFFIX}")));
+                let per_block = (BLOCK_BYTES / (cols * elem).max(1)).max(1);
+                for r0 in (0..rows).step_by(per_block) {
+                    let n = per_block.min(rows - r0);
+                    raw.resize(n * cols * elem, 0);
+                    read(name, r0 * cols * elem, &mut raw)?;
+                    decode(*dtype, &raw, &mut values)?;
+                    for (i, row) in values.chunks_exact(cols.max(1)).enumerate() {
+                        let r = r0 + i;
+                        let scale = quantize_row(row, &mut out[codes_at + r * cols..][..cols]);
+                        out[scales_at + 4 * r..][..4].copy_from_slice(&scale.to_le_bytes());
+                    }
+                }
+            }
         }
     }
-    let mut metadata = std::collections::HashMap::new();
-    metadata.insert("format".to_owned(), "pt".to_owned());
-    let views: Vec<(String, Tensor)> = out.into_iter().collect();
-    safetensors::serialize(views.iter().map(|(n, t)| (n.as_str(), t)), Some(metadata))
-        .map_err(|e| Error::Weights(format!("cannot write the converted checkpoint: {e}")))
+    Ok(out)
+}
+
+/// A tensor's values as little-endian bytes, as safetensors stores them.
+fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
+    let t = t.flatten_all()?;
+    Ok(match t.dtype() {
+        DType::U8 => t.to_vec1::<u8>()?,
+        DType::F16 => t.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F32 => t.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::F64 => t.to_vec1::<f64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::U32 => t.to_vec1::<u32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        DType::I64 => t.to_vec1::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        other => return Err(Error::Weights(format!("cannot write a {other:?} tensor"))),
+    })
 }
 
 #[cfg(test)]
@@ -90,14 +223,16 @@ mod tests {
 
     #[test]
     fn int8_rows_round_trip_within_half_a_step() {
-        let w = Tensor::new(&[[0.5f32, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 2.0, -3.0]], &Device::Cpu).unwrap();
-        let (codes, scale) = to_int8(&w).unwrap();
-        assert_eq!(codes.to_vec2::<u8>().unwrap()[1], [128, 128, 128], "a zero row stays zeros");
-        let back = (codes.to_dtype(DType::F32).unwrap() - 128.0).unwrap().broadcast_mul(&scale.reshape((3, 1)).unwrap()).unwrap();
-        let steps = scale.to_vec1::<f32>().unwrap();
-        for ((row, orig), step) in back.to_vec2::<f32>().unwrap().iter().zip(w.to_vec2::<f32>().unwrap()).zip(&steps) {
-            for (a, b) in row.iter().zip(orig) {
-                assert!((a - b).abs() <= step / 2.0 + 1e-7, "{a} vs {b} (step {step})");
+        let w = [[0.5f32, -1.0, 0.25], [0.0, 0.0, 0.0], [3.0, 2.0, -3.0]];
+        for (i, row) in w.iter().enumerate() {
+            let mut codes = [0u8; 3];
+            let scale = quantize_row(row, &mut codes);
+            if i == 1 {
+                assert_eq!(codes, [128, 128, 128], "a zero row stays zeros");
+            }
+            for (&c, &orig) in codes.iter().zip(row) {
+                let back = (c as f32 - 128.0) * scale;
+                assert!((back - orig).abs() <= scale / 2.0 + 1e-7, "{back} vs {orig} (step {scale})");
             }
         }
         assert!("int9".parse::<StoredAs>().is_err());

@@ -12,6 +12,7 @@ use candle_core::pickle::{Object, Stack};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
+use safetensors::tensor::{Metadata, TensorInfo};
 
 use crate::error::{Error, Result};
 
@@ -41,9 +42,158 @@ impl WeightsFormat {
             "the weights file is neither safetensors nor a PyTorch zip checkpoint (pytorch_model.bin)".into(),
         ))
     }
+
+    /// The format of the file `bytes` holds, from its first bytes.
+    pub fn of(bytes: &dyn WeightBytes) -> Result<Self> {
+        let mut head = [0u8; 9];
+        let n = head.len().min(bytes.len());
+        bytes.read_at(0, &mut head[..n])?;
+        Self::sniff(&head[..n])
+    }
 }
 
-/// A checkpoint's weights, read from `bytes`: every tensor is converted to f32 when a module
+/// A weights file, read a piece at a time: bytes in memory, or (in the browser) an array left in
+/// JavaScript's memory. A WebAssembly memory never shrinks, so a file copied into it whole would
+/// keep the page that much larger after its tensors were parsed out; read a tensor at a time, the
+/// page holds the weights and one tensor in transit.
+pub trait WeightBytes: Send + Sync {
+    /// The file's length in bytes.
+    fn len(&self) -> usize;
+
+    /// `out.len()` bytes from offset `start` (the caller keeps within [`len`](Self::len)).
+    fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()>;
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The whole file (a PyTorch zip is read as one).
+    fn to_vec(&self) -> Result<Vec<u8>> {
+        let mut all = vec![0u8; self.len()];
+        self.read_at(0, &mut all)?;
+        Ok(all)
+    }
+}
+
+impl WeightBytes for Vec<u8> {
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
+        out.copy_from_slice(&self[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+impl WeightBytes for &'static [u8] {
+    fn len(&self) -> usize {
+        <[u8]>::len(self)
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
+        out.copy_from_slice(&self[start..start + out.len()]);
+        Ok(())
+    }
+}
+
+/// A safetensors file's header: where each tensor's bytes lie in the file.
+pub struct SafetensorsIndex {
+    metadata: Metadata,
+    /// Where the tensors' data starts in the file (after the length and the header).
+    data_start: usize,
+}
+
+impl SafetensorsIndex {
+    /// The largest header read: the published checkpoints' are ~60 KB.
+    const MAX_HEADER: usize = 100 << 20;
+
+    /// Reads and checks the header of the safetensors file `bytes`, so that a truncated download is
+    /// reported as such before any tensor is read.
+    pub fn of(bytes: &dyn WeightBytes) -> Result<Self> {
+        let damaged = |why: String| Error::Weights(format!("the safetensors file is damaged or truncated ({why})"));
+        let mut len = [0u8; 8];
+        if bytes.len() < 8 {
+            return Err(damaged(format!("{} bytes", bytes.len())));
+        }
+        bytes.read_at(0, &mut len)?;
+        let header_len = u64::from_le_bytes(len) as usize;
+        if header_len > Self::MAX_HEADER || 8 + header_len > bytes.len() {
+            return Err(damaged(format!("a {header_len}-byte header in a {}-byte file", bytes.len())));
+        }
+        let mut header = vec![0u8; header_len];
+        bytes.read_at(8, &mut header)?;
+        let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| damaged(e.to_string()))?;
+        let data_start = 8 + header_len;
+        let data_len = metadata.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0);
+        if data_start.checked_add(data_len) != Some(bytes.len()) {
+            return Err(damaged(format!("its header describes {data_len} bytes of tensors after {data_start}, the file has {}", bytes.len())));
+        }
+        Ok(Self { metadata, data_start })
+    }
+
+    /// Every tensor: name, dtype and shape.
+    pub fn tensors(&self) -> Vec<(String, &TensorInfo)> {
+        self.metadata.tensors().into_iter().collect()
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.metadata.info(name).is_some()
+    }
+
+    /// `out.len()` bytes of tensor `name`'s data from byte `at`, read from `bytes` (the file this
+    /// index was read from).
+    pub fn read_tensor(&self, bytes: &dyn WeightBytes, name: &str, at: usize, out: &mut [u8]) -> Result<()> {
+        let info = self.metadata.info(name).ok_or_else(|| Error::Weights(format!("no tensor {name} in the checkpoint")))?;
+        let (start, end) = info.data_offsets;
+        if at + out.len() > end - start {
+            return Err(Error::Weights(format!("{name}: bytes {at}..{} of {}", at + out.len(), end - start)));
+        }
+        bytes.read_at(self.data_start + start + at, out)
+    }
+
+    /// The tensor `name`, read from `bytes` (the file this index was read from).
+    pub fn load(&self, bytes: &dyn WeightBytes, name: &str, device: &Device) -> candle_core::Result<Tensor> {
+        let Some(info) = self.metadata.info(name) else {
+            return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
+        };
+        let dtype = DType::try_from(info.dtype)?;
+        let (start, end) = info.data_offsets;
+        let mut raw = vec![0u8; end - start];
+        bytes.read_at(self.data_start + start, &mut raw).map_err(candle_core::Error::wrap)?;
+        if dtype == DType::U8 {
+            // Codes become the tensor's storage as read, without a second copy.
+            return Tensor::from_vec(raw, info.shape.as_slice(), device);
+        }
+        Tensor::from_raw_buffer(&raw, dtype, &info.shape, device)
+    }
+}
+
+/// A safetensors file as a candle backend: each tensor read from the file when a module asks.
+struct Safetensors {
+    bytes: Box<dyn WeightBytes>,
+    index: SafetensorsIndex,
+}
+
+impl SimpleBackend for Safetensors {
+    fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        let t = self.get_unchecked(name, dtype, dev)?;
+        if t.shape() != &s {
+            candle_core::bail!("tensor {name} has shape {:?}, the model expects {:?}", t.dims(), s.dims());
+        }
+        Ok(t)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.index.load(self.bytes.as_ref(), name, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.index.contains(name)
+    }
+}
+
+/// A checkpoint's weights, read from a file's bytes: every tensor is converted to f32 when a module
 /// fetches it, and the bytes handed out are counted (what a model built from them holds).
 pub struct Weights {
     vb: VarBuilder<'static>,
@@ -52,14 +202,18 @@ pub struct Weights {
 
 impl Weights {
     pub fn from_bytes(bytes: Vec<u8>, device: &Device) -> Result<Self> {
-        let inner: Box<dyn SimpleBackend> = match WeightsFormat::sniff(&bytes)? {
+        Self::read(Box::new(bytes), device)
+    }
+
+    /// The weights in `bytes`, which stay where they are until a module asks for a tensor
+    /// (safetensors; a PyTorch zip is read whole).
+    pub fn read(bytes: Box<dyn WeightBytes>, device: &Device) -> Result<Self> {
+        let inner: Box<dyn SimpleBackend> = match WeightsFormat::of(bytes.as_ref())? {
             WeightsFormat::Safetensors => {
-                // Validate the header and data extents now, so a truncated download is reported as such.
-                safetensors::SafeTensors::deserialize(&bytes)
-                    .map_err(|e| Error::Weights(format!("the safetensors file is damaged or truncated ({e})")))?;
-                Box::new(candle_core::safetensors::BufferedSafetensors::new(bytes)?)
+                let index = SafetensorsIndex::of(bytes.as_ref())?;
+                Box::new(Safetensors { bytes, index })
             }
-            WeightsFormat::PyTorch => Box::new(read_pytorch(&bytes, device)?),
+            WeightsFormat::PyTorch => Box::new(read_pytorch(&bytes.to_vec()?, device)?),
         };
         let fetched = Arc::new(AtomicUsize::new(0));
         let backend = Counting { inner, fetched: Arc::clone(&fetched) };

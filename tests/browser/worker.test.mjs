@@ -45,6 +45,7 @@ test('groupseg/worker gives the main-thread API\'s label map, boxes, grounding a
       ground: [JSON.stringify(await a.ground(blob, caption)), JSON.stringify(await b.ground(blob, caption))],
       classify: [JSON.stringify(await a.classify(blob, labels)), JSON.stringify(await b.classify(blob, labels))],
       groups: groups.stages.map((s) => s.count),
+      memory: [await a.memory(), await b.memory()],
     };
     b.dispose();
     out.afterDispose = await b.segment(blob, labels).then(() => 'resolved', (e) => e.message);
@@ -63,6 +64,11 @@ test('groupseg/worker gives the main-thread API\'s label map, boxes, grounding a
   assert.equal(r.ground[0], r.ground[1]);
   assert.equal(r.classify[0], r.classify[1]);
   assert.ok(r.groups[0] >= 4, JSON.stringify(r.groups));
+  // The demo's weights (1.75 M parameters in f32) are held in a heap that holds them and more.
+  for (const m of r.memory) {
+    assert.equal(m.weights.cpu, r.memory[0].weights.cpu, JSON.stringify(r.memory));
+    assert.ok(m.weights.cpu > 1.75e6 * 4 && m.weights.gpu === 0 && m.heap > m.weights.cpu, JSON.stringify(m));
+  }
   assert.match(r.afterDispose, /disposed/);
   assert.deepEqual(page.problems, []);
   await page.close();
