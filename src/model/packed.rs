@@ -1,33 +1,74 @@
-//! A weight matrix packed once at load for the CPU's matrix product (x86-64 with AVX2 and FMA).
+//! A weight matrix packed once at load for the CPU's matrix product (x86-64 with AVX2 and FMA, and
+//! AVX-512 where the CPU has it).
 //!
 //! A general matmul (gemm, the crate candle calls) repacks both operands on every call; for
 //! `x · Wᵀ` with a fixed weight that repacking was 14 % of a 224-pixel image forward, and the
-//! weights are the larger operand there. Here `W (n × k)` is stored once as panels of 16 output
-//! columns, each panel k rows of 16 contiguous floats, which is the order the 6 × 16 register
-//! tile below reads them in (BLIS' Haswell kernel shape: 12 accumulators, 2 weight vectors, one
-//! broadcast). The packed matrix replaces the tensor, so the weights are not held twice.
+//! weights are the larger operand there. Here `W (n × k)` is stored once as panels of `nr` output
+//! columns, each panel k rows of `nr` contiguous floats, which is the order the register tile
+//! reads them in: two weight vectors and one broadcast per step, into 6 × 16 accumulators with
+//! AVX2 (BLIS' Haswell kernel shape) or 12 × 32 with AVX-512 (onnxruntime's MLAS shape; on a Zen 5
+//! core, whose AVX-512 units are full width, twice the AVX2 tile's throughput). The packed matrix
+//! replaces the tensor, so the weights are not held twice.
 
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
-/// Output columns per panel: two 8-float vectors.
-const NR: usize = 16;
-/// Input rows per register tile.
-const MR: usize = 6;
-/// Depth per pass: a 256 × 16 weight block (16 KB) stays in L1 while a block of rows runs over it.
-const KC: usize = 256;
-/// Rows per task: 16 register tiles, whose 256-deep slice (96 KB) stays in L2 across panels.
-const MC: usize = 96;
-/// Panels per task.
-const PANELS: usize = 4;
+/// The register tiles: output columns per panel (two vectors) and input rows per tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tile {
+    /// 6 × 16: two 8-float vectors.
+    Avx2,
+    /// 12 × 32: two 16-float vectors.
+    Avx512,
+}
 
-/// `W (rows × cols)` as panels of [`NR`] rows of W, each stored column by column (`cols × NR`),
+impl Tile {
+    /// The widest this CPU runs (AVX2 and FMA are required either way).
+    fn best() -> Self {
+        static BEST: std::sync::OnceLock<Tile> = std::sync::OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            if is_x86_feature_detected!("avx512f") {
+                return Tile::Avx512;
+            }
+            Tile::Avx2
+        })
+    }
+
+    /// Output columns per panel.
+    fn nr(self) -> usize {
+        match self {
+            Tile::Avx2 => 16,
+            Tile::Avx512 => 32,
+        }
+    }
+
+    /// Input rows per tile.
+    fn mr(self) -> usize {
+        match self {
+            Tile::Avx2 => 6,
+            Tile::Avx512 => 12,
+        }
+    }
+}
+
+/// The widest tile: partial tiles go through one of these on the stack.
+const MAX_TILE: usize = 12 * 32;
+/// Depth per pass: a 256-deep panel block (16 or 32 KB) stays in L1 while a block of rows runs over it.
+const KC: usize = 256;
+/// Rows per task: a multiple of both tiles' rows, whose 256-deep slice (96 KB) stays in L2 across panels.
+const MC: usize = 96;
+/// Output columns per task.
+const TASK_COLS: usize = 64;
+
+/// `W (rows × cols)` as panels of `nr` rows of W, each stored column by column (`cols × nr`),
 /// rows past the last zero.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
     data: Vec<f32>,
     rows: usize,
     cols: usize,
+    tile: Tile,
 }
 
 /// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm.
@@ -51,33 +92,39 @@ impl PackedMatrix {
     /// Packs `W (rows × cols)` with `W[r][c] = src[r·rs + c·cs]`: a weight as stored, or an
     /// attention head's keys (`rs` the token stride) or values transposed (`cs` the token stride).
     pub fn pack_strided(src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        let panels = rows.div_ceil(NR);
-        let mut data = vec![0f32; panels * NR * cols];
+        Self::pack_for(Tile::best(), src, rows, cols, rs, cs)
+    }
+
+    /// As [`pack_strided`](Self::pack_strided), for `tile`.
+    fn pack_for(tile: Tile, src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
+        let nr = tile.nr();
+        let panels = rows.div_ceil(nr);
+        let mut data = vec![0f32; panels * nr * cols];
         // Reads run along whichever of W's dimensions is contiguous in `src`.
         let fill = |(p, panel): (usize, &mut [f32])| {
-            let width = NR.min(rows - p * NR);
+            let width = nr.min(rows - p * nr);
             if cs == 1 {
                 for j in 0..width {
-                    let row = &src[(p * NR + j) * rs..][..cols];
+                    let row = &src[(p * nr + j) * rs..][..cols];
                     for (kk, &v) in row.iter().enumerate() {
-                        panel[kk * NR + j] = v;
+                        panel[kk * nr + j] = v;
                     }
                 }
             } else {
                 for kk in 0..cols {
                     for j in 0..width {
-                        panel[kk * NR + j] = src[(p * NR + j) * rs + kk * cs];
+                        panel[kk * nr + j] = src[(p * nr + j) * rs + kk * cs];
                     }
                 }
             }
         };
         // Weights are packed across the pool; an attention head's keys inside a task.
         if rows * cols >= 1 << 16 {
-            data.par_chunks_mut(NR * cols.max(1)).enumerate().for_each(fill);
+            data.par_chunks_mut(nr * cols.max(1)).enumerate().for_each(fill);
         } else {
-            data.chunks_mut(NR * cols.max(1)).enumerate().for_each(fill);
+            data.chunks_mut(nr * cols.max(1)).enumerate().for_each(fill);
         }
-        Self { data, rows, cols }
+        Self { data, rows, cols, tile }
     }
 
     pub fn rows(&self) -> usize {
@@ -91,7 +138,8 @@ impl PackedMatrix {
     /// Element `(r, c)` of W.
     #[inline]
     fn at(&self, r: usize, c: usize) -> f32 {
-        self.data[(r / NR) * NR * self.cols + c * NR + r % NR]
+        let nr = self.tile.nr();
+        self.data[(r / nr) * nr * self.cols + c * nr + r % nr]
     }
 
     /// Row `r` of W into `out` (`cols` floats).
@@ -110,10 +158,10 @@ impl PackedMatrix {
 
     /// Row `r` times `factor[r]`.
     pub fn scale_rows(&mut self, factor: &[f32]) {
-        let (rows, cols) = (self.rows, self.cols);
-        for (p, panel) in self.data.chunks_mut(NR * cols.max(1)).enumerate() {
+        let (rows, cols, nr) = (self.rows, self.cols, self.tile.nr());
+        for (p, panel) in self.data.chunks_mut(nr * cols.max(1)).enumerate() {
             for (kk, v) in panel.iter_mut().enumerate() {
-                let r = p * NR + kk % NR;
+                let r = p * nr + kk % nr;
                 if r < rows {
                     *v *= factor[r];
                 }
@@ -132,7 +180,7 @@ impl PackedMatrix {
     /// `a` must address m rows of `cols` floats at stride `lda`, `c` m rows of `rows` at `ldc`.
     pub unsafe fn product(&self, a: *const f32, lda: usize, m: usize, c: *mut f32, ldc: usize) {
         assert!(available(), "packed products need a CPU with AVX2 and FMA");
-        let panels = self.rows.div_ceil(NR);
+        let panels = self.rows.div_ceil(self.tile.nr());
         let mut r0 = 0;
         while r0 < m {
             let rows = MC.min(m - r0);
@@ -144,17 +192,17 @@ impl PackedMatrix {
     /// `m` rows (from `a`, stride `lda`) × panels `p0..p1` of the product, into `c` (stride `ldc`).
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(&self, a: *const f32, lda: usize, m: usize, p0: usize, p1: usize, c: *mut f32, ldc: usize) {
-        let (n, k) = (self.rows, self.cols);
+        let (n, k, nr, mr) = (self.rows, self.cols, self.tile.nr(), self.tile.mr());
         for p in p0..p1 {
-            let cols = NR.min(n - p * NR);
+            let cols = nr.min(n - p * nr);
             let mut k0 = 0;
             while k0 < k {
                 let kc = KC.min(k - k0);
-                let b = self.data.as_ptr().add(p * NR * k + k0 * NR);
+                let b = self.data.as_ptr().add(p * nr * k + k0 * nr);
                 let mut i = 0;
                 while i < m {
-                    let rows = MR.min(m - i);
-                    tile(rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * NR), ldc, k0 > 0);
+                    let rows = mr.min(m - i);
+                    tile(self.tile, rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * nr), ldc, k0 > 0);
                     i += rows;
                 }
                 k0 += kc;
@@ -184,8 +232,9 @@ pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn
     let mut blocks = Vec::new();
     let mut c = 0;
     for w in ws {
-        let panels = w.rows.div_ceil(NR);
-        blocks.extend((0..panels).step_by(PANELS).map(|p0| (*w, c, p0, (p0 + PANELS).min(panels))));
+        let (nr, panels) = (w.tile.nr(), w.rows.div_ceil(w.tile.nr()));
+        let per_task = (TASK_COLS / nr).max(1);
+        blocks.extend((0..panels).step_by(per_task).map(|p0| (*w, c, p0, (p0 + per_task).min(panels))));
         c += w.rows;
     }
     let row_blocks = m.div_ceil(MC);
@@ -197,10 +246,11 @@ pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn
     let task = |t: usize| {
         let ((w, c, p0, p1), rb) = (blocks[t / row_blocks], t % row_blocks);
         let (r0, r1) = (rb * MC, (rb * MC + MC).min(m));
-        // SAFETY: the task writes rows r0..r1 of this matrix's columns p0·NR..min(p1·NR, rows),
+        // SAFETY: the task writes rows r0..r1 of this matrix's columns p0·nr..min(p1·nr, rows),
         // placed from column c: disjoint from every other task's block, inside the m × n output.
         unsafe { w.block(x.as_ptr().add(r0 * k), k, r1 - r0, p0, p1, out.at(r0 * n + c), n) };
-        let (c0, c1) = (c + p0 * NR, c + (p1 * NR).min(w.rows));
+        let nr = w.tile.nr();
+        let (c0, c1) = (c + p0 * nr, c + (p1 * nr).min(w.rows));
         for i in r0..r1 {
             // SAFETY: as above; this row part is this task's alone and was just written.
             epilogue(unsafe { std::slice::from_raw_parts_mut(out.at(i * n + c0), c1 - c0) }, c0);
@@ -232,38 +282,43 @@ impl OutPtr {
 }
 
 /// One register tile: `c (rows × cols, row stride ldc) (+)= a (rows × kc, row stride lda) · b`,
-/// `b` a panel slice (`kc × NR`). A partial tile goes through a full one on the stack.
+/// `b` a panel slice (`kc × nr`). A partial tile goes through a full one on the stack.
 #[allow(clippy::too_many_arguments)]
 #[inline]
-unsafe fn tile(rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+unsafe fn tile(shape: Tile, rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        if cols == NR {
-            match rows {
-                6 => return avx2::kernel::<6>(kc, a, lda, b, c, ldc, accumulate),
-                5 => return avx2::kernel::<5>(kc, a, lda, b, c, ldc, accumulate),
-                4 => return avx2::kernel::<4>(kc, a, lda, b, c, ldc, accumulate),
-                3 => return avx2::kernel::<3>(kc, a, lda, b, c, ldc, accumulate),
-                2 => return avx2::kernel::<2>(kc, a, lda, b, c, ldc, accumulate),
-                _ => return avx2::kernel::<1>(kc, a, lda, b, c, ldc, accumulate),
+        let nr = shape.nr();
+        if cols == nr {
+            macro_rules! by_rows {
+                ($isa:ident, $($r:literal)+) => {
+                    match rows {
+                        $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
+                        _ => unreachable!("at most {} rows a tile", shape.mr()),
+                    }
+                };
+            }
+            match shape {
+                Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
+                Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
             }
         }
-        let mut t = [0f32; MR * NR];
+        let mut t = [0f32; MAX_TILE];
         for r in 0..rows {
             for j in 0..cols {
-                t[r * NR + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
+                t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
             }
         }
-        tile(rows, NR, kc, a, lda, b, t.as_mut_ptr(), NR, true);
+        tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
         for r in 0..rows {
             for j in 0..cols {
-                *c.add(r * ldc + j) = t[r * NR + j];
+                *c.add(r * ldc + j) = t[r * nr + j];
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (rows, cols, kc, a, lda, b, c, ldc, accumulate);
+        let _ = (shape, rows, cols, kc, a, lda, b, c, ldc, accumulate);
         unreachable!("packed weights exist only where `available()`");
     }
 }
@@ -272,7 +327,7 @@ unsafe fn tile(rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::NR;
+    const NR: usize = 16;
 
     /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
     #[target_feature(enable = "avx2,fma")]
@@ -300,6 +355,39 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    const NR: usize = 32;
+
+    /// `R × 32` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds
+    /// (24 accumulators of the 32 registers at R = 12).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; R];
+        for p in 0..kc {
+            let b0 = _mm512_loadu_ps(b.add(p * NR));
+            let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+            for (i, acc) in acc.iter_mut().enumerate() {
+                let ai = _mm512_set1_ps(*a.add(i * lda + p));
+                acc[0] = _mm512_fmadd_ps(ai, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(ai, b1, acc[1]);
+            }
+        }
+        for (i, acc) in acc.iter().enumerate() {
+            let ci = c.add(i * ldc);
+            let (mut v0, mut v1) = (acc[0], acc[1]);
+            if accumulate {
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ci));
+                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ci.add(16)));
+            }
+            _mm512_storeu_ps(ci, v0);
+            _mm512_storeu_ps(ci.add(16), v1);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,20 +407,35 @@ mod tests {
         out
     }
 
-    /// Partial register tiles (rows not a multiple of 6, columns not of 16), depths past one
-    /// 256-deep pass, several tasks per product, and one row.
+    /// Every tile this CPU runs (the AVX2 one wherever the packed kernels run at all).
+    fn tiles() -> Vec<Tile> {
+        let mut t = vec![Tile::Avx2];
+        if Tile::best() == Tile::Avx512 {
+            t.push(Tile::Avx512);
+        } else {
+            eprintln!("no AVX-512: its tile is not checked on this CPU");
+        }
+        t
+    }
+
+    /// Partial register tiles (rows not a multiple of 6 or 12, columns not of 16 or 32), depths
+    /// past one 256-deep pass, several tasks per product, and one row, with each tile.
     #[test]
     fn packed_products_match_the_plain_product() {
         if !available() {
             eprintln!("no AVX2 and FMA: the packed kernels are not used on this CPU");
             return;
         }
-        for (m, k, n) in [(1, 5, 3), (7, 300, 17), (100, 64, 70), (260, 384, 96), (13, 600, 33)] {
-            let (x, w) = (values(m * k, 1), values(n * k, 2));
-            let want = naive(&x, &w, m, k, n);
-            let got = PackedMatrix::pack(&w, n, k).matmul(&x, m, |part, c0| part.iter_mut().enumerate().for_each(|(j, v)| *v += (c0 + j) as f32));
-            let worst = got.iter().zip(&want).enumerate().map(|(i, (g, w))| (g - w - (i % n) as f32).abs()).fold(0f32, f32::max);
-            assert!(worst < 1e-4, "{m}×{k}×{n}: max |diff| {worst:e}");
+        for tile in tiles() {
+            for (m, k, n) in [(1, 5, 3), (7, 300, 17), (100, 64, 70), (260, 384, 96), (13, 600, 33), (25, 40, 100)] {
+                let (x, w) = (values(m * k, 1), values(n * k, 2));
+                let want = naive(&x, &w, m, k, n);
+                let packed = PackedMatrix::pack_for(tile, &w, n, k, k, 1);
+                let got = packed.matmul(&x, m, |part, c0| part.iter_mut().enumerate().for_each(|(j, v)| *v += (c0 + j) as f32));
+                let worst = got.iter().zip(&want).enumerate().map(|(i, (g, w))| (g - w - (i % n) as f32).abs()).fold(0f32, f32::max);
+                assert!(worst < 1e-4, "{tile:?} {m}×{k}×{n}: max |diff| {worst:e}");
+                assert_eq!(packed.to_tensor().unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(), w, "{tile:?} unpacks");
+            }
         }
         // Three matrices side by side (widths not multiples of a panel), as one product.
         let (m, k) = (29, 70);
