@@ -187,8 +187,8 @@ fn softmax_rows(data: &mut [f32], row: usize) {
     }
 }
 
-/// Compiles `$body` twice on x86-64, once for AVX2+FMA (8 lanes), picked at run time like gemm's
-/// kernels, since the crate itself targets baseline SSE2.
+/// Compiles `$body` three times on x86-64, for AVX-512 (16 lanes), AVX2+FMA (8 lanes) and baseline
+/// SSE2 (the crate's target), picked at run time like gemm's kernels.
 macro_rules! with_best_simd {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
@@ -197,7 +197,14 @@ macro_rules! with_best_simd {
             unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn widest<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            if is_x86_feature_detected!("avx512f") {
+                // SAFETY: the features were just detected on this CPU.
+                unsafe { widest(|| $body) }
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
                 // SAFETY: the features were just detected on this CPU.
                 unsafe { wide(|| $body) }
             } else {
