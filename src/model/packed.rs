@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 /// The register tiles: output columns per panel (two vectors) and input rows per tile.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Tile {
     /// 6 × 16: two 8-float vectors.
     Avx2,
@@ -53,6 +54,7 @@ impl Tile {
 }
 
 /// The widest tile: partial tiles go through one of these on the stack.
+#[cfg(target_arch = "x86_64")]
 const MAX_TILE: usize = 12 * 32;
 /// Depth per pass: a 256-deep panel block (16 or 32 KB) stays in L1 while a block of rows runs over it.
 const KC: usize = 256;
