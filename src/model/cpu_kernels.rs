@@ -460,8 +460,10 @@ fn packed_linear(xs: &Tensor, ws: Vec<Arc<PackedMatrix>>, biases: &[&Tensor], ac
 const INT8_BLOCK: usize = 64;
 
 /// `x (m × k) · Wᵀ` with `W (n × k)` held in int8: each block of W's rows is widened (code × row
-/// scale) into a buffer of its own and multiplied in f32 by the kernels `matmul` uses, its columns
-/// written straight into the output. Widening costs one pass over W per product (1/m of the work).
+/// scale) into a buffer of its own and multiplied in f32, its columns written straight into the
+/// output: packed for the register tiles of [`packed`] where the CPU runs them (the f32 weights'
+/// kernel), by the kernels `matmul` uses elsewhere. Widening and packing cost a pass or two over W
+/// per product (1/m of the work).
 struct Int8MatMul(Arc<Int8Matrix>);
 
 impl CustomOp1 for Int8MatMul {
@@ -487,6 +489,13 @@ impl CustomOp1 for Int8MatMul {
             let cols = INT8_BLOCK.min(n - j0);
             let mut wide = vec![0f32; cols * k];
             w.widen_rows(j0, &mut wide);
+            if packed::available() {
+                let block = PackedMatrix::pack(&wide, cols, k);
+                // SAFETY: `x` holds m rows of k floats; this block alone writes columns
+                // j0..j0 + cols of the m × n output.
+                unsafe { block.product(x.as_ptr(), k, m, out.at(j0), n) };
+                return;
+            }
             // SAFETY: `x` holds m × k floats read with row stride k, `wide` cols × k read as its
             // transpose, and this block alone writes columns j0..j0 + cols of the m × n output.
             unsafe { gemm_f32(m, cols, k, out.at(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }
