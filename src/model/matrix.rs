@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Result, Shape, Tensor};
+use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::packed::{self, PackedMatrix};
@@ -14,7 +14,9 @@ use super::weights::SCALE_SUFFIX;
 /// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
 #[derive(Debug, Clone)]
 pub struct Int8Matrix {
-    codes: Vec<u8>,
+    /// A contiguous `u8` CPU tensor, kept as the weights reader made it: taking the codes out as a
+    /// `Vec` would copy them, and in the browser the token table's copy (25 MB) stayed in the heap.
+    codes: Tensor,
     scales: Vec<f32>,
     rows: usize,
     cols: usize,
@@ -22,9 +24,22 @@ pub struct Int8Matrix {
 
 impl Int8Matrix {
     pub fn new(codes: Vec<u8>, scales: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
-        if codes.len() != rows * cols || scales.len() != rows {
-            candle_core::bail!("{} int8 codes and {} scales do not make a {rows}×{cols} matrix", codes.len(), scales.len());
+        let len = codes.len();
+        Self::from_codes(Tensor::from_vec(codes, len, &Device::Cpu)?, scales, rows, cols)
+    }
+
+    /// From the codes as a `u8` tensor of `rows × cols` elements (kept without a copy when it is a
+    /// contiguous CPU tensor).
+    pub fn from_codes(codes: Tensor, scales: Vec<f32>, rows: usize, cols: usize) -> Result<Self> {
+        if codes.dtype() != DType::U8 || codes.elem_count() != rows * cols || scales.len() != rows {
+            candle_core::bail!(
+                "{} {:?} codes and {} scales do not make a {rows}×{cols} int8 matrix",
+                codes.elem_count(),
+                codes.dtype(),
+                scales.len()
+            );
         }
+        let codes = codes.flatten_all()?.to_device(&Device::Cpu)?.contiguous()?;
         Ok(Self { codes, scales, rows, cols })
     }
 
@@ -39,7 +54,11 @@ impl Int8Matrix {
     /// Rows `r0..r0 + out.len() / cols`, widened into `out` (row-major).
     #[inline]
     pub fn widen_rows(&self, r0: usize, out: &mut [f32]) {
-        let codes = &self.codes[r0 * self.cols..r0 * self.cols + out.len()];
+        let (storage, layout) = self.codes.storage_and_layout();
+        let Storage::Cpu(CpuStorage::U8(all)) = &*storage else {
+            unreachable!("int8 codes are a contiguous u8 CPU tensor (from_codes)");
+        };
+        let codes = &all[layout.start_offset() + r0 * self.cols..][..out.len()];
         for ((dst, src), &scale) in out.chunks_exact_mut(self.cols).zip(codes.chunks_exact(self.cols)).zip(&self.scales[r0..]) {
             for (d, &q) in dst.iter_mut().zip(src) {
                 *d = (q as i32 - 128) as f32 * scale;
@@ -74,9 +93,9 @@ impl Matrix {
             return Ok(Self::F32(w));
         }
         // Asked for u8, the weights reader hands out the stored codes rather than widening them.
-        let codes = vb.get_with_hints_dtype(shape, name, Init::Const(0.0), DType::U8)?.flatten_all()?.to_vec1::<u8>()?;
+        let codes = vb.get_with_hints_dtype(shape, name, Init::Const(0.0), DType::U8)?;
         let scales = vb.get(rows, &format!("{name}{SCALE_SUFFIX}"))?.to_vec1::<f32>()?;
-        Ok(Self::Int8(Arc::new(Int8Matrix::new(codes, scales, rows, cols)?)))
+        Ok(Self::Int8(Arc::new(Int8Matrix::from_codes(codes, scales, rows, cols)?)))
     }
 
     /// `(rows, cols)`.
