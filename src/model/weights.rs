@@ -75,24 +75,14 @@ pub trait WeightBytes: Send + Sync {
     }
 }
 
-impl WeightBytes for Vec<u8> {
+/// Bytes in memory: a file read whole, or one built into the binary.
+impl<T: AsRef<[u8]> + Send + Sync> WeightBytes for T {
     fn len(&self) -> usize {
-        self.as_slice().len()
+        self.as_ref().len()
     }
 
     fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
-        out.copy_from_slice(&self[start..start + out.len()]);
-        Ok(())
-    }
-}
-
-impl WeightBytes for &'static [u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
-    }
-
-    fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
-        out.copy_from_slice(&self[start..start + out.len()]);
+        out.copy_from_slice(&self.as_ref()[start..start + out.len()]);
         Ok(())
     }
 }
