@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use candle_core::{DType, Device, Tensor};
 
 use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::View;
 
 use super::weights::{read_pytorch, SafetensorsIndex, WeightBytes, WeightsFormat, SCALE_SUFFIX};
 use crate::error::{Error, Result};
@@ -54,17 +55,10 @@ fn quantize_row(row: &[f32], codes: &mut [u8]) -> f32 {
     scale
 }
 
-/// Little-endian floats of `dtype` in `raw`, as f32, into `out`.
-fn decode(dtype: DType, raw: &[u8], out: &mut Vec<f32>) -> Result<()> {
-    out.clear();
-    match dtype {
-        DType::F32 => out.extend(raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))),
-        DType::F16 => out.extend(raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())),
-        DType::BF16 => out.extend(raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())),
-        DType::F64 => out.extend(raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32)),
-        other => return Err(Error::Weights(format!("cannot convert a {other:?} tensor"))),
-    }
-    Ok(())
+/// Little-endian floats of `dtype` in `raw`, as f32 (candle's conversions).
+fn decode(dtype: DType, raw: &[u8]) -> Result<Vec<f32>> {
+    let count = raw.len() / dtype.size_in_bytes();
+    Ok(Tensor::from_raw_buffer(raw, dtype, &[count], &Device::Cpu)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
 }
 
 /// The tensors written for one tensor of the original.
@@ -108,7 +102,8 @@ pub fn convert(bytes: &dyn WeightBytes, stored: StoredAs) -> Result<Vec<u8>> {
         WeightsFormat::PyTorch => {
             let all = read_pytorch(&bytes.to_vec()?, &Device::Cpu)?;
             let tensors: Vec<Original> = all.iter().map(|(n, t)| (n.clone(), t.dtype(), t.dims().to_vec())).collect();
-            let raw = all.into_iter().map(|(n, t)| Ok((n, tensor_bytes(&t)?))).collect::<Result<std::collections::HashMap<_, _>>>()?;
+            // The bytes safetensors would store for each tensor (candle's `View` of it).
+            let raw: std::collections::HashMap<_, _> = all.into_iter().map(|(n, t)| (n, t.data().into_owned())).collect();
             write(&tensors, stored, &|name, at, out| {
                 out.copy_from_slice(&raw[name][at..at + out.len()]);
                 Ok(())
@@ -156,7 +151,7 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
     out[8..data_start].copy_from_slice(&header);
     let at = |name: &str| data_start + place[name];
 
-    let (mut raw, mut values) = (Vec::new(), Vec::new());
+    let mut raw = Vec::new();
     for (name, dtype, shape) in tensors {
         let elem = dtype.size_in_bytes();
         let count: usize = shape.iter().product();
@@ -175,8 +170,7 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
                     let n = per_block.min(count - first);
                     raw.resize(n * elem, 0);
                     read(name, first * elem, &mut raw)?;
-                    decode(*dtype, &raw, &mut values)?;
-                    for (i, v) in values.iter().enumerate() {
+                    for (i, v) in decode(*dtype, &raw)?.iter().enumerate() {
                         out[to + 2 * (first + i)..][..2].copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
                     }
                 }
@@ -189,8 +183,7 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
                     let n = per_block.min(rows - r0);
                     raw.resize(n * cols * elem, 0);
                     read(name, r0 * cols * elem, &mut raw)?;
-                    decode(*dtype, &raw, &mut values)?;
-                    for (i, row) in values.chunks_exact(cols.max(1)).enumerate() {
+                    for (i, row) in decode(*dtype, &raw)?.chunks_exact(cols.max(1)).enumerate() {
                         let r = r0 + i;
                         let scale = quantize_row(row, &mut out[codes_at + r * cols..][..cols]);
                         out[scales_at + 4 * r..][..4].copy_from_slice(&scale.to_le_bytes());
@@ -200,21 +193,6 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
         }
     }
     Ok(out)
-}
-
-/// A tensor's values as little-endian bytes, as safetensors stores them.
-fn tensor_bytes(t: &Tensor) -> Result<Vec<u8>> {
-    let t = t.flatten_all()?;
-    Ok(match t.dtype() {
-        DType::U8 => t.to_vec1::<u8>()?,
-        DType::F16 => t.to_vec1::<half::f16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::BF16 => t.to_vec1::<half::bf16>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F32 => t.to_vec1::<f32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::F64 => t.to_vec1::<f64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::U32 => t.to_vec1::<u32>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        DType::I64 => t.to_vec1::<i64>()?.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        other => return Err(Error::Weights(format!("cannot write a {other:?} tensor"))),
-    })
 }
 
 #[cfg(test)]
