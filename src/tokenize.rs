@@ -9,7 +9,12 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::processors::roberta::RobertaProcessing;
-use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
+use serde::de::{Error as _, IgnoredAny, MapAccess, Visitor};
+use serde::Deserializer as _;
+use tokenizers::{
+    AddedToken, DecoderWrapper, ModelWrapper, NormalizerWrapper, PostProcessorWrapper, PreTokenizerWrapper,
+    SplitDelimiterBehavior, Tokenizer, TokenizerBuilder,
+};
 
 use crate::error::{Error, Result};
 
@@ -23,6 +28,57 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
     Error::Tokenizer(e.to_string())
 }
 
+/// Reads `tokenizer.json` as `tokenizers` does, except that the model is read straight as CLIP's
+/// BPE: `tokenizers`' own reader first copies the `model` section (vocabulary and merges) into a
+/// generic JSON tree, 28 MB at once for CLIP's 3.6 MB file, and the page's WebAssembly memory
+/// keeps its high-water mark for good.
+struct TokenizerJson;
+
+impl<'de> Visitor<'de> for TokenizerJson {
+    type Value = Tokenizer;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a tokenizer.json object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Tokenizer, A::Error> {
+        let mut builder = TokenizerBuilder::<
+            ModelWrapper,
+            NormalizerWrapper,
+            PreTokenizerWrapper,
+            PostProcessorWrapper,
+            DecoderWrapper,
+        >::new();
+        // Each entry's `id` is left unread: an added token takes the vocabulary's id, as in
+        // `tokenizers` (which only warns when they differ).
+        let mut added: Vec<AddedToken> = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "version" => {
+                    let version: String = map.next_value()?;
+                    if version != "1.0" {
+                        return Err(A::Error::custom(format!("unknown tokenizer.json version {version:?}")));
+                    }
+                }
+                "truncation" => builder = builder.with_truncation(map.next_value()?),
+                "padding" => builder = builder.with_padding(map.next_value()?),
+                "added_tokens" => added = map.next_value()?,
+                "normalizer" => builder = builder.with_normalizer(map.next_value()?),
+                "pre_tokenizer" => builder = builder.with_pre_tokenizer(map.next_value()?),
+                "model" => builder = builder.with_model(ModelWrapper::BPE(map.next_value::<BPE>()?)),
+                "decoder" => builder = builder.with_decoder(map.next_value()?),
+                "post_processor" => builder = builder.with_post_processor(map.next_value()?),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let mut tokenizer = Tokenizer::from(builder.build().map_err(A::Error::custom)?);
+        tokenizer.add_tokens(added).map_err(A::Error::custom)?;
+        Ok(tokenizer)
+    }
+}
+
 /// A CLIP-style tokenizer: start and end tokens around the text, padded or truncated to the
 /// model's context length.
 pub struct TextTokenizer {
@@ -34,11 +90,13 @@ pub struct TextTokenizer {
 impl TextTokenizer {
     /// From the bytes of a checkpoint's `tokenizer.json`.
     pub fn from_tokenizer_json(json: &[u8], context_length: usize) -> Result<Self> {
-        // JSON first, then the tokenizer from the parsed value: `tokenizers` panics on a syntax error
-        // inside its `decoder` section when it parses from bytes (found by fuzzing).
-        let value: serde_json::Value = serde_json::from_slice(json)
+        // Syntax first: `tokenizers` panics on a syntax error inside its `decoder` section (found
+        // by fuzzing). The check builds nothing.
+        serde_json::from_slice::<IgnoredAny>(json)
             .map_err(|e| Error::Tokenizer(format!("tokenizer.json is not valid JSON ({e})")))?;
-        Self::new(serde_json::from_value::<Tokenizer>(value).map_err(tok_err)?, context_length)
+        let mut reader = serde_json::Deserializer::from_slice(json);
+        let tokenizer = reader.deserialize_map(TokenizerJson).map_err(tok_err)?;
+        Self::new(tokenizer, context_length)
     }
 
     /// From CLIP's `vocab.json` and `merges.txt`, built as transformers' `CLIPTokenizer` builds it.

@@ -61,3 +61,28 @@ fn clip_vocabulary_ids_match_transformers() {
     }
     assert!(mismatches.is_empty(), "{} of {} differ:\n{}", mismatches.len(), texts.len(), mismatches.join("\n"));
 }
+
+/// Our `tokenizer.json` reader (which skips `tokenizers`' buffering of the model section) against
+/// `tokenizers`' own, on a checkpoint's file written by transformers: the same ids for every string
+/// of the fixture.
+#[test]
+fn tokenizer_json_reads_as_tokenizers_reads_it() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let json = std::fs::read(root.join("tiny-2stage/tokenizer.json")).unwrap();
+    let ours = TextTokenizer::from_tokenizer_json(&json, 77).unwrap();
+    let mut theirs = tokenizers::Tokenizer::from_bytes(&json).unwrap();
+    theirs.with_truncation(Some(tokenizers::TruncationParams { max_length: 77, ..Default::default() })).unwrap();
+    let pad = theirs.token_to_id("<|endoftext|>").unwrap();
+    let cases: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("clip_tokenizer_ids.json")).unwrap()).unwrap();
+    let texts: Vec<String> =
+        cases["cases"].as_array().unwrap().iter().map(|c| c["text"].as_str().unwrap().to_owned()).collect();
+    let got = ours.encode(&texts).unwrap();
+    let mut differ = 0;
+    for (text, ids) in texts.iter().zip(&got) {
+        let mut want = theirs.encode(text.as_str(), true).unwrap().get_ids().to_vec();
+        want.resize(77, pad);
+        differ += usize::from(*ids != want);
+    }
+    assert_eq!(differ, 0, "{differ} of {} strings tokenize differently", texts.len());
+}
