@@ -668,24 +668,13 @@ const ATTENTION_ROWS: usize = 48;
 /// Where weights are packed ([`packed::available`]) the heads are fused: each head's keys and values
 /// are packed once, then each block of query rows computes its scores, their softmax and its
 /// share of the output, so the scores (6 × 848² floats a layer at 448 pixels) never leave cache.
-/// Elsewhere: two batched matmuls around an in-place softmax.
+/// Elsewhere: [`attention_by_heads`], as many heads at once as the pool has threads.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
-    let (b, tq, d) = q.dims3()?;
+    let (_, tq, d) = q.dims3()?;
     let tk = k.dim(1)?;
     let cpu_f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu));
     if !(packed::available() && cpu_f32) || heads == 0 || d % heads != 0 || d == 0 || tk == 0 {
-        let split = |t: &Tensor| -> Result<Tensor> {
-            let (b, t_, _) = t.dims3()?;
-            t.reshape((b, t_, heads, d / heads.max(1)))?.transpose(1, 2)
-        };
-        let (qh, kh, vh) = (split(&(q * scale)?)?, split(k)?, split(v)?);
-        let scores = matmul(&qh, &kh.t()?)?;
-        let scores = match mask {
-            Some(mask) => scores.broadcast_add(mask)?,
-            None => scores,
-        };
-        let attn = softmax_last_dim_in_place(scores)?;
-        return matmul(&attn, &vh)?.transpose(1, 2)?.reshape((b, tq, d));
+        return attention_by_heads(q, k, v, heads, scale, mask, rayon::current_num_threads());
     }
     let mask = match mask {
         Some(m) => Some(m.to_dtype(DType::F32)?.broadcast_as((tq, tk))?.contiguous()?.flatten_all()?.to_vec1::<f32>()?),
@@ -694,6 +683,40 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, m
     // Views of a side-by-side projection are read in place; other layouts are copied first.
     let rows = |t: &Tensor| if t.stride().last() == Some(&1) { Ok(t.clone()) } else { t.contiguous() };
     rows(q)?.apply_op3_no_bwd(&rows(k)?, &rows(v)?, &FusedAttention { heads, scale: scale as f32, mask })
+}
+
+/// [`attention`] as two batched matmuls around an in-place softmax, `at_once` heads at a time: all
+/// heads' scores together are a forward's largest buffer (6 × 848² floats, 17 MB, a layer at 448
+/// pixels), and WebAssembly's memory keeps its high-water mark for good. The matmul hands each
+/// thread whole heads, so as many heads as threads lose nothing.
+fn attention_by_heads(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    scale: f64,
+    mask: Option<&Tensor>,
+    at_once: usize,
+) -> Result<Tensor> {
+    let (b, tq, d) = q.dims3()?;
+    let split = |t: &Tensor| -> Result<Tensor> {
+        let (b, t_, _) = t.dims3()?;
+        t.reshape((b, t_, heads, d / heads.max(1)))?.transpose(1, 2)
+    };
+    let (qh, kh, vh) = (split(&(q * scale)?)?, split(k)?, split(v)?);
+    let at_once = at_once.clamp(1, heads.max(1));
+    let mut outs = Vec::with_capacity(heads.div_ceil(at_once));
+    for first in (0..heads).step_by(at_once) {
+        let n = at_once.min(heads - first);
+        let scores = matmul(&qh.narrow(1, first, n)?, &kh.narrow(1, first, n)?.t()?)?;
+        let scores = match mask {
+            Some(mask) => scores.broadcast_add(mask)?,
+            None => scores,
+        };
+        let attn = softmax_last_dim_in_place(scores)?;
+        outs.push(matmul(&attn, &vh.narrow(1, first, n)?)?);
+    }
+    Tensor::cat(&outs, 1)?.transpose(1, 2)?.reshape((b, tq, d))
 }
 
 /// One `(B, T, D)` operand of [`FusedAttention`] as it lies in its storage: rows of D contiguous
@@ -1002,6 +1025,12 @@ mod tests {
             let want = attention_reference(&q, &k, &v, heads, scale, mask)?;
             let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "{b}×{tq}×{tk}, {heads} heads: max |diff| {diff:e}");
+            // The unfused path (WebAssembly's), all heads at once, one at a time, and in uneven groups.
+            for at_once in [heads, 1, 2] {
+                let got = attention_by_heads(&q, &k, &v, heads, scale, mask, at_once)?;
+                let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-5, "{heads} heads {at_once} at a time: max |diff| {diff:e}");
+            }
             // The same operands as column views of one side-by-side tensor, read in place.
             if tq == tk {
                 let qkv = Tensor::cat(&[&q, &k, &v], 2)?;
