@@ -502,7 +502,7 @@ impl CustomOp1 for Int8MatMul {
         };
         let starts: Vec<usize> = (0..n).step_by(INT8_BLOCK).collect();
         if rayon::current_num_threads() > 1 && starts.len() > 1 {
-            starts.into_par_iter().for_each(block);
+            starts.into_par_iter().with_max_len(1).for_each(block);
         } else {
             starts.into_iter().for_each(block);
         }
@@ -773,7 +773,8 @@ impl candle_core::CustomOp3 for FusedAttention {
         let mut out: Vec<f32> = Vec::with_capacity(b * tq * d);
         let dst = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
         let blocks = tq.div_ceil(ATTENTION_ROWS);
-        (0..b * heads * blocks).into_par_iter().for_each(|t| {
+        // One block per job, so that either thread can take any block still waiting (see side_by_side).
+        (0..b * heads * blocks).into_par_iter().with_max_len(1).for_each(|t| {
             let (bh, blk) = (t / blocks, t % blocks);
             let (bi, h) = (bh / heads, bh % heads);
             let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
