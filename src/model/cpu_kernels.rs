@@ -500,12 +500,7 @@ impl CustomOp1 for Int8MatMul {
             // transpose, and this block alone writes columns j0..j0 + cols of the m × n output.
             unsafe { gemm_f32(m, cols, k, out.at(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }
         };
-        let starts: Vec<usize> = (0..n).step_by(INT8_BLOCK).collect();
-        if rayon::current_num_threads() > 1 && starts.len() > 1 {
-            starts.into_par_iter().with_max_len(1).for_each(block);
-        } else {
-            starts.into_iter().for_each(block);
-        }
+        packed::for_each_task(n.div_ceil(INT8_BLOCK), |i| block(i * INT8_BLOCK));
         // SAFETY: the blocks cover all n columns of all m rows.
         unsafe { dst.set_len(len) };
         Ok((CpuStorage::F32(dst), Shape::from((m, n))))
@@ -773,8 +768,7 @@ impl candle_core::CustomOp3 for FusedAttention {
         let mut out: Vec<f32> = Vec::with_capacity(b * tq * d);
         let dst = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
         let blocks = tq.div_ceil(ATTENTION_ROWS);
-        // One block per job, so that either thread can take any block still waiting (see side_by_side).
-        (0..b * heads * blocks).into_par_iter().with_max_len(1).for_each(|t| {
+        packed::for_each_task(b * heads * blocks, |t| {
             let (bh, blk) = (t / blocks, t % blocks);
             let (bi, h) = (bh / heads, bh % heads);
             let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));

@@ -258,18 +258,22 @@ pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn
             epilogue(unsafe { std::slice::from_raw_parts_mut(out.at(i * n + c0), c1 - c0) }, c0);
         }
     };
-    let tasks = blocks.len() * row_blocks;
+    for_each_task(blocks.len() * row_blocks, task);
+    // SAFETY: the tasks wrote every row of every matrix's columns (k > 0).
+    unsafe { dst.set_len(m * n) };
+    dst
+}
+
+/// Runs `task(0..tasks)` on rayon's pool, one task per rayon job: otherwise rayon leaves each
+/// thread a quarter of the tasks as one job that cannot be stolen, and a thread that finishes first
+/// waits out the other's last quarter (a tenth of a 2-thread forward's time, measured with perf).
+/// Consecutive tasks still go to one thread until another steals (see [`side_by_side`]).
+pub(crate) fn for_each_task(tasks: usize, task: impl Fn(usize) + Sync + Send) {
     if rayon::current_num_threads() > 1 && tasks > 1 {
-        // One task per rayon job: otherwise rayon leaves each thread a quarter of the tasks as one
-        // job that cannot be stolen, and a thread that finishes first waits out the other's last
-        // quarter (a tenth of a 2-thread forward's time, measured with perf).
         (0..tasks).into_par_iter().with_max_len(1).for_each(task);
     } else {
         (0..tasks).for_each(task);
     }
-    // SAFETY: the tasks wrote every row of every matrix's columns (k > 0).
-    unsafe { dst.set_len(m * n) };
-    dst
 }
 
 /// An output buffer that parallel tasks write in disjoint parts (here and in `cpu_kernels`).
