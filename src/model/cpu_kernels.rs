@@ -787,7 +787,7 @@ impl candle_core::CustomOp3 for FusedAttention {
                 let mut sums = [0f32; ATTENTION_ROWS];
                 for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
                     let mask_row = self.mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
-                    sums[i] = with_best_simd!(scaled_exp(row, self.scale, mask_row));
+                    sums[i] = scaled_exp_row(row, self.scale, mask_row);
                 }
                 let at = (bi * tq + r0) * d + h * hd;
                 // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
@@ -810,6 +810,18 @@ thread_local! {
     /// Each pool thread's block of attention scores, kept between tasks (a fresh 160 KB buffer
     /// per task was a page-faulting allocation).
     static SCORES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// [`scaled_exp`] on the best SIMD this CPU has. Unmasked rows (every vision row) take the AVX-512
+/// one where it exists: the compiler keeps the portable loop to 8 lanes with separate multiplies
+/// and adds, and it was 9 % of a 448-pixel forward on Zen 5.
+fn scaled_exp_row(row: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if mask.is_none() && is_x86_feature_detected!("avx512f") {
+        // SAFETY: the feature was just detected on this CPU.
+        return unsafe { avx512::scaled_exp(row, scale) };
+    }
+    with_best_simd!(scaled_exp(row, scale, mask))
 }
 
 /// `row ← exp(row · scale + mask − max)` in place, returning the row's sum: softmax but for the
@@ -841,6 +853,56 @@ fn scaled_exp(row: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
         sum += *v;
     }
     sum
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// The unmasked [`super::scaled_exp`] in 16 lanes, with [`super::exp_f32`]'s polynomial in
+    /// fused multiply-adds and 2ⁿ by `scalef`; the row's tail through lane masks.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn scaled_exp(row: &mut [f32], scale: f32) -> f32 {
+        let (p, len) = (row.as_mut_ptr(), row.len());
+        let full = len / 16 * 16;
+        let tail: __mmask16 = ((1u32 << (len - full)) - 1) as __mmask16;
+        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+        for i in (0..full).step_by(16) {
+            max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
+        }
+        max = _mm512_mask_max_ps(max, tail, max, _mm512_maskz_loadu_ps(tail, p.add(full)));
+        let max = _mm512_reduce_max_ps(max);
+        // As in the portable one: a row with no finite maximum is shifted by 0, not turned to NaN.
+        let shift = _mm512_set1_ps(if max == f32::NEG_INFINITY { 0.0 } else { max * scale });
+        let scale = _mm512_set1_ps(scale);
+        let mut sum = _mm512_setzero_ps();
+        for i in (0..full).step_by(16) {
+            let e = exp(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), scale, shift));
+            _mm512_storeu_ps(p.add(i), e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        if tail != 0 {
+            let e = exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, p.add(full)), scale, shift));
+            _mm512_mask_storeu_ps(p.add(full), tail, e);
+            sum = _mm512_mask_add_ps(sum, tail, sum, e);
+        }
+        _mm512_reduce_add_ps(sum)
+    }
+
+    /// e^x in 16 lanes: Cephes' range reduction and polynomial, as [`super::exp_f32`].
+    #[inline(always)]
+    unsafe fn exp(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0)), _mm512_set1_ps(-87.0));
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
+        let mut q = _mm512_fmadd_ps(r, _mm512_set1_ps(1.987_569_1e-4), _mm512_set1_ps(1.398_199_9e-3));
+        for c in [8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+            q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
+        }
+        let q = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+        _mm512_scalef_ps(q, n)
+    }
 }
 
 /// Softmax over the last dimension of attention scores, overwriting them (f32 on the CPU; a new
@@ -1072,6 +1134,38 @@ mod tests {
             worst = worst.max(((exp_f32(x) as f64 - want) / want).abs());
         }
         assert!(worst < 4e-7, "max relative error {worst:e}");
+    }
+
+    /// The AVX-512 row against the portable one and against f64: every tail length, the full input
+    /// range, and a row with no finite maximum.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn avx512_exp_rows_match_the_portable_ones() {
+        if !is_x86_feature_detected!("avx512f") {
+            eprintln!("no AVX-512: its exponential row is not checked on this CPU");
+            return;
+        }
+        let scale = 0.125f32;
+        for len in 1..=50 {
+            let row: Vec<f32> = (0..len).map(|i| ((i * 7919 % 1750) as f32 - 870.0) * 0.8).collect();
+            let (mut fast, mut portable) = (row.clone(), row.clone());
+            // SAFETY: the feature was just detected.
+            let fast_sum = unsafe { avx512::scaled_exp(&mut fast, scale) };
+            let portable_sum = scaled_exp(&mut portable, scale, None);
+            let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64 * scale as f64;
+            for ((f, p), x) in fast.iter().zip(&portable).zip(&row) {
+                let arg = (*x as f64 * scale as f64 - max).max(-87.0);
+                // exp's own few ulp, plus the f32 rounding of its argument (one ulp of `arg`).
+                let tolerance = 4e-7 + arg.abs() * 1.2e-7;
+                let want = arg.exp();
+                assert!(((*f as f64 - want) / want).abs() < tolerance, "len {len}: exp {f} vs {want}");
+                assert!((((f - p) / p).abs() as f64) < 2.0 * tolerance, "len {len}: {f} vs portable {p}");
+            }
+            assert!(((fast_sum - portable_sum) / portable_sum).abs() < 1e-6, "len {len}: sum {fast_sum} vs {portable_sum}");
+        }
+        let mut masked = vec![f32::NEG_INFINITY; 20];
+        let sum = unsafe { avx512::scaled_exp(&mut masked, scale) };
+        assert!(sum.is_finite() && masked.iter().all(|&v| v == masked[0]), "{masked:?}");
     }
 
     #[test]
