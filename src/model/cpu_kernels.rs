@@ -38,6 +38,13 @@ pub fn erf_f32(x: f32) -> f32 {
     x * p / q
 }
 
+/// Cephes' `expf`, shared by [`exp_f32`] and the AVX-512 rows: the input range kept finite, ln 2 in
+/// two parts for the range reduction, and the polynomial's coefficients, highest power first.
+const EXP_RANGE: (f32, f32) = (-87.0, 88.0);
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+const EXP_POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1];
+
 /// e^x for f32 without branches or calls (Cephes' `expf`: 2^n · polynomial, ~1 ulp), so loops over
 /// it compile to SIMD. Inputs are clamped to the finite range.
 #[inline(always)]
@@ -45,15 +52,14 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // Adding and subtracting 1.5·2^23 rounds to the nearest integer without a rounding instruction.
     const ROUND: f32 = 12_582_912.0;
-    let x = x.clamp(-87.0, 88.0);
+    let x = x.clamp(EXP_RANGE.0, EXP_RANGE.1);
     let t = x * LOG2E + ROUND;
     let n = t - ROUND;
-    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
-    let mut p = 1.987_569_1e-4 * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 5.000_000_1e-1;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = EXP_POLY[0] * r + EXP_POLY[1];
+    for c in &EXP_POLY[2..] {
+        p = p * r + c;
+    }
     let p = p * r * r + r + 1.0;
     // 2^n from t's bits, which hold 1.5·2^23 + n: integer lane arithmetic (a float-to-int `as`
     // saturates and checks for NaN one lane at a time, which kept this loop scalar).
@@ -859,6 +865,8 @@ fn scaled_exp(row: &mut [f32], scale: f32, mask: Option<&[f32]>) -> f32 {
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO};
+
     /// The unmasked [`super::scaled_exp`] in 16 lanes, with [`super::exp_f32`]'s polynomial in
     /// fused multiply-adds and 2ⁿ by `scalef`; the row's tail through lane masks.
     #[target_feature(enable = "avx512f")]
@@ -892,12 +900,13 @@ mod avx512 {
     /// e^x in 16 lanes: Cephes' range reduction and polynomial, as [`super::exp_f32`].
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
-        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(88.0)), _mm512_set1_ps(-87.0));
+        let (lo, hi) = EXP_RANGE;
+        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(hi)), _mm512_set1_ps(lo));
         let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
-        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.121_944_4e-4), r);
-        let mut q = _mm512_fmadd_ps(r, _mm512_set1_ps(1.987_569_1e-4), _mm512_set1_ps(1.398_199_9e-3));
-        for c in [8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1] {
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+        let mut q = _mm512_fmadd_ps(r, _mm512_set1_ps(EXP_POLY[0]), _mm512_set1_ps(EXP_POLY[1]));
+        for &c in &EXP_POLY[2..] {
             q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
         }
         let q = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
