@@ -6,10 +6,13 @@
 use std::process::Command;
 use std::time::Instant;
 
-use candle_core::{Device, Tensor};
-use groupseg::gpu::buffer::GpuTensor;
-use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
+use std::sync::Arc;
+
+use candle_core::{DType, Device, Tensor};
+use groupseg::gpu::buffer::{GpuMatrix, GpuTensor};
+use groupseg::gpu::matmul::{Epilogue, Matmul};
 use groupseg::gpu::Gpu;
+use groupseg::model::matrix::{Int8Matrix, Matrix};
 use groupseg::model::{weights, GroupViTConfig, GroupViTModel};
 use groupseg::{BackendChoice, RunningBackend, Segmenter};
 
@@ -165,27 +168,34 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
         Err(e) => println!("per-kernel times: {e}"),
     }
 
-    // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one.
+    // The matmul alone: a stage-1 MLP product at 448 (848 × 384 → 1536), and a large square one,
+    // with the weight held in f32, f16 and int8 (what f32, f16 and int8 checkpoints keep there).
     let gpu = Gpu::new_blocking(allow_software).unwrap();
     let matmul = Matmul::new(&gpu);
     let shapes: &[(usize, usize, usize)] = if software { &[(848, 384, 1536)] } else { &[(848, 384, 1536), (4096, 4096, 4096)] };
     for &(m, k, n) in shapes {
         let a = GpuTensor::upload(&gpu, &vec![0.5; m * k], &[m, k]).unwrap();
-        let b = GpuTensor::upload(&gpu, &vec![0.25; n * k], &[n, k]).unwrap();
         let bias = GpuTensor::upload(&gpu, &vec![0.0; n], &[n]).unwrap();
         let c = GpuTensor::empty(&gpu, &[m, n]);
-        let reps = if software { 1 } else { 10 };
-        let ms = median_ms(1, 3, || {
-            let mut enc = gpu.device.create_command_encoder(&Default::default());
-            let s = MatmulShape { batch: 1, m, n, k, b_shared: true };
-            for _ in 0..reps {
-                matmul.encode(&gpu, &mut enc, &a, &b, BLayout::Transposed, Some(&bias), Epilogue::BiasGeluErf, &c, s).unwrap();
-            }
-            gpu.queue.submit([enc.finish()]);
-            gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
-        }) / reps as f64;
-        let gflops = 2.0 * (m * n * k) as f64 / ms / 1e6;
-        let of_peak = peak.map_or(String::new(), |p| format!(", {:.0} % of the {p:.0} GFLOP/s peak", 100.0 * gflops / p));
-        println!("matmul {m}×{k}→{n}: {ms:.2} ms, {gflops:.1} GFLOP/s{of_peak}");
+        let values = Tensor::randn(0f32, 0.05, (n, k), &Device::Cpu).unwrap();
+        let f16_values = values.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap();
+        let codes: Vec<u8> = (0..n * k).map(|i| (i * 7919 % 255) as u8 + 1).collect();
+        let int8 = Int8Matrix::new(codes, vec![0.001; n], n, k).unwrap();
+        let weights = [("f32", Matrix::F32(values)), ("f16", Matrix::F32(f16_values)), ("int8", Matrix::Int8(Arc::new(int8)))];
+        for (held, weight) in weights {
+            let w = GpuMatrix::upload(&gpu, &weight, 1.0).unwrap();
+            let reps = if software { 1 } else { 10 };
+            let ms = median_ms(1, 3, || {
+                let mut enc = gpu.device.create_command_encoder(&Default::default());
+                for _ in 0..reps {
+                    matmul.encode_weight(&gpu, &mut enc, &a, &w, Some(&bias), Epilogue::BiasGeluErf, &c, m).unwrap();
+                }
+                gpu.queue.submit([enc.finish()]);
+                gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+            }) / reps as f64;
+            let gflops = 2.0 * (m * n * k) as f64 / ms / 1e6;
+            let of_peak = peak.map_or(String::new(), |p| format!(", {:.0} % of the {p:.0} GFLOP/s peak", 100.0 * gflops / p));
+            println!("matmul {m}×{k}→{n}, weight in {held}: {ms:.2} ms, {gflops:.1} GFLOP/s{of_peak}");
+        }
     }
 }

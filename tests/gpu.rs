@@ -5,7 +5,7 @@ mod common;
 
 use candle_core::{Device, Tensor};
 use common::{assert_close_values, expected, fixture};
-use groupseg::gpu::buffer::GpuTensor;
+use groupseg::gpu::buffer::{GpuMatrix, GpuTensor};
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
 use groupseg::model::config::Activation;
@@ -54,6 +54,59 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             matmul.encode(&gpu, &mut enc, &gx, &gw, BLayout::Transposed, Some(&gb), ep, &out, shape).unwrap();
             gpu.queue.submit([enc.finish()]);
             assert_close_values(&format!("{m}×{k}→{n} {ep:?}"), &out.read_blocking(&gpu).unwrap(), &want, 1e-4);
+        }
+    }
+}
+
+/// An int8 matrix of `(rows, cols)` codes from `seed`, with uneven row scales.
+fn int8_matrix(rows: usize, cols: usize, seed: usize) -> Matrix {
+    use groupseg::model::matrix::Int8Matrix;
+    let codes: Vec<u8> = (0..rows * cols).map(|i| ((i * 37 + seed * 11 + i / 7) % 255) as u8 + 1).collect();
+    let scales: Vec<f32> = (0..rows).map(|r| 0.002 * ((r * 5 + seed) % 9 + 1) as f32).collect();
+    Matrix::Int8(std::sync::Arc::new(Int8Matrix::new(codes, scales, rows, cols).unwrap()))
+}
+
+#[test]
+fn weights_stay_int8_or_f16_on_the_gpu_and_multiply_as_their_f32_values() {
+    let gpu = gpu();
+    let matmul = Matmul::new(&gpu);
+    // K of 1, 13 and 17 leave rows ending mid-word; 848 × 384 → 1536 is a stage-1 MLP at 448.
+    for (m, k, n) in [(1, 1, 1), (7, 13, 5), (65, 17, 130), (848, 384, 1536)] {
+        let x = Tensor::randn(0f32, 1.0, (m, k), &Device::Cpu).unwrap();
+        let b = Tensor::randn(0f32, 1.0, n, &Device::Cpu).unwrap();
+        let f32_values = (Tensor::randn(0f32, 1.0, (n, k), &Device::Cpu).unwrap() / (k as f64).sqrt()).unwrap();
+        // An f16 checkpoint's values, widened as the loader widens them.
+        let f16_values = f32_values.to_dtype(candle_core::DType::F16).unwrap().to_dtype(candle_core::DType::F32).unwrap();
+        let cases = [("int8", int8_matrix(n, k, m), 4), ("f16", Matrix::F32(f16_values), 2), ("f32", Matrix::F32(f32_values), 1)];
+        for (what, weight, narrowing) in cases {
+            // Attention's query scale folds into the upload.
+            for scale in [1.0f32, 0.125, 0.3] {
+                let before = gpu.uploaded_bytes();
+                let gw = GpuMatrix::upload(&gpu, &weight, scale).unwrap();
+                let held = gpu.uploaded_bytes() - before;
+                let kind = match &gw {
+                    GpuMatrix::F32(_) => "f32",
+                    GpuMatrix::F16 { .. } => "f16",
+                    GpuMatrix::Int8 { .. } => "int8",
+                };
+                assert_eq!(kind, what, "{m}×{k}→{n}");
+                assert_eq!(gw.dims(), (n, k));
+                // The matrix's words (rows padded to a word) and, when narrow, a scale per row.
+                let row_bytes = (k * 4 / narrowing).next_multiple_of(4);
+                assert_eq!(held, n * row_bytes + if narrowing > 1 { n * 4 } else { 0 }, "{what} {m}×{k}→{n}");
+                let want_w = (weight.to_f32().unwrap() * scale as f64).unwrap();
+                let gb = GpuTensor::upload(&gpu, &values(&b), &[n]).unwrap();
+                let gx = GpuTensor::upload(&gpu, &values(&x), &[m, k]).unwrap();
+                for (ep, cpu_act) in [(Epilogue::Bias, None), (Epilogue::BiasGeluErf, Some(Activation::Gelu))] {
+                    let want = values(&cpu_kernels::linear(&x, &Matrix::F32(want_w.clone()), &b, cpu_act).unwrap());
+                    let out = GpuTensor::empty(&gpu, &[m, n]);
+                    let mut enc = gpu.device.create_command_encoder(&Default::default());
+                    matmul.encode_weight(&gpu, &mut enc, &gx, &gw, Some(&gb), ep, &out, m).unwrap();
+                    gpu.queue.submit([enc.finish()]);
+                    let got = out.read_blocking(&gpu).unwrap();
+                    assert_close_values(&format!("{what} ×{scale} {m}×{k}→{n} {ep:?}"), &got, &want, 1e-4);
+                }
+            }
         }
     }
 }
@@ -216,12 +269,19 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
 /// classes tie within float noise (recorded: the winning scores must then agree within 1e-4), and
 /// the same per-class summaries.
 fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stride: usize) {
+    backends_agree_on(&fixture(model), &fixture(photo), short_side, window, stride, 0);
+}
+
+/// [`backends_agree`] for a checkpoint directory, allowing `group_flips` pixels whose score (and
+/// so perhaps label) differs: a pixel goes to its argmax group of the resized grouping maps, and
+/// where two groups tie within float noise the backends may each take another.
+fn backends_agree_on(dir: &std::path::Path, photo: &std::path::Path, short_side: u32, window: usize, stride: usize, group_flips: usize) {
     use groupseg::preprocess;
     use groupseg::{Background, BackendChoice, Segmenter};
-    let dir = fixture(model);
-    let gpu = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
-    let cpu = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
-    let photo = preprocess::decode(&std::fs::read(dir.parent().unwrap().join(photo)).unwrap()).unwrap();
+    let model = dir.display();
+    let gpu = Segmenter::load_on(dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
+    let cpu = Segmenter::load_on(dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
+    let photo = preprocess::decode(&std::fs::read(photo).unwrap()).unwrap();
     // Seven labels: the top-5 restriction leaves two out of every window.
     let labels: Vec<String> = ["cat", "dog", "grass", "sky", "a red car", "water", "tree"].map(String::from).to_vec();
     for threshold in [Background::Below(0.2), Background::Never] {
@@ -229,14 +289,14 @@ fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stri
         let want = groupseg::block_on(cpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
         let got = groupseg::block_on(gpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
         assert_eq!((got.width, got.height), (want.width, want.height));
-        let mut ties = 0;
+        let (mut ties, mut flips) = (0, 0);
         for (i, (g, w)) in got.label_map.iter().zip(&want.label_map).enumerate() {
             let (gs, ws) = (got.scores[i], want.scores[i]);
-            if g != w {
-                assert!((gs - ws).abs() <= 1e-4, "{model} pixel {i}: GPU {g} ({gs}) vs CPU {w} ({ws}), not a tie");
+            if g != w && (gs - ws).abs() <= 1e-4 {
                 ties += 1;
-            } else {
-                assert!((gs - ws).abs() <= 1e-4 * ws.abs().max(1.0), "{model} pixel {i}: score {gs} vs {ws}");
+            } else if g != w || (gs - ws).abs() > 1e-4 * ws.abs().max(1.0) {
+                flips += 1;
+                assert!(flips <= group_flips, "{model} pixel {i}: GPU {g} ({gs}) vs CPU {w} ({ws}), not a tie ({flips} such pixels)");
             }
         }
         assert!(ties * 1000 <= got.label_map.len(), "{model}: {ties} tied pixels of {}", got.label_map.len());
@@ -245,7 +305,7 @@ fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stri
         for (g, w) in got.summary.iter().zip(&want.summary) {
             assert!((g.share - w.share).abs() <= 1e-3, "{model}: {g:?} vs {w:?}");
         }
-        eprintln!("{model} threshold {threshold:?}: {} pixels, {ties} ties, {present} classes", got.label_map.len());
+        eprintln!("{model} threshold {threshold:?}: {} pixels, {ties} ties, {flips} group flips, {present} classes", got.label_map.len());
     }
 }
 
@@ -255,6 +315,34 @@ fn gpu_segmentation_matches_the_cpu_over_many_windows() {
     backends_agree("tiny-3stage", "tiny-3stage/photo_big.png", 60, 40, 20);
     // One grouping block fewer: no map chaining; the photo upscaled to the output.
     backends_agree("tiny-2stage", "tiny-3stage/photo.png", 48, 32, 16);
+}
+
+#[test]
+fn int8_and_f16_checkpoints_segment_alike_on_both_backends_holding_their_own_bytes_on_the_gpu() {
+    use groupseg::model::convert::{convert, StoredAs};
+    use groupseg::{BackendChoice, Segmenter};
+    let original = fixture("tiny-3stage");
+    // What the GPU held before weights stayed narrow: the image side's tensors in f32.
+    let tensors = candle_core::safetensors::load(original.join("model.safetensors"), &Device::Cpu).unwrap();
+    let f32_held: usize = tensors
+        .iter()
+        .filter(|(name, _)| name.starts_with("vision_model.") || name.starts_with("visual_projection."))
+        .map(|(_, t)| t.elem_count() * 4)
+        .sum();
+    // The int8 copy has 9 group flips of 16 463 pixels (as many with its weights widened to f32 on
+    // the GPU, before they stayed int8); the f16 copy none.
+    for (stored, most, flips) in [(StoredAs::Int8, 0.3, 16), (StoredAs::F16, 0.55, 0)] {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+            std::fs::copy(original.join(file), dir.path().join(file)).unwrap();
+        }
+        let bytes = std::fs::read(original.join("model.safetensors")).unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), convert(&bytes, stored).unwrap()).unwrap();
+        backends_agree_on(dir.path(), &original.join("photo_big.png"), 60, 40, 20, flips);
+        let held = Segmenter::load_on(dir.path(), &Device::Cpu, BackendChoice::Gpu).unwrap().resident_weights().gpu;
+        eprintln!("{stored:?}: {held} bytes on the GPU, f32 {f32_held}");
+        assert!((held as f64) < most * f32_held as f64, "{stored:?}: {held} bytes on the GPU against f32's {f32_held}");
+    }
 }
 
 #[test]

@@ -1,9 +1,13 @@
-//! f32 tensors in GPU storage buffers: upload once, compute in place, read back only results.
+//! f32 tensors in GPU storage buffers: upload once, compute in place, read back only results;
+//! and weight matrices kept at the precision the checkpoint gave them.
 
 use wgpu::util::DeviceExt;
 
+use half::f16;
+
 use super::Gpu;
 use crate::error::{Error, Result};
+use crate::model::matrix::Matrix;
 
 /// A row-major f32 tensor living in a storage buffer.
 pub struct GpuTensor {
@@ -71,6 +75,77 @@ impl GpuTensor {
     pub fn read_blocking(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         pollster::block_on(self.read(gpu))
     }
+}
+
+/// A weight matrix `(rows, cols)` on the GPU, as narrow as its values allow: int8 codes stay
+/// int8 and f16 values stay f16 (the matmul widens them as it stages them), so an int8 checkpoint
+/// holds a quarter of f32's bytes on the GPU too. Narrow rows start on a 32-bit word, zero-padded.
+pub enum GpuMatrix {
+    F32(GpuTensor),
+    /// Two values a word; `scales` multiplies each row's products (a scaling folded into the layer).
+    F16 { words: wgpu::Buffer, scales: GpuTensor, rows: usize, cols: usize },
+    /// Four codes a word, `w[r][c] = (code − 128) × scales[r]`.
+    Int8 { words: wgpu::Buffer, scales: GpuTensor, rows: usize, cols: usize },
+}
+
+impl GpuMatrix {
+    /// `weight` times `scale` (a factor folded into the layer): int8 stays int8; f32 values that
+    /// f16 holds exactly (an f16 checkpoint's, widened on loading) go up as f16; others as f32.
+    pub fn upload(gpu: &Gpu, weight: &Matrix, scale: f32) -> Result<Self> {
+        let (rows, cols) = weight.dims()?;
+        // An empty matrix goes up as f32, which keeps a placeholder element.
+        let narrow = rows * cols > 0;
+        match weight {
+            Matrix::Int8(q) if narrow => {
+                // Four codes a word; a row's last word is padded with 128, a zero.
+                let word = |c: &[u8]| c.iter().rev().fold(0, |w, &b| w << 8 | b as u32);
+                let words = q.with_codes(|codes| pack_rows(codes, cols, 4, word, 128));
+                let scales: Vec<f32> = q.scales().iter().map(|s| s * scale).collect();
+                let scales = GpuTensor::upload(gpu, &scales, &[rows])?;
+                return Ok(Self::Int8 { words: words_buffer(gpu, &words), scales, rows, cols });
+            }
+            _ => {}
+        }
+        let values = weight.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
+        if narrow && values.iter().all(|&v| f16::from_f32(v).to_f32() == v) {
+            let word = |c: &[f32]| c.iter().rev().fold(0, |w, &v| w << 16 | f16::from_f32(v).to_bits() as u32);
+            let words = pack_rows(&values, cols, 2, word, 0.0);
+            let scales = GpuTensor::upload(gpu, &vec![scale; rows], &[rows])?;
+            return Ok(Self::F16 { words: words_buffer(gpu, &words), scales, rows, cols });
+        }
+        let values: Vec<f32> = if scale == 1.0 { values } else { values.iter().map(|v| v * scale).collect() };
+        Ok(Self::F32(GpuTensor::upload(gpu, &values, &[rows, cols])?))
+    }
+
+    /// `(rows, cols)`.
+    pub fn dims(&self) -> (usize, usize) {
+        match self {
+            Self::F32(t) => (t.shape[0], t.shape[1]),
+            Self::F16 { rows, cols, .. } | Self::Int8 { rows, cols, .. } => (*rows, *cols),
+        }
+    }
+}
+
+/// Rows of `cols` values packed `per_word` to a 32-bit word by `word` (first value in the low bits),
+/// each row's last word filled up with `pad`.
+fn pack_rows<T: Copy>(values: &[T], cols: usize, per_word: usize, word: impl Fn(&[T]) -> u32, pad: T) -> Vec<u32> {
+    let mut chunk = vec![pad; per_word];
+    values
+        .chunks_exact(cols)
+        .flat_map(|row| row.chunks(per_word))
+        .map(|c| {
+            chunk.fill(pad);
+            chunk[..c.len()].copy_from_slice(c);
+            word(&chunk)
+        })
+        .collect()
+}
+
+/// A storage buffer holding `words` (at least one).
+fn words_buffer(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
+    let bytes: &[u8] = if words.is_empty() { &[0; 4] } else { bytemuck::cast_slice(words) };
+    gpu.count_upload(bytes.len());
+    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytes, usage: wgpu::BufferUsages::STORAGE })
 }
 
 /// The first `words` 32-bit words of `buffer`, copied back to the CPU as bytes.

@@ -1,16 +1,17 @@
 //! The building blocks of every GPU module, uploaded from their CPU twins: `Linear` (one matmul
 //! with its bias and activation fused) and `LayerNorm`.
 
-use super::buffer::GpuTensor;
+use super::buffer::{GpuMatrix, GpuTensor};
 use super::matmul::Epilogue;
 use super::Gpu;
 use crate::error::{Error, Result};
 use crate::model::config::Activation;
 use crate::model::linear;
 
-/// `nn.Linear` on the GPU: `weight (out, in)` and `bias (out)`.
+/// `nn.Linear` on the GPU: `weight (out, in)`, held as narrow as the checkpoint gave it, and
+/// `bias (out)`.
 pub(crate) struct Linear {
-    pub weight: GpuTensor,
+    pub weight: GpuMatrix,
     pub bias: GpuTensor,
     pub input: usize,
     pub output: usize,
@@ -23,11 +24,10 @@ impl Linear {
 
     /// The layer times `scale` (attention folds its query scaling in here).
     pub fn scaled_from_cpu(gpu: &Gpu, l: &linear::Linear, scale: f64) -> Result<Self> {
-        // The GPU computes in f32: an int8 weight is widened for the upload.
-        let weight = l.weight.to_f32()?;
-        let (output, input) = weight.dims2()?;
-        let (weight, bias) = if scale == 1.0 { (weight, l.bias.clone()) } else { ((&weight * scale)?, (&l.bias * scale)?) };
-        Ok(Self { weight: GpuTensor::from_tensor(gpu, &weight)?, bias: GpuTensor::from_tensor(gpu, &bias)?, input, output })
+        let (output, input) = l.weight.dims()?;
+        let weight = GpuMatrix::upload(gpu, &l.weight, scale as f32)?;
+        let bias = if scale == 1.0 { l.bias.clone() } else { (&l.bias * scale)? };
+        Ok(Self { weight, bias: GpuTensor::from_tensor(gpu, &bias)?, input, output })
     }
 }
 

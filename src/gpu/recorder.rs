@@ -60,8 +60,7 @@ impl<'a> Recorder<'a> {
         let mut shape = lead.to_vec();
         shape.push(l.output);
         let y = self.empty(&shape);
-        let s = MatmulShape { batch: 1, m: rows, n: l.output, k: l.input, b_shared: true };
-        self.k.matmul.encode(self.gpu, &mut self.enc, x, &l.weight, BLayout::Transposed, Some(&l.bias), ep, &y, s)?;
+        self.k.matmul.encode_weight(self.gpu, &mut self.enc, x, &l.weight, Some(&l.bias), ep, &y, rows)?;
         Ok(y)
     }
 

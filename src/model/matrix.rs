@@ -51,19 +51,31 @@ impl Int8Matrix {
         self.cols
     }
 
-    /// Rows `r0..r0 + out.len() / cols`, widened into `out` (row-major).
-    #[inline]
-    pub fn widen_rows(&self, r0: usize, out: &mut [f32]) {
+    /// One scale per row.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// `f` of the codes, row-major (`rows × cols`, each `value / scale + 128`).
+    pub fn with_codes<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
         let (storage, layout) = self.codes.storage_and_layout();
         let Storage::Cpu(CpuStorage::U8(all)) = &*storage else {
             unreachable!("int8 codes are a contiguous u8 CPU tensor (from_codes)");
         };
-        let codes = &all[layout.start_offset() + r0 * self.cols..][..out.len()];
-        for ((dst, src), &scale) in out.chunks_exact_mut(self.cols).zip(codes.chunks_exact(self.cols)).zip(&self.scales[r0..]) {
-            for (d, &q) in dst.iter_mut().zip(src) {
-                *d = (q as i32 - 128) as f32 * scale;
+        f(&all[layout.start_offset()..][..self.rows * self.cols])
+    }
+
+    /// Rows `r0..r0 + out.len() / cols`, widened into `out` (row-major).
+    #[inline]
+    pub fn widen_rows(&self, r0: usize, out: &mut [f32]) {
+        self.with_codes(|all| {
+            let codes = &all[r0 * self.cols..][..out.len()];
+            for ((dst, src), &scale) in out.chunks_exact_mut(self.cols).zip(codes.chunks_exact(self.cols)).zip(&self.scales[r0..]) {
+                for (d, &q) in dst.iter_mut().zip(src) {
+                    *d = (q as i32 - 128) as f32 * scale;
+                }
             }
-        }
+        })
     }
 }
 
