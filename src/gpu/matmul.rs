@@ -63,7 +63,7 @@ const TILE_THREADS: u32 = 16;
 /// K per slice staged in workgroup memory.
 const TILE_K: u32 = 16;
 const _: () = assert!(TILE == 4 * TILE_THREADS && TILE * TILE_K == 4 * TILE_THREADS * TILE_THREADS);
-// `matmul_int8` stages a slice's codes one word a thread, starting on a word.
+// The int8 format stages a slice's codes one word a thread, starting on a word.
 const _: () = assert!(TILE_K % 4 == 0 && TILE * TILE_K / 4 == TILE_THREADS * TILE_THREADS);
 
 /// `matmul.wgsl`'s `B_FORMAT`s.
@@ -129,7 +129,7 @@ impl Matmul {
             GpuMatrix::F16 { words, scales, .. } => (&self.f16, words, scales),
             GpuMatrix::Int8 { words, scales, .. } => (&self.int8, words, scales),
         };
-        let params = self.params(gpu, a, None, bias, epilogue, c, s)?;
+        let params = Self::params(gpu, a, None, bias, epilogue, c, s)?;
         let bias = bias.map_or(&self.no_bias, |t| &t.buffer);
         let bindings = [(0, &a.buffer), (1, &self.no_bias), (2, bias), (3, &c.buffer), (4, &params), (5, words), (6, &scales.buffer)];
         dispatch_counted(gpu, encoder, kernel, &bindings, Self::workgroups(s)?, s.flops());
@@ -150,7 +150,7 @@ impl Matmul {
         c: &GpuTensor,
         s: MatmulShape,
     ) -> Result<()> {
-        let params = self.params(gpu, a, Some((b, b_layout)), bias, epilogue, c, s)?;
+        let params = Self::params(gpu, a, Some((b, b_layout)), bias, epilogue, c, s)?;
         let bias = bias.map_or(&self.no_bias, |t| &t.buffer);
         let none = &self.no_bias;
         let bindings = [(0, &a.buffer), (1, &b.buffer), (2, bias), (3, &c.buffer), (4, &params), (5, none), (6, none)];
@@ -162,7 +162,6 @@ impl Matmul {
     /// kernel's parameters.
     #[allow(clippy::too_many_arguments)]
     fn params(
-        &self,
         gpu: &Gpu,
         a: &GpuTensor,
         b: Option<(&GpuTensor, BLayout)>,
