@@ -29,15 +29,8 @@ impl GpuTensor {
         if data.len() != shape.iter().product::<usize>() {
             return Err(Error::InvalidInput(format!("{} values do not fill shape {shape:?}", data.len())));
         }
-        // Zero-sized bindings are invalid: keep at least one element.
-        let bytes: Vec<u8> = if data.is_empty() { vec![0; 4] } else { data.iter().flat_map(|v| v.to_le_bytes()).collect() };
-        let buffer = gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: None,
-            contents: &bytes,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-        });
-        gpu.count_upload(bytes.len());
-        Ok(Self { buffer, shape: shape.to_vec() })
+        let usage = wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+        Ok(Self { buffer: words_buffer(gpu, data.iter().map(|v| v.to_bits()), usage), shape: shape.to_vec() })
     }
 
     /// Uploads a CPU tensor (any float dtype; computed in f32).
@@ -102,7 +95,7 @@ impl GpuMatrix {
                 let words = q.with_codes(|codes| pack_rows(codes, cols, 4, word, 128));
                 let scales: Vec<f32> = q.scales().iter().map(|s| s * scale).collect();
                 let scales = GpuTensor::upload(gpu, &scales, &[rows])?;
-                return Ok(Self::Int8 { words: words_buffer(gpu, &words), scales, rows, cols });
+                return Ok(Self::Int8 { words: words_buffer(gpu, words.into_iter(), wgpu::BufferUsages::STORAGE), scales, rows, cols });
             }
             _ => {}
         }
@@ -111,7 +104,7 @@ impl GpuMatrix {
             let word = |c: &[f32]| c.iter().rev().fold(0, |w, &v| w << 16 | f16::from_f32(v).to_bits() as u32);
             let words = pack_rows(&values, cols, 2, word, 0.0);
             let scales = GpuTensor::upload(gpu, &vec![scale; rows], &[rows])?;
-            return Ok(Self::F16 { words: words_buffer(gpu, &words), scales, rows, cols });
+            return Ok(Self::F16 { words: words_buffer(gpu, words.into_iter(), wgpu::BufferUsages::STORAGE), scales, rows, cols });
         }
         let values: Vec<f32> = if scale == 1.0 { values } else { values.iter().map(|v| v * scale).collect() };
         Ok(Self::F32(GpuTensor::upload(gpu, &values, &[rows, cols])?))
@@ -141,11 +134,15 @@ fn pack_rows<T: Copy>(values: &[T], cols: usize, per_word: usize, word: impl Fn(
         .collect()
 }
 
-/// A storage buffer holding `words` (at least one).
-fn words_buffer(gpu: &Gpu, words: &[u32]) -> wgpu::Buffer {
-    let bytes: &[u8] = if words.is_empty() { &[0; 4] } else { bytemuck::cast_slice(words) };
+/// A buffer holding `words` little-endian, as shaders read them, counted as uploaded. Zero-sized
+/// bindings are invalid: an empty one keeps one zero word.
+fn words_buffer(gpu: &Gpu, words: impl Iterator<Item = u32>, usage: wgpu::BufferUsages) -> wgpu::Buffer {
+    let mut bytes: Vec<u8> = words.flat_map(u32::to_le_bytes).collect();
+    if bytes.is_empty() {
+        bytes = vec![0; 4];
+    }
     gpu.count_upload(bytes.len());
-    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: bytes, usage: wgpu::BufferUsages::STORAGE })
+    gpu.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: None, contents: &bytes, usage })
 }
 
 /// The first `words` 32-bit words of `buffer`, copied back to the CPU as bytes.
