@@ -138,7 +138,7 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     let photo = groupseg::preprocess::decode(&std::fs::read(dir.join("photo448.png")).unwrap()).unwrap();
     let labels: Vec<String> =
         ["cat", "dog", "sofa", "window", "floor", "grass", "sky", "tree", "car", "person"].map(String::from).to_vec();
-    let embeddings = seg.label_embeddings(&labels, &Default::default()).unwrap();
+    let embeddings = groupseg::block_on(seg.label_embeddings(&labels, &Default::default())).unwrap();
     let opts = groupseg::SegmentOptions::default();
     let segment = |s: &Segmenter| drop(groupseg::block_on(s.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).unwrap());
     let gpu_ms = median_ms(warmup.min(1), runs.min(5), || segment(&seg));

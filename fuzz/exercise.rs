@@ -77,6 +77,7 @@ fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
         weights: Box::new(weights),
         tokenizer: TokenizerFiles::Json(TOKENIZER),
         preprocessor: Some(preprocessor),
+        weight_ranges: None,
     };
     let Ok(segmenter) = groupseg::block_on(Segmenter::from_files_on(files, &Device::Cpu, BackendChoice::Cpu)) else {
         return;

@@ -215,9 +215,11 @@ export interface SegmenterMethods<S, E> {
   groups(image: ImageInput | E, options?: SegmentOptions): Promise<Groups>;
   /**
    * Bytes held: `heap` is the WebAssembly memory (it never shrinks, so also the most the module has
-   * needed, loading included); `weights` the model's, in that memory (`cpu`) and in GPU buffers.
+   * needed, loading included); `weights` the model's, in that memory (`cpu`), in GPU buffers, and
+   * left in the weights file on disk (`inFile`: the token table, when the file came from Cache
+   * Storage or a File; its rows are read as labels need them).
    */
-  memory(): Promise<{ heap: number; weights: { cpu: number; gpu: number } }>;
+  memory(): Promise<{ heap: number; weights: { cpu: number; gpu: number; inFile: number } }>;
   /** Frees the model (its GPU buffers too; in a worker, the worker). */
   dispose(): void;
 }

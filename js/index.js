@@ -92,15 +92,25 @@ export async function isCached(modelUrl) {
   return (await has('config.json')) && ((await weights('model.safetensors')) || (await weights('pytorch_model.bin')));
 }
 
+/** The copy of `key` in Cache Storage as a Blob, which the browser keeps on disk, or null. */
+async function cachedBlob(key) {
+  const store = hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
+  const hit = await store?.match(key);
+  return hit ? hit.blob() : null;
+}
+
+/** A weights file: its bytes, read into the module at load, and a Blob of it on disk (or null),
+ * from which the module reads its token table's rows later instead of holding the table. */
+const weightsFile = (bytes, blob) => bytes && { bytes, blob };
+
 /** The weights at `url` from a converted copy in Cache Storage (int8 first), or null. */
 async function keptWeights(url, onProgress) {
-  const store = hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
   for (const as of ['int8', 'f16']) {
-    const hit = await store?.match(convertedKey(url, as));
-    if (hit) {
-      const bytes = new Uint8Array(await hit.arrayBuffer());
+    const blob = await cachedBlob(convertedKey(url, as));
+    if (blob) {
+      const bytes = new Uint8Array(await blob.arrayBuffer());
       onProgress?.({ file: url, loaded: bytes.length, total: bytes.length, cached: true });
-      return bytes;
+      return weightsFile(bytes, blob);
     }
   }
   return null;
@@ -190,13 +200,13 @@ async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect, keepAs
     const url = fileUrl(modelUrl, name);
     if (!url) return null;
     const weights = name === 'model.safetensors' || name === 'pytorch_model.bin';
-    if (weights && cache) {
-      // A converted copy kept by an earlier visit serves, whatever this load asks to keep.
-      const kept = await keptWeights(url, onProgress);
-      if (kept) return kept;
-      if (keepAs) return convertedWeights(url, keepAs, { onProgress, optional, notes });
-    }
-    return fetchBytes(url, { cache, onProgress, optional, notes });
+    if (!weights) return fetchBytes(url, { cache, onProgress, optional, notes });
+    if (!cache) return weightsFile(await fetchBytes(url, { cache, onProgress, optional, notes }), null);
+    // A converted copy kept by an earlier visit serves, whatever this load asks to keep.
+    const kept = await keptWeights(url, onProgress);
+    if (kept) return kept;
+    if (keepAs) return weightsFile(await convertedWeights(url, keepAs, { onProgress, optional, notes }), await cachedBlob(convertedKey(url, keepAs)));
+    return weightsFile(await fetchBytes(url, { cache, onProgress, optional, notes }), await cachedBlob(url));
   };
   // All at once, so the sizes of all (the weights above all) are known from the start.
   onExpect?.(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map((n) => fileUrl(modelUrl, n)).filter(Boolean));
@@ -207,7 +217,7 @@ async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect, keepAs
   if (!weights) {
     throw new Error(`${typeof modelUrl === 'string' ? modelUrl : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
   }
-  return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights };
+  return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights: weights.bytes, weightsBlob: weights.blob };
 }
 
 /** Where each stage of a load lies in its overall progress (0–1): the wasm module's compilation, the
@@ -268,6 +278,8 @@ async function filesFromBlobs(files) {
     tokenizer: await bytes(byName['tokenizer.json']),
     preprocessor: byName['preprocessor_config.json'] ? await byName['preprocessor_config.json'].text() : null,
     weights: await bytes(weights),
+    // A File is read from disk again when the module asks for token rows.
+    weightsBlob: weights,
   };
 }
 
@@ -562,7 +574,10 @@ export class Segmenter {
       : await filesFromBlobs(files);
     progress.stage('download', 1);
     progress.stage('prepare', 0);
-    const segmenter = new Segmenter(await live().Segmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend));
+    // The token table stays in the weights file where it is on disk (Cache Storage, a File): the
+    // module reads the rows each label needs (a 12.6 MB table of which a few hundred rows are read).
+    const readRange = f.weightsBlob && (async (start, end) => new Uint8Array(await f.weightsBlob.slice(start, end).arrayBuffer()));
+    const segmenter = new Segmenter(await live().Segmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend, readRange));
     progress.stage('prepare', 1);
     /** What the load could not do but did without (e.g. keep the files in Cache Storage). */
     segmenter.notes = notes;
@@ -582,8 +597,10 @@ export class Segmenter {
   }
 
   /**
-   * Bytes held, `{heap, weights: {cpu, gpu}}`: the WebAssembly memory (it never shrinks, so this is
-   * also the most the module has needed, loading included) and the model's weights in it and on the GPU.
+   * Bytes held, `{heap, weights: {cpu, gpu, inFile}}`: the WebAssembly memory (it never shrinks, so
+   * this is also the most the module has needed, loading included), the model's weights in it and on
+   * the GPU, and those left in the weights file on disk (the token table, when the file came from
+   * Cache Storage or a File: its rows are read as labels need them).
    */
   async memory() {
     return this.#live().memory();

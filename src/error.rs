@@ -13,6 +13,10 @@ pub enum Error {
     Config(String),
     #[error("the checkpoint does not fit this model: {0}")]
     Weights(String),
+    /// The weights file kept for reading token rows later could not be read (e.g. the browser's
+    /// storage was cleared under the page).
+    #[error("cannot read the token table from the weights file kept in the browser ({0}): load the model again")]
+    WeightsFile(String),
     #[error("the checkpoint's tokenizer is unusable: {0}")]
     Tokenizer(String),
     #[error("cannot decode the photo: {0}")]

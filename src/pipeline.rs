@@ -11,7 +11,7 @@ use crate::backend::{BackendChoice, Composition, CpuBackend, GpuBackend, ImageBa
 use crate::error::{Error, Result};
 use crate::gpu::compose::GpuEncoding;
 use crate::groups::{self, Groups};
-use crate::model::weights::{WeightBytes, Weights};
+use crate::model::weights::{WeightBytes, WeightRanges, Weights};
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::prompts::Templates;
@@ -31,6 +31,10 @@ pub struct CheckpointFiles<'a> {
     pub weights: Box<dyn WeightBytes>,
     pub tokenizer: TokenizerFiles<'a>,
     pub preprocessor: Option<&'a str>,
+    /// The same weights file, read without blocking once the model is built (in the browser, the
+    /// copy Cache Storage keeps on disk). Given for a safetensors file, the text encoder's token
+    /// table stays there and the rows a prompt needs are read from it when labels are embedded.
+    pub weight_ranges: Option<Box<dyn WeightRanges>>,
 }
 
 /// Labels one segmentation or classification takes at most: the composition holds a score plane
@@ -129,6 +133,9 @@ pub struct ResidentWeights {
     pub cpu: usize,
     /// In GPU buffers: the image encoder when it runs on the GPU.
     pub gpu: usize,
+    /// Left in the weights file, not held: the token table when it stayed there (its rows read so
+    /// far count in `cpu`).
+    pub in_file: usize,
 }
 
 fn classes(labels: &[String]) -> Vec<String> {
@@ -165,6 +172,8 @@ pub struct Segmenter {
     image: Image,
     running: RunningBackend,
     resident: ResidentWeights,
+    /// Where the token table's rows are read from, when it stayed in the weights file.
+    weight_ranges: Option<Box<dyn WeightRanges>>,
     /// The last labels and templates embedded, and their embeddings: a batch of photos segmented
     /// by the same words runs the text encoder once.
     last_labels: std::sync::Mutex<Option<(Vec<String>, Templates, Tensor)>>,
@@ -186,7 +195,9 @@ impl Segmenter {
         };
         let weights = Weights::read(files.weights, device)?;
         let vb = weights.var_builder();
-        let text = TextEncoder::new(vb.clone(), &config)?;
+        let text = TextEncoder::leaving_token_table(vb.clone(), &config, files.weight_ranges.as_ref().map(|_| &weights))?;
+        // A PyTorch zip has no table at a place to read rows from: then it was read whole.
+        let weight_ranges = files.weight_ranges.filter(|_| text.token_rows().is_some());
         let logit_scale = model::logit_scale(&vb)?;
         let text_bytes = weights.fetched_bytes();
         let cpu_image = model::ImageEncoder::new(vb, &config)?;
@@ -196,7 +207,7 @@ impl Segmenter {
             BackendChoice::Cpu => (
                 Image::Cpu(CpuBackend::new(cpu_image)),
                 RunningBackend::Cpu { why_not_gpu: None },
-                ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0 },
+                ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0, in_file: 0 },
             ),
             BackendChoice::Gpu | BackendChoice::Auto => {
                 match GpuBackend::open(&cpu_image, choice == BackendChoice::Gpu).await {
@@ -205,13 +216,14 @@ impl Segmenter {
                         let resident = ResidentWeights {
                             cpu: text_bytes + g.encoder().host_bytes(),
                             gpu: g.encoder().weight_bytes(),
+                            in_file: 0,
                         };
                         (Image::Gpu(g), running, resident)
                     }
                     Err(e) if choice == BackendChoice::Auto => (
                         Image::Cpu(CpuBackend::new(cpu_image)),
                         RunningBackend::Cpu { why_not_gpu: Some(e.to_string()) },
-                        ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0 },
+                        ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0, in_file: 0 },
                     ),
                     Err(e) => return Err(e),
                 }
@@ -228,6 +240,7 @@ impl Segmenter {
             image,
             running,
             resident,
+            weight_ranges,
             last_labels: Default::default(),
         })
     }
@@ -272,8 +285,13 @@ impl Segmenter {
                 dir.display()
             )));
         };
-        let files =
-            CheckpointFiles { config: &config, weights: Box::new(read(&weights_path)?), tokenizer, preprocessor: preprocessor.as_deref() };
+        let files = CheckpointFiles {
+            config: &config,
+            weights: Box::new(read(&weights_path)?),
+            tokenizer,
+            preprocessor: preprocessor.as_deref(),
+            weight_ranges: None,
+        };
         pollster::block_on(Self::from_files_on(files, device, choice))
     }
 
@@ -314,7 +332,10 @@ impl Segmenter {
 
     /// Bytes of weights kept in CPU memory and on the GPU.
     pub fn resident_weights(&self) -> ResidentWeights {
-        self.resident
+        match self.text.token_rows() {
+            Some(rows) => ResidentWeights { cpu: self.resident.cpu + rows.held_bytes(), in_file: rows.table_bytes(), ..self.resident },
+            None => self.resident,
+        }
     }
 
     pub fn config(&self) -> &GroupViTConfig {
@@ -354,35 +375,56 @@ impl Segmenter {
     }
 
     /// Projected, not normalised, text embeddings of `prompts` (`get_text_features`).
-    pub fn text_features(&self, prompts: &[String]) -> Result<Tensor> {
-        self.text.forward(&self.tokenize(prompts)?)
+    pub async fn text_features(&self, prompts: &[String]) -> Result<Tensor> {
+        let ids = self.tokenize(prompts)?;
+        self.read_token_rows(&ids).await?;
+        self.text.forward(&ids)
+    }
+
+    /// Reads the token table's rows that `ids` need and were not read yet, where the table stayed
+    /// in the weights file.
+    async fn read_token_rows(&self, ids: &Tensor) -> Result<()> {
+        let (Some(rows), Some(file)) = (self.text.token_rows(), &self.weight_ranges) else {
+            return Ok(());
+        };
+        let missing = rows.missing(&ids.flatten_all()?.to_vec1::<u32>()?)?;
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let read = file.read_ranges(missing.iter().map(|&id| rows.file_range(id)).collect()).await?;
+        for (id, bytes) in missing.into_iter().zip(read) {
+            rows.insert(id, bytes)?;
+        }
+        Ok(())
     }
 
     /// One normalised embedding per label `(C, projection_dim)`: each label's prompts (see
     /// [`Templates::prompts`]) embedded, normalised, averaged and normalised again.
-    pub fn label_embeddings(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
+    pub async fn label_embeddings(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
         check_labels(labels)?;
-        let mut last = self.last_labels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((l, t, embeddings)) = last.as_ref() {
+        // Not held across the reads of token rows below: another call may run meanwhile.
+        if let Some((l, t, embeddings)) = self.last_labels.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
             if l == labels && t == templates {
                 return Ok(embeddings.clone());
             }
         }
-        let embeddings = self.embed_labels(labels, templates)?;
-        *last = Some((labels.to_vec(), templates.clone(), embeddings.clone()));
+        let embeddings = self.embed_labels(labels, templates).await?;
+        *self.last_labels.lock().unwrap_or_else(|e| e.into_inner()) = Some((labels.to_vec(), templates.clone(), embeddings.clone()));
         Ok(embeddings)
     }
 
-    fn embed_labels(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
+    async fn embed_labels(&self, labels: &[String], templates: &Templates) -> Result<Tensor> {
         // A label that is a sentence has one prompt, the others one per template: embedded in one
         // batch, averaged per label.
         let per_label: Vec<Vec<String>> = labels.iter().map(|l| templates.prompts(l)).collect();
         let prompts: Vec<String> = per_label.iter().flatten().cloned().collect();
+        let ids = self.tokenize(&prompts)?;
+        self.read_token_rows(&ids).await?;
         // In batches: CLIP's 80 templates over many labels would otherwise hold thousands of
         // prompts' activations at once.
-        let embeds = prompts
-            .chunks(PROMPTS_PER_BATCH)
-            .map(|chunk| Ok(l2_normalize(&self.text_features(chunk)?)?))
+        let embeds = (0..prompts.len())
+            .step_by(PROMPTS_PER_BATCH)
+            .map(|start| Ok(l2_normalize(&self.text.forward(&ids.narrow(0, start, PROMPTS_PER_BATCH.min(prompts.len() - start))?)?)?))
             .collect::<Result<Vec<_>>>()?;
         let embeds = Tensor::cat(&embeds, 0)?;
         let mut start = 0;
@@ -402,7 +444,7 @@ impl Segmenter {
         templates: &Templates,
         opts: &SegmentOptions,
     ) -> Result<Segmentation> {
-        let embeddings = self.label_embeddings(labels, templates)?;
+        let embeddings = self.label_embeddings(labels, templates).await?;
         self.segment_with_embeddings(photo, labels, &embeddings, opts).await
     }
 
@@ -449,7 +491,7 @@ impl Segmenter {
         if encoded.owner != self.id {
             return Err(Error::InvalidInput("the photo was encoded by another segmenter: encode it with this one".into()));
         }
-        let embeddings = self.label_embeddings(labels, templates)?;
+        let embeddings = self.label_embeddings(labels, templates).await?;
         let classes = classes(labels);
         let job = self.composition(&encoded.layout, &embeddings, &classes, opts);
         match (&self.image, &encoded.encoding) {
@@ -504,7 +546,7 @@ impl Segmenter {
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.
     pub async fn classify(&self, photo: &RgbImage, labels: &[String], templates: &Templates) -> Result<Vec<f32>> {
-        let embeddings = self.label_embeddings(labels, templates)?;
+        let embeddings = self.label_embeddings(labels, templates).await?;
         let pixels = preprocess::classification_input(photo, &self.preprocessor, &self.device)?;
         let image = l2_normalize(&self.image_features(&pixels).await?.image_embeds)?;
         let logits = (image.matmul(&embeddings.t()?)? * self.logit_scale as f64)?;

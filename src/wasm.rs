@@ -2,6 +2,7 @@
 //! operation, options and results as plain objects (camelCase), labels parsed here only, promises
 //! for everything that may run on the GPU. Errors become JS `Error`s carrying the library's message.
 
+use std::ops::Range;
 use std::rc::Rc;
 
 use candle_core::Device;
@@ -10,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::detect::{self, DetectOptions};
-use crate::model::weights::WeightBytes;
+use crate::model::weights::{RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
 use crate::{ground, phrases, preprocess, BackendChoice, Templates};
@@ -59,6 +60,42 @@ impl Drop for JsBytes {
             // SAFETY: dropped once, here.
             unsafe { std::mem::ManuallyDrop::drop(&mut self.array) };
         }
+    }
+}
+
+/// The weights file again, as `readRange(start, end)` → `Promise<Uint8Array>` (the page slices the
+/// Blob Cache Storage keeps on disk): where the token table's rows are read once the model is built.
+struct JsRanges {
+    read_range: js_sys::Function,
+}
+
+impl WeightRanges for JsRanges {
+    fn read_ranges(&self, ranges: Vec<Range<usize>>) -> RangesRead<'_> {
+        let failed = |e: JsValue| {
+            crate::Error::WeightsFile(match e.dyn_ref::<js_sys::Error>() {
+                Some(error) => String::from(error.message()),
+                None => e.as_string().unwrap_or_else(|| format!("{e:?}")),
+            })
+        };
+        Box::pin(async move {
+            // Every read is asked for before the first is awaited: the browser runs them together.
+            let pending = ranges
+                .iter()
+                .map(|r| {
+                    let promise = self.read_range.call2(&JsValue::NULL, &(r.start as f64).into(), &(r.end as f64).into()).map_err(failed)?;
+                    Ok(wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)))
+                })
+                .collect::<crate::Result<Vec<_>>>()?;
+            let mut out = Vec::with_capacity(ranges.len());
+            for (read, range) in pending.into_iter().zip(&ranges) {
+                let bytes = js_sys::Uint8Array::new(&read.await.map_err(failed)?).to_vec();
+                if bytes.len() != range.len() {
+                    return Err(crate::Error::WeightsFile(format!("bytes {}..{} came back as {} bytes", range.start, range.end, bytes.len())));
+                }
+                out.push(bytes);
+            }
+            Ok(out)
+        })
     }
 }
 
@@ -290,10 +327,28 @@ pub fn detect_in(
 
 /// A checkpoint's weights file (safetensors or `pytorch_model.bin` bytes) rewritten smaller, as
 /// `groupseg convert` does: `to` is "f16" (every tensor) or "int8" (weight matrices, per-row scales).
+/// Both files stay in JavaScript's memory; the module holds a block of each at a time.
 #[wasm_bindgen(js_name = convertWeights)]
-pub fn convert_weights(bytes: js_sys::Uint8Array, to: &str) -> Result<Vec<u8>, JsError> {
+pub fn convert_weights(bytes: js_sys::Uint8Array, to: &str) -> Result<js_sys::Uint8Array, JsError> {
     let stored: crate::model::convert::StoredAs = to.parse().map_err(js)?;
-    crate::model::convert::convert(&JsBytes::new(bytes), stored).map_err(js)
+    let mut out = JsArrayOut(js_sys::Uint8Array::new_with_length(0));
+    crate::model::convert::convert_into(&JsBytes::new(bytes), stored, &mut out).map_err(js)?;
+    Ok(out.0)
+}
+
+/// A converted file written into an array in JavaScript's memory.
+struct JsArrayOut(js_sys::Uint8Array);
+
+impl crate::model::convert::ConvertedFile for JsArrayOut {
+    fn allocate(&mut self, len: usize) -> crate::Result<()> {
+        self.0 = js_sys::Uint8Array::new_with_length(len as u32);
+        Ok(())
+    }
+
+    fn write_at(&mut self, at: usize, bytes: &[u8]) -> crate::Result<()> {
+        self.0.subarray(at as u32, (at + bytes.len()) as u32).copy_from(bytes);
+        Ok(())
+    }
 }
 
 /// A caption's phrases (`[{text, label, start, end}]`, offsets in UTF-16 units as JS strings count):
@@ -383,14 +438,18 @@ pub struct Segmenter {
 impl Segmenter {
     /// Builds a segmenter from a checkpoint's files: `config.json` text, the weights
     /// (`model.safetensors` or `pytorch_model.bin`) bytes, `tokenizer.json` bytes, optionally
-    /// `preprocessor_config.json` text, and the backend: `"auto"` (a hardware GPU through WebGPU,
-    /// else the CPU), `"webgpu"` (any WebGPU adapter, software ones included) or `"cpu"`.
+    /// `preprocessor_config.json` text, the backend: `"auto"` (a hardware GPU through WebGPU,
+    /// else the CPU), `"webgpu"` (any WebGPU adapter, software ones included) or `"cpu"`, and
+    /// optionally `readRange(start, end)` → `Promise<Uint8Array>` over the same weights file kept
+    /// on disk (a Blob from Cache Storage or a File): the token table then stays there, its rows
+    /// read as labels need them.
     pub async fn load(
         config: String,
         weights: js_sys::Uint8Array,
         tokenizer_json: Vec<u8>,
         preprocessor: Option<String>,
         backend: Option<String>,
+        read_range: Option<js_sys::Function>,
     ) -> Result<Segmenter, JsError> {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js)?;
         let files = CheckpointFiles {
@@ -398,6 +457,7 @@ impl Segmenter {
             weights: Box::new(JsBytes::new(weights)),
             tokenizer: TokenizerFiles::Json(&tokenizer_json),
             preprocessor: preprocessor.as_deref(),
+            weight_ranges: read_range.map(|read_range| Box::new(JsRanges { read_range }) as Box<dyn WeightRanges>),
         };
         let inner = pipeline::Segmenter::from_files_on(files, &Device::Cpu, choice).await.map_err(js)?;
         Ok(Segmenter { inner: Rc::new(inner) })
@@ -409,14 +469,17 @@ impl Segmenter {
         self.inner.backend().to_string()
     }
 
-    /// Bytes held: `{heap, weights: {cpu, gpu}}`. `heap` is this module's WebAssembly memory, which
-    /// grows and never shrinks, so it is also the most it has needed so far (loading included);
-    /// `weights` are the model's, in that memory and in GPU buffers.
+    /// Bytes held: `{heap, weights: {cpu, gpu, inFile}}`. `heap` is this module's WebAssembly
+    /// memory, which grows and never shrinks, so it is also the most it has needed so far (loading
+    /// included); `weights` are the model's, in that memory and in GPU buffers, and `inFile` those
+    /// left in the weights file on disk (the token table, when `load` was given `readRange`).
     pub fn memory(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
         struct Weights {
             cpu: usize,
             gpu: usize,
+            in_file: usize,
         }
         #[derive(Serialize)]
         struct Memory {
@@ -426,7 +489,7 @@ impl Segmenter {
         let resident = self.inner.resident_weights();
         to_js(&Memory {
             heap: core::arch::wasm32::memory_size(0) * 65536,
-            weights: Weights { cpu: resident.cpu, gpu: resident.gpu },
+            weights: Weights { cpu: resident.cpu, gpu: resident.gpu, in_file: resident.in_file },
         })
     }
 

@@ -133,9 +133,90 @@ fn a_checkpoint_loads_a_tensor_at_a_time() {
         weights: Box::new(Shared(source.clone())),
         tokenizer: groupseg::TokenizerFiles::Json(&tokenizer),
         preprocessor: None,
+        weight_ranges: None,
     };
     let seg = groupseg::block_on(Segmenter::from_files_on(files, &candle_core::Device::Cpu, groupseg::BackendChoice::Cpu)).unwrap();
     assert!(seg.resident_weights().cpu > 0);
     let read = source.1.load(std::sync::atomic::Ordering::Relaxed);
     assert!(read <= 77_696, "read {read} bytes at once: more than the largest tensor");
+}
+
+/// The weights file read by ranges later (as the page reads its Cache Storage copy), recording each
+/// range; `broken` fails every read, as a file gone from storage would.
+struct Ranges {
+    bytes: Vec<u8>,
+    reads: std::sync::Mutex<Vec<std::ops::Range<usize>>>,
+    broken: bool,
+}
+
+impl groupseg::model::weights::WeightRanges for Ranges {
+    fn read_ranges(&self, ranges: Vec<std::ops::Range<usize>>) -> groupseg::model::weights::RangesRead<'_> {
+        Box::pin(async move {
+            if self.broken {
+                return Err(groupseg::Error::WeightsFile("NotFoundError".into()));
+            }
+            self.reads.lock().unwrap().extend(ranges.iter().cloned());
+            Ok(ranges.into_iter().map(|r| self.bytes[r].to_vec()).collect())
+        })
+    }
+}
+
+fn load_leaving_token_table(dir: &Path, broken: bool) -> (Segmenter, std::sync::Arc<Ranges>) {
+    struct Shared(std::sync::Arc<Ranges>);
+    impl groupseg::model::weights::WeightRanges for Shared {
+        fn read_ranges(&self, ranges: Vec<std::ops::Range<usize>>) -> groupseg::model::weights::RangesRead<'_> {
+            self.0.read_ranges(ranges)
+        }
+    }
+    let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let ranges = std::sync::Arc::new(Ranges { bytes: bytes.clone(), reads: Default::default(), broken });
+    let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+    let files = groupseg::CheckpointFiles {
+        config: &config,
+        weights: Box::new(bytes),
+        tokenizer: groupseg::TokenizerFiles::Json(&tokenizer),
+        preprocessor: None,
+        weight_ranges: Some(Box::new(Shared(ranges.clone()))),
+    };
+    (groupseg::block_on(Segmenter::from_files_on(files, &Device::Cpu, BackendChoice::Cpu)).unwrap(), ranges)
+}
+
+#[test]
+fn a_token_table_left_in_the_file_embeds_labels_as_the_held_one_reading_only_their_rows() {
+    let out = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-demo");
+    let run = convert(&demo, "int8", out.path());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let labels: Vec<String> = ["red circle", "blue star", "a green square on grey"].map(String::from).to_vec();
+    let templates = groupseg::Templates::default();
+    // f32 (the tiny fixture), f16 (the demo as shipped) and int8 tables.
+    for dir in [common::fixture("tiny-2stage").as_path(), demo.as_path(), out.path()] {
+        let held = Segmenter::load_on(dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
+        let (left, file) = load_leaving_token_table(dir, false);
+        let (h, l) = (held.resident_weights(), left.resident_weights());
+        // Held, the table is in memory (widened to f32 from f16); left, it is not.
+        assert!(h.in_file == 0 && l.in_file > 0 && h.cpu >= l.cpu + l.in_file, "{dir:?}: held {h:?}, left {l:?}");
+
+        let want = groupseg::block_on(held.label_embeddings(&labels, &templates)).unwrap();
+        let got = groupseg::block_on(left.label_embeddings(&labels, &templates)).unwrap();
+        assert_eq!(got.to_vec2::<f32>().unwrap(), want.to_vec2::<f32>().unwrap(), "{dir:?}");
+        // One read per distinct token of the prompts, each a row, and no row twice.
+        let prompts: Vec<String> = labels.iter().flat_map(|l| templates.prompts(l)).collect();
+        let mut tokens: Vec<u32> = left.tokenize(&prompts).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        tokens.sort_unstable();
+        tokens.dedup();
+        let reads = file.reads.lock().unwrap().clone();
+        assert_eq!(reads.len(), tokens.len(), "{dir:?}");
+        let row = reads[0].len();
+        assert!(reads.iter().all(|r| r.len() == row) && left.resident_weights().cpu == l.cpu + reads.len() * row);
+        // A label of the same words reads nothing more.
+        groupseg::block_on(left.label_embeddings(&["blue circle".to_string()], &templates)).unwrap();
+        assert_eq!(file.reads.lock().unwrap().len(), reads.len(), "{dir:?}");
+    }
+
+    // A file that cannot be read any more says so, and what to do.
+    let (left, _) = load_leaving_token_table(&demo, true);
+    let err = groupseg::block_on(left.label_embeddings(&labels, &templates)).unwrap_err();
+    assert!(err.to_string().contains("load the model again"), "{err}");
 }

@@ -104,7 +104,7 @@ fn official_sliding_window_segmentation_matches_reference() {
 #[test]
 fn raw_logits_match_transformers_segmentation_logits() {
     let (seg, photo, labels, opts) = photo_case();
-    let embeddings = seg.label_embeddings(&labels, &Default::default()).unwrap();
+    let embeddings = groupseg::block_on(seg.label_embeddings(&labels, &Default::default())).unwrap();
     let got = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).unwrap();
     assert_close("photo_raw_logits", &got, &expected("tiny-3stage")["photo_raw_logits"], TOL);
 }
@@ -112,7 +112,7 @@ fn raw_logits_match_transformers_segmentation_logits() {
 #[test]
 fn mismatched_label_embeddings_are_refused() {
     let (seg, photo, labels, opts) = photo_case();
-    let embeddings = seg.label_embeddings(&labels[..2], &Default::default()).unwrap();
+    let embeddings = groupseg::block_on(seg.label_embeddings(&labels[..2], &Default::default())).unwrap();
     let err = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).unwrap_err();
     assert!(err.to_string().contains("2 label embeddings were given for 4 labels"), "{err}");
 }

@@ -284,6 +284,7 @@ mod demo {
             weights: Box::new(&demo_file!("model.safetensors")[..]),
             tokenizer: TokenizerFiles::Json(demo_file!("tokenizer.json")),
             preprocessor: Some(text(demo_file!("preprocessor_config.json"))),
+            weight_ranges: None,
         }
     }
 }
@@ -418,7 +419,7 @@ fn prepare_labels(
 ) -> Result<(Segmenter, SegmentOptions, candle_core::Tensor), Failure> {
     let templates = segmenting.prompting.templates()?;
     let (seg, opts) = prepare(model, &segmenting.overrides(), out)?;
-    let embeddings = seg.label_embeddings(labels, &templates).map_err(|e| e.to_string())?;
+    let embeddings = groupseg::block_on(seg.label_embeddings(labels, &templates)).map_err(|e| e.to_string())?;
     Ok((seg, opts, embeddings))
 }
 

@@ -84,11 +84,41 @@ fn written(name: &str, dtype: DType, shape: &[usize], stored: StoredAs) -> Writt
 /// A tensor of the original: name, dtype, shape.
 type Original = (String, DType, Vec<usize>);
 
-/// The checkpoint in `bytes` rewritten as `stored`: the safetensors file's bytes. The output is laid
-/// out from the header alone and each tensor converted into it a block at a time, so converting
-/// holds the output and one block (in the browser, whose memory never shrinks, the page stays that
-/// size); a PyTorch zip is read whole first.
+/// Reads bytes of a tensor of the original: `(name, byte offset in the tensor, block)`.
+type ReadBlock<'a> = dyn Fn(&str, usize, &mut [u8]) -> Result<()> + 'a;
+
+/// Where a converted file is written: its length once, then bytes at their offsets. In the browser
+/// an array in JavaScript's memory, so that the module's memory, which never shrinks, holds a
+/// block at a time rather than the whole output.
+pub trait ConvertedFile {
+    fn allocate(&mut self, len: usize) -> Result<()>;
+    fn write_at(&mut self, at: usize, bytes: &[u8]) -> Result<()>;
+}
+
+impl ConvertedFile for Vec<u8> {
+    fn allocate(&mut self, len: usize) -> Result<()> {
+        self.clear();
+        self.resize(len, 0);
+        Ok(())
+    }
+
+    fn write_at(&mut self, at: usize, bytes: &[u8]) -> Result<()> {
+        self[at..at + bytes.len()].copy_from_slice(bytes);
+        Ok(())
+    }
+}
+
+/// The checkpoint in `bytes` rewritten as `stored`: the safetensors file's bytes (see [`convert_into`]).
 pub fn convert(bytes: &dyn WeightBytes, stored: StoredAs) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    convert_into(bytes, stored, &mut out)?;
+    Ok(out)
+}
+
+/// Writes the checkpoint in `bytes` rewritten as `stored` into `out`. The output is laid out from
+/// the header alone and each tensor converted into it a block at a time, so converting holds one
+/// block besides the input and output; a PyTorch zip is read whole first.
+pub fn convert_into(bytes: &dyn WeightBytes, stored: StoredAs, out: &mut dyn ConvertedFile) -> Result<()> {
     match WeightsFormat::of(bytes)? {
         WeightsFormat::Safetensors => {
             let index = SafetensorsIndex::of(bytes)?;
@@ -97,24 +127,35 @@ pub fn convert(bytes: &dyn WeightBytes, stored: StoredAs) -> Result<Vec<u8>> {
                 .into_iter()
                 .map(|(name, info)| Ok((name, DType::try_from(info.dtype)?, info.shape.clone())))
                 .collect::<Result<Vec<Original>>>()?;
-            write(&tensors, stored, &|name, at, out| index.read_tensor(bytes, name, at, out))
+            write(&tensors, stored, &|name, at, raw| index.read_tensor(bytes, name, at, raw), out)
         }
         WeightsFormat::PyTorch => {
             let all = read_pytorch(&bytes.to_vec()?, &Device::Cpu)?;
             let tensors: Vec<Original> = all.iter().map(|(n, t)| (n.clone(), t.dtype(), t.dims().to_vec())).collect();
             // The bytes safetensors would store for each tensor (candle's `View` of it).
             let raw: std::collections::HashMap<_, _> = all.into_iter().map(|(n, t)| (n, t.data().into_owned())).collect();
-            write(&tensors, stored, &|name, at, out| {
-                out.copy_from_slice(&raw[name][at..at + out.len()]);
-                Ok(())
-            })
+            write(
+                &tensors,
+                stored,
+                &|name, at, block| {
+                    block.copy_from_slice(&raw[name][at..at + block.len()]);
+                    Ok(())
+                },
+                out,
+            )
         }
     }
 }
 
-/// Writes `tensors` as `stored`: the header first, from the shapes alone, then each tensor's bytes
-/// at their place, read a block at a time by `read(name, byte offset in the tensor, out)`.
-fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut [u8]) -> Result<()>) -> Result<Vec<u8>> {
+/// Writes `tensors` as `stored` into `out`: the header first, from the shapes alone, then each
+/// tensor's bytes at their place, read a block at a time by `read(name, byte offset in the tensor,
+/// block)`.
+fn write(
+    tensors: &[Original],
+    stored: StoredAs,
+    read: &ReadBlock,
+    out: &mut dyn ConvertedFile,
+) -> Result<()> {
     let mut entries: BTreeMap<String, (DType, Vec<usize>)> = BTreeMap::new();
     for (name, dtype, shape) in tensors {
         if name.ends_with(SCALE_SUFFIX) {
@@ -146,12 +187,13 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
     // Padded with spaces to 8 bytes, as safetensors writes it, so the data is aligned for f32.
     header.resize(header.len().next_multiple_of(8), b' ');
     let data_start = 8 + header.len();
-    let mut out = vec![0u8; data_start + offset];
-    out[..8].copy_from_slice(&(header.len() as u64).to_le_bytes());
-    out[8..data_start].copy_from_slice(&header);
+    out.allocate(data_start + offset)?;
+    out.write_at(0, &(header.len() as u64).to_le_bytes())?;
+    out.write_at(8, &header)?;
     let at = |name: &str| data_start + place[name];
 
-    let mut raw = Vec::new();
+    // One block in, one out.
+    let (mut raw, mut block) = (Vec::new(), Vec::new());
     for (name, dtype, shape) in tensors {
         let elem = dtype.size_in_bytes();
         let count: usize = shape.iter().product();
@@ -159,8 +201,9 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
             Written::Same => {
                 let to = at(name);
                 for start in (0..count * elem).step_by(BLOCK_BYTES) {
-                    let n = BLOCK_BYTES.min(count * elem - start);
-                    read(name, start, &mut out[to + start..to + start + n])?;
+                    raw.resize(BLOCK_BYTES.min(count * elem - start), 0);
+                    read(name, start, &mut raw)?;
+                    out.write_at(to + start, &raw)?;
                 }
             }
             Written::F16 => {
@@ -170,9 +213,9 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
                     let n = per_block.min(count - first);
                     raw.resize(n * elem, 0);
                     read(name, first * elem, &mut raw)?;
-                    for (i, v) in decode(*dtype, &raw)?.iter().enumerate() {
-                        out[to + 2 * (first + i)..][..2].copy_from_slice(&half::f16::from_f32(*v).to_le_bytes());
-                    }
+                    block.clear();
+                    block.extend(decode(*dtype, &raw)?.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()));
+                    out.write_at(to + 2 * first, &block)?;
                 }
             }
             Written::Int8 => {
@@ -183,16 +226,18 @@ fn write(tensors: &[Original], stored: StoredAs, read: &dyn Fn(&str, usize, &mut
                     let n = per_block.min(rows - r0);
                     raw.resize(n * cols * elem, 0);
                     read(name, r0 * cols * elem, &mut raw)?;
-                    for (i, row) in decode(*dtype, &raw)?.chunks_exact(cols.max(1)).enumerate() {
-                        let r = r0 + i;
-                        let scale = quantize_row(row, &mut out[codes_at + r * cols..][..cols]);
-                        out[scales_at + 4 * r..][..4].copy_from_slice(&scale.to_le_bytes());
+                    block.resize(n * cols, 0);
+                    let mut scales = Vec::with_capacity(4 * n);
+                    for (row, codes) in decode(*dtype, &raw)?.chunks_exact(cols.max(1)).zip(block.chunks_exact_mut(cols.max(1))) {
+                        scales.extend(quantize_row(row, codes).to_le_bytes());
                     }
+                    out.write_at(codes_at + r0 * cols, &block)?;
+                    out.write_at(scales_at + 4 * r0, &scales)?;
                 }
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]

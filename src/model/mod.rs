@@ -13,6 +13,7 @@ pub mod projection;
 #[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
 mod sgemm;
 pub mod text;
+pub mod token_rows;
 pub mod vision;
 pub mod weights;
 
@@ -22,6 +23,7 @@ use candle_nn::VarBuilder;
 pub use config::{GroupViTConfig, TextConfig, VisionConfig};
 use projection::ProjectionHead;
 use text::TextTransformer;
+use weights::Weights;
 use vision::VisionTransformer;
 
 use crate::error::{Error, Result};
@@ -79,10 +81,16 @@ pub struct TextEncoder {
 
 impl TextEncoder {
     pub fn new(vb: VarBuilder, config: &GroupViTConfig) -> Result<Self> {
+        Self::leaving_token_table(vb, config, None)
+    }
+
+    /// As [`new`](Self::new), leaving the token table in `file` (the weights `vb` reads) when it is
+    /// a safetensors file: [`token_rows`](Self::token_rows) says which rows a prompt still needs.
+    pub fn leaving_token_table(vb: VarBuilder, config: &GroupViTConfig, file: Option<&Weights>) -> Result<Self> {
         let t = &config.text_config;
         let (inter, proj) = (config.projection_intermediate_dim, config.projection_dim);
         Ok(Self {
-            text_model: TextTransformer::new(vb.pp("text_model"), t).map_err(weights_error)?,
+            text_model: TextTransformer::new(vb.pp("text_model"), t, file).map_err(weights_error)?,
             text_projection: ProjectionHead::new(vb.pp("text_projection"), t.hidden_size, inter, proj)
                 .map_err(weights_error)?,
         })
@@ -91,6 +99,11 @@ impl TextEncoder {
     /// Projected, not normalised, `(T, projection_dim)`.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
         Ok(cpu_kernels::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
+    }
+
+    /// The token table's rows, when the table stayed in the weights file.
+    pub fn token_rows(&self) -> Option<&token_rows::TokenRows> {
+        self.text_model.token_rows()
     }
 
     /// Text positions the model has (77 for CLIP-style checkpoints).

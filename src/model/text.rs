@@ -1,6 +1,9 @@
 //! GroupViT's text encoder: CLIP's text transformer (token and position embeddings, pre-norm
 //! blocks under a causal mask, a final LayerNorm), pooled at the end-of-text token. Its matrices,
-//! the token table (49,408 × 256) included, stay int8 when the checkpoint stores them so.
+//! the token table (49,408 × 256) included, stay int8 when the checkpoint stores them so; the
+//! token table may also stay in the weights file, its rows read as prompts need them.
+
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
@@ -8,19 +11,40 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use super::config::TextConfig;
 use super::encoder::EncoderLayer;
 use super::matrix::Matrix;
+use super::token_rows::TokenRows;
+use super::weights::{Weights, SCALE_SUFFIX};
+
+/// The token table: every row in memory, or left in the weights file with the rows read so far.
+#[derive(Debug, Clone)]
+pub enum TokenTable {
+    Held(Matrix),
+    InFile(Arc<TokenRows>),
+}
 
 /// `GroupViTTextEmbeddings`: `token_embedding` and `position_embedding` tables.
 #[derive(Debug, Clone)]
 pub struct TextEmbeddings {
-    pub(crate) token_embedding: Matrix,
+    pub(crate) token_embedding: TokenTable,
     pub(crate) position_embedding: Tensor,
 }
 
 impl TextEmbeddings {
-    pub fn new(vb: VarBuilder, cfg: &TextConfig) -> Result<Self> {
+    /// With `table_in` (the weights `vb` reads), the token table stays in that file when it is a
+    /// safetensors file: only its int8 row scales, if any, are read now.
+    pub fn new(vb: VarBuilder, cfg: &TextConfig, table_in: Option<&Weights>) -> Result<Self> {
         let h = cfg.hidden_size;
+        let table = vb.pp("token_embedding");
+        let location = table_in.and_then(|w| w.locate(&format!("{}.weight", table.prefix())));
+        let token_embedding = match location {
+            Some(at) => {
+                let scale = format!("weight{SCALE_SUFFIX}");
+                let scales = if table.contains_tensor(&scale) { Some(table.get(cfg.vocab_size, &scale)?.to_vec1::<f32>()?) } else { None };
+                TokenTable::InFile(Arc::new(TokenRows::new(&at, (cfg.vocab_size, h), scales)?))
+            }
+            None => TokenTable::Held(Matrix::load(&table, (cfg.vocab_size, h), "weight")?),
+        };
         Ok(Self {
-            token_embedding: Matrix::load(&vb.pp("token_embedding"), (cfg.vocab_size, h), "weight")?,
+            token_embedding,
             // Small (77 × 256): read widened to f32, as the weights reader does for any tensor.
             position_embedding: vb.get((cfg.max_position_embeddings, h), "position_embedding.weight")?,
         })
@@ -28,7 +52,11 @@ impl TextEmbeddings {
 
     /// `(rows, len, hidden)` for `ids` of `rows` prompts of `len` tokens each.
     pub fn forward(&self, ids: &[u32], rows: usize, len: usize) -> Result<Tensor> {
-        let tokens = self.token_embedding.gather(ids)?.reshape((rows, len, ()))?;
+        let tokens = match &self.token_embedding {
+            TokenTable::Held(m) => m.gather(ids)?,
+            TokenTable::InFile(rows) => rows.gather(ids)?,
+        };
+        let tokens = tokens.reshape((rows, len, ()))?;
         tokens.broadcast_add(&self.position_embedding.narrow(0, 0, len)?.unsqueeze(0)?)
     }
 }
@@ -44,13 +72,14 @@ pub struct TextTransformer {
 }
 
 impl TextTransformer {
-    pub fn new(vb: VarBuilder, cfg: &TextConfig) -> Result<Self> {
+    /// `table_in`: see [`TextEmbeddings::new`].
+    pub fn new(vb: VarBuilder, cfg: &TextConfig, table_in: Option<&Weights>) -> Result<Self> {
         let (h, heads, inter, eps) = (cfg.hidden_size, cfg.num_attention_heads, cfg.intermediate_size, cfg.layer_norm_eps);
         let layers = (0..cfg.num_hidden_layers)
             .map(|i| EncoderLayer::new(vb.pp("encoder.layers").pp(i), h, heads, inter, cfg.hidden_act, eps))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
-            embeddings: TextEmbeddings::new(vb.pp("embeddings"), cfg)?,
+            embeddings: TextEmbeddings::new(vb.pp("embeddings"), cfg, table_in)?,
             layers,
             final_layer_norm: layer_norm(h, eps, vb.pp("final_layer_norm"))?,
             eos_token_id: cfg.eos_token_id.unwrap_or(49407),
@@ -60,6 +89,14 @@ impl TextTransformer {
 
     pub fn context_length(&self) -> usize {
         self.context_length
+    }
+
+    /// The token table's rows, when the table stayed in the weights file.
+    pub fn token_rows(&self) -> Option<&TokenRows> {
+        match &self.embeddings.token_embedding {
+            TokenTable::InFile(rows) => Some(rows),
+            TokenTable::Held(_) => None,
+        }
     }
 
     /// Pooled text features `(T, hidden)` of `input_ids (T, L)`: the final hidden state at the

@@ -4,7 +4,10 @@
 //! the model computes in f32 and keeps int8 weight matrices as int8 (`super::matrix`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{Cursor, Read};
+use std::ops::Range;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -13,6 +16,7 @@ use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
 use safetensors::tensor::{Metadata, TensorInfo};
+use safetensors::Dtype;
 
 use crate::error::{Error, Result};
 
@@ -87,6 +91,25 @@ impl<T: AsRef<[u8]> + Send + Sync> WeightBytes for T {
     }
 }
 
+/// The bytes of each range asked of a [`WeightRanges`], in order, once read.
+pub type RangesRead<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<u8>>>> + 'a>>;
+
+/// A weights file read by byte ranges after the model is built, without blocking: in the browser the
+/// copy in Cache Storage, which stays on disk (see `super::token_rows`).
+pub trait WeightRanges {
+    fn read_ranges(&self, ranges: Vec<Range<usize>>) -> RangesRead<'_>;
+}
+
+/// Where a tensor's data lies in a safetensors file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorLocation {
+    /// Offset of its first byte in the file.
+    pub start: usize,
+    pub len: usize,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+}
+
 /// A safetensors file's header: where each tensor's bytes lie in the file.
 pub struct SafetensorsIndex {
     metadata: Metadata,
@@ -131,6 +154,13 @@ impl SafetensorsIndex {
         self.metadata.info(name).is_some()
     }
 
+    /// Where tensor `name`'s data lies in the file.
+    pub fn locate(&self, name: &str) -> Option<TensorLocation> {
+        let info = self.metadata.info(name)?;
+        let (start, end) = info.data_offsets;
+        Some(TensorLocation { start: self.data_start + start, len: end - start, dtype: info.dtype, shape: info.shape.clone() })
+    }
+
     /// `out.len()` bytes of tensor `name`'s data from byte `at`, read from `bytes` (the file this
     /// index was read from).
     pub fn read_tensor(&self, bytes: &dyn WeightBytes, name: &str, at: usize, out: &mut [u8]) -> Result<()> {
@@ -161,7 +191,7 @@ impl SafetensorsIndex {
 /// A safetensors file as a candle backend: each tensor read from the file when a module asks.
 struct Safetensors {
     bytes: Box<dyn WeightBytes>,
-    index: SafetensorsIndex,
+    index: Arc<SafetensorsIndex>,
 }
 
 impl SimpleBackend for Safetensors {
@@ -187,6 +217,8 @@ impl SimpleBackend for Safetensors {
 pub struct Weights {
     vb: VarBuilder<'static>,
     fetched: Arc<AtomicUsize>,
+    /// A safetensors file's header (a PyTorch zip has no tensor at a fixed place).
+    index: Option<Arc<SafetensorsIndex>>,
 }
 
 impl Weights {
@@ -197,16 +229,21 @@ impl Weights {
     /// The weights in `bytes`, which stay where they are until a module asks for a tensor
     /// (safetensors; a PyTorch zip is read whole).
     pub fn read(bytes: Box<dyn WeightBytes>, device: &Device) -> Result<Self> {
-        let inner: Box<dyn SimpleBackend> = match WeightsFormat::of(bytes.as_ref())? {
+        let (inner, index): (Box<dyn SimpleBackend>, _) = match WeightsFormat::of(bytes.as_ref())? {
             WeightsFormat::Safetensors => {
-                let index = SafetensorsIndex::of(bytes.as_ref())?;
-                Box::new(Safetensors { bytes, index })
+                let index = Arc::new(SafetensorsIndex::of(bytes.as_ref())?);
+                (Box::new(Safetensors { bytes, index: Arc::clone(&index) }), Some(index))
             }
-            WeightsFormat::PyTorch => Box::new(read_pytorch(&bytes.to_vec()?, device)?),
+            WeightsFormat::PyTorch => (Box::new(read_pytorch(&bytes.to_vec()?, device)?), None),
         };
         let fetched = Arc::new(AtomicUsize::new(0));
         let backend = Counting { inner, fetched: Arc::clone(&fetched) };
-        Ok(Self { vb: VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()), fetched })
+        Ok(Self { vb: VarBuilder::from_backend(Box::new(backend), DType::F32, device.clone()), fetched, index })
+    }
+
+    /// Where tensor `name` lies in the file, for a safetensors file.
+    pub fn locate(&self, name: &str) -> Option<TensorLocation> {
+        self.index.as_ref()?.locate(name)
     }
 
     /// The root of the checkpoint's names.

@@ -73,3 +73,67 @@ test('groupseg/worker gives the main-thread API\'s label map, boxes, grounding a
   assert.deepEqual(page.problems, []);
   await page.close();
 });
+
+test('weights from Cache Storage or a File leave the token table on disk: its rows are read as labels need them, with the same answers', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/`);
+  const b64 = (await readFile(join(fixtures, 'shapes-eval', '038.png'))).toString('base64');
+  const r = await page.evaluate(async (b64) => {
+    const { Segmenter } = await import('/pkg/index.js');
+    const modelUrl = `${location.origin}/fixtures/tiny-2stage/`;
+    const photo = new Blob([Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0))], { type: 'image/png' });
+    const labelSets = [['red circle', 'blue star', 'grey'], ['a green square', 'red star']];
+    await Segmenter.clearCache();
+    const file = async (name) => new File([await (await fetch(`${modelUrl}${name}`)).blob()], name);
+    const loads = {
+      held: () => Segmenter.load({ modelUrl, backend: 'cpu', cache: false }),
+      download: () => Segmenter.load({ modelUrl, backend: 'cpu' }),
+      cached: () => Segmenter.load({ modelUrl, backend: 'cpu' }),
+      int8: () => Segmenter.load({ modelUrl, backend: 'cpu', keepAs: 'int8' }),
+      files: async () => Segmenter.load({ backend: 'cpu', files: await Promise.all(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map(file)) }),
+    };
+    const out = {};
+    for (const [name, load] of Object.entries(loads)) {
+      const s = await load();
+      const loaded = await s.memory();
+      const answers = [];
+      for (const labels of labelSets) {
+        const seg = await s.segment(photo, labels);
+        answers.push({ labelMap: Array.from(seg.labelMap), scores: Array.from(seg.scores), classify: await s.classify(photo, labels) });
+      }
+      out[name] = { loaded, after: await s.memory(), answers: JSON.stringify(answers) };
+      if (name !== 'int8') s.dispose();
+      else out.int8Segmenter = s;
+    }
+    // The kept copy taken out of Cache Storage under a loaded model: its rows already read still
+    // serve; a label needing another row either reads it or says to load the model again.
+    const s = out.int8Segmenter;
+    delete out.int8Segmenter;
+    await Segmenter.clearCache();
+    out.afterClear = {
+      known: await s.segment(photo, labelSets[0]).then(() => 'segmented', (e) => e.message),
+      unknown: await s.segment(photo, ['purple hexagon']).then(() => 'segmented', (e) => e.message),
+    };
+    s.dispose();
+    return out;
+  }, b64);
+  const { held, download, cached, int8, files } = r;
+  console.log(`tiny f32 checkpoint: held ${held.loaded.weights.cpu} B; left in the file ${cached.loaded.weights.inFile} B, `
+    + `${cached.loaded.weights.cpu} B held, ${cached.after.weights.cpu - cached.loaded.weights.cpu} B of rows read; after clearCache: ${JSON.stringify(r.afterClear)}`);
+  assert.equal(held.loaded.weights.inFile, 0, JSON.stringify(held.loaded));
+  for (const [name, m] of Object.entries({ download, cached, int8, files })) {
+    assert.ok(m.loaded.weights.inFile > 0, `${name}: ${JSON.stringify(m.loaded)}`);
+    // Rows were read for the labels, a few of the table's.
+    const rows = m.after.weights.cpu - m.loaded.weights.cpu;
+    assert.ok(rows > 0 && rows < m.loaded.weights.inFile / 10, `${name}: ${JSON.stringify(m)}`);
+  }
+  for (const [name, m] of Object.entries({ download, cached, files })) {
+    assert.equal(m.loaded.weights.cpu + m.loaded.weights.inFile, held.loaded.weights.cpu, JSON.stringify([held.loaded, m.loaded]));
+    const at = [...m.answers].findIndex((c, i) => c !== held.answers[i]);
+    assert.ok(at < 0, `${name}: answers differ from the held table's at ${held.answers.slice(at - 80, at + 40)} vs ${m.answers.slice(at - 80, at + 40)}`);
+  }
+  assert.equal(r.afterClear.known, 'segmented');
+  assert.ok(r.afterClear.unknown === 'segmented' || /load the model again/.test(r.afterClear.unknown), r.afterClear.unknown);
+  assert.deepEqual(page.problems, []);
+  await page.close();
+});

@@ -6,7 +6,9 @@
 // alternating between the two so that drift in this machine's speed falls on both; each side keeps
 // its best round. Ours is timed from the image to a label map read back (encode, then the
 // composition with a label already embedded), onnxruntime-web's from the tensor to its outputs read
-// back. Prints a Markdown table with the ratios; writes OUT/bench-web.json and OUT/bench-web.md.
+// back. Then the memory of an int8 copy: the page's WebAssembly heap after the first visit converts
+// the download, after a later visit loads the kept copy, and after segmenting a 448 window there.
+// Prints Markdown tables (ratios, memory); writes OUT/bench-web.json and OUT/bench-web.md.
 // Usage: node web.mjs OUT          (OUT holds model/ and onnx/, from reference.py and onnx_export.py)
 import { mkdir, rm, symlink, writeFile, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
@@ -32,8 +34,9 @@ const plan = [
   ['wasm', 224, 1, 6, 7, 2], ['wasm', 224, 2, 6, 7, 2], ['wasm', 448, 1, 3, 5, 2], ['wasm', 448, 2, 3, 5, 2],
   ['webgpu', 224, null, 1, 2, 1], ['webgpu', 448, null, 1, 1, 2],
 ];
-// BENCH_ONLY=wasm or webgpu: one half (the README's table comes from a run of both).
-if (process.env.BENCH_ONLY) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === process.env.BENCH_ONLY));
+// BENCH_ONLY=wasm, webgpu or memory: one part (the README's tables come from a run of all).
+const only = process.env.BENCH_ONLY;
+if (only) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === only));
 
 async function ours(page, [backend, side, threads, warm, runs]) {
   return page.evaluate(async ({ backend, side, threads, warm, runs }) => {
@@ -81,10 +84,31 @@ async function peer(page, [backend, side, threads, warm, runs]) {
   }, { backend, side, threads, warm, runs });
 }
 
+// The int8 copy's memory, one thread (the heap of the threaded module is shared by its workers):
+// each visit a fresh page, so a fresh module, in one browser context, so one Cache Storage.
+async function memory(page, visit) {
+  return page.evaluate(async (visit) => {
+    const { Segmenter } = await import('/pkg/index.js');
+    const modelUrl = `${location.origin}/model/`;
+    if (visit === 0) await Segmenter.clearCache();
+    const s = await Segmenter.load({ backend: 'cpu', modelUrl, keepAs: 'int8', threads: 1 });
+    const rows = [{ visit: ['first visit (downloads, converts, keeps int8)', 'later visit (loads the kept int8 copy)'][visit], ...(await s.memory()) }];
+    if (visit === 1) {
+      const px = new Uint8ClampedArray(448 * 448 * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
+      await s.segment(new ImageData(px, 448, 448), ['cat', 'sofa', 'window', 'floor'], { shortSide: 448, window: 448, stride: 448 });
+      rows.push({ visit: 'the same, after segmenting one 448×448 window (4 labels)', ...(await s.memory()) });
+      await Segmenter.clearCache();
+    }
+    s.dispose();
+    return rows;
+  }, visit);
+}
+
 const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
 const server = await serve(site);
 const browser = await launch();
 const results = [];
+const memoryRows = [];
 try {
   for (const item of plan) {
     const best = { ours: Infinity, peer: Infinity };
@@ -103,6 +127,24 @@ try {
     }
     results.push({ backend: item[0], side: item[1], threads: item[2], ours: best.ours, peer: best.peer, ratio: best.ours / best.peer, where });
   }
+  if (!only || only === 'memory') {
+    // A fresh browser: its memory and storage hold nothing of the runs above.
+    const fresh = await launch();
+    try {
+      const context = await fresh.newContext();
+      for (const visit of [0, 1]) {
+        const page = await context.newPage();
+        const problems = [];
+        page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
+        await page.goto(`${server.url}/`);
+        memoryRows.push(...(await memory(page, visit)));
+        if (problems.length) throw new Error(`memory: ${problems.join('; ')}`);
+        await page.close();
+      }
+    } finally {
+      await fresh.close();
+    }
+  }
 } finally {
   await browser.close();
   server.close();
@@ -111,13 +153,23 @@ try {
 const chromium = (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 const when = new Date().toISOString().slice(0, 16).replace('T', ' ');
 const rows = results.map((r) => `| ${r.backend === 'wasm' ? `WebAssembly, ${r.threads} thread${r.threads > 1 ? 's' : ''}` : 'WebGPU'} | ${r.side}×${r.side} | ${r.ours.toFixed(0)} | ${r.peer.toFixed(0)} | ${r.ratio.toFixed(2)} |`);
+const mb = (b) => (b / 1e6).toFixed(1);
+const memoryTable = memoryRows.length ? [
+  '',
+  `Full-size checkpoint kept as int8, WebAssembly (1 thread), ${chromium}, ${when} UTC`,
+  '',
+  '| page | wasm heap (MB) | weights in it (MB) | left in the file on disk (MB) |',
+  '|---|---:|---:|---:|',
+  ...memoryRows.map((r) => `| ${r.visit} | ${mb(r.heap)} | ${mb(r.weights.cpu)} | ${mb(r.weights.inFile)} |`),
+] : [];
 const table = [
   `Image encoder, one window, full-size GroupViT (random weights), ${chromium}, ${cpus().length} × ${cpus()[0].model.trim()}, ${when} UTC; WebGPU adapter: ${results.find((r) => r.backend === 'webgpu')?.where.ours ?? 'none'}`,
   '',
   '| backend | input | groupseg (ms) | onnxruntime-web (ms) | ratio |',
   '|---|---|---:|---:|---:|',
   ...rows,
+  ...memoryTable,
 ].join('\n');
 console.log(table);
-await writeFile(join(out, 'bench-web.json'), JSON.stringify({ chromium, when, results }, null, 2));
+await writeFile(join(out, 'bench-web.json'), JSON.stringify({ chromium, when, results, memory: memoryRows }, null, 2));
 await writeFile(join(out, 'bench-web.md'), `${table}\n`);
