@@ -84,21 +84,25 @@ async function peer(page, [backend, side, threads, warm, runs]) {
   }, { backend, side, threads, warm, runs });
 }
 
-// The int8 copy's memory, one thread (the heap of the threaded module is shared by its workers):
-// each visit a fresh page, so a fresh module, in one browser context, so one Cache Storage.
+// The int8 copy's memory: each visit a fresh page, so a fresh module, in one browser context, so
+// one Cache Storage. Visits 0 and 1 on one thread (the page's module); visit 2 in groupseg/worker
+// on 2 threads, whose workers share one memory.
 async function memory(page, visit) {
   return page.evaluate(async (visit) => {
-    const { Segmenter } = await import('/pkg/index.js');
+    const { Segmenter } = await import(visit === 2 ? '/pkg/worker.js' : '/pkg/index.js');
     const modelUrl = `${location.origin}/model/`;
     if (visit === 0) await Segmenter.clearCache();
-    const s = await Segmenter.load({ backend: 'cpu', modelUrl, keepAs: 'int8', threads: 1 });
-    const rows = [{ visit: ['first visit (downloads, converts, keeps int8)', 'later visit (loads the kept int8 copy)'][visit], ...(await s.memory()) }];
-    if (visit === 1) {
+    const threads = visit === 2 ? 2 : 1;
+    const s = await Segmenter.load({ backend: 'cpu', modelUrl, keepAs: 'int8', threads });
+    if (s.threads !== threads) throw new Error(`${s.threads} threads, not ${threads}: ${s.notes}`);
+    const name = ['first visit (downloads, converts, keeps int8)', 'later visit (loads the kept int8 copy)', 'later visit, groupseg/worker on 2 threads'][visit];
+    const rows = [{ visit: name, ...(await s.memory()) }];
+    if (visit > 0) {
       const px = new Uint8ClampedArray(448 * 448 * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
       await s.segment(new ImageData(px, 448, 448), ['cat', 'sofa', 'window', 'floor'], { shortSide: 448, window: 448, stride: 448 });
-      rows.push({ visit: 'the same, after segmenting one 448×448 window (4 labels)', ...(await s.memory()) });
-      await Segmenter.clearCache();
+      rows.push({ visit: `${name}, after segmenting one 448×448 window (4 labels)`, ...(await s.memory()) });
     }
+    if (visit === 2) await Segmenter.clearCache();
     s.dispose();
     return rows;
   }, visit);
@@ -132,7 +136,7 @@ try {
     const fresh = await launch();
     try {
       const context = await fresh.newContext();
-      for (const visit of [0, 1]) {
+      for (const visit of [0, 1, 2]) {
         const page = await context.newPage();
         const problems = [];
         page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
@@ -156,7 +160,7 @@ const rows = results.map((r) => `| ${r.backend === 'wasm' ? `WebAssembly, ${r.th
 const mb = (b) => (b / 1e6).toFixed(1);
 const memoryTable = memoryRows.length ? [
   '',
-  `Full-size checkpoint kept as int8, WebAssembly (1 thread), ${chromium}, ${when} UTC`,
+  `Full-size checkpoint kept as int8, WebAssembly, ${chromium}, ${when} UTC`,
   '',
   '| page | wasm heap (MB) | weights in it (MB) | left in the file on disk (MB) |',
   '|---|---:|---:|---:|',
