@@ -110,9 +110,12 @@ impl CpuBackend {
     }
 }
 
-/// Windows encoded together at most: a photo's memory then does not grow with its window count
-/// (one 448-pixel window's attention scores alone are 17 MB a layer).
-pub const WINDOWS_PER_BATCH: usize = 4;
+/// Windows encoded together at most: one, so a photo's memory does not grow with its window count
+/// (a 448-pixel window's forward adds 20 MB to a WebAssembly heap, which keeps its high-water mark
+/// for good: 2026-12-03, a 448 × 597 photo's two windows together took it from 55.8 to 97.8 MB).
+/// Natively, batches of four ran no faster than one at a time (12 such photos: 2.33–2.41 s against
+/// 2.32–2.70 s, 2 cores).
+pub const WINDOWS_PER_BATCH: usize = 1;
 
 impl ImageBackend for CpuBackend {
     type Encoding = ImageFeatures;
