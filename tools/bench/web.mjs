@@ -85,8 +85,9 @@ async function peer(page, [backend, side, threads, warm, runs]) {
 }
 
 // The int8 copy's memory: each visit a fresh page, so a fresh module, in one browser context, so
-// one Cache Storage. Visits 0 and 1 on one thread (the page's module); visit 2 in groupseg/worker
-// on 2 threads, whose workers share one memory.
+// one Cache Storage. Visits 0, 1 and 3 on one thread (the page's module); visit 2 in
+// groupseg/worker on 2 threads, whose workers share one memory. Visits 1 and 2 segment one 448
+// window, visit 3 a 448 × 597 photo with the default geometry (two overlapping windows).
 async function memory(page, visit) {
   return page.evaluate(async (visit) => {
     const { Segmenter } = await import(visit === 2 ? '/pkg/worker.js' : '/pkg/index.js');
@@ -95,14 +96,19 @@ async function memory(page, visit) {
     const threads = visit === 2 ? 2 : 1;
     const s = await Segmenter.load({ backend: 'cpu', modelUrl, keepAs: 'int8', threads });
     if (s.threads !== threads) throw new Error(`${s.threads} threads, not ${threads}: ${s.notes}`);
-    const name = ['first visit (downloads, converts, keeps int8)', 'later visit (loads the kept int8 copy)', 'later visit, groupseg/worker on 2 threads'][visit];
-    const rows = [{ visit: name, ...(await s.memory()) }];
-    if (visit > 0) {
-      const px = new Uint8ClampedArray(448 * 448 * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
-      await s.segment(new ImageData(px, 448, 448), ['cat', 'sofa', 'window', 'floor'], { shortSide: 448, window: 448, stride: 448 });
+    const name = ['first visit (downloads, converts, keeps int8)', 'later visit (loads the kept int8 copy)', 'later visit, groupseg/worker on 2 threads', 'later visit'][visit];
+    const rows = visit === 3 ? [] : [{ visit: name, ...(await s.memory()) }];
+    const photo = (w, h) => new ImageData(new Uint8ClampedArray(w * h * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256)), w, h);
+    const labels = ['cat', 'sofa', 'window', 'floor'];
+    if (visit === 1 || visit === 2) {
+      await s.segment(photo(448, 448), labels, { shortSide: 448, window: 448, stride: 448 });
       rows.push({ visit: `${name}, after segmenting one 448×448 window (4 labels)`, ...(await s.memory()) });
     }
-    if (visit === 2) await Segmenter.clearCache();
+    if (visit === 3) {
+      await s.segment(photo(597, 448), labels);
+      rows.push({ visit: `${name}, after segmenting a 597×448 photo (default geometry: two overlapping windows; 4 labels)`, ...(await s.memory()) });
+      await Segmenter.clearCache();
+    }
     s.dispose();
     return rows;
   }, visit);
@@ -136,7 +142,7 @@ try {
     const fresh = await launch();
     try {
       const context = await fresh.newContext();
-      for (const visit of [0, 1, 2]) {
+      for (const visit of [0, 1, 2, 3]) {
         const page = await context.newPage();
         const problems = [];
         page.on('pageerror', (e) => problems.push(`uncaught: ${e.message}`));
