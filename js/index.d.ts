@@ -215,11 +215,12 @@ export interface SegmenterMethods<S, E> {
   groups(image: ImageInput | E, options?: SegmentOptions): Promise<Groups>;
   /**
    * Bytes held: `heap` is the WebAssembly memory (it never shrinks, so also the most the module has
-   * needed, loading included); `weights` the model's, in that memory (`cpu`), in GPU buffers, and
-   * left in the weights file on disk (`inFile`: the token table, when the file came from Cache
-   * Storage or a File; its rows are read as labels need them).
+   * needed, loading included); `live` the bytes allocated in it now, `peakLive` the most ever at
+   * once; `weights` the model's, in that memory (`cpu`), in GPU buffers, and left in the weights
+   * file on disk (`inFile`: the token table, when the file came from Cache Storage or a File; its
+   * rows are read as labels need them).
    */
-  memory(): Promise<{ heap: number; weights: { cpu: number; gpu: number; inFile: number } }>;
+  memory(): Promise<{ heap: number; live: number; peakLive: number; weights: { cpu: number; gpu: number; inFile: number } }>;
   /** Frees the model (its GPU buffers too; in a worker, the worker). */
   dispose(): void;
 }

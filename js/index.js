@@ -597,10 +597,11 @@ export class Segmenter {
   }
 
   /**
-   * Bytes held, `{heap, weights: {cpu, gpu, inFile}}`: the WebAssembly memory (it never shrinks, so
-   * this is also the most the module has needed, loading included), the model's weights in it and on
-   * the GPU, and those left in the weights file on disk (the token table, when the file came from
-   * Cache Storage or a File: its rows are read as labels need them).
+   * Bytes held, `{heap, live, peakLive, weights: {cpu, gpu, inFile}}`: the WebAssembly memory (it
+   * never shrinks, so this is also the most the module has needed, loading included), the bytes
+   * allocated in it now and the most ever at once, the model's weights in it and on the GPU, and
+   * those left in the weights file on disk (the token table, when the file came from Cache Storage
+   * or a File: its rows are read as labels need them).
    */
   async memory() {
     return this.#live().memory();

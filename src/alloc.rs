@@ -1,4 +1,5 @@
-//! Process-wide allocator tuning for programs that run the model natively (the CLI, benchmarks).
+//! Process-wide allocator tuning for programs that run the model natively (the CLI, benchmarks),
+//! and in WebAssembly the allocator that counts live bytes.
 //!
 //! candle allocates a fresh output buffer for every op. glibc serves buffers over 128 KiB with mmap
 //! and unmaps them on free, so each op pays page faults and zeroing for memory it just gave back:
@@ -14,5 +15,80 @@ pub fn keep_freed_buffers() {
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
+/// In WebAssembly: the system allocator, counting the bytes live and the most ever live, so that
+/// `Segmenter.memory()` can tell the model's needs from the memory's high-water mark (a
+/// WebAssembly memory grows to fit the allocator's free space as it lies, and never shrinks).
+#[cfg(target_arch = "wasm32")]
+mod counted {
+    use std::alloc::{GlobalAlloc, Layout, System};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    pub static LIVE: AtomicUsize = AtomicUsize::new(0);
+    pub static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+    struct Counted;
+
+    // SAFETY: every call is passed to `System` unchanged; the counters only observe.
+    unsafe impl GlobalAlloc for Counted {
+        #[inline(never)]
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = System.alloc(layout);
+            if !p.is_null() {
+                PEAK.fetch_max(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+
+        #[inline(never)]
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = System.alloc_zeroed(layout);
+            if !p.is_null() {
+                PEAK.fetch_max(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size(), Ordering::Relaxed);
+            }
+            p
+        }
+
+        #[inline(never)]
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            System.dealloc(ptr, layout);
+            LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        }
+
+        #[inline(never)]
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = System.realloc(ptr, layout, new_size);
+            if !p.is_null() {
+                LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+                PEAK.fetch_max(LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size, Ordering::Relaxed);
+            }
+            p
+        }
+    }
+
+    #[global_allocator]
+    static COUNTED: Counted = Counted;
+}
+
+/// What the allocator has handed out and not had back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveBytes {
+    pub now: usize,
+    /// The most there ever were at once.
+    pub peak: usize,
+}
+
+/// The live bytes, where they are counted (WebAssembly; natively `None`).
+pub fn live_bytes() -> Option<LiveBytes> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use std::sync::atomic::Ordering;
+        Some(LiveBytes { now: counted::LIVE.load(Ordering::Relaxed), peak: counted::PEAK.load(Ordering::Relaxed) })
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        None
     }
 }

@@ -9,7 +9,6 @@
 //! `render` paints a result; `wasm` and `bin/` are the JavaScript and command-line faces.
 //! See docs/architecture.md.
 
-#[cfg(not(target_arch = "wasm32"))]
 pub mod alloc;
 pub mod backend;
 pub mod detect;

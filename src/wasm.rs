@@ -469,10 +469,12 @@ impl Segmenter {
         self.inner.backend().to_string()
     }
 
-    /// Bytes held: `{heap, weights: {cpu, gpu, inFile}}`. `heap` is this module's WebAssembly
-    /// memory, which grows and never shrinks, so it is also the most it has needed so far (loading
-    /// included); `weights` are the model's, in that memory and in GPU buffers, and `inFile` those
-    /// left in the weights file on disk (the token table, when `load` was given `readRange`).
+    /// Bytes held: `{heap, live, peakLive, weights: {cpu, gpu, inFile}}`. `heap` is this module's
+    /// WebAssembly memory, which grows and never shrinks, so it is also the most it has needed so
+    /// far (loading included); `live` the bytes allocated in it now, `peakLive` the most ever at
+    /// once (the rest of `heap` is static data, the stack and free space as the allocator left it);
+    /// `weights` are the model's, in that memory and in GPU buffers, and `inFile` those left in the
+    /// weights file on disk (the token table, when `load` was given `readRange`).
     pub fn memory(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
         #[serde(rename_all = "camelCase")]
@@ -482,13 +484,19 @@ impl Segmenter {
             in_file: usize,
         }
         #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
         struct Memory {
             heap: usize,
+            live: usize,
+            peak_live: usize,
             weights: Weights,
         }
         let resident = self.inner.resident_weights();
+        let live = crate::alloc::live_bytes().unwrap_or(crate::alloc::LiveBytes { now: 0, peak: 0 });
         to_js(&Memory {
             heap: core::arch::wasm32::memory_size(0) * 65536,
+            live: live.now,
+            peak_live: live.peak,
             weights: Weights { cpu: resident.cpu, gpu: resident.gpu, in_file: resident.in_file },
         })
     }

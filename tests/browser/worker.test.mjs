@@ -68,6 +68,8 @@ test('groupseg/worker gives the main-thread API\'s label map, boxes, grounding a
   for (const m of r.memory) {
     assert.equal(m.weights.cpu, r.memory[0].weights.cpu, JSON.stringify(r.memory));
     assert.ok(m.weights.cpu > 1.75e6 * 4 && m.weights.gpu === 0 && m.heap > m.weights.cpu, JSON.stringify(m));
+    // The allocator's count: the weights are live, and the heap holds the most ever live.
+    assert.ok(m.live >= m.weights.cpu && m.peakLive >= m.live && m.heap >= m.peakLive, JSON.stringify(m));
   }
   assert.match(r.afterDispose, /disposed/);
   assert.deepEqual(page.problems, []);

@@ -168,9 +168,9 @@ const memoryTable = memoryRows.length ? [
   '',
   `Full-size checkpoint kept as int8, WebAssembly, ${chromium}, ${when} UTC`,
   '',
-  '| page | wasm heap (MB) | weights in it (MB) | left in the file on disk (MB) |',
-  '|---|---:|---:|---:|',
-  ...memoryRows.map((r) => `| ${r.visit} | ${mb(r.heap)} | ${mb(r.weights.cpu)} | ${mb(r.weights.inFile)} |`),
+  '| page | wasm heap (MB) | most ever live in it (MB) | weights in it (MB) | left in the file on disk (MB) |',
+  '|---|---:|---:|---:|---:|',
+  ...memoryRows.map((r) => `| ${r.visit} | ${mb(r.heap)} | ${mb(r.peakLive)} | ${mb(r.weights.cpu)} | ${mb(r.weights.inFile)} |`),
 ] : [];
 const table = [
   `Image encoder, one window, full-size GroupViT (random weights), ${chromium}, ${cpus().length} × ${cpus()[0].model.trim()}, ${when} UTC; WebGPU adapter: ${results.find((r) => r.backend === 'webgpu')?.where.ours ?? 'none'}`,
