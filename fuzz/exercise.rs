@@ -75,7 +75,7 @@ fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
     let files = CheckpointFiles {
         config,
         weights: Box::new(weights),
-        tokenizer: TokenizerFiles::Json(TOKENIZER),
+        tokenizer: TokenizerFiles::Json(TOKENIZER.into()),
         preprocessor: Some(preprocessor),
         weight_ranges: None,
     };

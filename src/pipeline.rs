@@ -18,9 +18,11 @@ use crate::prompts::Templates;
 use crate::segment::{Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
 use crate::tokenize::TextTokenizer;
 
-/// The tokenizer files a checkpoint comes with.
+/// The tokenizer files a checkpoint comes with. `tokenizer.json` may be handed over owned, so that
+/// its bytes (3.6 MB for CLIP's) are freed once the tokenizer is built rather than held while the
+/// weights load (a WebAssembly memory keeps its high-water mark).
 pub enum TokenizerFiles<'a> {
-    Json(&'a [u8]),
+    Json(std::borrow::Cow<'a, [u8]>),
     VocabMerges { vocab: &'a [u8], merges: &'a str },
 }
 
@@ -186,7 +188,7 @@ impl Segmenter {
         let config = GroupViTConfig::from_json(files.config)?;
         let context = config.text_config.max_position_embeddings;
         let tokenizer = match files.tokenizer {
-            TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(json, context)?,
+            TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(&json, context)?,
             TokenizerFiles::VocabMerges { vocab, merges } => TextTokenizer::from_vocab_merges(vocab, merges, context)?,
         };
         let preprocessor = match files.preprocessor {
@@ -271,10 +273,9 @@ impl Segmenter {
         let preprocessor = dir.join("preprocessor_config.json");
         let preprocessor = if preprocessor.is_file() { Some(text(&preprocessor)?) } else { None };
         let tok_json = dir.join("tokenizer.json");
-        let (tok_bytes, vocab, merges);
+        let (vocab, merges);
         let tokenizer = if tok_json.is_file() {
-            tok_bytes = read(&tok_json)?;
-            TokenizerFiles::Json(&tok_bytes)
+            TokenizerFiles::Json(read(&tok_json)?.into())
         } else if dir.join("vocab.json").is_file() && dir.join("merges.txt").is_file() {
             vocab = read(&dir.join("vocab.json"))?;
             merges = text(&dir.join("merges.txt"))?;

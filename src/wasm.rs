@@ -455,7 +455,7 @@ impl Segmenter {
         let files = CheckpointFiles {
             config: &config,
             weights: Box::new(JsBytes::new(weights)),
-            tokenizer: TokenizerFiles::Json(&tokenizer_json),
+            tokenizer: TokenizerFiles::Json(tokenizer_json.into()),
             preprocessor: preprocessor.as_deref(),
             weight_ranges: read_range.map(|read_range| Box::new(JsRanges { read_range }) as Box<dyn WeightRanges>),
         };

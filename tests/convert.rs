@@ -131,7 +131,7 @@ fn a_checkpoint_loads_a_tensor_at_a_time() {
     let files = groupseg::CheckpointFiles {
         config: &config,
         weights: Box::new(Shared(source.clone())),
-        tokenizer: groupseg::TokenizerFiles::Json(&tokenizer),
+        tokenizer: groupseg::TokenizerFiles::Json(tokenizer.into()),
         preprocessor: None,
         weight_ranges: None,
     };
@@ -175,7 +175,7 @@ fn load_leaving_token_table(dir: &Path, broken: bool) -> (Segmenter, std::sync::
     let files = groupseg::CheckpointFiles {
         config: &config,
         weights: Box::new(bytes),
-        tokenizer: groupseg::TokenizerFiles::Json(&tokenizer),
+        tokenizer: groupseg::TokenizerFiles::Json(tokenizer.into()),
         preprocessor: None,
         weight_ranges: Some(Box::new(Shared(ranges.clone()))),
     };

@@ -282,7 +282,7 @@ mod demo {
         CheckpointFiles {
             config: text(demo_file!("config.json")),
             weights: Box::new(&demo_file!("model.safetensors")[..]),
-            tokenizer: TokenizerFiles::Json(demo_file!("tokenizer.json")),
+            tokenizer: TokenizerFiles::Json(demo_file!("tokenizer.json")[..].into()),
             preprocessor: Some(text(demo_file!("preprocessor_config.json"))),
             weight_ranges: None,
         }
