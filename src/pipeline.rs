@@ -419,14 +419,12 @@ impl Segmenter {
         // batch, averaged per label.
         let per_label: Vec<Vec<String>> = labels.iter().map(|l| templates.prompts(l)).collect();
         let prompts: Vec<String> = per_label.iter().flatten().cloned().collect();
-        let ids = self.tokenize(&prompts)?;
-        self.read_token_rows(&ids).await?;
         // In batches: CLIP's 80 templates over many labels would otherwise hold thousands of
         // prompts' activations at once.
-        let embeds = (0..prompts.len())
-            .step_by(PROMPTS_PER_BATCH)
-            .map(|start| Ok(l2_normalize(&self.text.forward(&ids.narrow(0, start, PROMPTS_PER_BATCH.min(prompts.len() - start))?)?)?))
-            .collect::<Result<Vec<_>>>()?;
+        let mut embeds = Vec::with_capacity(prompts.len().div_ceil(PROMPTS_PER_BATCH));
+        for chunk in prompts.chunks(PROMPTS_PER_BATCH) {
+            embeds.push(l2_normalize(&self.text_features(chunk).await?)?);
+        }
         let embeds = Tensor::cat(&embeds, 0)?;
         let mut start = 0;
         let mut means = Vec::with_capacity(labels.len());

@@ -10,6 +10,19 @@ use std::process::Command;
 use candle_core::Device;
 use groupseg::{BackendChoice, Segmenter};
 
+/// The shapes demo as shipped (f16).
+fn demo() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-demo")
+}
+
+/// `model` converted to `to` by the CLI, in a temporary directory.
+fn converted(model: &Path, to: &str) -> tempfile::TempDir {
+    let out = tempfile::tempdir().unwrap();
+    let run = convert(model, to, out.path());
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    out
+}
+
 fn convert(model: &Path, to: &str, out: &Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_groupseg"))
         .args(["convert", "--to", to, "--model"])
@@ -38,10 +51,8 @@ fn agreement(a: &Segmenter, b: &Segmenter, scenes: usize) -> f64 {
 
 #[test]
 fn the_int8_shapes_demo_labels_held_out_scenes_as_the_original_does() {
-    let out = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-demo");
-    let run = convert(&demo, "int8", out.path());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let demo = demo();
+    let out = converted(&demo, "int8");
     let (before, after) = (std::fs::metadata(demo.join("model.safetensors")).unwrap().len(), std::fs::metadata(out.path().join("model.safetensors")).unwrap().len());
     assert!(after * 10 < before * 6, "int8 {after} bytes against f16 {before}");
     let original = Segmenter::load_on(&demo, &Device::Cpu, BackendChoice::Cpu).unwrap();
@@ -67,9 +78,7 @@ fn f16_and_int8_copies_of_an_f32_checkpoint_keep_its_embeddings() {
     let e = common::expected("tiny-2stage");
     let ids = e["input_ids"].to_dtype(candle_core::DType::U32).unwrap();
     for (to, tolerance) in [("f16", 1e-3), ("int8", 3e-2)] {
-        let out = tempfile::tempdir().unwrap();
-        let run = convert(&fixture, to, out.path());
-        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let out = converted(&fixture, to);
         let got = common::model(out.path()).forward(&ids, &e["pixel_values"]).unwrap();
         // Embeddings are unit vectors: compare them element by element (worst seen: 2.1e-4 for f16,
         // 2.2e-2 for int8, in the text embeddings).
@@ -162,12 +171,6 @@ impl groupseg::model::weights::WeightRanges for Ranges {
 }
 
 fn load_leaving_token_table(dir: &Path, broken: bool) -> (Segmenter, std::sync::Arc<Ranges>) {
-    struct Shared(std::sync::Arc<Ranges>);
-    impl groupseg::model::weights::WeightRanges for Shared {
-        fn read_ranges(&self, ranges: Vec<std::ops::Range<usize>>) -> groupseg::model::weights::RangesRead<'_> {
-            self.0.read_ranges(ranges)
-        }
-    }
     let bytes = std::fs::read(dir.join("model.safetensors")).unwrap();
     let ranges = std::sync::Arc::new(Ranges { bytes: bytes.clone(), reads: Default::default(), broken });
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
@@ -177,17 +180,15 @@ fn load_leaving_token_table(dir: &Path, broken: bool) -> (Segmenter, std::sync::
         weights: Box::new(bytes),
         tokenizer: groupseg::TokenizerFiles::Json(tokenizer.into()),
         preprocessor: None,
-        weight_ranges: Some(Box::new(Shared(ranges.clone()))),
+        weight_ranges: Some(Box::new(ranges.clone())),
     };
     (groupseg::block_on(Segmenter::from_files_on(files, &Device::Cpu, BackendChoice::Cpu)).unwrap(), ranges)
 }
 
 #[test]
 fn a_token_table_left_in_the_file_embeds_labels_as_the_held_one_reading_only_their_rows() {
-    let out = tempfile::tempdir().unwrap();
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-demo");
-    let run = convert(&demo, "int8", out.path());
-    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let demo = demo();
+    let out = converted(&demo, "int8");
     let labels: Vec<String> = ["red circle", "blue star", "a green square on grey"].map(String::from).to_vec();
     let templates = groupseg::Templates::default();
     // f32 (the tiny fixture), f16 (the demo as shipped) and int8 tables.

@@ -100,6 +100,13 @@ pub trait WeightRanges {
     fn read_ranges(&self, ranges: Vec<Range<usize>>) -> RangesRead<'_>;
 }
 
+/// A file shared with whoever else reads it.
+impl<T: WeightRanges + ?Sized> WeightRanges for Arc<T> {
+    fn read_ranges(&self, ranges: Vec<Range<usize>>) -> RangesRead<'_> {
+        self.as_ref().read_ranges(ranges)
+    }
+}
+
 /// Where a tensor's data lies in a safetensors file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TensorLocation {

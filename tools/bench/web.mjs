@@ -6,8 +6,9 @@
 // alternating between the two so that drift in this machine's speed falls on both; each side keeps
 // its best round. Ours is timed from the image to a label map read back (encode, then the
 // composition with a label already embedded), onnxruntime-web's from the tensor to its outputs read
-// back. Then the memory of an int8 copy: the page's WebAssembly heap after the first visit converts
-// the download, after a later visit loads the kept copy, and after segmenting a 448 window there.
+// back. Then the memory of an int8 copy: the page's WebAssembly heap and the most ever live in it,
+// after the first visit converts the download, after a later visit loads the kept copy, and after
+// it segments a 448 window (1 and 2 threads) or a 597 × 448 photo.
 // Prints Markdown tables (ratios, memory); writes OUT/bench-web.json and OUT/bench-web.md.
 // Usage: node web.mjs OUT          (OUT holds model/ and onnx/, from reference.py and onnx_export.py)
 import { mkdir, rm, symlink, writeFile, readFile } from 'node:fs/promises';
@@ -87,7 +88,7 @@ async function peer(page, [backend, side, threads, warm, runs]) {
 // The int8 copy's memory: each visit a fresh page, so a fresh module, in one browser context, so
 // one Cache Storage. Visits 0, 1 and 3 on one thread (the page's module); visit 2 in
 // groupseg/worker on 2 threads, whose workers share one memory. Visits 1 and 2 segment one 448
-// window, visit 3 a 448 × 597 photo with the default geometry (two overlapping windows).
+// window, visit 3 a 597 × 448 photo with the default geometry (two overlapping windows).
 async function memory(page, visit) {
   return page.evaluate(async (visit) => {
     const { Segmenter } = await import(visit === 2 ? '/pkg/worker.js' : '/pkg/index.js');
