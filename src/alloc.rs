@@ -29,26 +29,26 @@ mod counted {
     pub static LIVE: AtomicUsize = AtomicUsize::new(0);
     pub static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+    /// `size` more bytes live (`p` null: none, the allocation failed).
+    fn handed_out(p: *mut u8, size: usize) -> *mut u8 {
+        if !p.is_null() {
+            PEAK.fetch_max(LIVE.fetch_add(size, Ordering::Relaxed) + size, Ordering::Relaxed);
+        }
+        p
+    }
+
     struct Counted;
 
     // SAFETY: every call is passed to `System` unchanged; the counters only observe.
     unsafe impl GlobalAlloc for Counted {
         #[inline(never)]
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            let p = System.alloc(layout);
-            if !p.is_null() {
-                PEAK.fetch_max(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size(), Ordering::Relaxed);
-            }
-            p
+            handed_out(System.alloc(layout), layout.size())
         }
 
         #[inline(never)]
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            let p = System.alloc_zeroed(layout);
-            if !p.is_null() {
-                PEAK.fetch_max(LIVE.fetch_add(layout.size(), Ordering::Relaxed) + layout.size(), Ordering::Relaxed);
-            }
-            p
+            handed_out(System.alloc_zeroed(layout), layout.size())
         }
 
         #[inline(never)]
@@ -62,9 +62,8 @@ mod counted {
             let p = System.realloc(ptr, layout, new_size);
             if !p.is_null() {
                 LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-                PEAK.fetch_max(LIVE.fetch_add(new_size, Ordering::Relaxed) + new_size, Ordering::Relaxed);
             }
-            p
+            handed_out(p, new_size)
         }
     }
 

@@ -5,29 +5,28 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
-use candle_core::{Device, Result, Tensor};
-use half::{bf16, f16};
+use candle_core::{DType, Device, Result, Tensor};
 use safetensors::Dtype;
 
+use super::matrix::{Int8Matrix, Matrix};
 use super::weights::TensorLocation;
 
 /// How each row is stored in the file.
 #[derive(Debug, Clone)]
 enum RowFormat {
-    F32,
-    F16,
-    Bf16,
-    /// Codes `q` standing for `(q − 128) × scale` of their row (`crate::model::convert`).
+    /// f32, f16 or bf16, widened as the weights reader widens any tensor.
+    Float(DType),
+    /// Codes `q` standing for `(q − 128) × scale` of their row (`crate::model::convert`), widened
+    /// as a held int8 table's.
     Int8 { scales: Vec<f32> },
 }
 
 impl RowFormat {
     fn bytes_per_value(&self) -> usize {
         match self {
-            Self::F32 => 4,
-            Self::F16 | Self::Bf16 => 2,
+            Self::Float(dtype) => dtype.size_in_bytes(),
             Self::Int8 { .. } => 1,
         }
     }
@@ -51,9 +50,9 @@ impl TokenRows {
             candle_core::bail!("the token table has shape {:?}, the model expects [{rows}, {cols}]", location.shape);
         }
         let format = match (location.dtype, scales) {
-            (Dtype::F32, None) => RowFormat::F32,
-            (Dtype::F16, None) => RowFormat::F16,
-            (Dtype::BF16, None) => RowFormat::Bf16,
+            (Dtype::F32, None) => RowFormat::Float(DType::F32),
+            (Dtype::F16, None) => RowFormat::Float(DType::F16),
+            (Dtype::BF16, None) => RowFormat::Float(DType::BF16),
             (Dtype::U8, Some(scales)) if scales.len() == rows => RowFormat::Int8 { scales },
             (dtype, scales) => candle_core::bail!(
                 "a token table of {dtype:?}{} cannot be read a row at a time",
@@ -116,22 +115,21 @@ impl TokenRows {
     /// Rows `ids` as `(ids.len(), cols)` f32; every one must have been read.
     pub fn gather(&self, ids: &[u32]) -> Result<Tensor> {
         self.check(ids)?;
+        // The rows as stored, in order, then widened by what widens a whole table.
         let read = self.read.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out = vec![0f32; ids.len() * self.cols];
-        for (dst, &id) in out.chunks_exact_mut(self.cols).zip(ids) {
-            let Some(row) = read.get(&id) else {
+        let mut raw = Vec::with_capacity(ids.len() * self.row_bytes());
+        for id in ids {
+            let Some(row) = read.get(id) else {
                 candle_core::bail!("token row {id} has not been read from the weights file");
             };
-            match &self.format {
-                RowFormat::F32 => dst.iter_mut().zip(row.chunks_exact(4)).for_each(|(d, b)| *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
-                RowFormat::F16 => dst.iter_mut().zip(row.chunks_exact(2)).for_each(|(d, b)| *d = f16::from_le_bytes([b[0], b[1]]).to_f32()),
-                RowFormat::Bf16 => dst.iter_mut().zip(row.chunks_exact(2)).for_each(|(d, b)| *d = bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-                RowFormat::Int8 { scales } => {
-                    let s = scales[id as usize];
-                    dst.iter_mut().zip(row.iter()).for_each(|(d, &q)| *d = (q as i32 - 128) as f32 * s);
-                }
+            raw.extend_from_slice(row);
+        }
+        match &self.format {
+            RowFormat::Float(dtype) => Tensor::from_raw_buffer(&raw, *dtype, &[ids.len(), self.cols], &Device::Cpu)?.to_dtype(DType::F32),
+            RowFormat::Int8 { scales } => {
+                let scales = ids.iter().map(|&id| scales[id as usize]).collect();
+                Matrix::Int8(Arc::new(Int8Matrix::new(raw, scales, ids.len(), self.cols)?)).to_f32()
             }
         }
-        Tensor::from_vec(out, (ids.len(), self.cols), &Device::Cpu)
     }
 }
