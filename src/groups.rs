@@ -9,7 +9,7 @@ use candle_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::resample;
-use crate::segment::{self, WindowLayout};
+use crate::segment::WindowLayout;
 
 /// One grouping block's groups over the photo.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,18 +60,12 @@ pub fn hard_groups(stage_maps: &[Tensor], grid: (usize, usize), layout: &WindowL
             let data = maps.flatten_all()?.to_vec1::<f32>()?;
             let mut resized_map = vec![0u32; h * w];
             for (i, &(y0, x0)) in layout.origins.iter().enumerate() {
-                let window = resample::bilinear(&data[i * g * patches..(i + 1) * g * patches], g, gh, gw, ch, cw);
-                let plane = ch * cw;
-                for y in 0..ch {
-                    for x in 0..cw {
-                        let at = (y0 + y) * w + x0 + x;
-                        if owner[at] as usize != i {
-                            continue;
-                        }
-                        let best = segment::argmax_group(&window, g, plane, y * cw + x);
+                resample::bilinear_argmax(&data[i * g * patches..(i + 1) * g * patches], g, grid, (ch, cw), |p, best| {
+                    let at = (y0 + p / cw) * w + x0 + p % cw;
+                    if owner[at] as usize == i {
                         resized_map[at] = (i * g + best) as u32;
                     }
-                }
+                });
             }
             // Nearest neighbour to the photo's size: a group is a hard region, never blended.
             let map = (0..oh * ow)

@@ -257,33 +257,23 @@ pub fn group_affinity(
     Ok((affinity, c))
 }
 
-/// The group whose map `(groups, plane)` is highest at pixel `p`: the first one on ties, like
-/// torch.argmax.
-pub fn argmax_group(maps: &[f32], groups: usize, plane: usize, p: usize) -> usize {
-    let mut best = 0;
-    for k in 1..groups {
-        if maps[k * plane + p] > maps[best * plane + p] {
-            best = k;
-        }
-    }
-    best
-}
-
-/// Class scores `(C + 1, h, w)` of one window, class 0 being background.
-fn window_scores(
+/// Adds one window's class scores `(C + 1, h, w)`, class 0 being background, into the photo's
+/// `sum (C + 1, H, W)` at `(y0, x0)`. Each pixel takes the affinities of its argmax group, found
+/// on the grid of patches ([`resample::bilinear_argmax`]): neither the resized grouping maps nor
+/// the window's scores are held (10 MB for a 448-pixel window and 4 labels).
+fn add_window_scores(
     features: &ImageFeatures,
     index: usize,
     labels: &Tensor,
     scale: f32,
     opts: &LabelOptions,
-    (h, w): (usize, usize),
-) -> Result<Vec<f32>> {
+    layout: &WindowLayout,
+    sum: &mut [f32],
+) -> Result<()> {
     let assignments: Vec<Tensor> =
         features.assignments.iter().map(|a| a.narrow(0, index, 1)).collect::<candle_core::Result<_>>()?;
     let grouping = chain_assignments(&assignments)?.i(0)?;
     let (g, _) = grouping.dims2()?;
-    let (gh, gw) = features.grid;
-    let maps = resample::bilinear(&grouping.flatten_all()?.to_vec1::<f32>()?, g, gh, gw, h, w);
     let (affinity, c) = group_affinity(
         &features.group_embeds.i(index)?,
         &features.image_embeds.i(index)?,
@@ -296,22 +286,22 @@ fn window_scores(
         Background::Below(t) => Some(t.min(best_fg)),
         Background::Never => None,
     };
+    let ((y0, x0), (_, cw), (h, w)) = (layout.origins[index], layout.window, layout.resized);
     let plane = h * w;
-    let mut scores = vec![0f32; (c + 1) * plane];
-    for p in 0..plane {
-        // The one-hot of the argmax group.
-        let best = argmax_group(&maps, g, plane, p);
+    let maps = grouping.flatten_all()?.to_vec1::<f32>()?;
+    resample::bilinear_argmax(&maps, g, features.grid, layout.window, |p, best| {
+        let at = (y0 + p / cw) * w + x0 + p % cw;
         let row = &affinity[best * c..(best + 1) * c];
         let mut top = 0f32;
         for (j, &v) in row.iter().enumerate() {
-            scores[(j + 1) * plane + p] = v;
+            sum[(j + 1) * plane + at] += v;
             top = top.max(v);
         }
         if threshold.is_some_and(|t| top < t) {
-            scores[p] = 1.0;
+            sum[at] += 1.0;
         }
-    }
-    Ok(scores)
+    });
+    Ok(())
 }
 
 /// The official inference over a photo's encoded windows (`features`, one item per window of
@@ -337,16 +327,7 @@ pub fn slide(features: &ImageFeatures, layout: &WindowLayout, labels: &Tensor, s
     let mut sum = vec![0f32; c * h * w];
     let mut count = vec![0u16; h * w];
     for (i, &(y0, x0)) in origins.iter().enumerate() {
-        let scores = window_scores(features, i, labels, scale, opts, (ch, cw))?;
-        for k in 0..c {
-            for y in 0..ch {
-                let src = &scores[(k * ch + y) * cw..(k * ch + y + 1) * cw];
-                let dst = &mut sum[(k * h + y0 + y) * w + x0..(k * h + y0 + y) * w + x0 + cw];
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += s;
-                }
-            }
-        }
+        add_window_scores(features, i, labels, scale, opts, layout, &mut sum)?;
         for y in 0..ch {
             for v in &mut count[(y0 + y) * w + x0..(y0 + y) * w + x0 + cw] {
                 *v += 1;
