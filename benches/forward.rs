@@ -71,8 +71,8 @@ fn main() {
         let line = String::from_utf8_lossy(&out.stdout);
         let times: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or("")).expect("reference JSON");
         let mine = [
-            median_ms(2, 10, || drop(model.image.forward(&x224).unwrap())),
-            median_ms(1, 5, || drop(model.image.forward(&x448).unwrap())),
+            median_ms(2, 10, || drop(model.image.forward(x224.clone()).unwrap())),
+            median_ms(1, 5, || drop(model.image.forward(x448.clone()).unwrap())),
             median_ms(2, 10, || drop(model.text.forward(&t1).unwrap())),
             median_ms(1, 5, || drop(model.text.forward(&t20).unwrap())),
         ];

@@ -81,14 +81,15 @@ pub trait ImageBackend {
     type Encoding;
 
     /// Runs the image encoder over a photo's windows `(B, 3, h, w)`.
-    async fn encode(&self, windows: &Tensor) -> Result<Self::Encoding>;
+    async fn encode(&self, windows: Tensor) -> Result<Self::Encoding>;
 
     /// A label per pixel of the photo, from an encoding of its windows.
     async fn compose(&self, encoding: &Self::Encoding, job: &Composition<'_>) -> Result<Segmentation>;
 
     /// [`ImageBackend::encode`] then [`ImageBackend::compose`].
-    async fn segment(&self, windows: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
-        self.compose(&self.encode(windows).await?, job).await
+    async fn segment(&self, windows: Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        let encoding = self.encode(windows).await?;
+        self.compose(&encoding, job).await
     }
 
     /// The projected image and group embeddings of `pixel_values` (classification, raw logits).
@@ -120,11 +121,15 @@ pub const WINDOWS_PER_BATCH: usize = 1;
 impl ImageBackend for CpuBackend {
     type Encoding = ImageFeatures;
 
-    async fn encode(&self, windows: &Tensor) -> Result<ImageFeatures> {
+    async fn encode(&self, windows: Tensor) -> Result<ImageFeatures> {
         let n = windows.dim(0)?;
+        if n <= WINDOWS_PER_BATCH {
+            // Handed over whole, so its pixels are freed as soon as they are cut into patches.
+            return self.encoder.forward(windows);
+        }
         let chunks = (0..n)
             .step_by(WINDOWS_PER_BATCH)
-            .map(|i| self.encoder.forward(&windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
+            .map(|i| self.encoder.forward(windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
             .collect::<Result<Vec<_>>>()?;
         ImageFeatures::cat(&chunks)
     }
@@ -134,7 +139,7 @@ impl ImageBackend for CpuBackend {
     }
 
     async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        self.encoder.forward(pixel_values)
+        self.encoder.forward(pixel_values.clone())
     }
 
     async fn stage_maps(&self, features: &ImageFeatures) -> Result<(Vec<Tensor>, (usize, usize))> {
@@ -168,8 +173,8 @@ impl GpuBackend {
 impl ImageBackend for GpuBackend {
     type Encoding = GpuEncoding;
 
-    async fn encode(&self, windows: &Tensor) -> Result<GpuEncoding> {
-        self.encoder.encode(windows).await
+    async fn encode(&self, windows: Tensor) -> Result<GpuEncoding> {
+        self.encoder.encode(&windows).await
     }
 
     async fn compose(&self, encoding: &GpuEncoding, job: &Composition<'_>) -> Result<Segmentation> {
@@ -177,8 +182,8 @@ impl ImageBackend for GpuBackend {
         Ok(Self::summarize(job, out))
     }
 
-    async fn segment(&self, windows: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
-        let out = self.encoder.segment(windows, job.layout, job.labels, job.scale(), job.options).await?;
+    async fn segment(&self, windows: Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        let out = self.encoder.segment(&windows, job.layout, job.labels, job.scale(), job.options).await?;
         Ok(Self::summarize(job, out))
     }
 

@@ -461,8 +461,8 @@ impl Segmenter {
         let classes = classes(labels);
         let job = self.composition(&layout, embeddings, &classes, &opts.labelling);
         match &self.image {
-            Image::Cpu(b) => b.segment(&windows, &job).await,
-            Image::Gpu(b) => b.segment(&windows, &job).await,
+            Image::Cpu(b) => b.segment(windows, &job).await,
+            Image::Gpu(b) => b.segment(windows, &job).await,
         }
     }
 
@@ -472,8 +472,8 @@ impl Segmenter {
         self.check_options(&SegmentOptions { geometry: *geometry, labelling: self.default_options().labelling })?;
         let (windows, layout) = self.windows(photo, geometry)?;
         let encoding = match &self.image {
-            Image::Cpu(b) => Encoding::Cpu(b.encode(&windows).await?),
-            Image::Gpu(b) => Encoding::Gpu(b.encode(&windows).await?),
+            Image::Cpu(b) => Encoding::Cpu(b.encode(windows).await?),
+            Image::Gpu(b) => Encoding::Gpu(b.encode(windows).await?),
         };
         Ok(EncodedPhoto { owner: self.id, layout, encoding })
     }

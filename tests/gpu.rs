@@ -219,7 +219,7 @@ fn vision_parity(name: &str) {
     let expected = expected(name);
     let pixels = &expected["pixel_values"];
     let model = common::model(&fixture(name));
-    let cpu = model.image.vision_model().forward(pixels).unwrap();
+    let cpu = model.image.vision_model().forward(pixels.clone()).unwrap();
     let encoder = groupseg::block_on(ImageEncoder::open(&model.image, true)).unwrap();
     let got = groupseg::block_on(encoder.forward(pixels)).unwrap();
 

@@ -405,6 +405,28 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
     y.reshape(dims)
 }
 
+/// `f` over blocks of at most `rows` rows of `xs (…, in)`, their outputs `(…, out)` gathered in one
+/// tensor: whatever `f` holds in between (an MLP's hidden layer) is held for one block at a time.
+pub fn by_row_blocks(xs: &Tensor, rows: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let mut dims = xs.dims().to_vec();
+    let in_dim = dims.pop().unwrap_or(1);
+    let m: usize = dims.iter().product();
+    if m <= rows.max(1) {
+        return f(xs);
+    }
+    let x2 = xs.contiguous()?.reshape((m, in_dim))?;
+    let mut out: Vec<f32> = Vec::new();
+    let mut out_dim = 0;
+    for r0 in (0..m).step_by(rows) {
+        let y = f(&x2.narrow(0, r0, rows.min(m - r0))?)?;
+        out_dim = y.dim(1)?;
+        out.reserve_exact(m * out_dim - out.len());
+        out.extend_from_slice(&y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?);
+    }
+    dims.push(out_dim);
+    Tensor::from_vec(out, dims, xs.device())
+}
+
 /// `act([x · W₁ᵀ | x · W₂ᵀ | …] + bias)` with the Ws packed at load ([`PackedMatrix`]) and their
 /// biases end to end.
 struct PackedLinear(Vec<Arc<PackedMatrix>>, Option<Activation>);
@@ -493,6 +515,18 @@ impl CustomOp1 for Int8MatMul {
         let out = OutPtr(dst.spare_capacity_mut().as_mut_ptr().cast());
         let block = |j0: usize| {
             let cols = INT8_BLOCK.min(n - j0);
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            {
+                // Widened straight into the kernel's panels: one pass over the block's codes, not
+                // three (widen, then copy into panels) per block and per block of rows a layer runs.
+                let panels = sgemm::PackedB::from_columns(cols, k, |j, k0, out| w.widen_part(j0 + j, k0, out));
+                let x = sgemm::Strided { ptr: x.as_ptr(), rs: k as isize, cs: 1 };
+                // SAFETY: `x` holds m rows of k floats; this block alone writes columns
+                // j0..j0 + cols of the m × n output.
+                unsafe { sgemm::sgemm_packed_b(m, out.at(j0), n, x, &panels, 1) };
+                return;
+            }
+            #[allow(unreachable_code)]
             let mut wide = vec![0f32; cols * k];
             w.widen_rows(j0, &mut wide);
             if packed::available() {
@@ -662,19 +696,31 @@ pub fn add_layer_norm(x: &Tensor, y: &Tensor, ln: &LayerNorm) -> Result<(Tensor,
 /// stay in L2 between the two products.
 const ATTENTION_ROWS: usize = 48;
 
+/// Query rows per task of the fused attention where keys and values are read through their
+/// strides: 128 × 848 scores are 434 KB.
+const STRIDED_ATTENTION_ROWS: usize = 128;
+
+const MOST_ATTENTION_ROWS: usize = if ATTENTION_ROWS > STRIDED_ATTENTION_ROWS { ATTENTION_ROWS } else { STRIDED_ATTENTION_ROWS };
+
 /// Multi-head attention `softmax(q·kᵀ·scale + mask)·v` for `q (B, Tq, D)`, `k`, `v (B, Tk, D)`
 /// with `D = heads · head_dim`, returning `(B, Tq, D)` with heads already merged. `mask (Tq, Tk)`
 /// is added to the scores (−∞ where a query may not look).
 ///
-/// Where weights are packed ([`packed::available`]) the heads are fused: each head's keys and values
-/// are packed once, then each block of query rows computes its scores, their softmax and its
-/// share of the output, so the scores (6 × 848² floats a layer at 448 pixels) never leave cache.
-/// Elsewhere: [`attention_by_heads`], as many heads at once as the pool has threads.
+/// Fused on the CPU: each block of a head's query rows computes its scores, their softmax and its
+/// share of the output, so the scores (6 × 848² floats, 17 MB, a layer at 448 pixels) are never
+/// held, and the output is written in place of merging heads. Where weights are packed
+/// ([`packed::available`]) each head's keys and values are packed once; elsewhere (WebAssembly) the
+/// products read them through their strides. Other devices and dtypes: [`attention_by_heads`].
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
+    fused_attention(q, k, v, heads, scale, mask, packed::available())
+}
+
+/// [`attention`], keys and values packed for the products or read through their strides.
+fn fused_attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>, pack: bool) -> Result<Tensor> {
     let (_, tq, d) = q.dims3()?;
     let tk = k.dim(1)?;
     let cpu_f32 = [q, k, v].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu));
-    if !(packed::available() && cpu_f32) || heads == 0 || d % heads != 0 || d == 0 || tk == 0 {
+    if !cpu_f32 || heads == 0 || d % heads != 0 || d == 0 || tk == 0 {
         return attention_by_heads(q, k, v, heads, scale, mask, rayon::current_num_threads());
     }
     let mask = match mask {
@@ -683,13 +729,11 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, m
     };
     // Views of a side-by-side projection are read in place; other layouts are copied first.
     let rows = |t: &Tensor| if t.stride().last() == Some(&1) { Ok(t.clone()) } else { t.contiguous() };
-    rows(q)?.apply_op3_no_bwd(&rows(k)?, &rows(v)?, &FusedAttention { heads, scale: scale as f32, mask })
+    rows(q)?.apply_op3_no_bwd(&rows(k)?, &rows(v)?, &FusedAttention { heads, scale: scale as f32, mask, pack })
 }
 
-/// [`attention`] as two batched matmuls around an in-place softmax, `at_once` heads at a time: all
-/// heads' scores together are a forward's largest buffer (6 × 848² floats, 17 MB, a layer at 448
-/// pixels), and WebAssembly's memory keeps its high-water mark for good. The matmul hands each
-/// thread whole heads, so as many heads as threads lose nothing.
+/// [`attention`] off the CPU or in other dtypes: two batched matmuls around a softmax, `at_once`
+/// heads at a time (all heads' scores together are a forward's largest buffer).
 fn attention_by_heads(
     q: &Tensor,
     k: &Tensor,
@@ -745,6 +789,8 @@ struct FusedAttention {
     heads: usize,
     scale: f32,
     mask: Option<Vec<f32>>,
+    /// Keys and values packed for [`PackedMatrix::product`] (where [`packed::available`]).
+    pack: bool,
 }
 
 impl candle_core::CustomOp3 for FusedAttention {
@@ -760,45 +806,65 @@ impl candle_core::CustomOp3 for FusedAttention {
         }
         let heads = self.heads;
         let hd = d / heads;
-        // Per (batch, head): keys as the "weight" of the first product, values transposed as the second's.
-        let packs: Vec<(PackedMatrix, PackedMatrix)> = (0..b * heads)
-            .into_par_iter()
-            .map(|bh| {
-                let (bi, h) = (bh / heads, bh % heads);
-                (
-                    PackedMatrix::pack_strided(&k.data[k.at(bi, 0, h, hd)..], tk, hd, k.row, 1),
-                    PackedMatrix::pack_strided(&v.data[v.at(bi, 0, h, hd)..], hd, tk, 1, v.row),
-                )
-            })
-            .collect();
+        // Per (batch, head), where packing runs: keys as the "weight" of the first product, values
+        // transposed as the second's.
+        let packs: Option<Vec<(PackedMatrix, PackedMatrix)>> = self.pack.then(|| {
+            (0..b * heads)
+                .into_par_iter()
+                .map(|bh| {
+                    let (bi, h) = (bh / heads, bh % heads);
+                    (
+                        PackedMatrix::pack_strided(&k.data[k.at(bi, 0, h, hd)..], tk, hd, k.row, 1),
+                        PackedMatrix::pack_strided(&v.data[v.at(bi, 0, h, hd)..], hd, tk, 1, v.row),
+                    )
+                })
+                .collect()
+        });
+        // The strided products pack both operands on every call: taller blocks pay that less often.
+        let block_rows = if packs.is_some() { ATTENTION_ROWS } else { STRIDED_ATTENTION_ROWS };
         let mut out: Vec<f32> = Vec::with_capacity(b * tq * d);
         let dst = OutPtr(out.spare_capacity_mut().as_mut_ptr().cast());
-        let blocks = tq.div_ceil(ATTENTION_ROWS);
+        let blocks = tq.div_ceil(block_rows);
         packed::for_each_task(b * heads * blocks, |t| {
             let (bh, blk) = (t / blocks, t % blocks);
             let (bi, h) = (bh / heads, bh % heads);
-            let (r0, r1) = (blk * ATTENTION_ROWS, (blk * ATTENTION_ROWS + ATTENTION_ROWS).min(tq));
-            let (keys, values) = &packs[bh];
+            let (r0, r1) = (blk * block_rows, (blk * block_rows + block_rows).min(tq));
+            let packed = packs.as_ref().map(|p| &p[bh]);
             SCORES.with_borrow_mut(|scores| {
                 let rows = r1 - r0;
                 scores.clear();
                 scores.reserve(rows * tk);
-                // SAFETY: `q.data` holds rows r0..r1 of this head (hd floats each) at stride q.row;
-                // `scores` has room for rows × tk, all written by the product (hd > 0).
+                let queries = q.data[q.at(bi, r0, h, hd)..].as_ptr();
+                // SAFETY: `q.data` holds rows r0..r1 of this head (hd floats each) at stride q.row,
+                // `k.data` its tk keys at stride k.row; `scores` has room for rows × tk, all written
+                // by the product (hd > 0).
                 unsafe {
-                    keys.product(q.data[q.at(bi, r0, h, hd)..].as_ptr(), q.row, rows, scores.as_mut_ptr(), tk);
+                    match packed {
+                        Some((keys, _)) => keys.product(queries, q.row, rows, scores.as_mut_ptr(), tk),
+                        None => {
+                            let keys = k.data[k.at(bi, 0, h, hd)..].as_ptr();
+                            gemm_f32(rows, tk, hd, scores.as_mut_ptr(), tk, queries, (q.row as isize, 1), keys, (1, k.row as isize))
+                        }
+                    }
                     scores.set_len(rows * tk);
                 }
                 // Unnormalised: each row's sum divides its hd outputs below instead of its tk scores.
-                let mut sums = [0f32; ATTENTION_ROWS];
+                let mut sums = [0f32; MOST_ATTENTION_ROWS];
                 for (i, row) in scores.chunks_exact_mut(tk).enumerate() {
                     let mask_row = self.mask.as_ref().map(|m| &m[(r0 + i) * tk..][..tk]);
                     sums[i] = scaled_exp_row(row, self.scale, mask_row);
                 }
                 let at = (bi * tq + r0) * d + h * hd;
-                // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi.
+                // SAFETY: this task alone writes rows r0..r1, columns h·hd..(h + 1)·hd of batch bi;
+                // `v.data` holds this head's tk values at stride v.row.
                 unsafe {
-                    values.product(scores.as_ptr(), tk, rows, dst.at(at), d);
+                    match packed {
+                        Some((_, values)) => values.product(scores.as_ptr(), tk, rows, dst.at(at), d),
+                        None => {
+                            let values = v.data[v.at(bi, 0, h, hd)..].as_ptr();
+                            gemm_f32(rows, hd, tk, dst.at(at), d, scores.as_ptr(), (tk as isize, 1), values, (v.row as isize, 1))
+                        }
+                    }
                     for (i, &sum) in sums[..rows].iter().enumerate() {
                         let inv = 1.0 / sum;
                         std::slice::from_raw_parts_mut(dst.at(at + i * d), hd).iter_mut().for_each(|v| *v *= inv);
@@ -1122,6 +1188,22 @@ mod tests {
         Ok(())
     }
 
+    #[test]
+    fn row_blocks_give_what_the_whole_does() -> Result<()> {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (4, 6), &dev)?;
+        let f = |x: &Tensor| -> Result<Tensor> { (x.broadcast_matmul(&w)? + 1.0)?.tanh() };
+        // 2 × 5 rows of 4 in blocks of 3: the last block short, crossing the batch boundary.
+        let x = Tensor::randn(0f32, 1.0, (2, 5, 4), &dev)?;
+        for rows in [3, 10, 64] {
+            let got = by_row_blocks(&x, rows, f)?;
+            assert_eq!(got.dims(), &[2, 5, 6]);
+            let diff = (got - f(&x)?)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-6, "blocks of {rows}: max |diff| {diff:e}");
+        }
+        Ok(())
+    }
+
     /// Attention by plain candle ops: the heads split, scores, mask, softmax, merged again.
     fn attention_reference(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
         let (b, tq, d) = q.dims3()?;
@@ -1147,12 +1229,16 @@ mod tests {
             let k = Tensor::randn(0f32, 1.0, (b, tk, d), &dev)?;
             let v = Tensor::randn(0f32, 1.0, (b, tk, d), &dev)?;
             let scale = (hd as f64).powf(-0.5);
-            let got = attention(&q, &k, &v, heads, scale, mask)?;
-            assert_eq!(got.dims(), &[b, tq, d]);
             let want = attention_reference(&q, &k, &v, heads, scale, mask)?;
-            let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-            assert!(diff < 1e-5, "{b}×{tq}×{tk}, {heads} heads: max |diff| {diff:e}");
-            // The unfused path (WebAssembly's), all heads at once, one at a time, and in uneven groups.
+            // Keys and values packed where this CPU can, and read through their strides (WebAssembly's).
+            for pack in [packed::available(), false] {
+                let got = fused_attention(&q, &k, &v, heads, scale, mask, pack)?;
+                assert_eq!(got.dims(), &[b, tq, d]);
+                let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff < 1e-5, "{b}×{tq}×{tk}, {heads} heads, packed {pack}: max |diff| {diff:e}");
+            }
+            // The unfused path (other devices and dtypes), all heads at once, one at a time, and in
+            // uneven groups.
             for at_once in [heads, 1, 2] {
                 let got = attention_by_heads(&q, &k, &v, heads, scale, mask, at_once)?;
                 let diff = (got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
@@ -1161,9 +1247,12 @@ mod tests {
             // The same operands as column views of one side-by-side tensor, read in place.
             if tq == tk {
                 let qkv = Tensor::cat(&[&q, &k, &v], 2)?;
-                let views = attention(&qkv.narrow(2, 0, d)?, &qkv.narrow(2, d, d)?, &qkv.narrow(2, 2 * d, d)?, heads, scale, mask)?;
-                let diff = (views - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
-                assert!(diff < 1e-5, "views: max |diff| {diff:e}");
+                for pack in [packed::available(), false] {
+                    let (q, k, v) = (qkv.narrow(2, 0, d)?, qkv.narrow(2, d, d)?, qkv.narrow(2, 2 * d, d)?);
+                    let views = fused_attention(&q, &k, &v, heads, scale, mask, pack)?;
+                    let diff = (views - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                    assert!(diff < 1e-5, "views, packed {pack}: max |diff| {diff:e}");
+                }
             }
         }
         Ok(())

@@ -7,6 +7,7 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 use super::activation::Activation;
 use super::cpu_kernels;
 use super::linear::Linear;
+use super::matrix::Matrix;
 
 /// `GroupViTAttention`: multi-head attention; cross-attention when given a context.
 #[derive(Debug, Clone)]
@@ -37,30 +38,48 @@ impl Attention {
         self.attend(xs, context.unwrap_or(xs), None)
     }
 
-    /// `xs` attends to `context`, `mask (T, T)` added to the scores (−∞ where a token may not look).
+    /// `xs` attends to `context`, `mask (Tq, Tk)` added to the scores (−∞ where a token may not
+    /// look); the projections are freed before `out_proj`'s output is made.
     fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (q, k, v) = if std::ptr::eq(xs, context) {
-            // Self-attention: the three projections of the same tokens in one pass, where packed.
-            match cpu_kernels::linears_side_by_side(xs, &[(self.q_proj.weight(), self.q_proj.bias()), (self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())])? {
-                Some(qkv) => {
-                    let d = self.q_proj.weight().dims()?.0;
-                    (qkv.narrow(2, 0, d)?, qkv.narrow(2, d, d)?, qkv.narrow(2, 2 * d, d)?)
-                }
-                None => (self.q_proj.forward(xs)?, self.k_proj.forward(xs)?, self.v_proj.forward(xs)?),
+        let (k, v) = self.keys_values(context)?;
+        self.attend_to(xs, &k, &v, mask)
+    }
+
+    /// `xs` attends to keys and values already projected.
+    fn attend_to(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let q = self.q_proj.forward(xs)?;
+        let heads = cpu_kernels::attention(&q, k, v, self.num_heads, self.scale, mask)?;
+        drop(q);
+        self.out_proj.forward(&heads)
+    }
+
+    /// The keys and values of `context`, in one pass where the weights are packed.
+    fn keys_values(&self, context: &Tensor) -> Result<(Tensor, Tensor)> {
+        let pair = [(self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())];
+        Ok(match cpu_kernels::linears_side_by_side(context, &pair)? {
+            Some(kv) => {
+                let d = self.k_proj.weight().dims()?.0;
+                (kv.narrow(2, 0, d)?, kv.narrow(2, d, d)?)
             }
-        } else {
-            let kv = match cpu_kernels::linears_side_by_side(context, &[(self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())])? {
-                Some(kv) => {
-                    let d = self.k_proj.weight().dims()?.0;
-                    (kv.narrow(2, 0, d)?, kv.narrow(2, d, d)?)
-                }
-                None => (self.k_proj.forward(context)?, self.v_proj.forward(context)?),
-            };
-            (self.q_proj.forward(xs)?, kv.0, kv.1)
-        };
-        self.out_proj.forward(&cpu_kernels::attention(&q, &k, &v, self.num_heads, self.scale, mask)?)
+            None => (self.k_proj.forward(context)?, self.v_proj.forward(context)?),
+        })
     }
 }
+
+/// Query rows per block of [`EncoderLayer`] at most: a 448-pixel window's 848 tokens in seven blocks.
+const LAYER_ROWS: usize = 128;
+
+/// Whether products with weight `w` are split by blocks of rows. f32 weights held as a tensor
+/// (in WebAssembly) are repacked by every product, and seven blocks of a 448 layer cost 5–10 % of a
+/// forward (`bench-web`, 2026-12-03), so they run whole; weights packed at load, and int8 weights
+/// (kept to save memory; widened a block at a time anyway), are split.
+fn split_by_rows(w: &Matrix) -> bool {
+    !matches!(w, Matrix::F32(_))
+}
+
+/// Rows per block of [`Mlp::forward`]: the text tower's batches of 64 prompts of 77 tokens would
+/// hold a 20 MB hidden layer at once, a block of 128 rows holds 0.5 MB.
+const MLP_ROWS: usize = 128;
 
 /// `GroupViTMLP`: fc1, activation, fc2.
 #[derive(Debug, Clone)]
@@ -77,8 +96,11 @@ impl Mlp {
 }
 
 impl Module for Mlp {
+    /// Over blocks of rows ([`split_by_rows`]): only a block's hidden layer (4× the width) is held
+    /// at a time.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.fc2.forward(&self.fc1.forward_act(xs, self.act)?)
+        let rows = if split_by_rows(self.fc1.weight()) { MLP_ROWS } else { usize::MAX };
+        cpu_kernels::by_row_blocks(xs, rows, |rows| self.fc2.forward(&self.fc1.forward_act(rows, self.act)?))
     }
 }
 
@@ -101,21 +123,88 @@ impl EncoderLayer {
         })
     }
 
+    /// The block over `xs`, taken: longer sequences get the output written over them.
+    pub fn forward(&self, xs: Tensor) -> Result<Tensor> {
+        self.block(xs, None)
+    }
+
     /// The block with its self-attention masked (the text tower's causal mask).
-    pub fn forward_masked(&self, xs: &Tensor, mask: &Tensor) -> Result<Tensor> {
+    pub fn forward_masked(&self, xs: Tensor, mask: &Tensor) -> Result<Tensor> {
         self.block(xs, Some(mask))
     }
 
-    fn block(&self, xs: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let normed = cpu_kernels::layer_norm(xs, &self.layer_norm1)?;
-        let attended = self.self_attn.attend(&normed, &normed, mask)?;
-        let (xs, normed) = cpu_kernels::add_layer_norm(xs, &attended, &self.layer_norm2)?;
-        cpu_kernels::add_residual(self.mlp.forward(&normed)?, &xs)
+    /// Every token's keys and values first; then the rest, which is row by row (queries,
+    /// attention, both residuals, the MLP), by blocks of [`LAYER_ROWS`] query rows where
+    /// [`split_by_rows`], each block's output written over its input rows. Held at once: the input,
+    /// the keys and the values, and one block's intermediates — not the whole sequence's queries,
+    /// heads, attention output and hidden layer (a WebAssembly heap keeps its high-water mark for
+    /// good).
+    fn block(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (k, v) = self.self_attn.keys_values(&cpu_kernels::layer_norm(&xs, &self.layer_norm1)?)?;
+        if xs.dim(1)? <= LAYER_ROWS || !split_by_rows(self.mlp.fc1.weight()) {
+            return self.rows(&xs, &k, &v, mask);
+        }
+        self.by_blocks(xs, &k, &v, mask)
+    }
+
+    /// [`EncoderLayer::rows`] over blocks of rows, written over `xs`.
+    fn by_blocks(&self, xs: Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = xs.dims3()?;
+        let xs = xs.contiguous()?;
+        // The same storage as `xs`: a block's rows are written back into it once computed, and
+        // only later blocks' rows are read after that.
+        let flat = xs.reshape((b * t, d))?;
+        // Blocks of even size: 260 tokens (a 224-pixel input) as 87 + 87 + 86, not 128 + 128 + 4.
+        let per = t.div_ceil(t.div_ceil(LAYER_ROWS));
+        for bi in 0..b {
+            let (k, v) = (k.narrow(0, bi, 1)?, v.narrow(0, bi, 1)?);
+            for r0 in (0..t).step_by(per) {
+                let n = per.min(t - r0);
+                let mask = mask.map(|m| m.narrow(0, r0, n)).transpose()?;
+                let out = self.rows(&xs.narrow(0, bi, 1)?.narrow(1, r0, n)?, &k, &v, mask.as_ref())?;
+                flat.slice_set(&out.reshape((n, d))?.contiguous()?, 0, bi * t + r0)?;
+            }
+        }
+        Ok(xs)
+    }
+
+    /// The block's output for rows `xs` of the input, attending to every token's keys and values.
+    fn rows(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let attended = self.self_attn.attend_to(&cpu_kernels::layer_norm(xs, &self.layer_norm1)?, k, v, mask)?;
+        let (sum, normed) = cpu_kernels::add_layer_norm(xs, &attended, &self.layer_norm2)?;
+        drop(attended);
+        cpu_kernels::add_residual(self.mlp.forward(&normed)?, &sum)
     }
 }
 
-impl Module for EncoderLayer {
-    fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.block(xs, None)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    /// Longer than one block of rows, two sequences, with and without a causal mask: the blocks
+    /// give what the whole sequence at once does.
+    #[test]
+    fn a_layer_by_blocks_of_rows_is_the_layer_at_once() -> Result<()> {
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let layer = EncoderLayer::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), 32, 4, 64, Activation::Gelu, 1e-5)?;
+        // Layer norms start at (1, 0): random ones test more.
+        for var in vars.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
+        }
+        let t = 2 * LAYER_ROWS + 37;
+        let xs = Tensor::randn(0f32, 1.0, (2, t, 32), &dev)?;
+        let causal: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let causal = Tensor::from_vec(causal, (t, t), &dev)?;
+        for mask in [None, Some(&causal)] {
+            let (k, v) = layer.self_attn.keys_values(&cpu_kernels::layer_norm(&xs, &layer.layer_norm1)?)?;
+            let whole = layer.rows(&xs, &k, &v, mask)?;
+            let blocks = layer.by_blocks(xs.copy()?, &k, &v, mask)?;
+            let diff = (blocks - &whole)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "mask {}: max |diff| {diff:e}", mask.is_some());
+        }
+        Ok(())
     }
 }

@@ -136,8 +136,9 @@ impl ImageEncoder {
         &self.vision_model
     }
 
-    /// Runs the vision tower and projects both the pooled embedding and every group.
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+    /// Runs the vision tower and projects both the pooled embedding and every group (the pixels
+    /// are freed once cut into patches).
+    pub fn forward(&self, pixel_values: Tensor) -> Result<ImageFeatures> {
         cpu_kernels::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
     }
 
@@ -199,7 +200,7 @@ impl GroupViTModel {
     /// The whole forward as transformers computes it with `output_segmentation=True`.
     pub fn forward(&self, input_ids: &Tensor, pixel_values: &Tensor) -> Result<GroupViTOutput> {
         let (_, _, height, width) = pixel_values.dims4()?;
-        let image = self.image.forward(pixel_values)?;
+        let image = self.image.forward(pixel_values.clone())?;
         let text_embeds = l2_normalize(&self.text.forward(input_ids)?)?;
         let image_embeds = l2_normalize(&image.image_embeds)?;
         let scale = self.logit_scale() as f64;

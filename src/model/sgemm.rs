@@ -3,8 +3,8 @@
 //! more than x86's 16 vector registers, so it spills (a Chromium profile of a 448-pixel forward: 82 %
 //! of the time in that kernel). This one computes 4 rows × 8 columns per step (8 accumulators, two
 //! B vectors, one broadcast A value; 5 or 6 rows spilled and ran 1.5× slower) over A and B packed in
-//! 4-row strips and 8-column panels, 512 of k at a time (a panel then stays in L1), and splits the
-//! columns across rayon's pool.
+//! 4-row strips and 8-column panels, 512 of k and 64 rows of A at a time (a panel then stays in L1,
+//! a block of A in L2), and splits the columns across rayon's pool.
 //! Written over a 4-lane vector type: simd128 in wasm, plain arrays elsewhere, so that native unit
 //! tests check the same packing, blocking and edges.
 
@@ -13,6 +13,9 @@ use rayon::prelude::*;
 const MR: usize = 4;
 const NR: usize = 8;
 const KC: usize = 512;
+/// Rows of A packed at a time (a multiple of MR): 64 × 512 floats, 128 KB, instead of all of A
+/// (a 448-pixel window's 848 tokens: 1.3 MB per product, held in WebAssembly's heap for good).
+const MC: usize = 64;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod lanes {
@@ -94,6 +97,48 @@ impl Strided {
     }
 }
 
+/// B `(k × n)` packed ahead of a product, as [`sgemm`] packs a [`Strided`] one on every call: for
+/// each block of [`KC`] rows of k, its panels of [`NR`] columns, each kc × NR (zeros past column n).
+/// What int8 weights are widened into, in one pass.
+pub struct PackedB {
+    data: Vec<f32>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedB {
+    /// Packs B from its columns: `column(j, k0, out)` writes `B[k0.., j]` into `out` (as many rows
+    /// as it holds).
+    pub fn from_columns(n: usize, k: usize, mut column: impl FnMut(usize, usize, &mut [f32])) -> Self {
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; k * NR * panels];
+        let mut buf = vec![0f32; KC.min(k)];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            let block = &mut data[k0 * NR * panels..][..kc * NR * panels];
+            for j in 0..n {
+                column(j, k0, &mut buf[..kc]);
+                let panel = &mut block[(j / NR) * kc * NR..][..kc * NR];
+                for (kk, &v) in buf[..kc].iter().enumerate() {
+                    panel[kk * NR + j % NR] = v;
+                }
+            }
+        }
+        Self { data, n, k }
+    }
+}
+
+/// The B operand of a product.
+#[derive(Clone, Copy)]
+enum B<'a> {
+    Strided(Strided),
+    Packed(&'a PackedB),
+}
+
+// SAFETY: as for `Strided`; a `PackedB` is only read.
+unsafe impl Send for B<'_> {}
+unsafe impl Sync for B<'_> {}
+
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
 // SAFETY: each task writes its own columns of the output.
@@ -107,6 +152,19 @@ unsafe impl Sync for Out {}
 /// `c` must hold `m × n` writable floats that nothing else reads or writes meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: Strided, threads: usize) {
+    product(m, n, k, c, ldc, a, B::Strided(b), threads)
+}
+
+/// [`sgemm`] with B packed beforehand (its size, `b`'s).
+///
+/// # Safety
+/// As for [`sgemm`], for `a` and `c`.
+pub unsafe fn sgemm_packed_b(m: usize, c: *mut f32, ldc: usize, a: Strided, b: &PackedB, threads: usize) {
+    product(m, b.n, b.k, c, ldc, a, B::Packed(b), threads)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: B<'_>, threads: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -135,40 +193,53 @@ pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: St
 
 /// Columns `j0..j1` of the product (`c`'s rows `ldc` apart).
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: Strided, j0: usize, j1: usize) {
+unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: B<'_>, j0: usize, j1: usize) {
     let panels = (j1 - j0).div_ceil(NR);
-    let strips = m.div_ceil(MR);
-    let mut packed_b = vec![0f32; KC.min(k) * NR * panels];
-    let mut packed_a = vec![0f32; KC.min(k) * MR * strips];
+    let mut packed_b = match b {
+        B::Strided(_) => vec![0f32; KC.min(k) * NR * panels],
+        B::Packed(_) => Vec::new(),
+    };
+    let mut packed_a = vec![0f32; KC.min(k) * MC.min(m.next_multiple_of(MR))];
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
-        // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
-        for p in 0..panels {
-            let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
-            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                for (cc, v) in row.iter_mut().enumerate() {
-                    let j = j0 + p * NR + cc;
-                    *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
+        let b_block: *const f32 = match b {
+            // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
+            B::Strided(b) => {
+                for p in 0..panels {
+                    let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
+                    for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                        for (cc, v) in row.iter_mut().enumerate() {
+                            let j = j0 + p * NR + cc;
+                            *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
+                        }
+                    }
                 }
+                packed_b.as_ptr()
             }
-        }
-        // A's columns k0.. as 4-row strips, each kc × 4 contiguous (zeros past row m).
-        for s in 0..strips {
-            let strip = &mut packed_a[s * kc * MR..(s + 1) * kc * MR];
-            for (kk, col) in strip.chunks_exact_mut(MR).enumerate() {
-                for (r, v) in col.iter_mut().enumerate() {
-                    let i = s * MR + r;
-                    *v = if i < m { *a.at(i, k0 + kk) } else { 0.0 };
-                }
-            }
-        }
-        for p in 0..panels {
-            let cols = NR.min(j1 - j0 - p * NR);
-            let bp = packed_b.as_ptr().add(p * kc * NR);
-            let cp = c.0.add(j0 + p * NR);
+            // j0 is a panel's first column (tasks split whole panels).
+            B::Packed(b) => b.data.as_ptr().add(k0 * NR * b.n.div_ceil(NR) + (j0 / NR) * kc * NR),
+        };
+        for i0 in (0..m).step_by(MC) {
+            let mb = MC.min(m - i0);
+            let strips = mb.div_ceil(MR);
+            // A's rows i0.., columns k0.. as 4-row strips, each kc × 4 contiguous (zeros past row m).
             for s in 0..strips {
-                let rows = MR.min(m - s * MR);
-                kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * ldc), ldc, rows, cols, k0 == 0);
+                let strip = &mut packed_a[s * kc * MR..(s + 1) * kc * MR];
+                for (kk, col) in strip.chunks_exact_mut(MR).enumerate() {
+                    for (r, v) in col.iter_mut().enumerate() {
+                        let i = s * MR + r;
+                        *v = if i < mb { *a.at(i0 + i, k0 + kk) } else { 0.0 };
+                    }
+                }
+            }
+            for p in 0..panels {
+                let cols = NR.min(j1 - j0 - p * NR);
+                let bp = b_block.add(p * kc * NR);
+                let cp = c.0.add(i0 * ldc + j0 + p * NR);
+                for s in 0..strips {
+                    let rows = MR.min(mb - s * MR);
+                    kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * ldc), ldc, rows, cols, k0 == 0);
+                }
             }
         }
     }
@@ -217,6 +288,7 @@ mod tests {
     use super::*;
 
     /// Products of every edge case (rows not a multiple of 4, columns not of 8, k over one block,
+    /// rows over one block of A,
     /// transposed and offset operands, an output with a wider row stride) against the plain triple loop.
     #[test]
     fn matches_the_triple_loop() {
@@ -225,7 +297,7 @@ mod tests {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for &(m, n, k) in &[(1, 1, 1), (5, 9, 3), (13, 17, 300), (8, 16, 256), (7, 3, 513), (33, 70, 64)] {
+        for &(m, n, k) in &[(1, 1, 1), (5, 9, 3), (13, 17, 300), (8, 16, 256), (7, 3, 513), (33, 70, 64), (150, 9, 520)] {
             for threads in [1, 3] {
                 // a stored transposed (k × m), b stored row-major (k × n) with a row pitch of n + 2.
                 let at: Vec<f32> = (0..k * m).map(|_| rnd()).collect();
@@ -244,6 +316,25 @@ mod tests {
                         assert!((got - want).abs() < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k} [{i},{j}]: {got} vs {want}");
                     }
                 }
+            }
+        }
+        // B packed beforehand, from its columns.
+        for &(m, n, k) in &[(5, 9, 3), (70, 13, 600)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let bs: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let packed = PackedB::from_columns(n, k, |j, k0, out| {
+                for (kk, v) in out.iter_mut().enumerate() {
+                    *v = bs[(k0 + kk) * n + j];
+                }
+            });
+            for threads in [1, 2] {
+                let (mut c, mut want) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
+                let a = Strided { ptr: a.as_ptr(), rs: k as isize, cs: 1 };
+                unsafe {
+                    sgemm_packed_b(m, c.as_mut_ptr(), n, a, &packed, threads);
+                    sgemm(m, n, k, want.as_mut_ptr(), n, a, Strided { ptr: bs.as_ptr(), rs: n as isize, cs: 1 }, threads);
+                }
+                assert_eq!(c, want, "{m}x{n}x{k} on {threads} threads");
             }
         }
         let mut c = vec![f32::NAN; 6];

@@ -125,7 +125,7 @@ impl TextTransformer {
         let mut hidden = self.embeddings.forward(&kept, rows, keep)?;
         let mask = causal_mask(keep, hidden.device())?;
         for layer in &self.layers {
-            hidden = layer.forward_masked(&hidden, &mask)?;
+            hidden = layer.forward_masked(hidden, &mask)?;
         }
         let hidden = self.final_layer_norm.forward(&hidden)?;
         let (_, _, dim) = hidden.dims3()?;

@@ -45,9 +45,11 @@ impl PatchEmbeddings {
     }
 
     /// `(B, C, H, W)` to `(B, gh·gw, hidden)`.
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
+    /// Takes the pixels, freed once cut into patches.
+    pub fn forward(&self, pixel_values: Tensor) -> Result<(Tensor, (usize, usize))> {
         let b = pixel_values.dim(0)?;
-        let (patches, grid) = unfold_patches(pixel_values, self.patch)?;
+        let (patches, grid) = unfold_patches(&pixel_values, self.patch)?;
+        drop(pixel_values);
         let out = self.projection.forward(&patches)?;
         Ok((out.reshape((b, grid.0 * grid.1, ()))?, grid))
     }
@@ -93,7 +95,7 @@ impl VisionEmbeddings {
         })
     }
 
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<(Tensor, (usize, usize))> {
+    pub fn forward(&self, pixel_values: Tensor) -> Result<(Tensor, (usize, usize))> {
         let (_, _, h, w) = pixel_values.dims4()?;
         let (patches, (gh, gw)) = self.patch_embeddings.forward(pixel_values)?;
         let embeddings = cpu_kernels::layer_norm(&patches, &self.layernorm)?;
@@ -173,15 +175,18 @@ impl AssignAttention {
     /// `groups (B, G, D)`, `tokens (B, N, D)` → (new group features `(B, G, D)`, soft map `(B, G, N)`).
     pub fn forward(&self, groups: &Tensor, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let q = self.q_proj.forward(groups)?;
-        let k = self.k_proj.forward(tokens)?;
-        let v = self.v_proj.forward(tokens)?;
-        let raw = (cpu_kernels::matmul(&q, &k.t()?)? * self.scale)?;
+        // The keys freed before the values are made: each is a copy of every image token's width.
+        let raw = {
+            let k = self.k_proj.forward(tokens)?;
+            (cpu_kernels::matmul(&q, &k.t()?)? * self.scale)?
+        };
         let soft = candle_nn::ops::softmax(&raw, 1)?;
         let num_groups = soft.dim(1)?;
         let winner = soft.argmax_keepdim(1)?;
         let ids = Tensor::arange(0u32, num_groups as u32, soft.device())?.reshape((1, num_groups, 1))?;
         let hard = winner.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
         let attn = hard.broadcast_div(&(hard.sum_keepdim(2)? + self.assign_eps)?)?;
+        let v = self.v_proj.forward(tokens)?;
         Ok((self.proj.forward(&cpu_kernels::matmul(&attn, &v)?)?, soft))
     }
 }
@@ -217,9 +222,14 @@ impl TokenAssign {
         })
     }
 
-    pub fn forward(&self, image_tokens: &Tensor, group_tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Takes the image tokens, freed once normalised.
+    pub fn forward(&self, image_tokens: Tensor, group_tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let group_tokens = self.norm_tokens.forward(group_tokens)?;
-        let image_tokens = self.norm_x.forward(image_tokens)?;
+        let image_tokens = {
+            let normed = self.norm_x.forward(&image_tokens)?;
+            drop(image_tokens);
+            normed
+        };
         let projected = self.norm_post_tokens.forward(&self.mlp_inter.forward(&group_tokens)?)?;
         let projected = self.pre_assign_attn.forward(&projected, &image_tokens)?;
         let (assigned, soft) = self.assign.forward(&projected, &image_tokens)?;
@@ -293,7 +303,8 @@ impl Stage {
         Ok(Self { group_token, layers, downsample, group_projector })
     }
 
-    pub fn forward(&self, tokens: &Tensor, prev_group_tokens: Option<&Tensor>) -> Result<StageOutput> {
+    /// Takes the stage's input tokens, freed once joined with the group tokens.
+    pub fn forward(&self, tokens: Tensor, prev_group_tokens: Option<&Tensor>) -> Result<StageOutput> {
         let batch = tokens.dim(0)?;
         let group_tokens = match &self.group_token {
             None => None,
@@ -307,19 +318,29 @@ impl Stage {
         };
         let num_tokens = tokens.dim(1)?;
         let mut x = match &group_tokens {
-            Some(g) => Tensor::cat(&[tokens, g], 1)?,
-            None => tokens.clone(),
+            Some(g) => {
+                let x = Tensor::cat(&[&tokens, g], 1)?;
+                drop(tokens);
+                x
+            }
+            None => tokens,
         };
         for layer in &self.layers {
-            x = layer.forward(&x)?;
+            x = layer.forward(x)?;
         }
         let (tokens, group_tokens) = match group_tokens {
-            Some(_) => (x.i((.., ..num_tokens))?.contiguous()?, Some(x.i((.., num_tokens..))?.contiguous()?)),
+            // The group tokens copied out, so that `x` is freed with the image tokens (which may be
+            // a view of it) once the grouping block has normalised them.
+            Some(_) => {
+                let parts = (x.i((.., ..num_tokens))?.contiguous()?, Some(x.i((.., num_tokens..))?.copy()?));
+                drop(x);
+                parts
+            }
             None => (x, None),
         };
         match (&self.downsample, group_tokens) {
             (Some(assign), Some(g)) => {
-                let (groups, soft) = assign.forward(&tokens, &g)?;
+                let (groups, soft) = assign.forward(tokens, &g)?;
                 Ok(StageOutput { tokens: groups, group_tokens: Some(g), assignment: Some(soft) })
             }
             (_, g) => Ok(StageOutput { tokens, group_tokens: g, assignment: None }),
@@ -360,12 +381,13 @@ impl VisionTransformer {
         })
     }
 
-    pub fn forward(&self, pixel_values: &Tensor) -> Result<VisionOutput> {
+    /// Takes the pixels: a 448-pixel window's are 2.4 MB, not needed past the patch embeddings.
+    pub fn forward(&self, pixel_values: Tensor) -> Result<VisionOutput> {
         let (mut tokens, grid) = self.embeddings.forward(pixel_values)?;
         let mut group_tokens: Option<Tensor> = None;
         let mut assignments = Vec::with_capacity(self.stages.len());
         for stage in &self.stages {
-            let out = stage.forward(&tokens, group_tokens.as_ref())?;
+            let out = stage.forward(tokens, group_tokens.as_ref())?;
             tokens = out.tokens;
             group_tokens = out.group_tokens;
             assignments.extend(out.assignment);
