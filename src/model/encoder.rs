@@ -39,13 +39,14 @@ impl Attention {
     }
 
     /// `xs` attends to `context`, `mask (Tq, Tk)` added to the scores (−∞ where a token may not
-    /// look); the projections are freed before `out_proj`'s output is made.
+    /// look).
     fn attend(&self, xs: &Tensor, context: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let (k, v) = self.keys_values(context)?;
         self.attend_to(xs, &k, &v, mask)
     }
 
-    /// `xs` attends to keys and values already projected.
+    /// `xs` attends to keys and values already projected; its queries are freed before
+    /// `out_proj`'s output is made.
     fn attend_to(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let q = self.q_proj.forward(xs)?;
         let heads = cpu_kernels::attention(&q, k, v, self.num_heads, self.scale, mask)?;
@@ -140,10 +141,14 @@ impl EncoderLayer {
     /// heads, attention output and hidden layer (a WebAssembly heap keeps its high-water mark for
     /// good).
     fn block(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (k, v) = self.self_attn.keys_values(&cpu_kernels::layer_norm(&xs, &self.layer_norm1)?)?;
+        let normed = cpu_kernels::layer_norm(&xs, &self.layer_norm1)?;
+        let (k, v) = self.self_attn.keys_values(&normed)?;
         if xs.dim(1)? <= LAYER_ROWS || !split_by_rows(self.mlp.fc1.weight()) {
-            return self.rows(&xs, &k, &v, mask);
+            return self.rows(&xs, normed, &k, &v, mask);
         }
+        // Not held through the blocks: each normalises its own rows again (a pass over 128 rows
+        // against the 1.3 MB of a 448 window's whole sequence).
+        drop(normed);
         self.by_blocks(xs, &k, &v, mask)
     }
 
@@ -161,16 +166,19 @@ impl EncoderLayer {
             for r0 in (0..t).step_by(per) {
                 let n = per.min(t - r0);
                 let mask = mask.map(|m| m.narrow(0, r0, n)).transpose()?;
-                let out = self.rows(&xs.narrow(0, bi, 1)?.narrow(1, r0, n)?, &k, &v, mask.as_ref())?;
+                let part = xs.narrow(0, bi, 1)?.narrow(1, r0, n)?;
+                let out = self.rows(&part, cpu_kernels::layer_norm(&part, &self.layer_norm1)?, &k, &v, mask.as_ref())?;
                 flat.slice_set(&out.reshape((n, d))?.contiguous()?, 0, bi * t + r0)?;
             }
         }
         Ok(xs)
     }
 
-    /// The block's output for rows `xs` of the input, attending to every token's keys and values.
-    fn rows(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let attended = self.self_attn.attend_to(&cpu_kernels::layer_norm(xs, &self.layer_norm1)?, k, v, mask)?;
+    /// The block's output for rows `xs` of the input (`normed`: their first LayerNorm, freed once
+    /// attended), attending to every token's keys and values.
+    fn rows(&self, xs: &Tensor, normed: Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let attended = self.self_attn.attend_to(&normed, k, v, mask)?;
+        drop(normed);
         let (sum, normed) = cpu_kernels::add_layer_norm(xs, &attended, &self.layer_norm2)?;
         drop(attended);
         cpu_kernels::add_residual(self.mlp.forward(&normed)?, &sum)
@@ -199,8 +207,9 @@ mod tests {
         let causal: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
         let causal = Tensor::from_vec(causal, (t, t), &dev)?;
         for mask in [None, Some(&causal)] {
-            let (k, v) = layer.self_attn.keys_values(&cpu_kernels::layer_norm(&xs, &layer.layer_norm1)?)?;
-            let whole = layer.rows(&xs, &k, &v, mask)?;
+            let normed = cpu_kernels::layer_norm(&xs, &layer.layer_norm1)?;
+            let (k, v) = layer.self_attn.keys_values(&normed)?;
+            let whole = layer.rows(&xs, normed, &k, &v, mask)?;
             let blocks = layer.by_blocks(xs.copy()?, &k, &v, mask)?;
             let diff = (blocks - &whole)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "mask {}: max |diff| {diff:e}", mask.is_some());
