@@ -4,7 +4,7 @@ import init, { runThread } from './groupseg_wasm.js';
 
 self.addEventListener('message', async ({ data }) => {
   try {
-    await init({ module_or_path: data.module, memory: data.memory });
+    await init({ module_or_path: data.module, memory: data.memory, thread_stack_size: data.stack });
   } catch (e) {
     postMessage({ ok: false, message: String(e?.message ?? e) });
     return;
