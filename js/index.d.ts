@@ -42,12 +42,17 @@ export interface LoadOptions {
   /** Keep the weights in Cache Storage converted to int8 (about a quarter of the bytes) or f16 (half);
    * the first load converts them in the page. Label maps may differ slightly from the original's. */
   keepAs?: 'int8' | 'f16' | null;
-  /** Where `groupseg_wasm_bg.wasm` (the single-threaded module) is, if not beside this module. */
+  /** Where `groupseg_wasm_bg.wasm` (the single-threaded module) is, if not beside this module; or its
+   * relaxed-SIMD build, `groupseg_wasm_relaxed_bg.wasm`. */
   wasmUrl?: string | URL;
   /** Threads for the WebAssembly path (default: `navigator.hardwareConcurrency`). More than one needs a
    * cross-origin isolated page (COOP `same-origin` + COEP `require-corp`) and a worker (`groupseg/worker`);
    * otherwise one, and `notes` says why. The first load in a page or worker fixes it. */
   threads?: number;
+  /** Run the module built with relaxed SIMD, whose matrix products use fused multiply-adds (default:
+   * where the browser has it, e.g. Chromium; faster, but its last bits may differ between machines).
+   * false: the plain SIMD module, the same numbers on every machine. The first load fixes it. */
+  relaxedSimd?: boolean;
 }
 
 export interface SegmentOptions {
@@ -197,6 +202,8 @@ export interface SegmenterMethods<S, E> {
   readonly notes: string[];
   /** Threads the WebAssembly path runs on (more than one in a worker on a cross-origin isolated page). */
   readonly threads: number;
+  /** Whether the WebAssembly module runs with relaxed SIMD (fused multiply-adds). */
+  readonly relaxedSimd: boolean;
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
   segment(image: ImageInput | E, labels: string | string[], options?: SegmentOptions): Promise<S>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */

@@ -21,27 +21,46 @@ function whyNoThreads() {
   return null;
 }
 
-/** Starts the module once: `{threads, why}`, `why` saying what kept it to fewer threads than asked. */
-function startWasm(wasmUrl, threads) {
+// The smallest module using f32x4.relaxed_madd: it validates only where the engine has relaxed
+// SIMD (Chromium since 114), whose fused multiply-adds make the matrix products faster.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3, 2, 1, 0, 10, 28, 1, 26, 0,
+  67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 67, 0, 0, 0, 0, 253, 19, 253, 133, 2, 11,
+]);
+
+function hasRelaxedSimd() {
+  try {
+    return WebAssembly.validate(RELAXED_SIMD_PROBE);
+  } catch {
+    return false;
+  }
+}
+
+/** Starts the module once: `{threads, why, relaxedSimd}`, `why` saying what kept it to fewer threads
+ * than asked. Each of the threaded and single-threaded modules comes built twice, with relaxed SIMD
+ * and without (the same bindings over either). */
+function startWasm(wasmUrl, threads, relaxedSimd) {
   wasmStart ??= (async () => {
     const want = threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
+    const relaxed = relaxedSimd !== false && hasRelaxedSimd();
     let why = want > 1 ? whyNoThreads() : null;
     if (want > 1 && !why) {
       try {
         const m = await import('./threaded/groupseg_wasm.js');
-        await m.default();
+        await m.default(relaxed ? { module_or_path: new URL('./threaded/groupseg_wasm_relaxed_bg.wasm', import.meta.url) } : undefined);
         await (await import('./threaded/threads.js')).startThreads(m, want);
         wasm = m;
-        return { threads: m.threadCount(), why: null };
+        return { threads: m.threadCount(), why: null, relaxedSimd: m.relaxedSimd() };
       } catch (e) {
         // E.g. a Content Security Policy without worker-src for the package: one thread still works.
         why = `the threads could not start (${e?.message ?? e})`;
       }
     }
     const m = await import('./groupseg_wasm.js');
-    await m.default(wasmUrl ? { module_or_path: wasmUrl } : undefined);
+    const url = wasmUrl ?? (relaxed ? new URL('./groupseg_wasm_relaxed_bg.wasm', import.meta.url) : undefined);
+    await m.default(url ? { module_or_path: url } : undefined);
     wasm = m;
-    return { threads: 1, why };
+    return { threads: 1, why, relaxedSimd: m.relaxedSimd() };
   })().catch((e) => {
     wasmStart = null; // a later load may try again
     throw e;
@@ -547,7 +566,7 @@ export class Segmenter {
    * isolated page and a worker (`groupseg/worker`); otherwise it runs on one and `notes` says why.
    * The first load in a page (or worker) fixes the module and its threads.
    */
-  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads } = {}) {
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads, relaxedSimd } = {}) {
     if (![null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
     if (!modelUrl && !files) {
@@ -560,14 +579,21 @@ export class Segmenter {
     if (threads !== undefined && (!Number.isInteger(threads) || threads < 1)) {
       throw new Error(`threads must be a whole number from 1, not ${JSON.stringify(threads)}`);
     }
+    if (relaxedSimd !== undefined && typeof relaxedSimd !== 'boolean') {
+      throw new Error(`relaxedSimd must be true or false, not ${JSON.stringify(relaxedSimd)}`);
+    }
     const progress = new LoadProgress(onProgress);
     progress.stage('compile', 0);
-    const started = await startWasm(wasmUrl, threads);
+    const started = await startWasm(wasmUrl, threads, relaxedSimd);
     progress.stage('compile', 1);
     const notes = [];
     if (started.why) notes.push(`one thread: ${started.why}`);
     else if (threads !== undefined && threads !== started.threads) {
       notes.push(`${started.threads} thread(s), not ${threads}: an earlier load here started the module`);
+    }
+    if (relaxedSimd !== undefined && relaxedSimd !== started.relaxedSimd) {
+      const why = relaxedSimd && !hasRelaxedSimd() ? 'this browser does not have it' : 'an earlier load here started the module';
+      notes.push(`${started.relaxedSimd ? 'relaxed SIMD' : 'no relaxed SIMD'}: ${wasmUrl ? 'wasmUrl names the module' : why}`);
     }
     const f = modelUrl
       ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls), keepAs)
@@ -583,6 +609,8 @@ export class Segmenter {
     segmenter.notes = notes;
     /** Threads the WebAssembly path runs on (the module's pool). */
     segmenter.threads = started.threads;
+    /** Whether the WebAssembly module runs with relaxed SIMD (fused multiply-adds). */
+    segmenter.relaxedSimd = started.relaxedSimd;
     return segmenter;
   }
 

@@ -31,7 +31,7 @@ const ops = {
     segmenter?.dispose();
     const onProgress = (p) => postMessage({ id, progress: p });
     segmenter = await Segmenter.load({ ...options, onProgress });
-    return [{ backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads }];
+    return [{ backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads, relaxedSimd: segmenter.relaxedSimd }];
   },
   async segment(_, [img, labels, options]) {
     return plain(await live().segment(image(img), labels, options));

@@ -101,10 +101,11 @@ export class Segmenter {
     const worker = new Worker(new URL('./worker-entry.js', import.meta.url), { type: 'module', name: 'groupseg' });
     const segmenter = new Segmenter(worker);
     try {
-      const { backend, notes, threads } = await segmenter.#call('load', [options], [], onProgress);
+      const { backend, notes, threads, relaxedSimd } = await segmenter.#call('load', [options], [], onProgress);
       segmenter.backend = backend;
       segmenter.notes = notes;
       segmenter.threads = threads;
+      segmenter.relaxedSimd = relaxedSimd;
     } catch (e) {
       worker.terminate();
       throw e;

@@ -374,6 +374,12 @@ pub fn caption_phrases(caption: &str) -> Result<JsValue, JsError> {
     to_js(&found)
 }
 
+/// Whether this module was built with relaxed SIMD (its matrix products use fused multiply-adds).
+#[wasm_bindgen(js_name = relaxedSimd)]
+pub fn relaxed_simd() -> bool {
+    cfg!(target_feature = "relaxed-simd")
+}
+
 /// The labels a caption is segmented by: each phrase's label once (ignoring ASCII case), in order.
 #[wasm_bindgen(js_name = captionLabels)]
 pub fn caption_labels(caption: &str) -> Vec<String> {

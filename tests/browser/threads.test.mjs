@@ -35,7 +35,7 @@ async function run(isolated) {
         const demo = await api.Segmenter.load({ backend: 'cpu', threads: 2 });
         const fixture = await api.Segmenter.load({ backend: 'cpu', modelUrl: tiny, cache: false });
         out[name] = {
-          threads: demo.threads, notes: demo.notes, fixtureThreads: fixture.threads,
+          threads: demo.threads, notes: demo.notes, fixtureThreads: fixture.threads, relaxedSimd: demo.relaxedSimd,
           scene: Array.from((await demo.segment(blob, labels)).labelMap),
           big: Array.from((await fixture.segment(big, ['cat', 'dog', 'sofa'], { shortSide: side, backgroundThreshold: null })).labelMap),
         };
@@ -59,6 +59,8 @@ test('a cross-origin isolated page runs the worker on threads, with the single t
   assert.ok(isolated.cores >= 2, `this test needs 2 cores, Chromium reports ${isolated.cores}`);
   assert.equal(isolated.worker.threads, 2);
   assert.deepEqual(isolated.worker.notes, []);
+  // Chromium validates relaxed SIMD: the threaded module's relaxed build runs (and the worker says so).
+  assert.equal(isolated.worker.relaxedSimd, true);
   // The module (and its pool) is started once per worker; a second load there keeps it.
   assert.equal(isolated.worker.fixtureThreads, 2);
   assert.equal(isolated.main.threads, 1);
