@@ -28,6 +28,9 @@ impl Module for MixerMlp {
     }
 }
 
+/// Patches unfolded and embedded at a time by [`PatchEmbeddings::forward`] (whole rows of them).
+const PATCH_BAND_TOKENS: usize = 128;
+
 /// `GroupViTPatchEmbeddings`: a stride-`patch` convolution, computed as one matmul over unfolded patches.
 #[derive(Debug, Clone)]
 pub struct PatchEmbeddings {
@@ -44,14 +47,28 @@ impl PatchEmbeddings {
         Ok(Self { projection, patch: p })
     }
 
-    /// `(B, C, H, W)` to `(B, gh·gw, hidden)`.
-    /// Takes the pixels, freed once cut into patches.
+    /// `(B, C, H, W)` to `(B, gh·gw, hidden)`, a band of patch rows at a time: all unfolded at
+    /// once, the patches are a second copy of the pixels (2.4 MB for a 448-pixel window). Takes
+    /// the pixels, freed once embedded.
     pub fn forward(&self, pixel_values: Tensor) -> Result<(Tensor, (usize, usize))> {
-        let b = pixel_values.dim(0)?;
-        let (patches, grid) = unfold_patches(&pixel_values, self.patch)?;
-        drop(pixel_values);
-        let out = self.projection.forward(&patches)?;
-        Ok((out.reshape((b, grid.0 * grid.1, ()))?, grid))
+        let (b, _, h, w) = pixel_values.dims4()?;
+        let p = self.patch;
+        let (gh, gw) = (h / p, w / p);
+        if gh == 0 || gw == 0 {
+            candle_core::bail!("an input of {h}×{w} pixels is smaller than one {p}×{p} patch");
+        }
+        let band = (PATCH_BAND_TOKENS / gw).max(1);
+        let (hidden, _) = self.projection.weight().dims()?;
+        let out = Tensor::zeros((b * gh * gw, hidden), pixel_values.dtype(), pixel_values.device())?;
+        for bi in 0..b {
+            for r0 in (0..gh).step_by(band) {
+                let rows = band.min(gh - r0);
+                let strip = pixel_values.narrow(0, bi, 1)?.narrow(2, r0 * p, rows * p)?;
+                let (patches, _) = unfold_patches(&strip, p)?;
+                out.slice_set(&self.projection.forward(&patches)?, 0, (bi * gh + r0) * gw)?;
+            }
+        }
+        Ok((out.reshape((b, gh * gw, hidden))?, (gh, gw)))
     }
 }
 
@@ -146,6 +163,9 @@ impl CrossAttentionLayer {
     }
 }
 
+/// Image tokens per block of [`AssignAttention::forward`].
+const ASSIGN_TOKENS: usize = 128;
+
 /// `GroupViTAssignAttention`: the assignment. Each image token goes to its best group (hard argmax
 /// over groups at inference); each group takes the normalised sum of its tokens. Also returns the
 /// soft assignment (softmax over groups) that segmentation multiplies across stages.
@@ -173,21 +193,32 @@ impl AssignAttention {
     }
 
     /// `groups (B, G, D)`, `tokens (B, N, D)` → (new group features `(B, G, D)`, soft map `(B, G, N)`).
+    ///
+    /// The softmax runs over groups, so each image token's assignment stands alone: keys and values
+    /// are made [`ASSIGN_TOKENS`] tokens at a time (whole, each is a copy of every token's width,
+    /// 1.2 MB at 448 pixels), and each group's sum of its tokens' values is divided by its count
+    /// (plus `assign_eps`) once all are in, which is `attn · v` with `attn = hard / (Σ hard + eps)`.
     pub fn forward(&self, groups: &Tensor, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
         let q = self.q_proj.forward(groups)?;
-        // The keys freed before the values are made: each is a copy of every image token's width.
-        let raw = {
-            let k = self.k_proj.forward(tokens)?;
-            (cpu_kernels::matmul(&q, &k.t()?)? * self.scale)?
-        };
-        let soft = candle_nn::ops::softmax(&raw, 1)?;
-        let num_groups = soft.dim(1)?;
-        let winner = soft.argmax_keepdim(1)?;
-        let ids = Tensor::arange(0u32, num_groups as u32, soft.device())?.reshape((1, num_groups, 1))?;
-        let hard = winner.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
-        let attn = hard.broadcast_div(&(hard.sum_keepdim(2)? + self.assign_eps)?)?;
-        let v = self.v_proj.forward(tokens)?;
-        Ok((self.proj.forward(&cpu_kernels::matmul(&attn, &v)?)?, soft))
+        let (n, num_groups) = (tokens.dim(1)?, q.dim(1)?);
+        let ids = Tensor::arange(0u32, num_groups as u32, q.device())?.reshape((1, num_groups, 1))?;
+        let mut soft = Vec::with_capacity(n.div_ceil(ASSIGN_TOKENS));
+        let mut taken: Option<(Tensor, Tensor)> = None;
+        for t0 in (0..n).step_by(ASSIGN_TOKENS) {
+            let block = tokens.narrow(1, t0, ASSIGN_TOKENS.min(n - t0))?;
+            let raw = (cpu_kernels::matmul(&q, &self.k_proj.forward(&block)?.t()?)? * self.scale)?;
+            let part = candle_nn::ops::softmax(&raw, 1)?;
+            let hard = part.argmax_keepdim(1)?.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
+            let (sum, count) = (cpu_kernels::matmul(&hard, &self.v_proj.forward(&block)?)?, hard.sum_keepdim(2)?);
+            taken = Some(match taken {
+                Some((s, c)) => ((s + sum)?, (c + count)?),
+                None => (sum, count),
+            });
+            soft.push(part);
+        }
+        let Some((sum, count)) = taken else { candle_core::bail!("the assignment needs at least one image token") };
+        let soft = Tensor::cat(&soft, 2)?;
+        Ok((self.proj.forward(&sum.broadcast_div(&(count + self.assign_eps)?)?)?, soft))
     }
 }
 
@@ -395,5 +426,78 @@ impl VisionTransformer {
         let last_hidden_state = self.layernorm.forward(&tokens)?;
         let pooled = last_hidden_state.mean(1)?;
         Ok(VisionOutput { last_hidden_state, pooled, assignments, grid })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+    use candle_nn::VarMap;
+
+    /// transformers' `GroupViTAssignAttention` at inference (hard assignment) over every image token
+    /// at once: the blocks must give what it gives.
+    fn assign_at_once(a: &AssignAttention, groups: &Tensor, tokens: &Tensor) -> Result<(Tensor, Tensor)> {
+        let raw = (a.q_proj.forward(groups)?.matmul(&a.k_proj.forward(tokens)?.t()?)? * a.scale)?;
+        let soft = candle_nn::ops::softmax(&raw, 1)?;
+        let g = soft.dim(1)?;
+        let ids = Tensor::arange(0u32, g as u32, soft.device())?.reshape((1, g, 1))?;
+        let hard = soft.argmax_keepdim(1)?.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
+        let attn = hard.broadcast_div(&(hard.sum_keepdim(2)? + a.assign_eps)?)?;
+        Ok((a.proj.forward(&attn.matmul(&a.v_proj.forward(tokens)?)?)?, soft))
+    }
+
+    /// Two images of 70 × 90 pixels in 4-pixel patches: 17 × 22 patches, embedded in bands of 5
+    /// patch rows (the last of 2), and pixels past the last whole patch, which the convolution drops.
+    #[test]
+    fn patch_embeddings_by_bands_are_the_convolution() -> Result<()> {
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let mut cfg = VisionConfig::default();
+        (cfg.hidden_size, cfg.patch_size, cfg.num_channels) = (24, 4, 3);
+        PatchEmbeddings::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        for var in vars.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
+        }
+        let embeddings = PatchEmbeddings::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        let (weight, bias) = {
+            let data = vars.data().lock().expect("variables");
+            (data["projection.weight"].as_tensor().clone(), data["projection.bias"].as_tensor().clone())
+        };
+        let pixels = Tensor::randn(0f32, 1.0, (2, 3, 70, 90), &dev)?;
+        let conv = pixels.conv2d(&weight, 0, 4, 1, 1)?.broadcast_add(&bias.reshape((1, 24, 1, 1))?)?;
+        let expected = conv.flatten_from(2)?.transpose(1, 2)?;
+        let (out, grid) = embeddings.forward(pixels)?;
+        assert_eq!(grid, (17, 22));
+        assert_eq!(out.dims(), &[2, 17 * 22, 24]);
+        let diff = (out - expected)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(diff < 1e-4, "max |diff| {diff:e}");
+        Ok(())
+    }
+
+    /// Two images, more tokens than two blocks and a remainder.
+    #[test]
+    fn the_assignment_by_blocks_of_tokens_is_the_assignment_at_once() -> Result<()> {
+        let dev = Device::Cpu;
+        let vars = VarMap::new();
+        let mut cfg = VisionConfig::default();
+        cfg.hidden_size = 32;
+        // Made once to create the variables, and again once they are random: weights are packed
+        // (copied) at load where the CPU has the packed kernels.
+        AssignAttention::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        for var in vars.all_vars() {
+            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
+        }
+        let assign = AssignAttention::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        let n = 2 * ASSIGN_TOKENS + 37;
+        let tokens = Tensor::randn(0f32, 1.0, (2, n, 32), &dev)?;
+        let groups = Tensor::randn(0f32, 1.0, (2, 8, 32), &dev)?;
+        let (blocks, soft_blocks) = assign.forward(&groups, &tokens)?;
+        let (whole, soft) = assign_at_once(&assign, &groups, &tokens)?;
+        assert_eq!(soft_blocks.dims(), &[2, 8, n]);
+        let diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
+        assert!(diff(&soft_blocks, &soft)? < 1e-6, "soft maps differ by {:e}", diff(&soft_blocks, &soft)?);
+        assert!(diff(&blocks, &whole)? < 1e-5, "groups differ by {:e}", diff(&blocks, &whole)?);
+        Ok(())
     }
 }
