@@ -141,15 +141,31 @@ impl EncoderLayer {
     /// heads, attention output and hidden layer (a WebAssembly heap keeps its high-water mark for
     /// good).
     fn block(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let normed = cpu_kernels::layer_norm(&xs, &self.layer_norm1)?;
-        let (k, v) = self.self_attn.keys_values(&normed)?;
         if xs.dim(1)? <= LAYER_ROWS || !split_by_rows(self.mlp.fc1.weight()) {
+            let normed = cpu_kernels::layer_norm(&xs, &self.layer_norm1)?;
+            let (k, v) = self.self_attn.keys_values(&normed)?;
             return self.rows(&xs, normed, &k, &v, mask);
         }
-        // Not held through the blocks: each normalises its own rows again (a pass over 128 rows
-        // against the 1.3 MB of a 448 window's whole sequence).
-        drop(normed);
+        // The whole sequence normalised is never held: the keys and values are made from each
+        // block's rows normalised, and each block of queries normalises its rows again (a pass
+        // over 128 rows against the 1.3 MB of a 448 window's sequence).
+        let (k, v) = self.keys_values_by_blocks(&xs)?;
         self.by_blocks(xs, &k, &v, mask)
+    }
+
+    /// Every token's keys and values `(B, T, D)` each, made [`LAYER_ROWS`] rows at a time.
+    fn keys_values_by_blocks(&self, xs: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (b, t, d) = xs.dims3()?;
+        // Rows are independent here: the batch's sequences one after another.
+        let flat = xs.reshape((1, b * t, d))?;
+        let (k, v) = (flat.zeros_like()?, flat.zeros_like()?);
+        for r0 in (0..b * t).step_by(LAYER_ROWS) {
+            let rows = flat.narrow(1, r0, LAYER_ROWS.min(b * t - r0))?;
+            let (kb, vb) = self.self_attn.keys_values(&cpu_kernels::layer_norm(&rows, &self.layer_norm1)?)?;
+            k.slice_set(&kb.contiguous()?, 1, r0)?;
+            v.slice_set(&vb.contiguous()?, 1, r0)?;
+        }
+        Ok((k.reshape((b, t, d))?, v.reshape((b, t, d))?))
     }
 
     /// [`EncoderLayer::rows`] over blocks of rows, written over `xs`.
@@ -197,11 +213,14 @@ mod tests {
     fn a_layer_by_blocks_of_rows_is_the_layer_at_once() -> Result<()> {
         let dev = Device::Cpu;
         let vars = VarMap::new();
-        let layer = EncoderLayer::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), 32, 4, 64, Activation::Gelu, 1e-5)?;
-        // Layer norms start at (1, 0): random ones test more.
+        let new = || EncoderLayer::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), 32, 4, 64, Activation::Gelu, 1e-5);
+        // Made once to create the variables, and again once they are random (layer norms start at
+        // (1, 0); weights are packed, copied, at load where the CPU has the packed kernels).
+        new()?;
         for var in vars.all_vars() {
             var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
         }
+        let layer = new()?;
         let t = 2 * LAYER_ROWS + 37;
         let xs = Tensor::randn(0f32, 1.0, (2, t, 32), &dev)?;
         let causal: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
@@ -209,9 +228,12 @@ mod tests {
         for mask in [None, Some(&causal)] {
             let normed = cpu_kernels::layer_norm(&xs, &layer.layer_norm1)?;
             let (k, v) = layer.self_attn.keys_values(&normed)?;
+            let diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
+            let (kb, vb) = layer.keys_values_by_blocks(&xs)?;
+            assert!(diff(&kb, &k)? < 1e-5 && diff(&vb, &v)? < 1e-5, "keys and values by blocks differ");
             let whole = layer.rows(&xs, normed, &k, &v, mask)?;
-            let blocks = layer.by_blocks(xs.copy()?, &k, &v, mask)?;
-            let diff = (blocks - &whole)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let blocks = layer.by_blocks(xs.copy()?, &kb, &vb, mask)?;
+            let diff = diff(&blocks, &whole)?;
             assert!(diff < 1e-5, "mask {}: max |diff| {diff:e}", mask.is_some());
         }
         Ok(())
