@@ -708,11 +708,13 @@ const MOST_ATTENTION_ROWS: usize = if ATTENTION_ROWS > STRIDED_ATTENTION_ROWS { 
 ///
 /// Fused on the CPU: each block of a head's query rows computes its scores, their softmax and its
 /// share of the output, so the scores (6 × 848² floats, 17 MB, a layer at 448 pixels) are never
-/// held, and the output is written in place of merging heads. Where weights are packed
-/// ([`packed::available`]) each head's keys and values are packed once; elsewhere (WebAssembly) the
-/// products read them through their strides. Other devices and dtypes: [`attention_by_heads`].
+/// held, and the output is written in place of merging heads. Natively, where weights are packed
+/// ([`packed::available`]), each head's keys and values are packed once; in WebAssembly the
+/// products read them through their strides (packing every head's would hold another copy of
+/// both, 2.6 MB at 448, in a heap that keeps its high-water mark). Other devices and dtypes:
+/// [`attention_by_heads`].
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize, scale: f64, mask: Option<&Tensor>) -> Result<Tensor> {
-    fused_attention(q, k, v, heads, scale, mask, packed::available())
+    fused_attention(q, k, v, heads, scale, mask, cfg!(not(target_arch = "wasm32")) && packed::available())
 }
 
 /// [`attention`], keys and values packed for the products or read through their strides.

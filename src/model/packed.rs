@@ -1,5 +1,5 @@
 //! A weight matrix packed once at load for the CPU's matrix product (x86-64 with AVX2 and FMA, and
-//! AVX-512 where the CPU has it).
+//! AVX-512 where the CPU has it; WebAssembly SIMD).
 //!
 //! A general matmul (gemm, the crate candle calls) repacks both operands on every call; for
 //! `x · Wᵀ` with a fixed weight that repacking was 14 % of a 224-pixel image forward, and the
@@ -21,11 +21,16 @@ enum Tile {
     Avx2,
     /// 12 × 32: two 16-float vectors.
     Avx512,
+    /// 4 × 8: two 4-float vectors, WebAssembly SIMD's (sgemm's tile, without packing A).
+    Simd128,
 }
 
 impl Tile {
-    /// The widest this CPU runs (AVX2 and FMA are required either way).
+    /// The widest this CPU runs (AVX2 and FMA are required on x86-64).
     fn best() -> Self {
+        if cfg!(target_arch = "wasm32") {
+            return Tile::Simd128;
+        }
         static BEST: std::sync::OnceLock<Tile> = std::sync::OnceLock::new();
         *BEST.get_or_init(|| {
             #[cfg(target_arch = "x86_64")]
@@ -41,6 +46,7 @@ impl Tile {
         match self {
             Tile::Avx2 => 16,
             Tile::Avx512 => 32,
+            Tile::Simd128 => 8,
         }
     }
 
@@ -49,12 +55,12 @@ impl Tile {
         match self {
             Tile::Avx2 => 6,
             Tile::Avx512 => 12,
+            Tile::Simd128 => 4,
         }
     }
 }
 
 /// The widest tile: partial tiles go through one of these on the stack.
-#[cfg(target_arch = "x86_64")]
 const MAX_TILE: usize = 12 * 32;
 /// Depth per pass: a 256-deep panel block (16 or 32 KB) stays in L1 while a block of rows runs over it.
 const KC: usize = 256;
@@ -73,13 +79,19 @@ pub struct PackedMatrix {
     tile: Tile,
 }
 
-/// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm.
+/// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm. In
+/// WebAssembly (built with SIMD) f32 weights were otherwise repacked by every product: a pass over
+/// each weight per product, much of a 224-pixel forward, where a product has only 260 rows.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        true
+    }
+    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
     {
         false
     }
@@ -181,7 +193,7 @@ impl PackedMatrix {
     /// # Safety
     /// `a` must address m rows of `cols` floats at stride `lda`, `c` m rows of `rows` at `ldc`.
     pub unsafe fn product(&self, a: *const f32, lda: usize, m: usize, c: *mut f32, ldc: usize) {
-        assert!(available(), "packed products need a CPU with AVX2 and FMA");
+        assert!(available(), "packed products need AVX2 and FMA, or WebAssembly SIMD");
         let panels = self.rows.div_ceil(self.tile.nr());
         let mut r0 = 0;
         while r0 < m {
@@ -219,8 +231,8 @@ impl PackedMatrix {
 /// of an output row (its columns `c0..c0 + part.len()`) while the block is still in cache. The
 /// output is not zeroed first: every element is written once.
 pub fn side_by_side(ws: &[&PackedMatrix], x: &[f32], m: usize, epilogue: impl Fn(&mut [f32], usize) + Sync) -> Vec<f32> {
-    // The kernels are AVX2+FMA instructions: refuse rather than fault on a CPU without them.
-    assert!(available(), "packed products need a CPU with AVX2 and FMA");
+    // The kernels are AVX2+FMA instructions natively: refuse rather than fault on a CPU without them.
+    assert!(available(), "packed products need AVX2 and FMA, or WebAssembly SIMD");
     let k = ws.first().map_or(0, |w| w.cols);
     assert!(ws.iter().all(|w| w.cols == k), "side-by-side products share their depth");
     assert!(x.len() >= m * k, "packed matmul: {} inputs for {m} rows of {k}", x.len());
@@ -295,40 +307,71 @@ impl OutPtr {
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn tile(shape: Tile, rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        let nr = shape.nr();
-        if cols == nr {
-            macro_rules! by_rows {
-                ($isa:ident, $($r:literal)+) => {
-                    match rows {
-                        $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
-                        _ => unreachable!("at most {} rows a tile", shape.mr()),
-                    }
-                };
-            }
-            match shape {
-                Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
-                Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
-            }
+    let nr = shape.nr();
+    if cols == nr {
+        macro_rules! by_rows {
+            ($isa:ident, $($r:literal)+) => {
+                match rows {
+                    $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
+                    _ => unreachable!("at most {} rows a tile", shape.mr()),
+                }
+            };
         }
-        let mut t = [0f32; MAX_TILE];
-        for r in 0..rows {
-            for j in 0..cols {
-                t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
-            }
-        }
-        tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
-        for r in 0..rows {
-            for j in 0..cols {
-                *c.add(r * ldc + j) = t[r * nr + j];
-            }
+        match shape {
+            #[cfg(target_arch = "x86_64")]
+            Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
+            #[cfg(target_arch = "x86_64")]
+            Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+            Tile::Simd128 => by_rows!(simd128, 1 2 3 4),
+            #[allow(unreachable_patterns)]
+            _ => unreachable!("packed weights exist only where `available()`"),
         }
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (shape, rows, cols, kc, a, lda, b, c, ldc, accumulate);
-        unreachable!("packed weights exist only where `available()`");
+    let mut t = [0f32; MAX_TILE];
+    for r in 0..rows {
+        for j in 0..cols {
+            t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
+        }
+    }
+    tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
+    for r in 0..rows {
+        for j in 0..cols {
+            *c.add(r * ldc + j) = t[r * nr + j];
+        }
+    }
+}
+
+/// `R × 8` tile over sgemm's 4-lane vectors (WebAssembly SIMD there, plain arrays natively, so
+/// that native tests check it): per depth step two weight vectors, R broadcasts from A's rows,
+/// 2R multiply-adds (fused with relaxed SIMD). A is read in place, not packed.
+mod simd128 {
+    use super::super::sgemm::lanes;
+
+    const NR: usize = 8;
+
+    #[inline(always)]
+    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
+        let mut lo = [lanes::zero(); R];
+        let mut hi = [lanes::zero(); R];
+        for p in 0..kc {
+            let b0 = lanes::load(b.add(p * NR));
+            let b1 = lanes::load(b.add(p * NR + 4));
+            for i in 0..R {
+                let ai = lanes::splat(a.add(i * lda + p));
+                lo[i] = lanes::mul_add(lo[i], ai, b0);
+                hi[i] = lanes::mul_add(hi[i], ai, b1);
+            }
+        }
+        for i in 0..R {
+            let ci = c.add(i * ldc);
+            let (mut v0, mut v1) = (lo[i], hi[i]);
+            if accumulate {
+                v0 = lanes::add(v0, lanes::load(ci));
+                v1 = lanes::add(v1, lanes::load(ci.add(4)));
+            }
+            lanes::store(ci, v0);
+            lanes::store(ci.add(4), v1);
+        }
     }
 }
 
@@ -416,9 +459,10 @@ mod tests {
         out
     }
 
-    /// Every tile this CPU runs (the AVX2 one wherever the packed kernels run at all).
+    /// Every tile this CPU runs (the AVX2 one wherever the packed kernels run at all), and
+    /// WebAssembly's, whose kernel runs here over plain arrays.
     fn tiles() -> Vec<Tile> {
-        let mut t = vec![Tile::Avx2];
+        let mut t = vec![Tile::Avx2, Tile::Simd128];
         if Tile::best() == Tile::Avx512 {
             t.push(Tile::Avx512);
         } else {

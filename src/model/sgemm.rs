@@ -18,7 +18,7 @@ const KC: usize = 512;
 const MC: usize = 64;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-mod lanes {
+pub(crate) mod lanes {
     use core::arch::wasm32::*;
     pub type V = v128;
     #[inline(always)]
@@ -56,7 +56,7 @@ mod lanes {
 }
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-mod lanes {
+pub(crate) mod lanes {
     pub type V = [f32; 4];
     #[inline(always)]
     pub fn zero() -> V {
