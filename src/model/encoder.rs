@@ -205,23 +205,15 @@ impl EncoderLayer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Device};
-    use candle_nn::VarMap;
+    use crate::model::with_random_vars;
+    use candle_core::Device;
 
     /// Longer than one block of rows, two sequences, with and without a causal mask: the blocks
     /// give what the whole sequence at once does.
     #[test]
     fn a_layer_by_blocks_of_rows_is_the_layer_at_once() -> Result<()> {
         let dev = Device::Cpu;
-        let vars = VarMap::new();
-        let new = || EncoderLayer::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), 32, 4, 64, Activation::Gelu, 1e-5);
-        // Made once to create the variables, and again once they are random (layer norms start at
-        // (1, 0); weights are packed, copied, at load where the CPU has the packed kernels).
-        new()?;
-        for var in vars.all_vars() {
-            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
-        }
-        let layer = new()?;
+        let (layer, _) = with_random_vars(|vb| EncoderLayer::new(vb, 32, 4, 64, Activation::Gelu, 1e-5))?;
         let t = 2 * LAYER_ROWS + 37;
         let xs = Tensor::randn(0f32, 1.0, (2, t, 32), &dev)?;
         let causal: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();

@@ -29,6 +29,19 @@ use vision::VisionTransformer;
 use crate::error::{Error, Result};
 use crate::resample;
 
+/// A module built by `build` over variables drawn at random (N(0, 0.5²), layer norms included),
+/// and its variables. Built twice: once to create the variables, and again once they are random,
+/// since weights packed at load (where the CPU has the packed kernels) are copies.
+#[cfg(test)]
+pub(crate) fn with_random_vars<T>(build: impl Fn(VarBuilder) -> candle_core::Result<T>) -> candle_core::Result<(T, candle_nn::VarMap)> {
+    let (vars, dev) = (candle_nn::VarMap::new(), candle_core::Device::Cpu);
+    build(VarBuilder::from_varmap(&vars, candle_core::DType::F32, &dev))?;
+    for var in vars.all_vars() {
+        var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
+    }
+    Ok((build(VarBuilder::from_varmap(&vars, candle_core::DType::F32, &dev))?, vars))
+}
+
 /// What the image side yields for segmentation and classification.
 pub struct ImageFeatures {
     /// Projected whole-image embeddings `(B, projection_dim)`, not normalised.

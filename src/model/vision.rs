@@ -432,8 +432,8 @@ impl VisionTransformer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::with_random_vars;
     use candle_core::Device;
-    use candle_nn::VarMap;
 
     /// transformers' `GroupViTAssignAttention` at inference (hard assignment) over every image token
     /// at once: the blocks must give what it gives.
@@ -452,14 +452,9 @@ mod tests {
     #[test]
     fn patch_embeddings_by_bands_are_the_convolution() -> Result<()> {
         let dev = Device::Cpu;
-        let vars = VarMap::new();
         let mut cfg = VisionConfig::default();
         (cfg.hidden_size, cfg.patch_size, cfg.num_channels) = (24, 4, 3);
-        PatchEmbeddings::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
-        for var in vars.all_vars() {
-            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
-        }
-        let embeddings = PatchEmbeddings::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        let (embeddings, vars) = with_random_vars(|vb| PatchEmbeddings::new(vb, &cfg))?;
         let (weight, bias) = {
             let data = vars.data().lock().expect("variables");
             (data["projection.weight"].as_tensor().clone(), data["projection.bias"].as_tensor().clone())
@@ -479,16 +474,9 @@ mod tests {
     #[test]
     fn the_assignment_by_blocks_of_tokens_is_the_assignment_at_once() -> Result<()> {
         let dev = Device::Cpu;
-        let vars = VarMap::new();
         let mut cfg = VisionConfig::default();
         cfg.hidden_size = 32;
-        // Made once to create the variables, and again once they are random: weights are packed
-        // (copied) at load where the CPU has the packed kernels.
-        AssignAttention::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
-        for var in vars.all_vars() {
-            var.set(&Tensor::randn(0f32, 0.5, var.shape(), &dev)?)?;
-        }
-        let assign = AssignAttention::new(VarBuilder::from_varmap(&vars, DType::F32, &dev), &cfg)?;
+        let (assign, _) = with_random_vars(|vb| AssignAttention::new(vb, &cfg))?;
         let n = 2 * ASSIGN_TOKENS + 37;
         let tokens = Tensor::randn(0f32, 1.0, (2, n, 32), &dev)?;
         let groups = Tensor::randn(0f32, 1.0, (2, 8, 32), &dev)?;
