@@ -276,7 +276,8 @@ impl WindowGroups {
         let grouping = chain_assignments(&assignments)?.i(0)?;
         let (g, _) = grouping.dims2()?;
         if g > u16::MAX as usize + 1 {
-            return Err(Error::InvalidInput(format!("{g} groups: the composition counts at most 65536")));
+            // Each pixel's group is kept in 16 bits; GroupViT's last grouping block has 8.
+            return Err(Error::InvalidInput(format!("the model ends with {g} groups a window; segmentation handles at most 65536")));
         }
         let (affinity, c) = group_affinity(
             &features.group_embeds.i(index)?,
