@@ -489,9 +489,9 @@ const INT8_BLOCK: usize = 64;
 
 /// `x (m × k) · Wᵀ` with `W (n × k)` held in int8: each block of W's rows is widened (code × row
 /// scale) into a buffer of its own and multiplied in f32, its columns written straight into the
-/// output: packed for the register tiles of [`packed`] where the CPU runs them (the f32 weights'
-/// kernel), by the kernels `matmul` uses elsewhere. Widening and packing cost a pass or two over W
-/// per product (1/m of the work).
+/// output: widened straight into the panels of [`packed`]'s register tiles where they run (the f32
+/// weights' kernels, natively and in WebAssembly), else widened and multiplied by the kernels
+/// `matmul` uses. Widening costs a pass over W per product (1/m of the work).
 struct Int8MatMul(Arc<Int8Matrix>);
 
 impl CustomOp1 for Int8MatMul {
@@ -515,27 +515,17 @@ impl CustomOp1 for Int8MatMul {
         let out = OutPtr(dst.spare_capacity_mut().as_mut_ptr().cast());
         let block = |j0: usize| {
             let cols = INT8_BLOCK.min(n - j0);
-            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-            {
-                // Widened straight into the kernel's panels: one pass over the block's codes, not
-                // three (widen, then copy into panels) per block and per block of rows a layer runs.
-                let panels = sgemm::PackedB::from_columns(cols, k, |j, k0, out| w.widen_part(j0 + j, k0, out));
-                let x = sgemm::Strided { ptr: x.as_ptr(), rs: k as isize, cs: 1 };
-                // SAFETY: `x` holds m rows of k floats; this block alone writes columns
-                // j0..j0 + cols of the m × n output.
-                unsafe { sgemm::sgemm_packed_b(m, out.at(j0), n, x, &panels, 1) };
-                return;
-            }
-            #[allow(unreachable_code)]
-            let mut wide = vec![0f32; cols * k];
-            w.widen_rows(j0, &mut wide);
             if packed::available() {
-                let block = PackedMatrix::pack(&wide, cols, k);
+                // Widened straight into the packed kernels' panels (natively and in WebAssembly):
+                // one pass over the block's codes, not widening and then packing.
+                let block = PackedMatrix::from_rows(cols, k, |r, row| w.widen_rows(j0 + r, row));
                 // SAFETY: `x` holds m rows of k floats; this block alone writes columns
                 // j0..j0 + cols of the m × n output.
                 unsafe { block.product(x.as_ptr(), k, m, out.at(j0), n) };
                 return;
             }
+            let mut wide = vec![0f32; cols * k];
+            w.widen_rows(j0, &mut wide);
             // SAFETY: `x` holds m × k floats read with row stride k, `wide` cols × k read as its
             // transpose, and this block alone writes columns j0..j0 + cols of the m × n output.
             unsafe { gemm_f32(m, cols, k, out.at(j0), n, x.as_ptr(), (k as isize, 1), wide.as_ptr(), (1, k as isize)) }

@@ -65,18 +65,6 @@ impl Int8Matrix {
         f(&all[layout.start_offset()..][..self.rows * self.cols])
     }
 
-    /// Row `r`'s columns `c0..c0 + out.len()`, widened into `out`.
-    #[inline]
-    pub fn widen_part(&self, r: usize, c0: usize, out: &mut [f32]) {
-        let scale = self.scales[r];
-        let len = out.len();
-        self.with_codes(|all| {
-            for (d, &q) in out.iter_mut().zip(&all[r * self.cols + c0..][..len]) {
-                *d = (q as i32 - 128) as f32 * scale;
-            }
-        })
-    }
-
     /// Rows `r0..r0 + out.len() / cols`, widened into `out` (row-major).
     #[inline]
     pub fn widen_rows(&self, r0: usize, out: &mut [f32]) {

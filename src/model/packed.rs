@@ -109,6 +109,23 @@ impl PackedMatrix {
         Self::pack_for(Tile::best(), src, rows, cols, rs, cs)
     }
 
+    /// Packs `W (rows × cols)` from its rows: `row(r, out)` writes row r's `cols` values into
+    /// `out` (an int8 weight's rows widened through one row of scratch straight into the panels).
+    pub fn from_rows(rows: usize, cols: usize, mut row: impl FnMut(usize, &mut [f32])) -> Self {
+        let tile = Tile::best();
+        let nr = tile.nr();
+        let mut data = vec![0f32; rows.div_ceil(nr) * nr * cols];
+        let mut scratch = vec![0f32; cols];
+        for r in 0..rows {
+            row(r, &mut scratch);
+            let panel = &mut data[(r / nr) * nr * cols..][..nr * cols];
+            for (kk, &v) in scratch.iter().enumerate() {
+                panel[kk * nr + r % nr] = v;
+            }
+        }
+        Self { data, rows, cols, tile }
+    }
+
     /// As [`pack_strided`](Self::pack_strided), for `tile`.
     fn pack_for(tile: Tile, src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
         let nr = tile.nr();

@@ -105,48 +105,6 @@ impl Strided {
     }
 }
 
-/// B `(k × n)` packed ahead of a product, as [`sgemm`] packs a [`Strided`] one on every call: for
-/// each block of [`KC`] rows of k, its panels of [`NR`] columns, each kc × NR (zeros past column n).
-/// What int8 weights are widened into, in one pass.
-pub struct PackedB {
-    data: Vec<f32>,
-    n: usize,
-    k: usize,
-}
-
-impl PackedB {
-    /// Packs B from its columns: `column(j, k0, out)` writes `B[k0.., j]` into `out` (as many rows
-    /// as it holds).
-    pub fn from_columns(n: usize, k: usize, mut column: impl FnMut(usize, usize, &mut [f32])) -> Self {
-        let panels = n.div_ceil(NR);
-        let mut data = vec![0f32; k * NR * panels];
-        let mut buf = vec![0f32; KC.min(k)];
-        for k0 in (0..k).step_by(KC) {
-            let kc = KC.min(k - k0);
-            let block = &mut data[k0 * NR * panels..][..kc * NR * panels];
-            for j in 0..n {
-                column(j, k0, &mut buf[..kc]);
-                let panel = &mut block[(j / NR) * kc * NR..][..kc * NR];
-                for (kk, &v) in buf[..kc].iter().enumerate() {
-                    panel[kk * NR + j % NR] = v;
-                }
-            }
-        }
-        Self { data, n, k }
-    }
-}
-
-/// The B operand of a product.
-#[derive(Clone, Copy)]
-enum B<'a> {
-    Strided(Strided),
-    Packed(&'a PackedB),
-}
-
-// SAFETY: as for `Strided`; a `PackedB` is only read.
-unsafe impl Send for B<'_> {}
-unsafe impl Sync for B<'_> {}
-
 #[derive(Clone, Copy)]
 struct Out(*mut f32);
 // SAFETY: each task writes its own columns of the output.
@@ -160,19 +118,6 @@ unsafe impl Sync for Out {}
 /// `c` must hold `m × n` writable floats that nothing else reads or writes meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: Strided, threads: usize) {
-    product(m, n, k, c, ldc, a, B::Strided(b), threads)
-}
-
-/// [`sgemm`] with B packed beforehand (its size, `b`'s).
-///
-/// # Safety
-/// As for [`sgemm`], for `a` and `c`.
-pub unsafe fn sgemm_packed_b(m: usize, c: *mut f32, ldc: usize, a: Strided, b: &PackedB, threads: usize) {
-    product(m, b.n, b.k, c, ldc, a, B::Packed(b), threads)
-}
-
-#[allow(clippy::too_many_arguments)]
-unsafe fn product(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: B<'_>, threads: usize) {
     if m == 0 || n == 0 {
         return;
     }
@@ -201,32 +146,23 @@ unsafe fn product(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Stri
 
 /// Columns `j0..j1` of the product (`c`'s rows `ldc` apart).
 #[allow(clippy::too_many_arguments)]
-unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: B<'_>, j0: usize, j1: usize) {
+unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: Strided, j0: usize, j1: usize) {
     let panels = (j1 - j0).div_ceil(NR);
-    let mut packed_b = match b {
-        B::Strided(_) => vec![0f32; KC.min(k) * NR * panels],
-        B::Packed(_) => Vec::new(),
-    };
+    let mut packed_b = vec![0f32; KC.min(k) * NR * panels];
     let mut packed_a = vec![0f32; KC.min(k) * MC.min(m.next_multiple_of(MR))];
     for k0 in (0..k).step_by(KC) {
         let kc = KC.min(k - k0);
-        let b_block: *const f32 = match b {
-            // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
-            B::Strided(b) => {
-                for p in 0..panels {
-                    let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
-                    for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                        for (cc, v) in row.iter_mut().enumerate() {
-                            let j = j0 + p * NR + cc;
-                            *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
-                        }
-                    }
+        // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
+        for p in 0..panels {
+            let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                for (cc, v) in row.iter_mut().enumerate() {
+                    let j = j0 + p * NR + cc;
+                    *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
                 }
-                packed_b.as_ptr()
             }
-            // j0 is a panel's first column (tasks split whole panels).
-            B::Packed(b) => b.data.as_ptr().add(k0 * NR * b.n.div_ceil(NR) + (j0 / NR) * kc * NR),
-        };
+        }
+        let b_block = packed_b.as_ptr();
         for i0 in (0..m).step_by(MC) {
             let mb = MC.min(m - i0);
             let strips = mb.div_ceil(MR);
@@ -324,25 +260,6 @@ mod tests {
                         assert!((got - want).abs() < 1e-4 * (k as f32).sqrt(), "{m}x{n}x{k} [{i},{j}]: {got} vs {want}");
                     }
                 }
-            }
-        }
-        // B packed beforehand, from its columns.
-        for &(m, n, k) in &[(5, 9, 3), (70, 13, 600)] {
-            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
-            let bs: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
-            let packed = PackedB::from_columns(n, k, |j, k0, out| {
-                for (kk, v) in out.iter_mut().enumerate() {
-                    *v = bs[(k0 + kk) * n + j];
-                }
-            });
-            for threads in [1, 2] {
-                let (mut c, mut want) = (vec![f32::NAN; m * n], vec![f32::NAN; m * n]);
-                let a = Strided { ptr: a.as_ptr(), rs: k as isize, cs: 1 };
-                unsafe {
-                    sgemm_packed_b(m, c.as_mut_ptr(), n, a, &packed, threads);
-                    sgemm(m, n, k, want.as_mut_ptr(), n, a, Strided { ptr: bs.as_ptr(), rs: n as isize, cs: 1 }, threads);
-                }
-                assert_eq!(c, want, "{m}x{n}x{k} on {threads} threads");
             }
         }
         let mut c = vec![f32::NAN; 6];
