@@ -17,7 +17,6 @@ labels.json), which is what the Rust accuracy test reads.
 import argparse
 import json
 import os
-import random
 import sys
 
 import numpy as np
@@ -25,29 +24,12 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
-import scenes  # noqa: E402
+from evalset import CLASSES, load_scenes, write_scenes  # noqa: E402,F401
 from nvlabs import IMAGENET_MEAN, IMAGENET_STD, interpolating, official_encode_decode  # noqa: E402
 
 MEAN, STD = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
-CLASSES = ["background"] + scenes.all_phrases()
 # Finer near the top, where a model whose object groups score close to 1 wants its threshold.
 THRESHOLDS = [round(0.05 * i, 2) for i in range(1, 20)] + [0.96, 0.97, 0.98, 0.99]
-
-
-class EvalScene:
-    """A scene, the labels it is segmented with (its phrases, then two distractors) and its mask in
-    global class ids."""
-
-    def __init__(self, seed, size):
-        s = scenes.scene(size, seed)
-        self.seed, self.image = seed, s.image
-        self.labels = s.phrases() + scenes.distractors(s, random.Random(seed ^ 0x5EED))
-        ids = np.array([0] + [CLASSES.index(p) for p in s.phrases()])
-        self.mask = ids[s.mask]
-
-
-def load_scenes(seeds, size):
-    return [EvalScene(s, size) for s in seeds]
 
 
 def text_embeddings(model, tok, labels, template):
@@ -122,18 +104,6 @@ def evaluate(model, tok, evals, template, threshold=None, side=None):
         if best is None or f["miou"] > best["miou"]:
             best = f
     return best
-
-
-def write_scenes(evals, out_dir):
-    from PIL import Image
-    os.makedirs(out_dir, exist_ok=True)
-    meta = []
-    for i, sc in enumerate(evals):
-        Image.fromarray(sc.image).save(os.path.join(out_dir, f"{i:03}.png"))
-        Image.fromarray(sc.mask.astype(np.uint8)).save(os.path.join(out_dir, f"{i:03}-mask.png"))
-        meta.append({"seed": sc.seed, "labels": sc.labels})
-    with open(os.path.join(out_dir, "labels.json"), "w") as f:
-        json.dump({"classes": CLASSES, "scenes": meta}, f, indent=1)
 
 
 def main():
