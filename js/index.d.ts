@@ -59,6 +59,13 @@ export interface SegmentOptions {
   /** Pixels whose best label scores lower are background (default: the model's, 0.95 for the
    * published checkpoints); null: no background. */
   backgroundThreshold?: number | null;
+  /** Refine the labels' scores over the photo's colours before background is decided
+   * (pixel-adaptive mask refinement, as TCL does after GroupViT), so masks follow the photo's edges
+   * instead of the model's patch grid (default: the model's, else true). Runs on each labelling:
+   * an encoded photo re-labelled stays fast. */
+  refine?: boolean;
+  /** Refinement passes, 1–50 (default 10). */
+  refineIterations?: number;
   /** The photo's short side is resized to this before segmenting (default: twice the model's
    * training size, 448 for the published checkpoints). */
   shortSide?: number;

@@ -639,6 +639,7 @@ export class Segmenter {
    * Segments `image` (Blob/File, ImageBitmap, ImageData, <img>, <canvas>, encoded bytes) into
    * `labels` (an array or a comma-separated string), or an `EncodedImage` from `encode`. Options:
    * `backgroundThreshold` (the model's: 0.95 for the published checkpoints; null for none),
+   * `refine` (the model's, else true: masks follow the photo's edges), `refineIterations` (10),
    * `shortSide`, `window` (twice the model's training size: 448 for the published checkpoints),
    * `stride` (the training size: 224), `templates` (["a photo of a {}."]).
    */

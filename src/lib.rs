@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod preprocess;
 pub mod prompts;
 pub mod render;
+pub mod refine;
 pub mod resample;
 pub mod segment;
 pub mod tokenize;
@@ -37,7 +38,8 @@ pub use backend::{BackendChoice, RunningBackend};
 pub use detect::{BoundingBox, DetectOptions, Detection};
 pub use pipeline::{parse_labels, rank, CheckpointFiles, LabelScore, EncodedPhoto, ResidentWeights, Segmenter, TokenizerFiles};
 pub use prompts::{Templates, DEFAULT_TEMPLATE};
-pub use segment::{Background, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation};
+pub use refine::Refinement;
+pub use segment::{Background, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, Thresholds};
 
 /// Runs one of the library's futures to completion (native callers; the browser awaits them).
 #[cfg(not(target_arch = "wasm32"))]

@@ -15,6 +15,7 @@ use crate::model::weights::{WeightBytes, WeightRanges, Weights};
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::prompts::Templates;
+use crate::refine;
 use crate::segment::{Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
 use crate::tokenize::TextTokenizer;
 
@@ -469,7 +470,7 @@ impl Segmenter {
     /// Runs the image encoder over a photo's windows once, for [`Segmenter::segment_encoded`] to
     /// label as often as the labels or label options change.
     pub async fn encode(&self, photo: &RgbImage, geometry: &Geometry) -> Result<EncodedPhoto> {
-        self.check_options(&SegmentOptions { geometry: *geometry, labelling: self.default_options().labelling })?;
+        self.check_options(&SegmentOptions { geometry: *geometry, ..self.default_options() })?;
         let (windows, layout) = self.windows(photo, geometry)?;
         let encoding = match &self.image {
             Image::Cpu(b) => Encoding::Cpu(b.encode(windows).await?),
@@ -539,7 +540,10 @@ impl Segmenter {
         }
         let pixels = preprocess::segmentation_input(photo, &self.preprocessor, &geometry.size, &self.device)?;
         let (_, _, h, w) = pixels.dims4()?;
-        let layout = WindowLayout::new((h, w), (photo.height() as usize, photo.width() as usize), *geometry);
+        let size = (photo.height() as usize, photo.width() as usize);
+        let (grid, scale) = refine::grid_size((h, w), size, patch as usize);
+        let guide = preprocess::refinement_guide(photo, &self.preprocessor, grid, scale);
+        let layout = WindowLayout::new((h, w), size, *geometry, guide);
         Ok((layout.crop(&pixels)?, layout))
     }
 

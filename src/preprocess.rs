@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::pil_resize;
+use crate::refine::Guide;
 
 /// `preprocessor_config.json` (CLIP image processor); defaults are those of the GroupViT checkpoints.
 #[derive(Debug, Clone, Deserialize)]
@@ -193,6 +194,19 @@ pub fn from_rgba(rgba: &[u8], width: u32, height: u32) -> Result<RgbImage> {
 /// `(1, 3, H, W)` f32 tensor of `img` rescaled and normalised.
 pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> Result<Tensor> {
     let (w, h) = (img.width() as usize, img.height() as usize);
+    Ok(Tensor::from_vec(normalised_planes(img, cfg), (1, 3, h, w), device)?)
+}
+
+/// The photo's colours on a refinement grid of `(h, w)` (see [`crate::refine::grid_size`]),
+/// resized as Pillow's antialiased bilinear filter does and normalised as the model's input.
+pub fn refinement_guide(img: &RgbImage, cfg: &PreprocessorConfig, (h, w): (usize, usize), scale: f32) -> Guide {
+    let resized = pil_resize::resize(img, w as u32, h as u32, pil_resize::Filter::Bilinear);
+    Guide { size: (h, w), scale, pixels: normalised_planes(&resized, cfg) }
+}
+
+/// Three planes of `img`'s pixels, rescaled and normalised.
+fn normalised_planes(img: &RgbImage, cfg: &PreprocessorConfig) -> Vec<f32> {
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let mut data = vec![0f32; 3 * w * h];
     let rescale = if cfg.do_rescale { cfg.rescale_factor } else { 1.0 };
     for (i, px) in img.pixels().enumerate() {
@@ -204,7 +218,7 @@ pub fn to_tensor(img: &RgbImage, cfg: &PreprocessorConfig, device: &Device) -> R
             data[c * w * h + i] = v;
         }
     }
-    Ok(Tensor::from_vec(data, (1, 3, h, w), device)?)
+    data
 }
 
 /// The checkpoint's classification transform: bicubic resize of the short side, centre crop.

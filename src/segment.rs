@@ -2,7 +2,9 @@
 //! soft grouping maps multiplied across stages and resized bilinearly, the argmax group per pixel,
 //! each group labelled by its affinity to the label embeddings (scale capped at 100, only the image's
 //! top-5 labels allowed), background where the best score stays under a threshold, and 448-pixel
-//! windows at stride 224 averaged over the photo.
+//! windows at stride 224 averaged over the photo. With refinement (`crate::refine`, as TCL adds it),
+//! the labels' averaged scores are refined over the photo's colours first and background is decided
+//! per pixel after.
 
 use candle_core::{IndexOp, Tensor};
 
@@ -10,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::config::SegmentationSection;
 use crate::model::{chain_assignments, l2_normalize, ImageFeatures};
 use crate::preprocess::SegmentationSize;
+use crate::refine::{self, Affinity, Guide, Refinement};
 use crate::resample;
 
 /// Name of class 0 in every segmentation.
@@ -36,11 +39,33 @@ pub struct Geometry {
 /// How groups become labels: chosen for each segmentation of an encoded photo.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LabelOptions {
+    /// Without refinement a group whose best label scores under the threshold is background, as
+    /// in the official inference; with it, a pixel whose best refined score does.
     pub background: Background,
+    /// Label scores refined over the photo's colours before background is decided.
+    pub refine: Option<Refinement>,
     /// Only the labels that rank in the top `top_k` for the whole window may label its groups.
     pub top_k: usize,
     /// Ceiling of the contrastive temperature, as in the official evaluation.
     pub max_logit_scale: f32,
+}
+
+/// The background a model is made for, with refinement and without: refinement shrinks each
+/// label's scores near its outline, so it wants a lower threshold.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    pub plain: Background,
+    pub refined: Background,
+}
+
+impl Thresholds {
+    pub fn for_refinement(&self, refine: bool) -> Background {
+        if refine {
+            self.refined
+        } else {
+            self.plain
+        }
+    }
 }
 
 /// Knobs of the official inference, with its defaults.
@@ -48,6 +73,9 @@ pub struct LabelOptions {
 pub struct SegmentOptions {
     pub geometry: Geometry,
     pub labelling: LabelOptions,
+    /// The model's background thresholds, where no option names one: what
+    /// `labelling.background` becomes when refinement is switched.
+    pub thresholds: Thresholds,
 }
 
 /// Segmentation settings given in part (a model's config `segmentation` section, the CLI's flags,
@@ -57,7 +85,14 @@ pub struct SegmentOverrides {
     pub short_side: Option<u32>,
     pub window_side: Option<usize>,
     pub stride: Option<usize>,
+    /// The background for this segmentation, whether refined or not (a user's choice).
     pub background: Option<Background>,
+    /// The model's thresholds without and with refinement (its config's).
+    pub plain_threshold: Option<f32>,
+    pub refined_threshold: Option<f32>,
+    /// Refinement on or off; its iterations.
+    pub refine: Option<bool>,
+    pub refine_iterations: Option<u32>,
 }
 
 impl From<&SegmentationSection> for SegmentOverrides {
@@ -66,7 +101,10 @@ impl From<&SegmentationSection> for SegmentOverrides {
             short_side: s.short_side,
             window_side: s.window,
             stride: s.stride,
-            background: s.background_threshold.map(Background::Below),
+            plain_threshold: s.background_threshold,
+            refined_threshold: s.refined_background_threshold,
+            refine: s.refine,
+            ..Default::default()
         }
     }
 }
@@ -84,7 +122,15 @@ impl SegmentOptions {
                 window_side: 2 * image_size,
                 stride: image_size,
             },
-            labelling: LabelOptions { background: Background::Below(0.95), top_k: 5, max_logit_scale: 100.0 },
+            labelling: LabelOptions {
+                background: Background::Below(0.95),
+                refine: Some(Refinement::TCL),
+                top_k: 5,
+                max_logit_scale: 100.0,
+            },
+            // Not tuned for the published checkpoints with refinement (no validation data of
+            // theirs reaches us): the official threshold, decided per pixel.
+            thresholds: Thresholds { plain: Background::Below(0.95), refined: Background::Below(0.95) },
         }
     }
 
@@ -97,7 +143,27 @@ impl SegmentOptions {
         }
         g.window_side = o.window_side.unwrap_or(g.window_side);
         g.stride = o.stride.unwrap_or(g.stride);
-        opts.labelling.background = o.background.unwrap_or(opts.labelling.background);
+        let t = &mut opts.thresholds;
+        t.plain = o.plain_threshold.map_or(t.plain, Background::Below);
+        t.refined = o.refined_threshold.map_or(t.refined, Background::Below);
+        let l = &mut opts.labelling;
+        if let Some(on) = o.refine {
+            l.refine = on.then(|| l.refine.unwrap_or_default());
+        }
+        if let Some(n) = o.refine_iterations {
+            let r = l.refine.ok_or_else(|| {
+                Error::InvalidInput("refinement iterations were given with refinement off: turn it on".into())
+            })?;
+            l.refine = Some(r.with_iterations(n)?);
+        }
+        l.background = match o.background {
+            Some(b) => b,
+            // The model's threshold for the refinement now chosen, unless it stays as it was.
+            None if o.refine.is_some() || o.plain_threshold.is_some() || o.refined_threshold.is_some() => {
+                opts.thresholds.for_refinement(l.refine.is_some())
+            }
+            None => l.background,
+        };
         opts.check()?;
         Ok(opts)
     }
@@ -116,9 +182,11 @@ impl SegmentOptions {
             // Windows further apart than their side would leave pixels no window covers.
             return bad(format!("the stride ({}) must not exceed the window ({})", g.stride, g.window_side));
         }
-        if let Background::Below(t) = self.labelling.background {
-            if !(0.0..=1.0).contains(&t) {
-                return bad(format!("the background threshold must be between 0 and 1, not {t}"));
+        for b in [self.labelling.background, self.thresholds.plain, self.thresholds.refined] {
+            if let Background::Below(t) = b {
+                if !(0.0..=1.0).contains(&t) {
+                    return bad(format!("the background threshold must be between 0 and 1, not {t}"));
+                }
             }
         }
         Ok(())
@@ -145,13 +213,15 @@ pub struct WindowLayout {
     pub photo: (usize, usize),
     /// The settings that placed them.
     pub geometry: Geometry,
+    /// The photo's colours on the refinement grid, kept so an encoded photo can be refined.
+    pub guide: Guide,
 }
 
 impl WindowLayout {
     /// The windows of a `resized` photo, as [`windows`] places them.
-    pub fn new(resized: (usize, usize), photo: (usize, usize), geometry: Geometry) -> Self {
+    pub fn new(resized: (usize, usize), photo: (usize, usize), geometry: Geometry, guide: Guide) -> Self {
         let (origins, window) = windows(resized.0, resized.1, geometry.window_side, geometry.stride);
-        Self { origins, window, resized, photo, geometry }
+        Self { origins, window, resized, photo, geometry, guide }
     }
 
     /// The windows of a resized, normalised photo `(1, 3, H, W)`, as one batch `(B, 3, h, w)`.
@@ -267,6 +337,8 @@ struct WindowGroups {
     affinity: Vec<f32>,
     /// Whether each group's best affinity falls under the background threshold.
     background: Vec<bool>,
+    /// The best affinity of any group to any label.
+    best_affinity: f32,
 }
 
 impl WindowGroups {
@@ -297,7 +369,7 @@ impl WindowGroups {
         let mut best = vec![0u16; ch * cw];
         let maps = grouping.flatten_all()?.to_vec1::<f32>()?;
         resample::bilinear_argmax(&maps, g, features.grid, layout.window, |p, group| best[p] = group as u16);
-        Ok(Self { best, affinity, background })
+        Ok(Self { best, affinity, background, best_affinity: best_fg })
     }
 
     /// Adds this window's scores of class `k` (0 background: 1 where the pixel's group falls
@@ -321,8 +393,9 @@ impl WindowGroups {
 /// The official inference over a photo's encoded windows (`features`, one item per window of
 /// `layout`): a label per pixel of the photo. `labels` are the L2-normalised label embeddings,
 /// `classes` their names after [`BACKGROUND`]. One class's averaged scores over the resized photo
-/// are made at a time and offered to the photo's labelling ([`PhotoLabels`]): every class's at
-/// once were 4 MB at 448² for 4 labels, 21 MB for 20 labels at 597 × 448.
+/// are made at a time and offered to the photo's labelling ([`PhotoLabels`]), or, refined, to the
+/// refinement grid (a sixteenth of the pixels for 16-pixel patches): every class's at the resized
+/// photo's size at once were 4 MB at 448² for 4 labels, 21 MB for 20 labels at 597 × 448.
 pub fn compose(
     features: &ImageFeatures,
     layout: &WindowLayout,
@@ -344,19 +417,56 @@ pub fn compose(
             }
         }
     }
-    let mut labelling = PhotoLabels::new(layout.resized, layout.photo);
+    let c = labels.dim(0)?;
     let mut plane = vec![0f32; h * w];
-    for k in 0..labels.dim(0)? + 1 {
+    let class_plane = |k: usize, plane: &mut [f32]| {
         plane.fill(0.0);
         for (window, &origin) in windows.iter().zip(&layout.origins) {
-            window.add_class(k, &mut plane, origin, layout.window, w);
+            window.add_class(k, plane, origin, layout.window, w);
         }
         for (v, &n) in plane.iter_mut().zip(&count) {
             *v /= n as f32;
         }
+    };
+    let Some(refinement) = opts.refine else {
+        let mut labelling = PhotoLabels::new(layout.resized, layout.photo);
+        for k in 0..c + 1 {
+            class_plane(k, &mut plane);
+            labelling.offer(k, &plane);
+        }
+        return Ok(labelling.finish(classes));
+    };
+    let guide = &layout.guide;
+    let (gh, gw) = guide.size;
+    // Cell-major, the labels' scores side by side (background is decided after).
+    let mut scores = vec![0f32; gh * gw * c];
+    for k in 1..c + 1 {
+        class_plane(k, &mut plane);
+        refine::area_mean(&plane, (h, w), guide.size, &mut scores[k - 1..], c);
+    }
+    drop(plane);
+    Affinity::new(guide, &refinement.dilations_at(guide.scale)).refine(&mut scores, c, refinement.iterations());
+    let best_group = windows.iter().map(|w| w.best_affinity).fold(0f32, f32::max);
+    let mut labelling = PhotoLabels::new(guide.size, layout.photo);
+    let mut plane = vec![background_score(opts.background, best_group); gh * gw];
+    labelling.offer(0, &plane);
+    for k in 1..c + 1 {
+        for (p, cell) in plane.iter_mut().zip(scores.chunks_exact(c)) {
+            *p = cell[k - 1];
+        }
         labelling.offer(k, &plane);
     }
     Ok(labelling.finish(classes))
+}
+
+/// The background's score where labels are refined: the threshold, capped by the photo's best
+/// group–label affinity as the official inference caps it, so some pixel keeps a label; 0 (never
+/// above a label's) without background.
+pub fn background_score(background: Background, best_affinity: f32) -> f32 {
+    match background {
+        Background::Below(t) => t.min(best_affinity),
+        Background::Never => 0.0,
+    }
 }
 
 /// The photo's label map, made class by class: each class's scores `(h, w)` are resized

@@ -228,6 +228,10 @@ struct Options {
     short_side: Option<u32>,
     window: Option<usize>,
     stride: Option<usize>,
+    /// Refine the labels' scores over the photo's colours (default: the model's, else on).
+    refine: Option<bool>,
+    /// Refinement passes, 1–50 (default 10).
+    refine_iterations: Option<u32>,
     /// Prompt templates with `{}` for the label, or a preset's name: "single" (the default, "a
     /// photo of a {}."), "nvlabs" (NVlabs' 7) or "imagenet" (CLIP's 80).
     templates: Option<TemplatesOption>,
@@ -268,6 +272,9 @@ impl Options {
             window_side: self.window,
             stride: self.stride,
             background: self.background_threshold.map(|t| t.map_or(Background::Never, Background::Below)),
+            refine: self.refine,
+            refine_iterations: self.refine_iterations,
+            ..Default::default()
         };
         defaults.with(&overrides)
     }

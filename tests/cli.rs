@@ -37,7 +37,7 @@ fn segment_reports_a_broken_photo_and_does_the_rest() {
         .arg(&broken)
         .arg(model.join("photo.png"))
         .args(["--labels", "cat, dog, grass, sky", "--short-side", "40", "--window", "40", "--stride", "20"])
-        .args(["--background-threshold", &threshold, "--model"])
+        .args(["--background-threshold", &threshold, "--refine", "off", "--model"])
         .arg(&model)
         .arg("--out")
         .arg(out.path())

@@ -265,8 +265,8 @@ fn segmentation_on_the_gpu_backend_gives_the_reference_label_maps() {
     assert_eq!(groupseg::block_on(seg.segment(&photo, &labels, &Default::default(), &opts)).unwrap().label_map, as_map(&expected["photo_label_map_nobg"]));
 }
 
-/// GPU and CPU backends on the same photo: label maps identical except where the CPU's two best
-/// classes tie within float noise (recorded: the winning scores must then agree within 1e-4), and
+/// GPU and CPU backends on the same photo, refined and not: label maps identical except where the
+/// CPU's two best classes tie within float noise (recorded: the winning scores must then agree within 1e-4), and
 /// the same per-class summaries.
 fn backends_agree(model: &str, photo: &str, short_side: u32, window: usize, stride: usize) {
     backends_agree_on(&fixture(model), &fixture(photo), short_side, window, stride, 0);
@@ -284,8 +284,16 @@ fn backends_agree_on(dir: &std::path::Path, photo: &std::path::Path, short_side:
     let photo = preprocess::decode(&std::fs::read(photo).unwrap()).unwrap();
     // Seven labels: the top-5 restriction leaves two out of every window.
     let labels: Vec<String> = ["cat", "dog", "grass", "sky", "a red car", "water", "tree"].map(String::from).to_vec();
-    for threshold in [Background::Below(0.2), Background::Never] {
-        let opts = common::options(short_side, window, stride, threshold);
+    // Refinement lowers each pixel's best score (a random model's are low): its threshold is lower.
+    let cases = [
+        (Background::Below(0.2), None),
+        (Background::Never, None),
+        (Background::Below(0.15), Some(groupseg::Refinement::TCL)),
+        (Background::Never, Some(groupseg::Refinement::TCL)),
+    ];
+    for (threshold, refine) in cases {
+        let mut opts = common::options(short_side, window, stride, threshold);
+        opts.labelling.refine = refine;
         let want = groupseg::block_on(cpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
         let got = groupseg::block_on(gpu.segment(&photo, &labels, &Default::default(), &opts)).unwrap();
         assert_eq!((got.width, got.height), (want.width, want.height));
@@ -305,7 +313,11 @@ fn backends_agree_on(dir: &std::path::Path, photo: &std::path::Path, short_side:
         for (g, w) in got.summary.iter().zip(&want.summary) {
             assert!((g.share - w.share).abs() <= 1e-3, "{model}: {g:?} vs {w:?}");
         }
-        eprintln!("{model} threshold {threshold:?}: {} pixels, {ties} ties, {flips} group flips, {present} classes", got.label_map.len());
+        eprintln!(
+            "{model} threshold {threshold:?}, refined {}: {} pixels, {ties} ties, {flips} group flips, {present} classes",
+            refine.is_some(),
+            got.label_map.len()
+        );
     }
 }
 

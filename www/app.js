@@ -203,6 +203,7 @@ function options() {
   if ($('no-background').checked) o.backgroundThreshold = null;
   else if ($('threshold').value !== '') o.backgroundThreshold = Number($('threshold').value);
   if ($('box-threshold').value !== '') o.threshold = Number($('box-threshold').value);
+  o.refine = $('refine').checked;
   return o;
 }
 
@@ -635,7 +636,7 @@ $('model').onchange = (ev) => loadModel({ files: [...ev.target.files] });
 $('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); status('The model cache is empty.'); };
 
 // Labels: re-paint every photo when they change.
-for (const id of ['labels', 'caption', 'threshold', 'no-background', 'template', 'template-preset', 'box-threshold']) {
+for (const id of ['labels', 'caption', 'threshold', 'no-background', 'refine', 'template', 'template-preset', 'box-threshold']) {
   $(id).addEventListener('change', () => modelReady && photos.length && repaintAll());
 }
 for (const radio of document.querySelectorAll('input[name=mode]')) {

@@ -82,6 +82,19 @@ struct LabellingArgs {
     /// Label every pixel; no background class.
     #[arg(long)]
     no_background: bool,
+    /// Refine the labels' scores over the photo's colours (PAMR), so masks follow its edges
+    /// [default: the model's, else on].
+    #[arg(long, value_enum)]
+    refine: Option<Switch>,
+    /// Refinement passes (1-50) [default: 10].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=groupseg::refine::MAX_ITERATIONS as i64))]
+    refine_iterations: Option<u32>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 /// How a photo is segmented: prompts, windows and labelling (segment, detect and ground share them).
@@ -111,6 +124,9 @@ fn overrides(layout: &LayoutArgs, labelling: &LabellingArgs) -> SegmentOverrides
         } else {
             labelling.background_threshold.map(Background::Below)
         },
+        refine: labelling.refine.map(|s| matches!(s, Switch::On)),
+        refine_iterations: labelling.refine_iterations,
+        ..Default::default()
     }
 }
 
@@ -551,7 +567,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             Ok(failed)
         }
         Command::Groups { photos, model, layout, out } => {
-            let overrides = overrides(&layout, &LabellingArgs { background_threshold: None, no_background: false });
+            let overrides = overrides(&layout, &LabellingArgs { background_threshold: None, no_background: false, refine: None, refine_iterations: None });
             let (seg, opts) = prepare(&model, &overrides, &out)?;
             Ok(each_photo(&photos, |_, stem, photo| {
                 let encoded = groupseg::block_on(seg.encode(&photo, &opts.geometry)).map_err(|e| e.to_string())?;

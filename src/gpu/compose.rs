@@ -8,6 +8,7 @@ use candle_core::Tensor;
 use super::buffer::GpuTensor;
 use super::matmul::{BLayout, MatmulShape};
 use super::recorder::Recorder;
+use super::refine::Refine;
 use super::{dispatch, grid, pipeline, shader, shader_params, u32_of, uniform, Gpu, Kernel};
 use crate::error::{Error, Result};
 use crate::segment::{Background, LabelOptions, WindowLayout};
@@ -70,6 +71,7 @@ pub struct Compose {
     compose: Kernel,
     average: Kernel,
     label: Kernel,
+    refine: Refine,
 }
 
 impl Compose {
@@ -82,11 +84,12 @@ impl Compose {
             compose: pipeline(gpu, &module, "compose"),
             average: pipeline(gpu, &module, "average"),
             label: pipeline(gpu, &module, "label"),
+            refine: Refine::new(gpu),
         }
     }
 
     /// Records the labels' affinity to the encoding's groups and the composition into a label per
-    /// pixel of the photo; returns the label map (u32) and score buffers. `labels` are the
+    /// pixel of the photo (refined when the options say so); returns the label map (u32) and score buffers. `labels` are the
     /// L2-normalised label embeddings `(C, D)`, `scale` the capped temperature.
     pub(crate) fn record(
         &self,
@@ -138,8 +141,6 @@ impl Compose {
         let best = r.empty(&[b]);
         let sums = r.empty(&[c + 1, h, w]);
         let counts = r.empty(&[h, w]);
-        let label_map = r.empty(&[oh, ow]);
-        let scores = r.empty(&[oh, ow]);
         r.enc.clear_buffer(&sums.buffer, 0, None);
         r.enc.clear_buffer(&counts.buffer, 0, None);
         let u = uniform(gpu, &params);
@@ -164,6 +165,11 @@ impl Compose {
             dispatch(gpu, &mut r.enc, &self.compose, &bind, grid(layout.window.0 * layout.window.1, THREADS));
         }
         dispatch(gpu, &mut r.enc, &self.average, &[(5, &sums.buffer), (6, &counts.buffer), (9, &u)], grid(h * w, THREADS));
+        if let Some(refinement) = &opts.refine {
+            return self.refine.record(r, &sums, &best, layout, c, refinement, opts.background);
+        }
+        let label_map = r.empty(&[oh, ow]);
+        let scores = r.empty(&[oh, ow]);
         let bind = [(5, &sums.buffer), (7, &label_map.buffer), (8, &scores.buffer), (9, &u)];
         dispatch(gpu, &mut r.enc, &self.label, &bind, grid(oh * ow, THREADS));
         Ok((label_map, scores))

@@ -22,6 +22,7 @@ pub mod ops;
 pub mod profile;
 pub mod projection;
 pub mod recorder;
+pub mod refine;
 pub mod rows;
 pub mod vision;
 

@@ -134,8 +134,12 @@ pub struct SegmentationSection {
     pub short_side: Option<u32>,
     pub window: Option<usize>,
     pub stride: Option<usize>,
-    /// A pixel whose best label scores under this is background (0–1).
+    /// A group whose best label scores under this is background (0–1), without refinement.
     pub background_threshold: Option<f32>,
+    /// A pixel whose best refined score is under this is background (0–1), with refinement.
+    pub refined_background_threshold: Option<f32>,
+    /// Whether labels are refined over the photo's colours by default.
+    pub refine: Option<bool>,
 }
 
 fn default_projection_dim() -> usize {
@@ -194,8 +198,10 @@ impl GroupViTConfig {
         if seg.short_side == Some(0) || seg.window == Some(0) || seg.stride == Some(0) {
             return bad("segmentation: short_side, window and stride must be positive".into());
         }
-        if let Some(t) = seg.background_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
-            return bad(format!("segmentation: background_threshold {t} is not between 0 and 1"));
+        for (name, t) in [("background_threshold", seg.background_threshold), ("refined_background_threshold", seg.refined_background_threshold)] {
+            if let Some(t) = t.filter(|t| !(0.0..=1.0).contains(t)) {
+                return bad(format!("segmentation: {name} {t} is not between 0 and 1"));
+            }
         }
         if v.patch_size == 0 || v.image_size < v.patch_size {
             return bad(format!("patch_size {} does not fit image_size {}", v.patch_size, v.image_size));

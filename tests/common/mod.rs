@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture paths and tolerant comparison.
 #![allow(dead_code)]
 
+pub mod shapes;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -20,9 +22,16 @@ pub fn model(path: &Path) -> GroupViTModel {
     GroupViTModel::new(vb, &config).unwrap()
 }
 
-/// The official options with this geometry and background.
+/// The official options (NVlabs' inference, unrefined) with this geometry and background.
 pub fn options(short_side: u32, window: usize, stride: usize, background: Background) -> SegmentOptions {
-    let o = SegmentOverrides { short_side: Some(short_side), window_side: Some(window), stride: Some(stride), background: Some(background) };
+    let o = SegmentOverrides {
+        short_side: Some(short_side),
+        window_side: Some(window),
+        stride: Some(stride),
+        background: Some(background),
+        refine: Some(false),
+        ..Default::default()
+    };
     SegmentOptions::default().with(&o).unwrap()
 }
 

@@ -56,6 +56,9 @@ anything else in photos. For photos, load `nvidia/groupvit-gcc-redcaps` or `nvid
 - Segmentation: scenes resized to {side} pixels a side (one window), background threshold {threshold}:
   the best pair on 200 validation scenes, each with its phrases and two distractors (mIoU {miou:.3f},
   pixel accuracy {pixel:.3f}). The held-out test figures are in the repository's README.
+- Refinement (pixel-adaptive mask refinement over the photo's colours, TCL's 10 iterations at
+  dilations 1, 2, 4, 8, 12, 24) is on by default, with background threshold {refined}, chosen by
+  `tools/shapes/tune.rs` on the same validation scenes.
 """
 
 
@@ -81,6 +84,8 @@ def main():
     ap.add_argument("src")
     ap.add_argument("dst")
     ap.add_argument("--stage", action="append", default=[], help="each training stage's directory (train.py's OUT), in order")
+    ap.add_argument("--refined-threshold", type=float, default=0.55,
+                    help="background threshold with refinement, chosen by tools/shapes/tune.rs on the validation scenes")
     args = ap.parse_args()
     os.makedirs(args.dst, exist_ok=True)
     weights = load_file(os.path.join(args.src, "model.safetensors"))
@@ -94,8 +99,12 @@ def main():
     size = config["vision_config"]["image_size"]
     validation = validation_settings(args.dst, size)
     threshold, side = validation["threshold"], validation["side"]
+    # Refinement's threshold is chosen on the same validation scenes by tools/shapes/tune.rs (PAMR
+    # runs in groupseg, not here): `cargo run --release --example tune-shapes`, then
+    # --refined-threshold.
     config["segmentation"] = {"short_side": side, "window": side, "stride": side // 2,
-                              "background_threshold": threshold}
+                              "background_threshold": threshold,
+                              "refined_background_threshold": args.refined_threshold, "refine": True}
     with open(os.path.join(args.dst, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
 
@@ -125,7 +134,7 @@ def main():
                     f"output groups {v['num_output_groups']}"),
             text=f"width {t['hidden_size']}, {t['num_hidden_layers']} layers, context {t['max_position_embeddings']}",
             vocab=t["vocab_size"], train=train, miou=validation["miou"], pixel=validation["pixel_accuracy"],
-            threshold=threshold, side=side))
+            threshold=threshold, side=side, refined=args.refined_threshold))
     size = sum(os.path.getsize(os.path.join(args.dst, n)) for n in os.listdir(args.dst))
     print(f"{args.dst}: {size / 1e6:.1f} MB")
 
