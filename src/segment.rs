@@ -589,6 +589,22 @@ mod tests {
     }
 
     #[test]
+    fn switching_refinement_switches_to_the_models_threshold_for_it() {
+        let model = SegmentOverrides { plain_threshold: Some(0.6), refined_threshold: Some(0.4), refine: Some(true), ..Default::default() };
+        let opts = SegmentOptions::for_image_size(64).with(&model).unwrap();
+        assert_eq!((opts.labelling.refine, opts.labelling.background), (Some(Refinement::TCL), Background::Below(0.4)));
+        let off = opts.with(&SegmentOverrides { refine: Some(false), ..Default::default() }).unwrap();
+        assert_eq!((off.labelling.refine, off.labelling.background), (None, Background::Below(0.6)));
+        // A threshold the user names holds either way; iterations need refinement on.
+        let mine = SegmentOverrides { refine: Some(false), background: Some(Background::Below(0.3)), ..Default::default() };
+        assert_eq!(opts.with(&mine).unwrap().labelling.background, Background::Below(0.3));
+        let five = opts.with(&SegmentOverrides { refine_iterations: Some(5), ..Default::default() }).unwrap();
+        assert_eq!(five.labelling.refine.map(|r| r.iterations()), Some(5));
+        let e = off.with(&SegmentOverrides { refine_iterations: Some(5), ..Default::default() }).unwrap_err();
+        assert!(e.to_string().contains("refinement off"), "{e}");
+    }
+
+    #[test]
     fn windows_follow_mmseg_slide_inference() {
         // 448 × 597: two windows side by side, the second flush with the right edge.
         let (w, size) = windows(448, 597, 448, 224);
