@@ -163,27 +163,31 @@ impl Affinity {
         let mut weights = vec![0f32; plane * n];
         weights.par_chunks_mut(w * n).enumerate().for_each(|(y, row)| {
             let mut logits = vec![0f32; n];
+            let mut near = vec![0usize; n];
             for (x, cell) in row.chunks_exact_mut(n).enumerate() {
                 let i = y * w + x;
                 logits.fill(0.0);
+                for (j, &o) in near.iter_mut().zip(&offsets) {
+                    *j = at(y, x, o);
+                }
                 for c in 0..3 {
                     let v = &px[c * plane..(c + 1) * plane];
                     // The standard deviation over the centre and its neighbours, the centre counted
                     // once per dilation (PAMR's stencils each hold it), unbiased as torch.std.
                     let samples = dilations.len() * 9;
                     let mut sum = v[i] * dilations.len() as f32;
-                    for &o in &offsets {
-                        sum += v[at(y, x, o)];
+                    for &j in &near {
+                        sum += v[j];
                     }
                     let mean = sum / samples as f32;
                     let mut sq = (v[i] - mean).powi(2) * dilations.len() as f32;
-                    for &o in &offsets {
-                        sq += (v[at(y, x, o)] - mean).powi(2);
+                    for &j in &near {
+                        sq += (v[j] - mean).powi(2);
                     }
                     let std = (sq / (samples - 1) as f32).sqrt();
                     let unit = 1e-8 + 0.1 * std;
-                    for (l, &o) in logits.iter_mut().zip(&offsets) {
-                        *l -= (v[i] - v[at(y, x, o)]).abs() / unit / 3.0;
+                    for (l, &j) in logits.iter_mut().zip(&near) {
+                        *l -= (v[i] - v[j]).abs() / unit / 3.0;
                     }
                 }
                 let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
