@@ -8,6 +8,7 @@
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 #   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~3.5 hours, resumable)
 #   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint), MINUTES each (10)
+#   ./build.sh lexicon    rewrite src/phrases/lexicon.txt from wink-lexicon (npm)
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -235,8 +236,11 @@ PY
     need_reference
     .venv-ref/bin/python tests/fixtures/make_fixtures.py
     ;;
+  lexicon)
+    (cd tools/lexicon && npm ci --no-audit --no-fund --loglevel=error && node build.mjs)
+    ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,10p' "$0"
     exit 2
     ;;
 esac

@@ -1,9 +1,16 @@
-//! A caption into the phrases to ground, with no model: a rule-based noun-phrase chunker.
+//! A caption into the phrases to ground, with no model: a noun-phrase chunker over a
+//! part-of-speech lexicon (`lexicon`).
 //!
 //! "a man riding a brown horse next to a red car" → "a man", "a brown horse", "a red car". A phrase
-//! is a run of words (determiners, numbers, adjectives, nouns) that prepositions, verbs,
-//! conjunctions, pronouns and punctuation end. GLIP's prompt style ("horse. red car. person.") keeps
-//! each short dot-separated part whole.
+//! is a run of words (determiners, numbers, adjectives, nouns) that prepositions, conjunctions,
+//! pronouns, verbs and punctuation end. Which words can be verbs, nouns or adjectives, and which
+//! they usually are, the lexicon says; the closed classes (determiners, prepositions, conjunctions,
+//! pronouns) are listed here. A caption of labels ("horse. red car." in GLIP's prompt style, or one
+//! label such as "red square") keeps each label whole.
+
+mod lexicon;
+
+use lexicon::Pos;
 
 /// A phrase of a caption: its words and where they lie.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -53,107 +60,141 @@ const PRONOUNS: &[&str] = &[
     "there", "here", "itself", "himself", "herself", "themselves", "someone", "something",
 ];
 
-/// Verbs a caption uses, in the forms it uses them; words ending in "-ing" are verbs too unless
-/// listed in [`ING_NOUNS`].
-const VERBS: &[&str] = &[
-    "is", "are", "was", "were", "be", "been", "being", "am", "has", "have", "had", "does", "do", "did", "can",
-    "could", "will", "would", "may", "might", "must", "should", "sit", "sits", "sat", "stand", "stands", "stood",
-    "hold", "holds", "held", "ride", "rides", "rode", "eat", "eats", "ate", "look", "looks", "looked", "walk",
-    "walks", "walked", "run", "runs", "ran", "lie", "lies", "lay", "lays", "play", "plays", "played", "sleep",
-    "sleeps", "slept", "fly", "flies", "flew", "carry", "carries", "carried", "wear", "wears", "wore", "jump",
-    "jumps", "jumped", "swim", "swims", "swam", "drive", "drives", "drove", "park", "parks", "parked", "grow",
-    "grows", "grew", "hang", "hangs", "hung", "lean", "leans", "leaned", "rest", "rests", "rested", "cross",
-    "crosses", "crossed", "chase", "chases", "chased", "watch", "watches", "watched", "pull", "pulls", "pulled",
-    "push", "pushes", "pushed", "throw", "throws", "threw", "catch", "catches", "caught", "kick", "kicks",
-    "kicked", "cover", "covers", "covered", "fill", "fills", "filled", "face", "faces", "faced", "wait", "waits",
-    "waited", "surround", "surrounds", "surrounded", "show", "shows", "showed", "shown", "contain", "contains",
-    "seen", "sees", "see", "saw", "read", "reads", "make", "makes", "made", "take", "takes", "took", "taken",
-    "go", "goes", "went", "gone", "come", "comes", "came", "get", "gets", "got", "give", "gives", "gave",
-    "feed", "feeds", "fed", "hit", "hits", "float", "floats", "floated", "stare", "stares", "stared", "perch",
-    "perches", "perched", "fall", "falls", "fell", "shine", "shines", "shone", "graze", "grazes", "grazed",
-    "land", "lands", "landed", "climb", "climbs", "climbed", "hug", "hugs", "hugged", "kiss", "kisses",
-    "kissed", "talk", "talks", "talked", "smile", "smiles", "smiled", "cut", "cuts", "pose", "poses", "posed",
-    "placed", "filled", "stacked", "topped", "made", "seated", "dressed", "painted", "stuffed", "loaded",
-    "wrapped", "attached", "mounted", "shaped", "colored", "coloured", "set", "sets", "dance", "dances", "danced",
-    "sing", "sings", "sang", "point", "points", "pointed", "reach", "reaches", "reached", "bite", "bites", "lick",
-    "licks", "sniff", "sniffs", "touch", "touches", "touched", "turn", "turns", "turned", "move", "moves", "moved",
-    "write", "writes", "wrote", "cook", "cooks", "cooked", "drink", "drinks", "drank", "smell", "smells", "wash",
-    "washes", "washed", "help", "helps", "helped", "build", "builds", "built", "fix", "fixes", "fixed", "serve",
-    "serves", "served", "enter", "enters", "entered", "bring", "brings", "brought", "use", "uses", "used", "need",
-    "needs", "want", "wants", "love", "loves", "appear", "appears", "seem", "seems", "become", "becomes",
-    "remain", "remains", "lead", "leads", "follow", "follows", "meet", "meets", "join", "joins", "share",
-    "shares", "sell", "sells", "sold", "buy", "buys", "bought", "hide", "hides", "stretch", "stretches", "bend",
-    "bends", "kneel", "kneels", "dive", "dives", "skate", "skates", "glide", "glides", "sail", "sails", "slide",
-    "slides", "balance", "balances", "try", "tries", "tried", "prepare", "prepares", "prepared", "sleep",
-];
+/// Nouns of place that with "of" make a relation, not an object ("in front of", "to the left of").
+const RELATION_NOUNS: &[&str] = &["front", "back", "rear", "left", "right", "top", "bottom", "middle", "center", "centre", "side"];
 
-/// Words ending in "-ing" that are nouns, not verbs.
-const ING_NOUNS: &[&str] = &[
-    "building", "buildings", "ceiling", "ceilings", "painting", "paintings", "clothing", "king", "kings", "ring",
-    "rings", "thing", "things", "string", "strings", "wing", "wings", "morning", "evening", "swing", "swings",
-    "spring", "railing", "railings", "pudding", "stuffing", "icing", "frosting", "wedding", "bedding", "sibling",
-    "siblings", "duckling", "ducklings", "seedling", "sling", "awning", "awnings", "lightning", "dumpling",
-    "dumplings", "earring", "earrings", "stocking", "stockings", "toppings", "ping",
-];
-
-/// Adjectives that name no object on their own: a phrase of only these is dropped ("the car is red"
-/// grounds "the car", not "red").
-const ADJECTIVES: &[&str] = &[
-    "red", "green", "blue", "yellow", "orange", "purple", "pink", "brown", "black", "white", "grey", "gray",
-    "golden", "silver", "dark", "light", "bright", "big", "small", "large", "little", "tall", "short", "long",
-    "old", "young", "new", "wet", "dry", "empty", "full", "open", "closed", "happy", "sad", "clean", "dirty",
-    "wooden", "metal", "round", "square", "many", "several", "few", "other", "very", "too", "also", "together",
-    "alone", "close", "far", "away", "each", "all", "both", "only", "just", "not", "still",
-];
-
-/// Where a phrase stops: this word ends it and is not part of it. `after_modifier`: the word
-/// before it in the phrase is a determiner or an adjective, which makes a verb form a noun or an
-/// adjective ("a green cross", "the running man").
-fn ends_phrase(word: &str, after_modifier: bool) -> bool {
-    let w = lower(word);
-    let w = w.as_str();
-    if PREPOSITIONS.contains(&w) || CONJUNCTIONS.contains(&w) || PRONOUNS.contains(&w) {
-        return true;
+/// What a word usually is: the closed classes as listed here, then the lexicon; numerals are
+/// numbers, and a word the lexicon lacks is a verb if it ends in "-ing", a plural noun if in "-s",
+/// else a noun.
+fn usually(w: &str) -> Pos {
+    if DETERMINERS.contains(&w) {
+        Pos::Determiner
+    } else if PREPOSITIONS.contains(&w) {
+        Pos::Preposition
+    } else if CONJUNCTIONS.contains(&w) {
+        Pos::Conjunction
+    } else if PRONOUNS.contains(&w) {
+        Pos::Pronoun
+    } else if w.parse::<f64>().is_ok() {
+        Pos::Number
+    } else if let Some(found) = lexicon::lookup(w) {
+        found.usually()
+    } else if w.len() > 4 && w.ends_with("ing") {
+        Pos::Gerund
+    } else if w.len() > 3 && w.ends_with('s') && !w.ends_with("ss") {
+        Pos::PluralNoun
+    } else {
+        Pos::Noun
     }
-    if after_modifier {
+}
+
+/// Whether `w` can be `pos` by the lexicon.
+fn can_be(w: &str, pos: Pos) -> bool {
+    lexicon::lookup(w).is_some_and(|found| found.can_be(|p| p == pos))
+}
+
+/// Whether `w` can name something: a noun by the lexicon, or a word it lacks.
+fn can_be_noun(w: &str) -> bool {
+    lexicon::lookup(w).is_none_or(|found| found.can_be(Pos::is_noun))
+}
+
+/// The phrase being gathered.
+#[derive(Clone, Copy)]
+struct Open {
+    start: usize,
+    end: usize,
+    /// It came right after a verb ("is red").
+    after_verb: bool,
+}
+
+/// The word before the one being read, within the sentence.
+#[derive(Clone, Copy, Default)]
+struct Before {
+    /// A determiner, an adjective or a number, which makes the next word part of its phrase even
+    /// where it could be a verb ("a green cross", "the running man").
+    modifier: bool,
+    /// A noun, and of how many.
+    noun: Option<Pos>,
+    /// A verb, or a word ended by one.
+    verb: bool,
+}
+
+impl Before {
+    fn of(w: &str) -> Self {
+        let pos = usually(w);
+        Self {
+            modifier: matches!(pos, Pos::Determiner | Pos::Adjective | Pos::Number),
+            noun: pos.is_noun().then_some(pos),
+            verb: pos.is_verb(),
+        }
+    }
+}
+
+/// A closed-class word that ends a phrase and is not part of one.
+fn closed_ender(w: &str) -> bool {
+    PREPOSITIONS.contains(&w) || CONJUNCTIONS.contains(&w) || PRONOUNS.contains(&w)
+}
+
+/// Whether `w` (lower case) is the verb after a phrase. After a noun, by agreement (`in_sentence`):
+/// a singular noun takes a third-person form ("the sun sets", "a cat watches"), not a base form ("a
+/// teddy bear"); a plural noun takes a base form ("two dogs chase"); either takes an "-ing" or a
+/// past form that is usually a verb, or any "-ing" form ("an elephant drinking"). Elsewhere, a
+/// word that is usually a verb.
+fn is_verb_here(w: &str, before: Before, open: Option<&Open>, in_sentence: bool) -> bool {
+    // The lexicon lists rare tags of closed-class words too ("the" as a verb): not here.
+    if (open.is_some() && before.modifier) || DETERMINERS.contains(&w) {
         return false;
     }
-    VERBS.contains(&w) || (w.len() > 4 && w.ends_with("ing") && !ING_NOUNS.contains(&w))
-}
-
-/// Determiners and adjectives modify the word after them.
-fn is_modifier(word: &str) -> bool {
-    let w = lower(word);
-    DETERMINERS.contains(&w.as_str()) || ADJECTIVES.contains(&w.as_str()) || w.parse::<f64>().is_ok()
-}
-
-/// Determiners open a phrase: one after other words starts the next phrase ("dogs the cat").
-fn opens_phrase(word: &str) -> bool {
-    DETERMINERS.contains(&lower(word).as_str())
+    let pos = usually(w);
+    match before.noun.filter(|_| in_sentence) {
+        Some(Pos::PluralNoun) => {
+            (pos.is_verb() && pos != Pos::ThirdPersonVerb) || (can_be(w, Pos::Verb) && pos != Pos::PluralNoun)
+        }
+        Some(_) => {
+            matches!(pos, Pos::ThirdPersonVerb | Pos::Gerund | Pos::PastVerb | Pos::Modal)
+                || can_be(w, Pos::ThirdPersonVerb)
+                || (w.ends_with("ing") && can_be(w, Pos::Gerund))
+        }
+        None => pos.is_verb(),
+    }
 }
 
 /// The phrases of `caption`, in order, each once per occurrence.
 pub fn chunk(caption: &str) -> Vec<Phrase> {
     let parts = sentence_parts(caption);
-    // GLIP's prompt style: several short parts ended by dots, with no preposition, conjunction or
-    // verb in them, are phrases as they stand ("traffic light. dining table.").
-    let prompt_style = parts.len() >= 2
-        && parts.iter().all(|&(s, e)| {
-            let words: Vec<String> = caption[s..e].split_whitespace().map(lower).collect();
-            words.len() <= 4
-                && !words.iter().any(|w| {
-                    PREPOSITIONS.contains(&w.as_str()) || CONJUNCTIONS.contains(&w.as_str()) || VERBS.contains(&w.as_str())
-                })
-        });
+    // Labels ended by dots (GLIP's prompt style: "traffic light. dining table."), or one label
+    // ("red square"): each part is a phrase as it stands.
+    let labels = parts.iter().all(|&(s, e)| is_label(caption, s, e));
     let mut out = Vec::new();
     for (s, e) in parts {
-        if prompt_style {
+        if labels {
             out.push(Phrase { text: caption[s..e].to_owned(), start: s, end: e });
         } else {
             chunk_part(caption, s, e, &mut out);
         }
     }
     out
+}
+
+/// A label: at most four words, unbroken by punctuation, with no preposition, conjunction or
+/// pronoun, and no word after its first that is usually a verb ("bus stops" is a label, "a train
+/// arrives" is not).
+fn is_label(caption: &str, start: usize, end: usize) -> bool {
+    let words = words(caption, start, end);
+    if words.len() > 4 || words.iter().rev().skip(1).any(|&(_, _, punct)| punct) {
+        return false;
+    }
+    let mut before = Before::default();
+    let mut open: Option<Open> = None;
+    for &(ws, we, _) in &words {
+        let w = lower(&caption[ws..we]);
+        if closed_ender(&w) || (open.is_some() && is_verb_here(&w, before, open.as_ref(), false)) {
+            return false;
+        }
+        open.get_or_insert(Open { start: ws, end: we, after_verb: false });
+        before = Before::of(&w);
+    }
+    true
 }
 
 /// The trimmed, non-empty spans between sentence ends ('.', '!', '?', ';', '\n').
@@ -176,44 +217,47 @@ fn sentence_parts(caption: &str) -> Vec<(usize, usize)> {
 
 /// Chunks `caption[start..end]` (one sentence) into `out`.
 fn chunk_part(caption: &str, start: usize, end: usize, out: &mut Vec<Phrase>) {
-    let mut current: Option<(usize, usize)> = None;
-    let flush = |current: &mut Option<(usize, usize)>, out: &mut Vec<Phrase>| {
-        if let Some((s, e)) = current.take() {
-            let text = &caption[s..e];
-            // After a determiner the last word is a noun even if it can be an adjective ("a red
-            // square"); without one, adjectives alone name nothing ("the car is red").
-            let words: Vec<String> = text.split_whitespace().map(lower).collect();
-            let determined = words.len() >= 2 && DETERMINERS.contains(&words[0].as_str());
-            let names_something = determined
-                || words.iter().any(|w| {
-                    !DETERMINERS.contains(&w.as_str()) && !ADJECTIVES.contains(&w.as_str()) && w.chars().any(char::is_alphabetic)
-                });
-            if names_something {
-                out.push(Phrase { text: text.to_owned(), start: s, end: e });
-            }
+    // `next`: the word that ended the phrase, if any.
+    let flush = |open: &mut Option<Open>, next: Option<&str>, out: &mut Vec<Phrase>| {
+        let Some(o) = open.take() else { return };
+        let text = &caption[o.start..o.end];
+        let words: Vec<String> = text.split_whitespace().map(lower).collect();
+        let head = words.last().map_or("", String::as_str);
+        // After a determiner the last word is a noun even if it is usually an adjective ("a red
+        // square"); without one, a word that is usually an adjective after a verb names nothing
+        // ("the car is red"), nor does a word that cannot be a noun.
+        let determined = words.len() >= 2 && DETERMINERS.contains(&words[0].as_str());
+        let names_something = head.chars().any(char::is_alphabetic)
+            && (determined || (can_be_noun(head) && !(o.after_verb && usually(head) == Pos::Adjective)));
+        // "in front of", "to the left of": a relation, not an object.
+        let relation = next == Some("of") && RELATION_NOUNS.contains(&head);
+        if names_something && !relation {
+            out.push(Phrase { text: text.to_owned(), start: o.start, end: o.end });
         }
     };
-    let mut previous: Option<&str> = None;
+    let mut open: Option<Open> = None;
+    let mut before = Before::default();
     for (ws, we, punct_after) in words(caption, start, end) {
-        let word = &caption[ws..we];
-        let after_modifier = current.is_some() && previous.is_some_and(is_modifier);
-        previous = Some(word);
-        if ends_phrase(word, after_modifier) {
-            flush(&mut current, out);
+        let w = lower(&caption[ws..we]);
+        if closed_ender(&w) || is_verb_here(&w, before, open.as_ref(), true) {
+            flush(&mut open, Some(&w), out);
+            before = Before { verb: !closed_ender(&w), ..Default::default() };
         } else {
-            if opens_phrase(word) && current.is_some() {
-                flush(&mut current, out);
+            // A determiner opens a new phrase ("dogs the cat").
+            if DETERMINERS.contains(&w.as_str()) {
+                flush(&mut open, Some(&w), out);
             }
-            current = Some(match current {
-                Some((s, _)) => (s, we),
-                None => (ws, we),
-            });
+            let after_verb = before.verb;
+            let o = open.get_or_insert(Open { start: ws, end: we, after_verb });
+            o.end = we;
+            before = Before::of(&w);
         }
         if punct_after {
-            flush(&mut current, out);
+            flush(&mut open, None, out);
+            before = Before::default();
         }
     }
-    flush(&mut current, out);
+    flush(&mut open, None, out);
 }
 
 /// The words of `caption[start..end]` as byte spans, without surrounding punctuation (hyphens and
