@@ -66,6 +66,10 @@ export interface SegmentOptions {
   refine?: boolean;
   /** Refinement passes, 1–50 (default 10). */
   refineIterations?: number;
+  /** The groups also compete with the empty prompt, and what it takes is background (default
+   * false; `ground` turns it on, since a softmax over one or two phrases alone takes the whole
+   * photo). */
+  nothingPrompt?: boolean;
   /** The photo's short side is resized to this before segmenting (default: twice the model's
    * training size, 448 for the published checkpoints). */
   shortSide?: number;

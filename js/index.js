@@ -707,7 +707,8 @@ export class Segmenter {
     this.#live();
     const labels = phraseLabels(caption);
     if (!labels.length) throw new Error(`No phrase to ground in the caption ${JSON.stringify(caption)}: name something, e.g. "a dog on a sofa"`);
-    return (await this.segment(image, labels, options)).ground(caption, options);
+    // The phrases compete with the empty prompt: one phrase alone would else take the whole photo.
+    return (await this.segment(image, labels, { ...options, nothingPrompt: true })).ground(caption, options);
   }
 
   /**

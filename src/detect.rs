@@ -78,20 +78,32 @@ pub struct DetectOptions {
     pub min_area: f32,
     /// A box overlapping a better one (any label) by more than this IoU is dropped; 1 keeps all.
     pub nms_iou: f32,
+    /// Fragments of a label this close (share of the photo's longer side, at least 2 pixels) are
+    /// one object.
+    pub merge_gap: f32,
+    /// A region smaller than this share of its label's largest region is a stray fragment (pixels
+    /// around another object taking the label), not an object of its own.
+    pub fragment_share: f32,
 }
 
 impl Default for DetectOptions {
     /// transformers.js's zero-shot detection threshold (0.1), every detection, regions of at least
     /// 0.1 % of the photo, suppression above IoU 0.5.
     fn default() -> Self {
-        Self { threshold: 0.1, top_k: None, min_area: 0.001, nms_iou: 0.5 }
+        Self { threshold: 0.1, top_k: None, min_area: 0.001, nms_iou: 0.5, merge_gap: 0.02, fragment_share: 0.1 }
     }
 }
 
 impl DetectOptions {
     /// Says which option is out of its range.
     pub fn check(&self) -> Result<()> {
-        for (name, v) in [("threshold", self.threshold), ("minimum area", self.min_area), ("NMS IoU", self.nms_iou)] {
+        for (name, v) in [
+            ("threshold", self.threshold),
+            ("minimum area", self.min_area),
+            ("NMS IoU", self.nms_iou),
+            ("merge gap", self.merge_gap),
+            ("fragment share", self.fragment_share),
+        ] {
             if !(0.0..=1.0).contains(&v) {
                 return Err(Error::InvalidInput(format!("the detection {name} must be between 0 and 1, not {v}")));
             }
@@ -124,14 +136,15 @@ impl Region {
     }
 }
 
-/// How far apart (pixels) two fragments of a label may lie and still be one object: 2 % of the
+/// How far apart (pixels) two fragments of a label may lie and still be one object: `share` of the
 /// photo's longer side, at least 2 pixels.
-fn merge_gap(width: u32, height: u32) -> u32 {
-    ((width.max(height) as f32 * 0.02).round() as u32).max(2)
+fn merge_gap(width: u32, height: u32, share: f32) -> u32 {
+    ((width.max(height) as f32 * share).round() as u32).max(2)
 }
 
-/// Every label's regions (4-connected, fragments merged), unfiltered, in no particular order.
-pub fn regions(seg: &Segmentation) -> Vec<Detection> {
+/// Every label's regions (4-connected, fragments within `merge_gap` of the longer side merged),
+/// unfiltered, in no particular order.
+pub fn regions(seg: &Segmentation, merge_gap_share: f32) -> Vec<Detection> {
     let (w, h) = (seg.width as usize, seg.height as usize);
     let map = &seg.label_map;
     const NONE: u32 = u32::MAX;
@@ -178,7 +191,7 @@ pub fn regions(seg: &Segmentation) -> Vec<Detection> {
     }
 
     // Fragments of one label close to each other are one object: merge until nothing changes.
-    let gap = merge_gap(seg.width, seg.height);
+    let gap = merge_gap(seg.width, seg.height, merge_gap_share);
     // `merged_into[j]`: the region fragment j was merged into (itself while it stands alone).
     let mut merged_into: Vec<usize> = (0..found.len()).collect();
     let mut merged: Vec<Option<Region>> = found.into_iter().map(Some).collect();
@@ -246,21 +259,17 @@ pub fn regions(seg: &Segmentation) -> Vec<Detection> {
         .collect()
 }
 
-/// A region smaller than this share of its label's largest region is a stray fragment (pixels
-/// around another object taking the label), not an object of its own.
-const FRAGMENT_SHARE: f64 = 0.1;
-
 /// The objects of a segmentation, best first.
 pub fn detect(seg: &Segmentation, opts: &DetectOptions) -> Vec<Detection> {
     let min_pixels = opts.min_area as f64 * seg.width as f64 * seg.height as f64;
-    let all = regions(seg);
+    let all = regions(seg, opts.merge_gap);
     let mut largest = vec![0u64; seg.classes.len()];
     for d in &all {
         largest[d.class] = largest[d.class].max(d.area);
     }
     let mut candidates: Vec<Detection> = all
         .into_iter()
-        .filter(|d| d.area as f64 >= min_pixels.max(FRAGMENT_SHARE * largest[d.class] as f64) && d.score >= opts.threshold)
+        .filter(|d| d.area as f64 >= min_pixels.max(opts.fragment_share as f64 * largest[d.class] as f64) && d.score >= opts.threshold)
         .collect();
     candidates.sort_by(|a, b| b.score.total_cmp(&a.score).then(b.area.cmp(&a.area)).then(a.class.cmp(&b.class)));
     let mut kept: Vec<Detection> = Vec::new();
@@ -341,7 +350,7 @@ mod tests {
     #[test]
     fn the_anchor_lies_inside_a_ring_shaped_region() {
         let rows = ["11111", "10001", "10001", "10001", "11111"];
-        let d = regions(&seg(&rows, &["background", "ring"], 1.0));
+        let d = regions(&seg(&rows, &["background", "ring"], 1.0), DetectOptions::default().merge_gap);
         let (x, y) = d[0].anchor;
         assert_eq!(rows[y as usize].as_bytes()[x as usize], b'1');
     }

@@ -459,12 +459,13 @@ impl Segmenter {
         check_embeddings(labels, embeddings)?;
         self.check_options(opts)?;
         let (windows, layout) = self.windows(photo, &opts.geometry)?;
-        let classes = classes(labels);
-        let job = self.composition(&layout, embeddings, &classes, &opts.labelling);
-        match &self.image {
-            Image::Cpu(b) => b.segment(windows, &job).await,
-            Image::Gpu(b) => b.segment(windows, &job).await,
-        }
+        let (embeddings, classes) = self.with_nothing(embeddings.clone(), labels, &opts.labelling).await?;
+        let job = self.composition(&layout, &embeddings, &classes, &opts.labelling);
+        let seg = match &self.image {
+            Image::Cpu(b) => b.segment(windows, &job).await?,
+            Image::Gpu(b) => b.segment(windows, &job).await?,
+        };
+        Ok(if opts.labelling.nothing_prompt { seg.last_class_as_background() } else { seg })
     }
 
     /// Runs the image encoder over a photo's windows once, for [`Segmenter::segment_encoded`] to
@@ -492,14 +493,30 @@ impl Segmenter {
             return Err(Error::InvalidInput("the photo was encoded by another segmenter: encode it with this one".into()));
         }
         let embeddings = self.label_embeddings(labels, templates).await?;
-        let classes = classes(labels);
+        let (embeddings, classes) = self.with_nothing(embeddings, labels, opts).await?;
         let job = self.composition(&encoded.layout, &embeddings, &classes, opts);
-        match (&self.image, &encoded.encoding) {
-            (Image::Cpu(b), Encoding::Cpu(e)) => b.compose(e, &job).await,
-            (Image::Gpu(b), Encoding::Gpu(e)) => b.compose(e, &job).await,
+        let seg = match (&self.image, &encoded.encoding) {
+            (Image::Cpu(b), Encoding::Cpu(e)) => b.compose(e, &job).await?,
+            (Image::Gpu(b), Encoding::Gpu(e)) => b.compose(e, &job).await?,
             // The owner check above rules this out: a segmenter keeps its backend.
-            _ => Err(Error::InvalidInput("the photo was encoded on another backend".into())),
+            _ => return Err(Error::InvalidInput("the photo was encoded on another backend".into())),
+        };
+        Ok(if opts.nothing_prompt { seg.last_class_as_background() } else { seg })
+    }
+
+    /// The labels' embeddings and the segmentation's classes, with the empty prompt's after them
+    /// where `opts.nothing_prompt`.
+    async fn with_nothing(&self, embeddings: Tensor, labels: &[String], opts: &LabelOptions) -> Result<(Tensor, Vec<String>)> {
+        let mut classes = classes(labels);
+        if !opts.nothing_prompt {
+            return Ok((embeddings, classes));
         }
+        if labels.len() >= MAX_LABELS {
+            return Err(Error::InvalidInput(format!("{} labels and the empty prompt are more than the {MAX_LABELS} one run takes", labels.len())));
+        }
+        let nothing = self.embed_labels(&[String::new()], &Templates::default()).await?;
+        classes.push(String::new());
+        Ok((Tensor::cat(&[&embeddings, &nothing], 0)?, classes))
     }
 
     /// The groups each grouping block formed in an encoded photo, with no labels (the groups view):

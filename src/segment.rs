@@ -48,6 +48,10 @@ pub struct LabelOptions {
     pub top_k: usize,
     /// Ceiling of the contrastive temperature, as in the official evaluation.
     pub max_logit_scale: f32,
+    /// The groups also compete with the empty prompt (the default template around no words), and
+    /// what it takes is background. Grounding sets it: scores are a softmax over the labels, so a
+    /// caption of one or two phrases would otherwise paint the whole photo with them.
+    pub nothing_prompt: bool,
 }
 
 /// The background a model is made for, with refinement and without: refinement shrinks each
@@ -93,6 +97,7 @@ pub struct SegmentOverrides {
     /// Refinement on or off; its iterations.
     pub refine: Option<bool>,
     pub refine_iterations: Option<u32>,
+    pub nothing_prompt: Option<bool>,
 }
 
 impl From<&SegmentationSection> for SegmentOverrides {
@@ -127,6 +132,7 @@ impl SegmentOptions {
                 refine: Some(Refinement::TCL),
                 top_k: 5,
                 max_logit_scale: 100.0,
+                nothing_prompt: false,
             },
             // Not tuned for the published checkpoints with refinement (no validation data of
             // theirs reaches us): the official threshold, decided per pixel.
@@ -150,6 +156,7 @@ impl SegmentOptions {
         if let Some(on) = o.refine {
             l.refine = on.then(|| l.refine.unwrap_or_default());
         }
+        l.nothing_prompt = o.nothing_prompt.unwrap_or(l.nothing_prompt);
         if let Some(n) = o.refine_iterations {
             let r = l.refine.ok_or_else(|| {
                 Error::InvalidInput("refinement iterations were given with refinement off: turn it on".into())
@@ -528,6 +535,18 @@ pub fn label_photo(scores: &[f32], classes: Vec<String>, grid: (usize, usize), o
 
 /// A [`Segmentation`] from a label map and the winning scores: each class's share, mean score and
 /// bounding box.
+impl Segmentation {
+    /// The same with its last class made background: pixels labelled by the empty prompt (see
+    /// [`LabelOptions::nothing_prompt`]) keep their scores but no label.
+    pub(crate) fn last_class_as_background(self) -> Segmentation {
+        let mut classes = self.classes;
+        classes.pop();
+        let last = classes.len() as u16;
+        let map = self.label_map.into_iter().map(|l| if l == last { 0 } else { l }).collect();
+        summarize(map, self.scores, classes, (self.height as usize, self.width as usize))
+    }
+}
+
 pub fn summarize(label_map: Vec<u16>, scores: Vec<f32>, classes: Vec<String>, (h, w): (usize, usize)) -> Segmentation {
     let c = classes.len();
     let mut pixels = vec![0u64; c];

@@ -232,6 +232,9 @@ struct Options {
     refine: Option<bool>,
     /// Refinement passes, 1–50 (default 10).
     refine_iterations: Option<u32>,
+    /// The groups also compete with the empty prompt, whose pixels are background (default off;
+    /// `ground` turns it on).
+    nothing_prompt: Option<bool>,
     /// Prompt templates with `{}` for the label, or a preset's name: "single" (the default, "a
     /// photo of a {}."), "nvlabs" (NVlabs' 7) or "imagenet" (CLIP's 80).
     templates: Option<TemplatesOption>,
@@ -274,6 +277,7 @@ impl Options {
             background: self.background_threshold.map(|t| t.map_or(Background::Never, Background::Below)),
             refine: self.refine,
             refine_iterations: self.refine_iterations,
+            nothing_prompt: self.nothing_prompt,
             ..Default::default()
         };
         defaults.with(&overrides)
@@ -294,6 +298,7 @@ impl Options {
             top_k: self.top_k.or(d.top_k),
             min_area: self.min_area.unwrap_or(d.min_area),
             nms_iou: self.nms_iou.unwrap_or(d.nms_iou),
+            ..d
         };
         opts.check()?;
         Ok(opts)

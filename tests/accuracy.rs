@@ -25,11 +25,11 @@ const PIXEL_ACCURACY_FLOOR: f64 = 0.955;
 const PLAIN_MIOU_FLOOR: f64 = 0.53;
 const PLAIN_PIXEL_ACCURACY_FLOOR: f64 = 0.87;
 /// Detection (one-to-one matching at IoU ≥ 0.5) and grounding on the refined maps: floors under
-/// what the shipped model reaches (recall 0.782, precision 0.949; grounding 0.694), which is short
-/// of the bar (0.85, 0.85; 0.80).
+/// what the shipped model reaches (recall 0.782, precision 0.949; grounding 0.758 with the phrases
+/// against the empty prompt), which is short of the bar (0.85, 0.85; 0.80).
 const DETECTION_RECALL_FLOOR: f64 = 0.77;
 const DETECTION_PRECISION_FLOOR: f64 = 0.93;
-const GROUNDING_RECALL_FLOOR: f64 = 0.68;
+const GROUNDING_RECALL_FLOOR: f64 = 0.74;
 /// Same model, scenes, labels and threshold, unrefined: our figures must be transformers', up to a
 /// pixel flipping on a near tie here and there.
 const MAX_GAP_TO_TRANSFORMERS: f64 = 0.005;

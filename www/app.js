@@ -83,7 +83,8 @@ const handlers = {
       labels = await segmenter.phraseLabels(caption);
       if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
     }
-    const result = await segmenter.segment(image, labels, options);
+    // Grounding's phrases compete with the empty prompt (the package's `ground` does the same).
+    const result = await segmenter.segment(image, labels, mode === 'ground' ? { ...options, nothingPrompt: true } : options);
     const reply = { result, ms: 0, reused };
     if (mode === 'detect') reply.detections = await result.detect(options);
     if (mode === 'ground') Object.assign(reply, { phrases, grounding: await result.ground(caption, options) });
@@ -457,6 +458,7 @@ function render(entry, { result: r, reused }, ms) {
     swatch.style.background = rgb(r.colours, k);
     chip.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
     chip.dataset.label = c.label;
+    chip.dataset.share = String(c.share);
     chip.onclick = () => {
       if (hidden.has(k)) hidden.delete(k); else hidden.add(k);
       chip.setAttribute('aria-pressed', String(!hidden.has(k)));
@@ -725,6 +727,8 @@ async function cameraLoop() {
         const swatch = text('span', '', 'swatch');
         swatch.style.background = rgb(r.colours, k);
         chip.append(swatch, `${c.label} ${(c.share * 100).toFixed(0)} %`);
+        chip.dataset.label = c.label;
+        chip.dataset.share = String(c.share);
         return [chip];
       }));
     } catch (e) {

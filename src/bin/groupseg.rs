@@ -490,6 +490,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 top_k: top_k.map(|k| k as usize),
                 min_area: detect.min_area,
                 nms_iou,
+                ..Default::default()
             };
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             Ok(each_photo(&photos, |_, stem, photo| {
@@ -513,7 +514,9 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             let labels = groupseg::pipeline::label_list(ground::labels(&found).iter().map(String::as_str))
                 .map_err(|e| Usage(format!("--caption: {e}")))?;
             let detect_opts = DetectOptions { threshold: detect.threshold, min_area: detect.min_area, ..Default::default() };
-            let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
+            let (seg, mut opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
+            // Phrases compete with the empty prompt: a caption of one phrase would else take the whole photo.
+            opts.labelling.nothing_prompt = true;
             Ok(each_photo(&photos, |_, stem, photo| {
                 let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let grounded: Vec<_> =

@@ -228,6 +228,7 @@ fn chunk_part(caption: &str, start: usize, end: usize, out: &mut Vec<Phrase>) {
         // ("the car is red"), nor does a word that cannot be a noun.
         let determined = words.len() >= 2 && DETERMINERS.contains(&words[0].as_str());
         let names_something = head.chars().any(char::is_alphabetic)
+            && !DETERMINERS.contains(&head)
             && (determined || (can_be_noun(head) && !(o.after_verb && usually(head) == Pos::Adjective)));
         // "in front of", "to the left of": a relation, not an object.
         let relation = next == Some("of") && RELATION_NOUNS.contains(&head);
@@ -329,6 +330,8 @@ mod tests {
         let p = &chunk(caption)[1];
         assert_eq!((p.text.as_str(), char_offset(caption, p.start)), ("a naïve cat", 10));
         assert_eq!(chunk("a brown horse")[0].label(), "brown horse");
+        // A determiner alone names nothing, though the lexicon lists "the" as a noun too.
+        assert!(chunk("is on the").is_empty());
         assert_eq!(utf16_offset("😀 cat", "😀 ".len()), 3);
     }
 }

@@ -177,7 +177,9 @@ pub fn evaluate(seg: &Segmenter, set: &EvalSet, opts: &SegmentOptions, detect_op
             let caption = caption(&phrases);
             let chunks = phrases::chunk(&caption);
             assert_eq!(ground::labels(&chunks), phrases, "the chunker finds the scene's phrases in {caption:?}");
-            let g = groupseg::block_on(seg.segment(&scene.photo, &phrases, &Templates::default(), opts)).expect("segment");
+            let mut grounding = *opts;
+            grounding.labelling.nothing_prompt = true;
+            let g = groupseg::block_on(seg.segment(&scene.photo, &phrases, &Templates::default(), &grounding)).expect("segment");
             let grounded = ground::ground(&chunks, &g, detect_opts);
             let found: Vec<_> = grounded
                 .iter()
@@ -219,4 +221,37 @@ pub fn figures_encoded(seg: &Segmenter, set: &EvalSet, encoded: &[EncodedPhoto],
         })
         .collect();
     figures(set, &maps)
+}
+
+/// Detection and grounding of the encoded scenes' objects labelled with `labelling`, for each of
+/// `detect_opts` (each scene is labelled once, by its labels and by its phrases).
+pub fn box_figures_encoded(
+    seg: &Segmenter,
+    set: &EvalSet,
+    encoded: &[EncodedPhoto],
+    labelling: &LabelOptions,
+    detect_opts: &[DetectOptions],
+) -> Vec<BoxFigures> {
+    let mut out = vec![BoxFigures::default(); detect_opts.len()];
+    for (scene, e) in set.scenes.iter().zip(encoded) {
+        let s = groupseg::block_on(seg.segment_encoded(e, &scene.labels, &Templates::default(), labelling)).expect("segment");
+        let truth = truth_boxes(scene, set, s.width);
+        let phrases = scene.phrases().to_vec();
+        let chunks = phrases::chunk(&caption(&phrases));
+        let grounding = LabelOptions { nothing_prompt: true, ..*labelling };
+        let g = groupseg::block_on(seg.segment_encoded(e, &phrases, &Templates::default(), &grounding)).expect("segment");
+        for (b, d) in out.iter_mut().zip(detect_opts) {
+            let found: Vec<_> = detect::detect(&s, d).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
+            b.objects += truth.len();
+            b.detections += found.len();
+            b.detected += match_one_to_one(&truth, &found);
+            let grounded: Vec<_> = ground::ground(&chunks, &g, d)
+                .iter()
+                .zip(&phrases)
+                .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
+                .collect();
+            b.grounded += match_one_to_one(&truth, &grounded);
+        }
+    }
+    out
 }
