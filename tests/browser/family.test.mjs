@@ -99,14 +99,15 @@ test('detect, ground, classify and groups on the page give what the CLI gives, o
   assert.equal(await page.$eval('.caption mark:nth-of-type(2)', (e) => e.classList.contains('lit')), true);
   await page.screenshot({ path: join(outDir, 'page-ground-hover.png'), fullPage: true });
   await page.locator('.result').screenshot({ path: join(outDir, 'result-ground.png') });
-  const box = grounded[1].box;
+  // The middle of the circle's box lies in its region (the star's need not: the shipped model gives
+  // the star's centre to the circle).
+  const box = grounded[2].box;
   const canvas = page.locator('.result[data-mode=ground] canvas');
   const shown = await canvas.boundingBox();
   const scale = shown.width / (await canvas.evaluate((c) => c.width));
-  // The middle of the phrase's box lies in its region for these shapes (a star, a triangle, a circle).
   await page.mouse.move(shown.x + ((box.xmin + box.xmax) / 2) * scale, shown.y + ((box.ymin + box.ymax) / 2) * scale);
   const lit = await page.$$eval('.caption mark.lit', (els) => els.map((e) => e.dataset.phrase));
-  assert.deepEqual(lit, [grounded[1].phrase]);
+  assert.deepEqual(lit, [grounded[2].phrase]);
 
   // Classify: the same ranking and probabilities as the CLI's.
   await switchTo(page, 'classify');
