@@ -33,13 +33,15 @@ fn main() {
 
     let set = shapes::EvalSet::load(&root.join("tests/fixtures/shapes-val"));
     let seg = Segmenter::load_on(&root.join("models/shapes-demo"), &Device::Cpu, BackendChoice::Cpu).expect("model");
-    let base = seg.default_options();
+    let mut base = seg.default_options();
+    // `--nothing`: the labels (not only grounding's phrases) compete with the empty prompt.
+    base.labelling.nothing_prompt = args.iter().any(|a| a == "--nothing");
     if args.iter().any(|a| a == "--why") {
         return why(&seg, &set, args.iter().any(|a| a == "--show"));
     }
     let encoded = shapes::encode_all(&seg, &set, &base);
     if args.iter().any(|a| a == "--detect") {
-        return detect_sweep(&seg, &set, &encoded, &thresholds);
+        return detect_sweep(&seg, &set, &encoded, &thresholds, base.labelling.nothing_prompt);
     }
     let mut settings: Vec<(String, Option<Refinement>)> = vec![("off".into(), None)];
     for d in &dilations {
@@ -172,7 +174,7 @@ fn why(seg: &Segmenter, set: &shapes::EvalSet, show: bool) {
     println!("grounding misses: {gr:?}");
 }
 
-fn detect_sweep(seg: &Segmenter, set: &shapes::EvalSet, encoded: &[groupseg::EncodedPhoto], thresholds: &[f32]) {
+fn detect_sweep(seg: &Segmenter, set: &shapes::EvalSet, encoded: &[groupseg::EncodedPhoto], thresholds: &[f32], nothing_prompt: bool) {
     let base = seg.default_options();
     let mut opts = Vec::new();
     for gap in [0.0, 0.01, 0.02, 0.04] {
@@ -181,7 +183,7 @@ fn detect_sweep(seg: &Segmenter, set: &shapes::EvalSet, encoded: &[groupseg::Enc
         }
     }
     for &t in thresholds {
-        let labelling = groupseg::LabelOptions { refine: Some(Refinement::TCL), background: Background::Below(t), ..base.labelling };
+        let labelling = groupseg::LabelOptions { refine: Some(Refinement::TCL), background: Background::Below(t), nothing_prompt, ..base.labelling };
         for (d, b) in opts.iter().zip(shapes::box_figures_encoded(seg, set, encoded, &labelling, &opts)) {
             println!(
                 "threshold {t:.2} merge gap {:.2} fragment share {:.2}: detection recall {:.3}, precision {:.3} ({} boxes); grounding recall {:.3}",
