@@ -4,7 +4,10 @@
 //! labelling's with refinement off and on; refinement's cost is their difference. Timings include
 //! the read-back of the label map on the GPU.
 //!
-//! cargo run --release --example refine-cost -- [--backend cpu|gpu] [--runs 5]
+//! cargo run --release --example refine-cost -- [--backend cpu|gpu] [--runs 5] [--keep DIR]
+//!
+//! `--keep DIR` writes the checkpoint there too, for `tools/bench/refine-web.mjs` (the same in the
+//! browser).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -40,11 +43,13 @@ fn main() {
 
     // The official architecture with the tiny fixture's vocabulary.
     let tiny = root.join("tests/fixtures/tiny-3stage");
-    let dir = tempfile::tempdir().expect("a temporary directory");
+    let temp = tempfile::tempdir().expect("a temporary directory");
+    let dir = arg("--keep").map_or_else(|| temp.path().to_owned(), PathBuf::from);
+    std::fs::create_dir_all(&dir).expect("--keep DIR: a folder that can be made");
     let config = r#"{"text_config": {"vocab_size": 607, "bos_token_id": 605, "eos_token_id": 606, "pad_token_id": 606}}"#;
-    std::fs::write(dir.path().join("config.json"), config).expect("config");
+    std::fs::write(dir.as_path().join("config.json"), config).expect("config");
     for file in ["tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
-        std::fs::copy(tiny.join(file), dir.path().join(file)).expect("tokenizer files");
+        std::fs::copy(tiny.join(file), dir.as_path().join(file)).expect("tokenizer files");
     }
     let cfg = GroupViTConfig::from_json(config).expect("config");
     let vars = VarMap::new();
@@ -58,9 +63,9 @@ fn main() {
         };
         var.set(&value.expect("random weights")).expect("set");
     }
-    vars.save(dir.path().join("model.safetensors")).expect("save");
+    vars.save(dir.as_path().join("model.safetensors")).expect("save");
 
-    let seg = Segmenter::load_on(dir.path(), &Device::Cpu, backend).expect("model");
+    let seg = Segmenter::load_on(dir.as_path(), &Device::Cpu, backend).expect("model");
     println!("backend: {}", seg.backend());
     let photo = image::RgbImage::from_fn(448, 448, |x, y| image::Rgb([(x / 2) as u8, (y / 2) as u8, ((x + y) / 4) as u8]));
     let labels: Vec<String> =
