@@ -187,6 +187,11 @@ impl Segmenter {
     /// encoder is built either way (the GPU's is uploaded from it) and dropped once on the GPU.
     pub async fn from_files_on(files: CheckpointFiles<'_>, device: &Device, choice: BackendChoice) -> Result<Self> {
         let config = GroupViTConfig::from_json(files.config)?;
+        // The `segmentation` section over the official geometry must make working options: one that
+        // does not is an error naming the field, not a section quietly dropped.
+        SegmentOptions::for_image_size(config.vision_config.image_size)
+            .with(&SegmentOverrides::from(&config.segmentation))
+            .map_err(|e| Error::Config(format!("its segmentation section: {e}")))?;
         let context = config.text_config.max_position_embeddings;
         let tokenizer = match files.tokenizer {
             TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(&json, context)?,
@@ -301,7 +306,7 @@ impl Segmenter {
     /// the official geometry scaled to its training size (see [`SegmentOptions::for_image_size`]).
     pub fn default_options(&self) -> SegmentOptions {
         let official = SegmentOptions::for_image_size(self.config.vision_config.image_size);
-        // The section was checked when the config was read.
+        // The section was checked when the model was loaded (`from_files_on`).
         official.with(&SegmentOverrides::from(&self.config.segmentation)).unwrap_or(official)
     }
 

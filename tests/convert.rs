@@ -221,3 +221,28 @@ fn a_token_table_left_in_the_file_embeds_labels_as_the_held_one_reading_only_the
     let err = groupseg::block_on(left.label_embeddings(&labels, &templates)).unwrap_err();
     assert!(err.to_string().contains("load the model again"), "{err}");
 }
+
+#[test]
+fn a_checkpoint_holding_nan_is_refused_by_convert_naming_the_tensor() {
+    let fixture = common::fixture("tiny-2stage");
+    let mut tensors = candle_core::safetensors::load(fixture.join("model.safetensors"), &candle_core::Device::Cpu).unwrap();
+    let name = "vision_model.encoder.stages.0.layers.0.mlp.fc1.weight";
+    let t = &tensors[name];
+    let mut values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[3] = f32::NAN;
+    let poisoned = candle_core::Tensor::from_vec(values, t.dims(), &candle_core::Device::Cpu).unwrap();
+    tensors.insert(name.to_owned(), poisoned);
+    let damaged = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+        std::fs::copy(fixture.join(file), damaged.path().join(file)).unwrap();
+    }
+    candle_core::safetensors::save(&tensors, damaged.path().join("model.safetensors")).unwrap();
+    for to in ["int8", "f16"] {
+        let out = tempfile::tempdir().unwrap();
+        let run = convert(damaged.path(), to, out.path());
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{to}: a NaN checkpoint converted");
+        assert!(stderr.contains(name) && stderr.contains("NaN"), "{to}: {stderr}");
+        assert!(!out.path().join("model.safetensors").exists(), "{to}: a damaged copy was written");
+    }
+}

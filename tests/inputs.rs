@@ -160,6 +160,22 @@ fn preprocessor_configs_that_cannot_work_are_refused_at_load() {
 }
 
 #[test]
+fn a_segmentation_section_that_cannot_work_is_refused_at_load_by_its_field() {
+    for (section, says) in [
+        (r#"{"short_side": 8}"#, "short side must be at least 16"),
+        (r#"{"window": 32, "stride": 64}"#, "stride (64) must not exceed the window (32)"),
+    ] {
+        let dir = checkpoint_copy("tiny-2stage");
+        let path = dir.path().join("config.json");
+        let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        config["segmentation"] = serde_json::from_str(section).unwrap();
+        std::fs::write(&path, serde_json::to_vec(&config).unwrap()).unwrap();
+        let msg = load_err(dir.path());
+        assert!(msg.contains("segmentation section") && msg.contains(says), "{section}: {msg}");
+    }
+}
+
+#[test]
 fn a_photo_too_narrow_to_classify_is_refused_by_name() {
     let segmenter = Segmenter::load(&fixture("tiny-2stage"), &Device::Cpu).unwrap();
     // Its short side (2) resized to the fixture's 32 would make the long side 32,000,000.

@@ -61,6 +61,18 @@ fn decode(dtype: DType, raw: &[u8]) -> Result<Vec<f32>> {
     Ok(Tensor::from_raw_buffer(raw, dtype, &[count], &Device::Cpu)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
 }
 
+/// `name`'s values, decoded, refused when any is NaN or infinite: int8 would write such a row as
+/// code 0 and f16 keep it, and either copy would then load past the check a checkpoint gets at load.
+fn decode_finite(name: &str, dtype: DType, raw: &[u8]) -> Result<Vec<f32>> {
+    let values = decode(dtype, raw)?;
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(Error::Weights(format!(
+            "{name} holds NaN or infinite values: the checkpoint is damaged; convert an intact copy"
+        )));
+    }
+    Ok(values)
+}
+
 /// The tensors written for one tensor of the original.
 enum Written {
     /// As it was (integers).
@@ -214,7 +226,7 @@ fn write(
                     raw.resize(n * elem, 0);
                     read(name, first * elem, &mut raw)?;
                     block.clear();
-                    block.extend(decode(*dtype, &raw)?.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()));
+                    block.extend(decode_finite(name, *dtype, &raw)?.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()));
                     out.write_at(to + 2 * first, &block)?;
                 }
             }
@@ -228,7 +240,7 @@ fn write(
                     read(name, r0 * cols * elem, &mut raw)?;
                     block.resize(n * cols, 0);
                     let mut scales = Vec::with_capacity(4 * n);
-                    for (row, codes) in decode(*dtype, &raw)?.chunks_exact(cols.max(1)).zip(block.chunks_exact_mut(cols.max(1))) {
+                    for (row, codes) in decode_finite(name, *dtype, &raw)?.chunks_exact(cols.max(1)).zip(block.chunks_exact_mut(cols.max(1))) {
                         scales.extend(quantize_row(row, codes).to_le_bytes());
                     }
                     out.write_at(codes_at + r0 * cols, &block)?;

@@ -45,7 +45,9 @@ test('a per-label mask and a cut-out match the label map', async () => {
     const seg = await Segmenter.load({ backend: 'cpu' });
     const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
     const bitmap = await createImageBitmap(new Blob([bytes], { type: 'image/png' }));
-    const r = await seg.segment(bitmap, labels);
+    // NVlabs' inference: refined, this scene's star keeps too few pixels to check a mask by
+    // (the README's picture); masks and cut-outs read the label map either way.
+    const r = await seg.segment(bitmap, labels, { refine: false });
     const ctx = new OffscreenCanvas(r.width, r.height).getContext('2d');
     ctx.drawImage(bitmap, 0, 0);
     const photo = ctx.getImageData(0, 0, r.width, r.height);

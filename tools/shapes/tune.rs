@@ -37,7 +37,7 @@ fn main() {
     // `--nothing`: the labels (not only grounding's phrases) compete with the empty prompt.
     base.labelling.nothing_prompt = args.iter().any(|a| a == "--nothing");
     if args.iter().any(|a| a == "--why") {
-        return why(&seg, &set, args.iter().any(|a| a == "--show"));
+        return why(&seg, &set, base, args.iter().any(|a| a == "--show"));
     }
     let encoded = shapes::encode_all(&seg, &set, &base);
     if args.iter().any(|a| a == "--detect") {
@@ -94,11 +94,10 @@ enum Miss {
     TooSmall,
 }
 
-fn why(seg: &Segmenter, set: &shapes::EvalSet, show: bool) {
+fn why(seg: &Segmenter, set: &shapes::EvalSet, opts: groupseg::SegmentOptions, show: bool) {
     use groupseg::detect::{self, BoundingBox};
     use groupseg::{ground, phrases, Templates};
     use std::collections::BTreeMap;
-    let opts = seg.default_options();
     let detect_opts = DetectOptions::default();
     let (mut det, mut gr): (BTreeMap<Miss, usize>, BTreeMap<Miss, usize>) = Default::default();
     let (mut objects, mut boxes_total) = (0, 0);
