@@ -33,13 +33,8 @@ impl Grounding {
 /// The labels to segment a caption's phrases by: each phrase's [`Phrase::label`], once (ignoring
 /// ASCII case), in order.
 pub fn labels(phrases: &[Phrase]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    for l in phrases.iter().map(Phrase::label) {
-        if !out.iter().any(|x| x.eq_ignore_ascii_case(&l)) {
-            out.push(l);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::new();
+    phrases.iter().map(Phrase::label).filter(|l| seen.insert(l.to_ascii_lowercase())).collect()
 }
 
 /// Grounds `phrases` in `seg`, a segmentation by [`labels`]`(phrases)`: each phrase gets its label's

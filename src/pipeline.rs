@@ -50,22 +50,35 @@ pub fn parse_labels(text: &str) -> Result<Vec<String>> {
     label_list(text.split([',', '\n']))
 }
 
-/// Labels given one by one: trimmed, non-empty, first occurrence (ignoring ASCII case) kept.
+/// Characters a label may have: a few words, which the prompt templates make a sentence (the text
+/// encoder reads 77 tokens at most).
+pub const MAX_LABEL_CHARS: usize = 300;
+
+/// Labels given one by one: trimmed, non-empty, first occurrence (ignoring ASCII case) kept. Each
+/// is checked against [`MAX_LABEL_CHARS`] and the count against [`MAX_LABELS`] as they come, so no
+/// input, however long, costs more than one pass.
 pub fn label_list<'a>(items: impl IntoIterator<Item = &'a str>) -> Result<Vec<String>> {
     let mut labels: Vec<String> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for l in items.into_iter().map(str::trim).filter(|l| !l.is_empty()) {
-        if !labels.iter().any(|x| x.eq_ignore_ascii_case(l)) {
+        let chars = l.chars().count();
+        if chars > MAX_LABEL_CHARS {
+            let start: String = l.chars().take(24).collect();
+            return Err(Error::InvalidInput(format!(
+                "the label \"{start}…\" is {chars} characters long; a label has at most {MAX_LABEL_CHARS}: name what to find in a few words"
+            )));
+        }
+        if seen.insert(l.to_ascii_lowercase()) {
             labels.push(l.to_owned());
+            if labels.len() > MAX_LABELS {
+                return Err(Error::InvalidInput(format!(
+                    "more than {MAX_LABELS} labels: one segmentation takes at most {MAX_LABELS}; split them into several runs"
+                )));
+            }
         }
     }
     if labels.is_empty() {
         return Err(Error::InvalidInput("type at least one label, e.g. \"cat, sofa, window\"".into()));
-    }
-    if labels.len() > MAX_LABELS {
-        return Err(Error::InvalidInput(format!(
-            "{} labels are more than the {MAX_LABELS} one segmentation takes: split them into several runs",
-            labels.len()
-        )));
     }
     Ok(labels)
 }

@@ -185,6 +185,20 @@ fn a_photo_too_narrow_to_classify_is_refused_by_name() {
 }
 
 #[test]
+fn labels_are_capped_in_count_and_length_before_any_work_on_them() {
+    // A million distinct labels: refused at the 257th, naming the cap.
+    let many: String = (0..1_000_000).map(|i| format!("thing {i},")).collect();
+    let err = groupseg::parse_labels(&many).unwrap_err().to_string();
+    assert!(err.contains("more than 256 labels"), "{err}");
+    // Duplicates do not count: 200,000 of one label are one label.
+    assert_eq!(groupseg::parse_labels(&"cat, Cat, ".repeat(100_000)).unwrap(), ["cat"]);
+    let long = "a".repeat(groupseg::pipeline::MAX_LABEL_CHARS + 1);
+    let err = groupseg::parse_labels(&format!("cat, {long}")).unwrap_err().to_string();
+    assert!(err.contains("301 characters long") && err.contains("at most 300"), "{err}");
+    assert!(groupseg::parse_labels(&"a".repeat(groupseg::pipeline::MAX_LABEL_CHARS)).is_ok());
+}
+
+#[test]
 fn labels_are_parsed_forgivingly() {
     assert_eq!(groupseg::parse_labels(" cat, sofa ,, Window,cat\nfloor ").unwrap(), ["cat", "sofa", "Window", "floor"]);
     assert!(groupseg::parse_labels(" , ,").unwrap_err().to_string().contains("at least one label"));
