@@ -50,6 +50,33 @@ pub fn parse_labels(text: &str) -> Result<Vec<String>> {
     label_list(text.split([',', '\n']))
 }
 
+/// Bytes a weights file may have: four times the largest published GroupViT's f32 weights is
+/// far beyond any of them.
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
+
+/// Bytes a checkpoint's config, tokenizer or preprocessor file may have (CLIP's tokenizer.json is
+/// about 2 MB).
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_CHECKPOINT_TEXT_BYTES: u64 = 64 << 20;
+
+/// A checkpoint file read whole: a regular file (a pipe or a device would be read without end) of
+/// at most `cap` bytes.
+#[cfg(not(target_arch = "wasm32"))]
+fn read_checkpoint_file(p: &std::path::Path, cap: u64) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
+    if !meta.is_file() {
+        return Err(Error::InvalidInput(format!(
+            "{} is not a regular file (a pipe, a device or a folder): name the checkpoint's own files",
+            p.display()
+        )));
+    }
+    if meta.len() > cap {
+        return Err(Error::InvalidInput(format!("{} is {} bytes; a checkpoint file here has at most {cap}", p.display(), meta.len())));
+    }
+    std::fs::read(p).map_err(|e| Error::io(p, e))
+}
+
 /// Characters a label may have: a few words, which the prompt templates make a sentence (the text
 /// encoder reads 77 tokens at most).
 pub const MAX_LABEL_CHARS: usize = 300;
@@ -277,8 +304,10 @@ impl Segmenter {
     /// [`Segmenter::load`] with the image encoder on `choice`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_on(path: &std::path::Path, device: &Device, choice: BackendChoice) -> Result<Self> {
-        let read = |p: &std::path::Path| std::fs::read(p).map_err(|e| Error::io(p, e));
-        let text = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
+        let read = |p: &std::path::Path| read_checkpoint_file(p, MAX_CHECKPOINT_TEXT_BYTES);
+        let text = |p: &std::path::Path| {
+            String::from_utf8(read(p)?).map_err(|_| Error::InvalidInput(format!("{} is not UTF-8 text", p.display())))
+        };
         let (dir, weights_path) = if path.is_dir() {
             let found = ["model.safetensors", "pytorch_model.bin"].iter().map(|n| path.join(n)).find(|p| p.is_file());
             let weights = found.ok_or_else(|| {
@@ -307,7 +336,7 @@ impl Segmenter {
         };
         let files = CheckpointFiles {
             config: &config,
-            weights: Box::new(read(&weights_path)?),
+            weights: Box::new(read_checkpoint_file(&weights_path, MAX_WEIGHTS_BYTES)?),
             tokenizer,
             preprocessor: preprocessor.as_deref(),
             weight_ranges: None,

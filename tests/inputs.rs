@@ -160,6 +160,25 @@ fn preprocessor_configs_that_cannot_work_are_refused_at_load() {
 }
 
 #[test]
+fn checkpoint_files_that_are_pipes_are_refused_not_read_without_end() {
+    let dir = checkpoint_copy("tiny-2stage");
+    // The weights named directly, and a config, each a fifo nobody writes to.
+    let weights = dir.path().join("model.safetensors");
+    std::fs::remove_file(&weights).unwrap();
+    let made = std::process::Command::new("mkfifo").arg(&weights).status().expect("mkfifo runs");
+    assert!(made.success());
+    let msg = load_err(&weights);
+    assert!(msg.contains("not a regular file") && msg.contains("model.safetensors"), "{msg}");
+
+    let other = checkpoint_copy("tiny-2stage");
+    let config = other.path().join("config.json");
+    std::fs::remove_file(&config).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&config).status().unwrap().success());
+    let msg = load_err(other.path());
+    assert!(msg.contains("not a regular file") && msg.contains("config.json"), "{msg}");
+}
+
+#[test]
 fn a_segmentation_section_that_cannot_work_is_refused_at_load_by_its_field() {
     for (section, says) in [
         (r#"{"short_side": 8}"#, "short side must be at least 16"),
