@@ -13,6 +13,8 @@ pub mod alloc;
 pub mod backend;
 pub mod detect;
 pub mod error;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod files;
 pub mod gpu;
 pub mod ground;
 pub mod groups;

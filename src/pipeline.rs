@@ -60,23 +60,6 @@ const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
 #[cfg(not(target_arch = "wasm32"))]
 const MAX_CHECKPOINT_TEXT_BYTES: u64 = 64 << 20;
 
-/// A checkpoint file read whole: a regular file (a pipe or a device would be read without end) of
-/// at most `cap` bytes.
-#[cfg(not(target_arch = "wasm32"))]
-fn read_checkpoint_file(p: &std::path::Path, cap: u64) -> Result<Vec<u8>> {
-    let meta = std::fs::metadata(p).map_err(|e| Error::io(p, e))?;
-    if !meta.is_file() {
-        return Err(Error::InvalidInput(format!(
-            "{} is not a regular file (a pipe, a device or a folder): name the checkpoint's own files",
-            p.display()
-        )));
-    }
-    if meta.len() > cap {
-        return Err(Error::InvalidInput(format!("{} is {} bytes; a checkpoint file here has at most {cap}", p.display(), meta.len())));
-    }
-    std::fs::read(p).map_err(|e| Error::io(p, e))
-}
-
 /// Characters a label may have: a few words, which the prompt templates make a sentence (the text
 /// encoder reads 77 tokens at most).
 pub const MAX_LABEL_CHARS: usize = 300;
@@ -220,6 +203,8 @@ pub struct Segmenter {
     /// The last labels and templates embedded, and their embeddings: a batch of photos segmented
     /// by the same words runs the text encoder once.
     last_labels: std::sync::Mutex<Option<(Vec<String>, Templates, Tensor)>>,
+    /// The empty prompt's embedding ([`LabelOptions::nothing_prompt`]), made once.
+    nothing: std::sync::OnceLock<Tensor>,
 }
 
 impl Segmenter {
@@ -290,6 +275,7 @@ impl Segmenter {
             resident,
             weight_ranges,
             last_labels: Default::default(),
+            nothing: Default::default(),
         })
     }
 
@@ -304,7 +290,13 @@ impl Segmenter {
     /// [`Segmenter::load`] with the image encoder on `choice`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load_on(path: &std::path::Path, device: &Device, choice: BackendChoice) -> Result<Self> {
-        let read = |p: &std::path::Path| read_checkpoint_file(p, MAX_CHECKPOINT_TEXT_BYTES);
+        let bounded = |p: &std::path::Path, cap: u64, what: &str| {
+            crate::files::read_bounded(p, cap, what).map_err(|e| match e {
+                Error::InvalidInput(m) => Error::InvalidInput(format!("{}: {m}", p.display())),
+                e => e,
+            })
+        };
+        let read = |p: &std::path::Path| bounded(p, MAX_CHECKPOINT_TEXT_BYTES, "checkpoint files");
         let text = |p: &std::path::Path| {
             String::from_utf8(read(p)?).map_err(|_| Error::InvalidInput(format!("{} is not UTF-8 text", p.display())))
         };
@@ -336,7 +328,7 @@ impl Segmenter {
         };
         let files = CheckpointFiles {
             config: &config,
-            weights: Box::new(read_checkpoint_file(&weights_path, MAX_WEIGHTS_BYTES)?),
+            weights: Box::new(bounded(&weights_path, MAX_WEIGHTS_BYTES, "weights files")?),
             tokenizer,
             preprocessor: preprocessor.as_deref(),
             weight_ranges: None,
@@ -561,7 +553,13 @@ impl Segmenter {
         if labels.len() >= MAX_LABELS {
             return Err(Error::InvalidInput(format!("{} labels and the empty prompt are more than the {MAX_LABELS} one run takes", labels.len())));
         }
-        let nothing = self.embed_labels(&[String::new()], &Templates::default()).await?;
+        let nothing = match self.nothing.get() {
+            Some(t) => t.clone(),
+            None => {
+                let t = self.embed_labels(&[String::new()], &Templates::default()).await?;
+                self.nothing.get_or_init(|| t).clone()
+            }
+        };
         classes.push(String::new());
         Ok((Tensor::cat(&[&embeddings, &nothing], 0)?, classes))
     }

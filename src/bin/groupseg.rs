@@ -319,22 +319,11 @@ const MAX_SHORT_SIDE: u32 = 2048;
 /// Reads a photo: a regular file (not a pipe or a device, which may never end) of at most
 /// `MAX_PHOTO_BYTES`, decoded within the pixel budget.
 fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
-    use std::io::Read;
-    // Looked at before opening: opening a named pipe waits for a writer.
-    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    if meta.len() > preprocess::MAX_PHOTO_BYTES {
-        return Err(format!("the file is {} MB; photos of at most {} MB are read", meta.len() >> 20, preprocess::MAX_PHOTO_BYTES >> 20));
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    // Bounded even if the file grows while it is read.
-    file.take(preprocess::MAX_PHOTO_BYTES + 1).read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > preprocess::MAX_PHOTO_BYTES {
-        return Err(format!("the file grew past {} MB while it was read", preprocess::MAX_PHOTO_BYTES >> 20));
-    }
+    // The caller names the photo: an unreadable one says only why.
+    let bytes = groupseg::files::read_bounded(path, preprocess::MAX_PHOTO_BYTES, "photos").map_err(|e| match e {
+        groupseg::Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    })?;
     preprocess::decode(&bytes).map_err(|e| e.to_string())
 }
 
