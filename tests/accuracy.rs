@@ -55,8 +55,8 @@ fn check(backend: BackendChoice, name: &str) {
     eprintln!("{name}: {}", seg.backend());
     let opts = seg.default_options();
     assert!(opts.labelling.refine.is_some(), "refinement is the shipped model's default");
-    let (ours, boxes) = shapes::evaluate(&seg, &set, &opts, &DetectOptions::default());
-    let (plain, _) = shapes::evaluate(&seg, &set, &unrefined(&seg), &DetectOptions::default());
+    let (ours, plain, boxes) = shapes::evaluate(&seg, &set, &opts, Some(&unrefined(&seg).labelling), &DetectOptions::default());
+    let plain = plain.expect("the unrefined figures");
     let theirs = transformers();
     eprintln!(
         "shapes demo, 200 held-out scenes | mIoU  | pixel accuracy\n\

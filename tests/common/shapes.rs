@@ -157,41 +157,50 @@ pub fn caption(phrases: &[String]) -> String {
     out
 }
 
-/// Segments every scene with `opts` (label maps in global class ids), and scores detection (the
-/// scene's labels, `detect_opts`) and grounding (a caption made of its phrases) of its objects.
-pub fn evaluate(seg: &Segmenter, set: &EvalSet, opts: &SegmentOptions, detect_opts: &DetectOptions) -> (Figures, BoxFigures) {
+/// Each scene encoded once and labelled with `opts`, by its phrases against the empty prompt
+/// (grounding) and, where given, with `other` labelling. Returns the figures of `opts`'s maps, of
+/// `other`'s, and the boxes of `opts`'s maps. `tests/gpu.rs` checks that labelling an
+/// encoded photo gives what segmenting it whole gives.
+pub fn evaluate(
+    seg: &Segmenter,
+    set: &EvalSet,
+    opts: &SegmentOptions,
+    other: Option<&LabelOptions>,
+    detect_opts: &DetectOptions,
+) -> (Figures, Option<Figures>, BoxFigures) {
     let mut boxes = BoxFigures::default();
-    let maps: Vec<Vec<usize>> = set
-        .scenes
-        .iter()
-        .map(|scene| {
-            let s = groupseg::block_on(seg.segment(&scene.photo, &scene.labels, &Templates::default(), opts)).expect("segment");
-            let truth = truth_boxes(scene, set, s.width);
-            let found: Vec<_> =
-                detect::detect(&s, detect_opts).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
-            boxes.objects += truth.len();
-            boxes.detections += found.len();
-            boxes.detected += match_one_to_one(&truth, &found);
+    let mut maps = Vec::with_capacity(set.scenes.len());
+    let mut plain_maps = Vec::with_capacity(set.scenes.len());
+    for scene in &set.scenes {
+        let e = groupseg::block_on(seg.encode(&scene.photo, &opts.geometry)).expect("encode");
+        let label = |labels: &[String], labelling: &LabelOptions| {
+            groupseg::block_on(seg.segment_encoded(&e, labels, &Templates::default(), labelling)).expect("segment")
+        };
+        let s = label(&scene.labels, &opts.labelling);
+        let truth = truth_boxes(scene, set, s.width);
+        let found: Vec<_> = detect::detect(&s, detect_opts).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
+        boxes.objects += truth.len();
+        boxes.detections += found.len();
+        boxes.detected += match_one_to_one(&truth, &found);
 
-            let phrases = scene.phrases().to_vec();
-            let caption = caption(&phrases);
-            let chunks = phrases::chunk(&caption);
-            assert_eq!(ground::labels(&chunks), phrases, "the chunker finds the scene's phrases in {caption:?}");
-            let mut grounding = *opts;
-            grounding.labelling.nothing_prompt = true;
-            let g = groupseg::block_on(seg.segment(&scene.photo, &phrases, &Templates::default(), &grounding)).expect("segment");
-            let grounded = ground::ground(&chunks, &g, detect_opts);
-            let found: Vec<_> = grounded
-                .iter()
-                .zip(&phrases)
-                .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
-                .collect();
-            boxes.grounded += match_one_to_one(&truth, &found);
+        let phrases = scene.phrases().to_vec();
+        let caption = caption(&phrases);
+        let chunks = phrases::chunk(&caption);
+        assert_eq!(ground::labels(&chunks), phrases, "the chunker finds the scene's phrases in {caption:?}");
+        let g = label(&phrases, &LabelOptions { nothing_prompt: true, ..opts.labelling });
+        let grounded: Vec<_> = ground::ground(&chunks, &g, detect_opts)
+            .iter()
+            .zip(&phrases)
+            .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
+            .collect();
+        boxes.grounded += match_one_to_one(&truth, &grounded);
 
-            global_ids(set, &s)
-        })
-        .collect();
-    (figures(set, &maps), boxes)
+        maps.push(global_ids(set, &s));
+        if let Some(other) = other {
+            plain_maps.push(global_ids(set, &label(&scene.labels, other)));
+        }
+    }
+    (figures(set, &maps), other.map(|_| figures(set, &plain_maps)), boxes)
 }
 
 /// A label map in the set's class ids.

@@ -63,7 +63,7 @@ fn main() {
         let mut opts = base;
         opts.labelling.refine = refine;
         opts.labelling.background = Background::Below(t);
-        let (_, b) = shapes::evaluate(&seg, &set, &opts, &DetectOptions::default());
+        let (_, _, b) = shapes::evaluate(&seg, &set, &opts, None, &DetectOptions::default());
         println!(
             "BEST refine {name}: threshold {t:.2}: mIoU {:.4}, pixel accuracy {:.4}; detection recall {:.3}, precision {:.3} (one to one); grounding recall {:.3}",
             f.miou,
