@@ -80,15 +80,16 @@ pub trait ImageBackend {
     /// What encoding a photo leaves for composing, on this backend's device.
     type Encoding;
 
-    /// Runs the image encoder over a photo's windows `(B, 3, h, w)`.
-    async fn encode(&self, windows: Tensor) -> Result<Self::Encoding>;
+    /// Runs the image encoder over the windows `layout` places on a resized, normalised photo
+    /// `(1, 3, H, W)`, cutting them as it goes.
+    async fn encode(&self, pixels: &Tensor, layout: &WindowLayout) -> Result<Self::Encoding>;
 
     /// A label per pixel of the photo, from an encoding of its windows.
     async fn compose(&self, encoding: &Self::Encoding, job: &Composition<'_>) -> Result<Segmentation>;
 
     /// [`ImageBackend::encode`] then [`ImageBackend::compose`].
-    async fn segment(&self, windows: Tensor, job: &Composition<'_>) -> Result<Segmentation> {
-        let encoding = self.encode(windows).await?;
+    async fn segment(&self, pixels: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        let encoding = self.encode(pixels, job.layout).await?;
         self.compose(&encoding, job).await
     }
 
@@ -121,16 +122,15 @@ pub const WINDOWS_PER_BATCH: usize = 1;
 impl ImageBackend for CpuBackend {
     type Encoding = ImageFeatures;
 
-    async fn encode(&self, windows: Tensor) -> Result<ImageFeatures> {
-        let n = windows.dim(0)?;
-        if n <= WINDOWS_PER_BATCH {
-            // Handed over whole, so its pixels are freed as soon as they are cut into patches.
-            return self.encoder.forward(windows);
-        }
+    async fn encode(&self, pixels: &Tensor, layout: &WindowLayout) -> Result<ImageFeatures> {
+        let n = layout.origins.len();
         let chunks = (0..n)
             .step_by(WINDOWS_PER_BATCH)
-            .map(|i| self.encoder.forward(windows.narrow(0, i, WINDOWS_PER_BATCH.min(n - i))?))
+            .map(|i| self.encoder.forward(layout.cut(pixels, i, WINDOWS_PER_BATCH.min(n - i))?))
             .collect::<Result<Vec<_>>>()?;
+        if chunks.len() == 1 {
+            return Ok(chunks.into_iter().next().expect("one chunk"));
+        }
         ImageFeatures::cat(&chunks)
     }
 
@@ -173,8 +173,8 @@ impl GpuBackend {
 impl ImageBackend for GpuBackend {
     type Encoding = GpuEncoding;
 
-    async fn encode(&self, windows: Tensor) -> Result<GpuEncoding> {
-        self.encoder.encode(&windows).await
+    async fn encode(&self, pixels: &Tensor, layout: &WindowLayout) -> Result<GpuEncoding> {
+        self.encoder.encode(pixels, layout).await
     }
 
     async fn compose(&self, encoding: &GpuEncoding, job: &Composition<'_>) -> Result<Segmentation> {
@@ -182,8 +182,8 @@ impl ImageBackend for GpuBackend {
         Ok(Self::summarize(job, out))
     }
 
-    async fn segment(&self, windows: Tensor, job: &Composition<'_>) -> Result<Segmentation> {
-        let out = self.encoder.segment(&windows, job.layout, job.labels, job.scale(), job.options).await?;
+    async fn segment(&self, pixels: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        let out = self.encoder.segment(pixels, job.layout, job.labels, job.scale(), job.options).await?;
         Ok(Self::summarize(job, out))
     }
 

@@ -115,7 +115,7 @@ mod tests {
         // both windows group 0 holds the left patch, group 1 the right.
         let geometry = Geometry { size: SegmentationSize { short_side: 4, ..Default::default() }, window_side: 4, stride: 4 };
         let guide = crate::refine::Guide { size: (4, 8), scale: 1.0, pixels: vec![0.0; 3 * 4 * 8] };
-        let layout = WindowLayout::new((4, 8), (4, 8), geometry, guide);
+        let layout = WindowLayout::new((4, 8), (4, 8), geometry, guide).unwrap();
         assert_eq!(layout.origins, [(0, 0), (0, 4)]);
         let maps = Tensor::new(&[[[1f32, 0.], [0., 1.]], [[1., 0.], [0., 1.]]], &Device::Cpu).unwrap();
         let groups = hard_groups(&[maps], (1, 2), &layout).unwrap();

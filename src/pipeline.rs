@@ -16,7 +16,7 @@ use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, Imag
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::prompts::Templates;
 use crate::refine;
-use crate::segment::{Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
+use crate::segment::{self, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, WindowLayout, BACKGROUND};
 use crate::tokenize::TextTokenizer;
 
 /// The tokenizer files a checkpoint comes with. `tokenizer.json` may be handed over owned, so that
@@ -53,7 +53,7 @@ pub fn parse_labels(text: &str) -> Result<Vec<String>> {
 /// Bytes a weights file may have: four times the largest published GroupViT's f32 weights is
 /// far beyond any of them.
 #[cfg(not(target_arch = "wasm32"))]
-const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
+pub const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
 
 /// Bytes a checkpoint's config, tokenizer or preprocessor file may have (CLIP's tokenizer.json is
 /// about 2 MB).
@@ -497,12 +497,12 @@ impl Segmenter {
     ) -> Result<Segmentation> {
         check_embeddings(labels, embeddings)?;
         self.check_options(opts)?;
-        let (windows, layout) = self.windows(photo, &opts.geometry)?;
+        let (pixels, layout) = self.windows(photo, &opts.geometry)?;
         let (embeddings, classes) = self.with_nothing(embeddings.clone(), labels, &opts.labelling).await?;
         let job = self.composition(&layout, &embeddings, &classes, &opts.labelling);
         let seg = match &self.image {
-            Image::Cpu(b) => b.segment(windows, &job).await?,
-            Image::Gpu(b) => b.segment(windows, &job).await?,
+            Image::Cpu(b) => b.segment(&pixels, &job).await?,
+            Image::Gpu(b) => b.segment(&pixels, &job).await?,
         };
         Ok(if opts.labelling.nothing_prompt { seg.last_class_as_background() } else { seg })
     }
@@ -511,10 +511,10 @@ impl Segmenter {
     /// label as often as the labels or label options change.
     pub async fn encode(&self, photo: &RgbImage, geometry: &Geometry) -> Result<EncodedPhoto> {
         self.check_options(&SegmentOptions { geometry: *geometry, ..self.default_options() })?;
-        let (windows, layout) = self.windows(photo, geometry)?;
+        let (pixels, layout) = self.windows(photo, geometry)?;
         let encoding = match &self.image {
-            Image::Cpu(b) => Encoding::Cpu(b.encode(windows).await?),
-            Image::Gpu(b) => Encoding::Gpu(b.encode(windows).await?),
+            Image::Cpu(b) => Encoding::Cpu(b.encode(&pixels, &layout).await?),
+            Image::Gpu(b) => Encoding::Gpu(b.encode(&pixels, &layout).await?),
         };
         Ok(EncodedPhoto { owner: self.id, layout, encoding })
     }
@@ -588,9 +588,11 @@ impl Segmenter {
         Composition { layout, labels, classes, logit_scale: self.logit_scale, options }
     }
 
-    /// The photo resized for segmentation and cut into its windows `(B, 3, h, w)`.
+    /// The photo resized and normalised for segmentation `(1, 3, H, W)` and where its windows lie
+    /// (the backends cut them as they encode), once the windows are known to be within budget.
     fn windows(&self, photo: &RgbImage, geometry: &Geometry) -> Result<(Tensor, WindowLayout)> {
         let (w, h) = geometry.size.fit(photo.width(), photo.height());
+        segment::check_window_budget((h as usize, w as usize), geometry)?;
         let patch = self.config.vision_config.patch_size as u32;
         if w.min(h) < patch {
             return Err(Error::InvalidInput(format!(
@@ -605,8 +607,8 @@ impl Segmenter {
         let size = (photo.height() as usize, photo.width() as usize);
         let (grid, scale) = refine::grid_size((h, w), size, patch as usize);
         let guide = preprocess::refinement_guide(photo, &self.preprocessor, grid, scale);
-        let layout = WindowLayout::new((h, w), size, *geometry, guide);
-        Ok((layout.crop(&pixels)?, layout))
+        let layout = WindowLayout::new((h, w), size, *geometry, guide)?;
+        Ok((pixels, layout))
     }
 
     /// Zero-shot classification: softmax over `logits_per_image` for the labels.

@@ -225,22 +225,66 @@ pub struct WindowLayout {
 }
 
 impl WindowLayout {
-    /// The windows of a `resized` photo, as [`windows`] places them.
-    pub fn new(resized: (usize, usize), photo: (usize, usize), geometry: Geometry, guide: Guide) -> Self {
+    /// The windows of a `resized` photo, as [`windows`] places them, once [`check_window_budget`]
+    /// has passed them.
+    pub fn new(resized: (usize, usize), photo: (usize, usize), geometry: Geometry, guide: Guide) -> Result<Self> {
+        check_window_budget(resized, &geometry)?;
         let (origins, window) = windows(resized.0, resized.1, geometry.window_side, geometry.stride);
-        Self { origins, window, resized, photo, geometry, guide }
+        Ok(Self { origins, window, resized, photo, geometry, guide })
     }
 
-    /// The windows of a resized, normalised photo `(1, 3, H, W)`, as one batch `(B, 3, h, w)`.
-    pub fn crop(&self, pixel_values: &Tensor) -> Result<Tensor> {
+    /// Windows `start..start + n` of a resized, normalised photo `(1, 3, H, W)`, as one batch
+    /// `(n, 3, h, w)`: the backends cut them as they encode them, so a photo's windows are never all
+    /// copied out at once.
+    pub fn cut(&self, pixel_values: &Tensor, start: usize, n: usize) -> Result<Tensor> {
         let (ch, cw) = self.window;
-        let crops = self
-            .origins
+        let crops = self.origins[start..start + n]
             .iter()
             .map(|&(y, x)| pixel_values.narrow(2, y, ch)?.narrow(3, x, cw))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Tensor::cat(&crops, 0)?)
     }
+}
+
+/// Windows one photo may be cut into at most. Far above what the official settings ask (a
+/// 2048 × 2048 photo in 448-pixel windows at stride 224 has 81); below what the per-pixel window
+/// count of [`compose`] (a `u16`) can hold.
+pub const MAX_WINDOWS: usize = 1024;
+/// Window pixels (windows × pixels per window) one photo may ask the encoder for at most: 128
+/// windows of 448 × 448, half again the official settings' largest photo. The encoder's time and
+/// the encoding's memory grow with them.
+pub const MAX_WINDOW_PIXELS: usize = 128 * 448 * 448;
+const _: () = assert!(MAX_WINDOWS <= u16::MAX as usize);
+
+/// How many windows [`windows`] places over an `h × w` photo, without placing them.
+pub fn window_count((h, w): (usize, usize), window: usize, stride: usize) -> usize {
+    let grids = |len: usize| len.saturating_sub(window.min(len)).div_ceil(stride.max(1)) + 1;
+    grids(h).saturating_mul(grids(w))
+}
+
+/// Refuses windows over a resized photo that would ask more than [`MAX_WINDOWS`] or
+/// [`MAX_WINDOW_PIXELS`], saying which setting to change. Checked before anything is cut or
+/// allocated, on every face (CLI, package, page).
+pub fn check_window_budget(resized: (usize, usize), geometry: &Geometry) -> Result<()> {
+    let (window, stride) = (geometry.window_side, geometry.stride);
+    if window == 0 || stride == 0 {
+        return Err(Error::InvalidInput("the window and the stride must be positive".into()));
+    }
+    let count = window_count(resized, window, stride);
+    let (ch, cw) = (window.min(resized.0), window.min(resized.1));
+    let pixels = count.saturating_mul(ch * cw);
+    if count > MAX_WINDOWS || pixels > MAX_WINDOW_PIXELS {
+        return Err(Error::InvalidInput(format!(
+            "a {}×{} photo in {window}-pixel windows at stride {stride} is {count} windows ({:.1} million window pixels); \
+             one photo takes at most {MAX_WINDOWS} windows and {:.1} million window pixels: raise the stride, \
+             or lower the short side or the window",
+            resized.1,
+            resized.0,
+            pixels as f64 / 1e6,
+            MAX_WINDOW_PIXELS as f64 / 1e6,
+        )));
+    }
+    Ok(())
 }
 
 /// One class's part of a segmentation.
@@ -633,6 +677,22 @@ mod tests {
         assert_eq!(windows(896, 448, 448, 224).0, vec![(0, 0), (224, 0), (448, 0)]);
         // Smaller than a window: one window, the whole photo.
         assert_eq!(windows(300, 200, 448, 224), (vec![(0, 0)], (300, 200)));
+    }
+
+    #[test]
+    fn the_window_budget_counts_what_windows_places_and_refuses_past_it() {
+        for (h, w, win, stride) in [(448, 597, 448, 224), (896, 448, 448, 224), (300, 200, 448, 224), (97, 131, 16, 3), (64, 64, 64, 1)] {
+            assert_eq!(window_count((h, w), win, stride), windows(h, w, win, stride).0.len(), "{h}×{w} {win}/{stride}");
+        }
+        let at = |short_side, window_side, stride| Geometry { size: SegmentationSize { short_side, ..Default::default() }, window_side, stride };
+        // The official settings' largest photo (2048 × 2048: 81 windows) fits; the issue's cases do not.
+        assert!(check_window_budget((2048, 2048), &at(2048, 448, 224)).is_ok());
+        for (resized, g) in [((2048, 1536), at(2048, 448, 1)), ((1024, 1365), at(1024, 448, 2)), ((1536, 2048), at(2048, 16, 3))] {
+            let e = check_window_budget(resized, &g).unwrap_err().to_string();
+            assert!(e.contains("stride") && e.contains(&MAX_WINDOWS.to_string()), "{e}");
+        }
+        // Huge counts are counted, not overflowed.
+        assert_eq!(window_count((usize::MAX, usize::MAX), 1, 1), usize::MAX);
     }
 
     #[test]

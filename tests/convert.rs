@@ -246,3 +246,23 @@ fn a_checkpoint_holding_nan_is_refused_by_convert_naming_the_tensor() {
         assert!(!out.path().join("model.safetensors").exists(), "{to}: a damaged copy was written");
     }
 }
+
+/// `convert` reads the weights as the loader does: a named pipe in the weights' place is refused
+/// by name at once (it was read without end).
+#[test]
+fn convert_refuses_weights_that_are_not_a_regular_file() {
+    let fixture = common::fixture("tiny-2stage");
+    let damaged = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+        std::fs::copy(fixture.join(file), damaged.path().join(file)).unwrap();
+    }
+    let weights = damaged.path().join("model.safetensors");
+    let c = std::ffi::CString::new(weights.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let out = tempfile::tempdir().unwrap();
+    let run = convert(damaged.path(), "int8", out.path());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(!run.status.success(), "a pipe converted");
+    assert!(stderr.contains("model.safetensors") && stderr.contains("not a regular file"), "{stderr}");
+}

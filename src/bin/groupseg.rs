@@ -330,9 +330,13 @@ fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
 fn main() -> ExitCode {
     groupseg::alloc::keep_freed_buffers();
     match run(Cli::parse()) {
-        Ok(failed) if failed == 0 => ExitCode::SUCCESS,
-        Ok(failed) => {
-            eprintln!("{failed} photo(s) failed; the others were done");
+        Ok(tally) if tally.failed == 0 => ExitCode::SUCCESS,
+        Ok(Tally { failed, total }) => {
+            if failed == total {
+                eprintln!("{}", if total == 1 { "the photo failed".to_owned() } else { format!("all {total} photos failed") });
+            } else {
+                eprintln!("{failed} of {total} photos failed; the other {} were done", total - failed);
+            }
             ExitCode::from(PARTIAL)
         }
         Err(Failure::Usage(e)) => {
@@ -373,7 +377,7 @@ fn check_out_dir(out: &Path) -> Result<(), Failure> {
 /// Runs `job` on each photo, under a file stem of its own (photos from different folders may share
 /// a name: the later ones are numbered), printing the line it returns or its error naming the photo.
 /// Returns how many photos failed.
-fn each_photo(photos: &[PathBuf], mut job: impl FnMut(&Path, &str, image::RgbImage) -> Result<String, String>) -> usize {
+fn each_photo(photos: &[PathBuf], mut job: impl FnMut(&Path, &str, image::RgbImage) -> Result<String, String>) -> Tally {
     let mut failed = 0;
     let mut used_names = std::collections::HashSet::new();
     for path in photos {
@@ -391,7 +395,13 @@ fn each_photo(photos: &[PathBuf], mut job: impl FnMut(&Path, &str, image::RgbIma
             }
         }
     }
-    failed
+    Tally { failed, total: photos.len() }
+}
+
+/// How many of a run's photos failed.
+struct Tally {
+    failed: usize,
+    total: usize,
 }
 
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), String> {
@@ -429,7 +439,7 @@ fn prepare_labels(
 }
 
 /// Returns how many photos failed.
-fn run(cli: Cli) -> Result<usize, Failure> {
+fn run(cli: Cli) -> Result<Tally, Failure> {
     match cli.command {
         Command::Segment { photos, model, labels, segmenting, out, opacity, names, raw_logits } => {
             if raw_logits.is_some() && photos.len() != 1 {
@@ -556,7 +566,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?);
             }
-            Ok(failed)
+            Ok(Tally { failed, total: photos.len() })
         }
         Command::Groups { photos, model, layout, out } => {
             let overrides = overrides(&layout, &LabellingArgs { background_threshold: None, no_background: false, refine: None, refine_iterations: None });
@@ -573,13 +583,15 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             }))
         }
         Command::Convert { model, to, out } => {
-            let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|n| model.join(n)).find(|p| p.is_file());
+            // Found by name whatever they are: a pipe or a device there is refused by name as it is read.
+            let weights = ["model.safetensors", "pytorch_model.bin"].iter().map(|n| model.join(n)).find(|p| p.exists());
             let weights = weights.ok_or_else(|| Usage(format!("--model {}: no model.safetensors or pytorch_model.bin in it", model.display())))?;
             if out.canonicalize().ok().is_some_and(|o| model.canonicalize().ok() == Some(o)) {
                 return Err(Usage("--out must differ from --model: the original stays as it is".into()));
             }
             check_out_dir(&out)?;
-            let bytes = std::fs::read(&weights).map_err(|e| format!("{}: {e}", weights.display()))?;
+            let bytes = groupseg::files::read_bounded(&weights, groupseg::pipeline::MAX_WEIGHTS_BYTES, "weights files")
+                .map_err(|e| format!("{}: {e}", weights.display()))?;
             let converted = groupseg::model::convert::convert(&bytes, to).map_err(|e| format!("{}: {e}", weights.display()))?;
             std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
             let written = out.join("model.safetensors");
@@ -598,7 +610,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
                 written.display(),
                 converted.len() as f64 / 1e6
             );
-            Ok(0)
+            Ok(Tally { failed: 0, total: 0 })
         }
         Command::Info { model } => {
             let seg = load_model(&model)?;
@@ -611,7 +623,7 @@ fn run(cli: Cli) -> Result<usize, Failure> {
             println!("backend: {}", seg.backend());
             let w = seg.resident_weights();
             println!("weights kept: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
-            Ok(0)
+            Ok(Tally { failed: 0, total: 0 })
         }
     }
 }

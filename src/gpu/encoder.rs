@@ -124,11 +124,12 @@ impl ImageEncoder {
         Ok((groups, image))
     }
 
-    /// Encodes a photo's windows `(B, 3, h, w)` and keeps what composing needs on the GPU.
-    pub async fn encode(&self, windows: &Tensor) -> Result<GpuEncoding> {
+    /// Encodes the windows `layout` places on a resized photo `(1, 3, H, W)` and keeps what
+    /// composing needs on the GPU.
+    pub async fn encode(&self, pixels: &Tensor, layout: &WindowLayout) -> Result<GpuEncoding> {
         let errors = self.gpu.catch_errors();
         let mut r = Recorder::new(&self.gpu, &self.kernels);
-        let recorded = self.record_encoding(&mut r, windows);
+        let recorded = self.record_encoding(&mut r, pixels, layout);
         r.submit();
         errors.check().await?;
         recorded
@@ -155,7 +156,7 @@ impl ImageEncoder {
     /// Encoder and composition in one command buffer; reads back only the label map and scores.
     pub async fn segment(
         &self,
-        windows: &Tensor,
+        pixels: &Tensor,
         layout: &WindowLayout,
         labels: &Tensor,
         scale: f32,
@@ -164,7 +165,7 @@ impl ImageEncoder {
         let errors = self.gpu.catch_errors();
         let mut r = Recorder::new(&self.gpu, &self.kernels);
         let recorded = self
-            .record_encoding(&mut r, windows)
+            .record_encoding(&mut r, pixels, layout)
             .and_then(|enc| self.compose.record(&mut r, &enc, layout, labels, scale, opts));
         r.submit();
         errors.check().await?;
@@ -184,11 +185,11 @@ impl ImageEncoder {
 
     /// Records the tower, the projections and the grouping maps chained across stages, a few
     /// windows at a time (one batch's attention scores must fit one storage binding), joined.
-    fn record_encoding(&self, r: &mut Recorder, windows: &Tensor) -> Result<GpuEncoding> {
-        let n = windows.dim(0)?;
+    fn record_encoding(&self, r: &mut Recorder, pixels: &Tensor, layout: &WindowLayout) -> Result<GpuEncoding> {
+        let n = layout.origins.len();
         let parts = (0..n)
             .step_by(WINDOWS_PER_RECORDING)
-            .map(|i| self.record_windows(r, &windows.narrow(0, i, WINDOWS_PER_RECORDING.min(n - i))?))
+            .map(|i| self.record_windows(r, &layout.cut(pixels, i, WINDOWS_PER_RECORDING.min(n - i))?))
             .collect::<Result<Vec<_>>>()?;
         if parts.len() == 1 {
             return Ok(parts.into_iter().next().expect("one part"));

@@ -188,8 +188,17 @@ def main():
         (["--labels", "@many"], "--labels"), (["--template", "no placeholder"], "template"),
         (["--backend", "tpu"], "--backend"),
     ]
+    # Options each fine alone whose windows over a photo would not fit the window budget: refused per
+    # photo (exit 3), naming the photo and the stride; the good photo too, as the budget is its size's
+    # (a long narrow photo could still fit).
+    window_budget = [
+        ["--short-side", "2048", "--stride", "1"], ["--window", "448", "--stride", "2", "--short-side", "1024"],
+        ["--window", "16", "--stride", "3", "--short-side", "2048"],
+    ]
     for args, names in options:
         cases.append({"kind": "options", "args": args, "expect": 2, "names": [names]})
+    for args in window_budget:
+        cases.append({"kind": "options", "args": args, "expect": 3, "names": ["stride", "good.png"], "good_fails": True})
 
     for damage in ["truncate-weights", "nan-weights", "inf-weights", "config-not-json", "config-bad-depths",
                    "config-bad-segmentation", "no-tokenizer", "no-weights", "garbage-weights", "wrong-shape"]:
