@@ -374,6 +374,7 @@ pub fn caption_phrases(caption: &str) -> Result<JsValue, JsError> {
         start: usize,
         end: usize,
     }
+    phrases::check_caption(caption).map_err(js)?;
     let found: Vec<Found> = phrases::chunk(caption)
         .into_iter()
         .map(|p| Found {
@@ -394,8 +395,9 @@ pub fn relaxed_simd() -> bool {
 
 /// The labels a caption is segmented by: each phrase's label once (ignoring ASCII case), in order.
 #[wasm_bindgen(js_name = captionLabels)]
-pub fn caption_labels(caption: &str) -> Vec<String> {
-    ground::labels(&phrases::chunk(caption))
+pub fn caption_labels(caption: &str) -> Result<Vec<String>, JsError> {
+    phrases::check_caption(caption).map_err(js)?;
+    Ok(ground::labels(&phrases::chunk(caption)))
 }
 
 /// Where each phrase of `caption` is in a segmentation by its phrases' labels (`Segmenter.ground`):
@@ -413,6 +415,7 @@ pub fn ground_in(
 ) -> Result<JsValue, JsError> {
     let seg = segmentation_of(width, height, label_map, scores, classes)?;
     let opts = Options::from_js(options)?.detection().map_err(js)?;
+    phrases::check_caption(caption).map_err(js)?;
     let found = ground::ground(&phrases::chunk(caption), &seg, &opts);
     to_js(&found.iter().map(|g| g.with_offsets(caption, phrases::utf16_offset)).collect::<Vec<_>>())
 }

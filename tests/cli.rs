@@ -320,6 +320,13 @@ fn ground_boxes_each_phrase_of_a_caption_and_says_which_are_nowhere() {
     let none = groupseg().arg("ground").arg(&scene).args(["--caption", "is on the"]).output().unwrap();
     assert_eq!(none.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&none.stderr).contains("no phrase"), "{}", String::from_utf8_lossy(&none.stderr));
+
+    // A caption past the cap is refused by name before any work (as long as one argument may be).
+    let long = "a red square and a blue star. ".repeat(4_000);
+    let refused = groupseg().arg("ground").arg(&scene).arg("--caption").arg(&long).output().unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--caption") && stderr.contains(&groupseg::phrases::MAX_CAPTION_CHARS.to_string()), "{stderr}");
 }
 
 #[test]

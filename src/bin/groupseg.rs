@@ -506,6 +506,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             }))
         }
         Command::Ground { photos, model, caption, segmenting, detect, out } => {
+            phrases::check_caption(&caption).map_err(|e| Usage(format!("--caption: {e}")))?;
             let found = phrases::chunk(&caption);
             if found.is_empty() {
                 return Err(Usage(format!("--caption {caption:?}: no phrase to ground in it; name something, e.g. \"a dog on a sofa\"")));

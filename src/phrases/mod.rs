@@ -159,6 +159,22 @@ fn is_verb_here(w: &str, before: Before, open: Option<&Open>, in_sentence: bool)
     }
 }
 
+/// Characters a caption may have: a long paragraph. Grounding encodes each phrase as a label, so
+/// the labels' caps (count and length) apply to its phrases as well.
+pub const MAX_CAPTION_CHARS: usize = 2000;
+
+/// Refuses a caption over [`MAX_CAPTION_CHARS`], counting no further than the cap; the faces call
+/// it before [`chunk`].
+pub fn check_caption(caption: &str) -> crate::Result<()> {
+    if caption.chars().nth(MAX_CAPTION_CHARS).is_some() {
+        let start: String = caption.chars().take(24).collect();
+        return Err(crate::Error::InvalidInput(format!(
+            "the caption \"{start}…\" is over {MAX_CAPTION_CHARS} characters long; a caption has at most {MAX_CAPTION_CHARS}: ground a few sentences at a time"
+        )));
+    }
+    Ok(())
+}
+
 /// The phrases of `caption`, in order, each once per occurrence.
 pub fn chunk(caption: &str) -> Vec<Phrase> {
     let parts = sentence_parts(caption);
