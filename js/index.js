@@ -38,11 +38,14 @@ function hasRelaxedSimd() {
 
 /** Starts the module once: `{threads, why, relaxedSimd}`, `why` saying what kept it to fewer threads
  * than asked. Each of the threaded and single-threaded modules comes built twice, with relaxed SIMD
- * and without (the same bindings over either). */
+ * and without (the same bindings over either). Threads past the machine's cores would each start a
+ * worker and run no faster: they are clamped to the cores, saying so. */
 function startWasm(wasmUrl, threads, relaxedSimd) {
   wasmStart ??= (async () => {
-    const want = threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
+    const cores = globalThis.navigator?.hardwareConcurrency || 1;
+    const want = Math.min(threads ?? cores, cores);
     const relaxed = relaxedSimd !== false && hasRelaxedSimd();
+    const clamped = threads > cores ? `${threads} threads were asked of ${cores} core${cores === 1 ? '' : 's'}` : null;
     let why = want > 1 ? whyNoThreads() : null;
     if (want > 1 && !why) {
       try {
@@ -50,7 +53,7 @@ function startWasm(wasmUrl, threads, relaxedSimd) {
         await m.default(relaxed ? { module_or_path: new URL('./threaded/groupseg_wasm_relaxed_bg.wasm', import.meta.url) } : undefined);
         await (await import('./threaded/threads.js')).startThreads(m, want);
         wasm = m;
-        return { threads: m.threadCount(), why: null, relaxedSimd: m.relaxedSimd() };
+        return { threads: m.threadCount(), why: clamped, relaxedSimd: m.relaxedSimd() };
       } catch (e) {
         // E.g. a Content Security Policy without worker-src for the package: one thread still works.
         why = `the threads could not start (${e?.message ?? e})`;
@@ -60,7 +63,7 @@ function startWasm(wasmUrl, threads, relaxedSimd) {
     const url = wasmUrl ?? (relaxed ? new URL('./groupseg_wasm_relaxed_bg.wasm', import.meta.url) : undefined);
     await m.default(url ? { module_or_path: url } : undefined);
     wasm = m;
-    return { threads: 1, why, relaxedSimd: m.relaxedSimd() };
+    return { threads: 1, why: [clamped, why].filter(Boolean).join('; ') || null, relaxedSimd: m.relaxedSimd() };
   })().catch((e) => {
     wasmStart = null; // a later load may try again
     throw e;
@@ -302,11 +305,25 @@ async function filesFromBlobs(files) {
   };
 }
 
+/** Refuses an encoded photo of more bytes than the module reads, before it is read or copied. */
+function checkPhotoBytes(bytes) {
+  const cap = live().maxPhotoBytes();
+  if (bytes > cap) {
+    throw new Error(`the file is ${Math.ceil(bytes / 1048576)} MB; photos of at most ${cap / 1048576} MB are read`);
+  }
+}
+
 /** Any image as the wasm module's `Photo` (decoded once): encoded bytes, or RGBA pixels. */
 async function toPhoto(image) {
-  if (typeof Blob !== 'undefined' && image instanceof Blob) return live().Photo.fromBytes(new Uint8Array(await image.arrayBuffer()));
-  if (image instanceof ArrayBuffer) return live().Photo.fromBytes(new Uint8Array(image));
-  if (image instanceof Uint8Array) return live().Photo.fromBytes(image);
+  if (typeof Blob !== 'undefined' && image instanceof Blob) {
+    checkPhotoBytes(image.size);
+    return live().Photo.fromBytes(new Uint8Array(await image.arrayBuffer()));
+  }
+  if (image instanceof ArrayBuffer) return toPhoto(new Uint8Array(image));
+  if (image instanceof Uint8Array) {
+    checkPhotoBytes(image.byteLength);
+    return live().Photo.fromBytes(image);
+  }
   if (typeof ImageData !== 'undefined' && image instanceof ImageData) {
     return live().Photo.fromPixels(new Uint8Array(image.data.buffer, image.data.byteOffset, image.data.byteLength), image.width, image.height);
   }
@@ -587,7 +604,7 @@ export class Segmenter {
     const started = await startWasm(wasmUrl, threads, relaxedSimd);
     progress.stage('compile', 1);
     const notes = [];
-    if (started.why) notes.push(`one thread: ${started.why}`);
+    if (started.why) notes.push(`${started.threads === 1 ? 'one thread' : `${started.threads} threads`}: ${started.why}`);
     else if (threads !== undefined && threads !== started.threads) {
       notes.push(`${started.threads} thread(s), not ${threads}: an earlier load here started the module`);
     }

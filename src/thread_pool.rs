@@ -12,12 +12,16 @@ use wasm_bindgen::prelude::*;
 
 type Handoff = Mutex<mpsc::Receiver<rayon::ThreadBuilder>>;
 
-/// The pool being started: its size, and where rayon's threads are handed to the waiting workers.
+/// Where rayon's threads are handed to the waiting workers. A static lives in the shared memory, so
+/// every worker instantiated on it finds the pool being started here: nothing but this crosses to
+/// JavaScript as an address.
+static HANDOFF: Mutex<Option<Arc<Handoff>>> = Mutex::new(None);
+
+/// The pool being started: its size, and the sending side of the hand-off.
 #[wasm_bindgen]
 pub struct ThreadPool {
     threads: usize,
     sender: mpsc::Sender<rayon::ThreadBuilder>,
-    handoff: Arc<Handoff>,
 }
 
 #[wasm_bindgen]
@@ -27,19 +31,18 @@ impl ThreadPool {
         if threads == 0 {
             return Err(JsError::new("threads must be at least 1"));
         }
+        let mut handoff = HANDOFF.lock().map_err(|_| JsError::new("thread pool hand-off poisoned"))?;
+        if handoff.is_some() {
+            return Err(JsError::new("the thread pool was started already: a module instance has one"));
+        }
         let (sender, receiver) = mpsc::channel();
-        Ok(ThreadPool { threads, sender, handoff: Arc::new(Mutex::new(receiver)) })
+        *handoff = Some(Arc::new(Mutex::new(receiver)));
+        Ok(ThreadPool { threads, sender })
     }
 
     #[wasm_bindgen(getter)]
     pub fn threads(&self) -> usize {
         self.threads
-    }
-
-    /// The hand-off's address in the shared memory, for the workers to pass to `runThread`. The
-    /// reference it hands out stays alive for good: the workers live as long as the page.
-    pub fn handoff(&self) -> usize {
-        Arc::into_raw(self.handoff.clone()) as usize
     }
 
     /// Makes the waiting workers rayon's global pool (once per module instance).
@@ -53,11 +56,15 @@ impl ThreadPool {
     }
 }
 
-/// A worker's life: wait for a rayon thread, then run it (it returns when the pool ends).
+/// A worker's life: wait for a rayon thread of the pool being started, then run it (it returns
+/// when the pool ends).
 #[wasm_bindgen(js_name = runThread)]
-pub fn run_thread(handoff: usize) -> Result<(), JsError> {
-    // SAFETY: `handoff` came from `ThreadPool::handoff`, which leaked a reference to it.
-    let handoff = unsafe { &*(handoff as *const Handoff) };
+pub fn run_thread() -> Result<(), JsError> {
+    let handoff = HANDOFF
+        .lock()
+        .map_err(|_| JsError::new("thread pool hand-off poisoned"))?
+        .clone()
+        .ok_or_else(|| JsError::new("no thread pool is being started: make a ThreadPool first"))?;
     let thread = handoff
         .lock()
         .map_err(|_| JsError::new("thread pool hand-off poisoned"))?

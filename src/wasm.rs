@@ -114,6 +114,9 @@ impl Photo {
     /// From an encoded file's bytes (JPEG, PNG, WebP, GIF, BMP).
     #[wasm_bindgen(js_name = fromBytes)]
     pub fn from_bytes(bytes: &[u8]) -> Result<Photo, JsError> {
+        if bytes.len() as u64 > preprocess::MAX_PHOTO_BYTES {
+            return Err(JsError::new(&format!("the file is over {} MB, more than photos may have", preprocess::MAX_PHOTO_BYTES >> 20)));
+        }
         Ok(Photo { inner: Rc::new(preprocess::decode(bytes).map_err(js)?) })
     }
 
@@ -307,7 +310,11 @@ impl Options {
 
 /// A label map handed back from JS (a `Segmentation`'s fields), as the library's type.
 fn segmentation_of(width: u32, height: u32, label_map: Vec<u16>, scores: Vec<f32>, classes: Vec<String>) -> Result<Segmentation, JsError> {
-    let n = width as usize * height as usize;
+    // Checked: on wasm32 a crafted size's product wraps to a small number (a trap further on).
+    let n = (width as usize)
+        .checked_mul(height as usize)
+        .filter(|&n| n as u64 <= preprocess::PIXEL_BUDGET)
+        .ok_or_else(|| JsError::new(&format!("a {width}×{height} segmentation is larger than any photo segmented here")))?;
     if label_map.len() != n || scores.len() != n {
         return Err(JsError::new(&format!(
             "a {width}×{height} segmentation needs {n} labels and scores, not {} and {}",
@@ -385,6 +392,12 @@ pub fn caption_phrases(caption: &str) -> Result<JsValue, JsError> {
         })
         .collect();
     to_js(&found)
+}
+
+/// The most bytes an encoded photo may have (`Photo.fromBytes`), as the CLI reads files.
+#[wasm_bindgen(js_name = maxPhotoBytes)]
+pub fn max_photo_bytes() -> f64 {
+    preprocess::MAX_PHOTO_BYTES as f64
 }
 
 /// Whether this module was built with relaxed SIMD (its matrix products use fused multiply-adds).

@@ -156,6 +156,7 @@ function loadModel(source) {
 
 async function loadNow(source) {
   modelReady = false;
+  $('keep-model').hidden = true;
   progressSeen.length = 0;
   document.body.dataset.stages = '';
   document.body.dataset.model = 'loading';
@@ -164,10 +165,13 @@ async function loadNow(source) {
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    const { backend, notes, threads } = await ask({ type: 'load', ...source, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
+    const { fromLink, ...load } = source;
+    const { backend, notes, threads } = await ask({ type: 'load', ...load, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
     modelReady = true;
-    // The next visit starts with the same model when the browser keeps it.
-    remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
+    // The next visit starts with the same model when the browser keeps it; a model a link named
+    // (?model=) only when the person keeps it, so a link cannot choose their later visits' model.
+    if (fromLink) offerToKeep(source.modelUrl);
+    else remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
     document.body.dataset.model = 'ready';
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
     $('samples-row').hidden = kind !== 'demo';
@@ -186,6 +190,17 @@ async function loadNow(source) {
     $('progress').hidden = true;
     $('progress-text').textContent = '';
   }
+}
+
+/** Shows the button that keeps `url` as the model of later visits. */
+function offerToKeep(url) {
+  const keep = $('keep-model');
+  keep.hidden = false;
+  keep.onclick = () => {
+    remember(url);
+    keep.hidden = true;
+    status(`${new URL(url, location.href).host} will be loaded on your next visits.`);
+  };
 }
 
 /** The chosen mode: segment, detect, ground, classify or groups. */
@@ -760,7 +775,7 @@ const wanted = params.get('backend');
 if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
 if (params.get('model')) {
   $('model-url').value = params.get('model');
-  loadModel({ modelUrl: params.get('model') });
+  loadModel({ modelUrl: params.get('model'), fromLink: true });
 } else {
   // The model of the last visit, or a hub model, when this browser still keeps it, loads offline;
   // otherwise the built-in shapes demo, so that the page works at once and without a network.

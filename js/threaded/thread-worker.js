@@ -10,5 +10,5 @@ self.addEventListener('message', async ({ data }) => {
     return;
   }
   postMessage({ ok: true });
-  runThread(data.handoff);
+  runThread();
 }, { once: true });

@@ -15,12 +15,11 @@ const workers = [];
 export async function startThreads(m, count) {
   const pool = new m.ThreadPool(count);
   const [module, memory] = m.threadShare();
-  const handoff = pool.handoff();
   await Promise.all(Array.from({ length: count }, (_, i) => new Promise((resolve, reject) => {
     const worker = new Worker(new URL('./thread-worker.js', import.meta.url), { type: 'module', name: `groupseg-thread-${i}` });
     worker.addEventListener('message', ({ data }) => (data.ok ? resolve() : reject(new Error(`groupseg thread ${i}: ${data.message}`))), { once: true });
     worker.addEventListener('error', (e) => reject(new Error(`groupseg thread ${i} did not start: ${e.message ?? 'worker error'}`)), { once: true });
-    worker.postMessage({ module, memory, handoff, stack: THREAD_STACK_BYTES });
+    worker.postMessage({ module, memory, stack: THREAD_STACK_BYTES });
     workers.push(worker);
   })));
   pool.build();

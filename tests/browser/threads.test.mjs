@@ -44,6 +44,10 @@ async function run(isolated) {
       }
       out.cores = navigator.hardwareConcurrency;
       out.badThreads = await inWorker.Segmenter.load({ threads: 0 }).then(() => 'loaded', (e) => e.message);
+      // Ten thousand threads would start ten thousand workers: clamped to the cores, said in notes.
+      const many = await inWorker.Segmenter.load({ backend: 'cpu', threads: 10000 });
+      out.many = { threads: many.threads, notes: many.notes, scene: Array.from((await many.segment(blob, labels)).labelMap) };
+      many.dispose();
       return out;
     }, { scene, labels: meta.scenes[38].labels });
   } finally {
@@ -75,4 +79,10 @@ test('a cross-origin isolated page runs the worker on threads, with the single t
   }
   assert.ok(new Set(isolated.worker.scene).size >= 3, 'scene 38 is painted with several labels');
   assert.match(isolated.badThreads, /threads must be a whole number from 1, not 0/);
+  for (const { many, cores } of [isolated, plain]) {
+    assert.match(many.notes.join(' '), new RegExp(`10000 threads were asked of ${cores} cores`));
+    assert.deepEqual(many.scene, plain.worker.scene, 'the clamped load paints as the others do');
+  }
+  assert.equal(isolated.many.threads, isolated.cores);
+  assert.equal(plain.many.threads, 1);
 });
