@@ -43,23 +43,27 @@ mod counted {
     unsafe impl GlobalAlloc for Counted {
         #[inline(never)]
         unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            handed_out(System.alloc(layout), layout.size())
+            // SAFETY: `GlobalAlloc::alloc`'s contract, passed on as it came.
+            handed_out(unsafe { System.alloc(layout) }, layout.size())
         }
 
         #[inline(never)]
         unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-            handed_out(System.alloc_zeroed(layout), layout.size())
+            // SAFETY: as `alloc`.
+            handed_out(unsafe { System.alloc_zeroed(layout) }, layout.size())
         }
 
         #[inline(never)]
         unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-            System.dealloc(ptr, layout);
+            // SAFETY: `ptr` came from `System` through these methods with this layout.
+            unsafe { System.dealloc(ptr, layout) };
             LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
         }
 
         #[inline(never)]
         unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-            let p = System.realloc(ptr, layout, new_size);
+            // SAFETY: as `dealloc`, and `new_size` as the caller gave it.
+            let p = unsafe { System.realloc(ptr, layout, new_size) };
             if !p.is_null() {
                 LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
             }

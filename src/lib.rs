@@ -9,6 +9,8 @@
 //! `render` paints a result; `wasm` and `bin/` are the JavaScript and command-line faces.
 //! See docs/architecture.md.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+
 pub mod alloc;
 pub mod backend;
 pub mod detect;

@@ -199,10 +199,14 @@ macro_rules! with_best_simd {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            /// # Safety
+            /// Only where the CPU has AVX2 and FMA (checked with `is_x86_feature_detected!` just before).
             #[target_feature(enable = "avx2,fma")]
             unsafe fn wide<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
+            /// # Safety
+            /// Only where the CPU has AVX-512F, AVX2 and FMA (checked with `is_x86_feature_detected!` just before).
             #[target_feature(enable = "avx512f,avx2,fma")]
             unsafe fn widest<R>(f: impl FnOnce() -> R) -> R {
                 f()
@@ -544,10 +548,13 @@ impl CustomOp1 for Int8MatMul {
 /// Every element the strides address must be readable, and `c`'s m × n block writable.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_f32(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: *const f32, (ars, acs): (isize, isize), b: *const f32, (brs, bcs): (isize, isize)) {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    sgemm::sgemm(m, n, k, c, ldc, sgemm::Strided { ptr: a, rs: ars, cs: acs }, sgemm::Strided { ptr: b, rs: brs, cs: bcs }, 1);
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    gemm::gemm(m, n, k, c, 1, ldc as isize, false, a, acs, ars, b, bcs, brs, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+    // SAFETY: the caller keeps this function's contract (its `# Safety`).
+    unsafe {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        sgemm::sgemm(m, n, k, c, ldc, sgemm::Strided { ptr: a, rs: ars, cs: acs }, sgemm::Strided { ptr: b, rs: brs, cs: bcs }, 1);
+        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        gemm::gemm(m, n, k, c, 1, ldc as isize, false, a, acs, ars, b, bcs, brs, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+    }
 }
 
 /// `LayerNorm` of each `w`-long row of `src` into `dst`: mean, then variance around it (a second
@@ -650,7 +657,7 @@ impl InplaceOp2 for AddInPlace {
 /// `update + residual`, written over `update`, which must own its storage (fresh from an op):
 /// a transformer block's last residual add without a new buffer, on rayon's pool (candle's
 /// add runs on a pool of its own, whose thread then spins beside ours).
-pub fn add_residual(update: Tensor, residual: &Tensor) -> Result<Tensor> {
+pub(crate) fn add_residual(update: Tensor, residual: &Tensor) -> Result<Tensor> {
     let ours = [&update, residual].iter().all(|t| t.dtype() == DType::F32 && matches!(t.device(), Device::Cpu) && t.is_contiguous());
     if ours && update.shape() == residual.shape() {
         update.inplace_op2(residual, &AddInPlace)?;
@@ -933,48 +940,60 @@ mod avx512 {
 
     /// The unmasked [`super::scaled_exp`] in 16 lanes, with [`super::exp_f32`]'s polynomial in
     /// fused multiply-adds and 2ⁿ by `scalef`; the row's tail through lane masks.
+    ///
+    /// # Safety
+    /// Only where the CPU has AVX-512F (checked before it is chosen).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn scaled_exp(row: &mut [f32], scale: f32) -> f32 {
-        let (p, len) = (row.as_mut_ptr(), row.len());
-        let full = len / 16 * 16;
-        let tail: __mmask16 = ((1u32 << (len - full)) - 1) as __mmask16;
-        let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
-        for i in (0..full).step_by(16) {
-            max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let (p, len) = (row.as_mut_ptr(), row.len());
+            let full = len / 16 * 16;
+            let tail: __mmask16 = ((1u32 << (len - full)) - 1) as __mmask16;
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+            for i in (0..full).step_by(16) {
+                max = _mm512_max_ps(max, _mm512_loadu_ps(p.add(i)));
+            }
+            max = _mm512_mask_max_ps(max, tail, max, _mm512_maskz_loadu_ps(tail, p.add(full)));
+            let max = _mm512_reduce_max_ps(max);
+            // As in the portable one: a row with no finite maximum is shifted by 0, not turned to NaN.
+            let shift = _mm512_set1_ps(if max == f32::NEG_INFINITY { 0.0 } else { max * scale });
+            let scale = _mm512_set1_ps(scale);
+            let mut sum = _mm512_setzero_ps();
+            for i in (0..full).step_by(16) {
+                let e = exp(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), scale, shift));
+                _mm512_storeu_ps(p.add(i), e);
+                sum = _mm512_add_ps(sum, e);
+            }
+            if tail != 0 {
+                let e = exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, p.add(full)), scale, shift));
+                _mm512_mask_storeu_ps(p.add(full), tail, e);
+                sum = _mm512_mask_add_ps(sum, tail, sum, e);
+            }
+            _mm512_reduce_add_ps(sum)
         }
-        max = _mm512_mask_max_ps(max, tail, max, _mm512_maskz_loadu_ps(tail, p.add(full)));
-        let max = _mm512_reduce_max_ps(max);
-        // As in the portable one: a row with no finite maximum is shifted by 0, not turned to NaN.
-        let shift = _mm512_set1_ps(if max == f32::NEG_INFINITY { 0.0 } else { max * scale });
-        let scale = _mm512_set1_ps(scale);
-        let mut sum = _mm512_setzero_ps();
-        for i in (0..full).step_by(16) {
-            let e = exp(_mm512_fmsub_ps(_mm512_loadu_ps(p.add(i)), scale, shift));
-            _mm512_storeu_ps(p.add(i), e);
-            sum = _mm512_add_ps(sum, e);
-        }
-        if tail != 0 {
-            let e = exp(_mm512_fmsub_ps(_mm512_maskz_loadu_ps(tail, p.add(full)), scale, shift));
-            _mm512_mask_storeu_ps(p.add(full), tail, e);
-            sum = _mm512_mask_add_ps(sum, tail, sum, e);
-        }
-        _mm512_reduce_add_ps(sum)
     }
 
     /// e^x in 16 lanes: Cephes' range reduction and polynomial, as [`super::exp_f32`].
+    ///
+    /// # Safety
+    /// Only where the CPU has AVX-512F (called from functions that enable it).
     #[inline(always)]
     unsafe fn exp(x: __m512) -> __m512 {
-        let (lo, hi) = EXP_RANGE;
-        let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(hi)), _mm512_set1_ps(lo));
-        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
-        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
-        let mut q = _mm512_fmadd_ps(r, _mm512_set1_ps(EXP_POLY[0]), _mm512_set1_ps(EXP_POLY[1]));
-        for &c in &EXP_POLY[2..] {
-            q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let (lo, hi) = EXP_RANGE;
+            let x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(hi)), _mm512_set1_ps(lo));
+            let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)));
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), x);
+            let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+            let mut q = _mm512_fmadd_ps(r, _mm512_set1_ps(EXP_POLY[0]), _mm512_set1_ps(EXP_POLY[1]));
+            for &c in &EXP_POLY[2..] {
+                q = _mm512_fmadd_ps(q, r, _mm512_set1_ps(c));
+            }
+            let q = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
+            _mm512_scalef_ps(q, n)
         }
-        let q = _mm512_fmadd_ps(_mm512_mul_ps(q, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0)));
-        _mm512_scalef_ps(q, n)
     }
 }
 
@@ -986,50 +1005,62 @@ mod avx2 {
 
     /// The unmasked [`super::scaled_exp`] in 8 lanes with fused multiply-adds; the row's last
     /// (under 8) values through [`super::exp_f32`].
+    ///
+    /// # Safety
+    /// Only where the CPU has AVX2 and FMA (checked before it is chosen).
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn scaled_exp(row: &mut [f32], scale: f32) -> f32 {
-        let (p, full) = (row.as_mut_ptr(), row.len() / 8 * 8);
-        let mut lanes = [0f32; 8];
-        let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
-        for i in (0..full).step_by(8) {
-            max = _mm256_max_ps(max, _mm256_loadu_ps(p.add(i)));
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let (p, full) = (row.as_mut_ptr(), row.len() / 8 * 8);
+            let mut lanes = [0f32; 8];
+            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+            for i in (0..full).step_by(8) {
+                max = _mm256_max_ps(max, _mm256_loadu_ps(p.add(i)));
+            }
+            _mm256_storeu_ps(lanes.as_mut_ptr(), max);
+            let max = lanes.iter().chain(&row[full..]).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
+            // As in the portable one: a row with no finite maximum is shifted by 0, not turned to NaN.
+            let shift = if max == f32::NEG_INFINITY { 0.0 } else { max * scale };
+            let (vshift, vscale) = (_mm256_set1_ps(shift), _mm256_set1_ps(scale));
+            let mut sum = _mm256_setzero_ps();
+            for i in (0..full).step_by(8) {
+                let e = exp(_mm256_fmsub_ps(_mm256_loadu_ps(p.add(i)), vscale, vshift));
+                _mm256_storeu_ps(p.add(i), e);
+                sum = _mm256_add_ps(sum, e);
+            }
+            _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
+            let mut total: f32 = lanes.iter().sum();
+            for v in &mut row[full..] {
+                *v = super::exp_f32(*v * scale - shift);
+                total += *v;
+            }
+            total
         }
-        _mm256_storeu_ps(lanes.as_mut_ptr(), max);
-        let max = lanes.iter().chain(&row[full..]).fold(f32::NEG_INFINITY, |a, &b| if b > a { b } else { a });
-        // As in the portable one: a row with no finite maximum is shifted by 0, not turned to NaN.
-        let shift = if max == f32::NEG_INFINITY { 0.0 } else { max * scale };
-        let (vshift, vscale) = (_mm256_set1_ps(shift), _mm256_set1_ps(scale));
-        let mut sum = _mm256_setzero_ps();
-        for i in (0..full).step_by(8) {
-            let e = exp(_mm256_fmsub_ps(_mm256_loadu_ps(p.add(i)), vscale, vshift));
-            _mm256_storeu_ps(p.add(i), e);
-            sum = _mm256_add_ps(sum, e);
-        }
-        _mm256_storeu_ps(lanes.as_mut_ptr(), sum);
-        let mut total: f32 = lanes.iter().sum();
-        for v in &mut row[full..] {
-            *v = super::exp_f32(*v * scale - shift);
-            total += *v;
-        }
-        total
     }
 
     /// e^x in 8 lanes: Cephes' range reduction and polynomial, as [`super::exp_f32`]; 2ⁿ built in
     /// the exponent bits (n stays within −126..127 on the clamped range).
+    ///
+    /// # Safety
+    /// Only where the CPU has AVX2 and FMA (called from functions that enable them).
     #[inline(always)]
     unsafe fn exp(x: __m256) -> __m256 {
-        let (lo, hi) = EXP_RANGE;
-        let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(hi)), _mm256_set1_ps(lo));
-        let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
-        let mut q = _mm256_fmadd_ps(r, _mm256_set1_ps(EXP_POLY[0]), _mm256_set1_ps(EXP_POLY[1]));
-        for &c in &EXP_POLY[2..] {
-            q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(c));
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let (lo, hi) = EXP_RANGE;
+            let x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(hi)), _mm256_set1_ps(lo));
+            let n = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(_mm256_mul_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E)));
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HI), x);
+            let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LO), r);
+            let mut q = _mm256_fmadd_ps(r, _mm256_set1_ps(EXP_POLY[0]), _mm256_set1_ps(EXP_POLY[1]));
+            for &c in &EXP_POLY[2..] {
+                q = _mm256_fmadd_ps(q, r, _mm256_set1_ps(c));
+            }
+            let q = _mm256_fmadd_ps(_mm256_mul_ps(q, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
+            let pow2n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
+            _mm256_mul_ps(q, _mm256_castsi256_ps(pow2n))
         }
-        let q = _mm256_fmadd_ps(_mm256_mul_ps(q, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0)));
-        let pow2n = _mm256_slli_epi32::<23>(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)));
-        _mm256_mul_ps(q, _mm256_castsi256_ps(pow2n))
     }
 }
 
@@ -1037,7 +1068,7 @@ mod avx2 {
 /// tensor elsewhere). The scores are 6 × 848² floats per layer at 448 pixels: working in place
 /// saves a 17 MB allocation and half the memory traffic. `scores` must own its storage (fresh
 /// from a matmul), since every view of that storage changes.
-pub fn softmax_last_dim_in_place(scores: Tensor) -> Result<Tensor> {
+pub(crate) fn softmax_last_dim_in_place(scores: Tensor) -> Result<Tensor> {
     if scores.dtype() == DType::F32 && matches!(scores.device(), Device::Cpu) && scores.is_contiguous() {
         scores.inplace_op1(&SoftmaxLastDimInPlace)?;
         Ok(scores)

@@ -210,33 +210,42 @@ impl PackedMatrix {
     /// # Safety
     /// `a` must address m rows of `cols` floats at stride `lda`, `c` m rows of `rows` at `ldc`.
     pub unsafe fn product(&self, a: *const f32, lda: usize, m: usize, c: *mut f32, ldc: usize) {
-        assert!(available(), "packed products need AVX2 and FMA, or WebAssembly SIMD");
-        let panels = self.rows.div_ceil(self.tile.nr());
-        let mut r0 = 0;
-        while r0 < m {
-            let rows = MC.min(m - r0);
-            self.block(a.add(r0 * lda), lda, rows, 0, panels, c.add(r0 * ldc), ldc);
-            r0 += rows;
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            assert!(available(), "packed products need AVX2 and FMA, or WebAssembly SIMD");
+            let panels = self.rows.div_ceil(self.tile.nr());
+            let mut r0 = 0;
+            while r0 < m {
+                let rows = MC.min(m - r0);
+                self.block(a.add(r0 * lda), lda, rows, 0, panels, c.add(r0 * ldc), ldc);
+                r0 += rows;
+            }
         }
     }
 
     /// `m` rows (from `a`, stride `lda`) × panels `p0..p1` of the product, into `c` (stride `ldc`).
+    ///
+    /// # Safety
+    /// `a` must address `m` rows of the matrix's `cols` floats at stride `lda`, and `c` `m` rows of its `rows` floats at stride `ldc`, writable, columns `p0 · nr..` of which no other thread writes meanwhile.
     #[allow(clippy::too_many_arguments)]
     unsafe fn block(&self, a: *const f32, lda: usize, m: usize, p0: usize, p1: usize, c: *mut f32, ldc: usize) {
-        let (n, k, nr, mr) = (self.rows, self.cols, self.tile.nr(), self.tile.mr());
-        for p in p0..p1 {
-            let cols = nr.min(n - p * nr);
-            let mut k0 = 0;
-            while k0 < k {
-                let kc = KC.min(k - k0);
-                let b = self.data.as_ptr().add(p * nr * k + k0 * nr);
-                let mut i = 0;
-                while i < m {
-                    let rows = mr.min(m - i);
-                    tile(self.tile, rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * nr), ldc, k0 > 0);
-                    i += rows;
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let (n, k, nr, mr) = (self.rows, self.cols, self.tile.nr(), self.tile.mr());
+            for p in p0..p1 {
+                let cols = nr.min(n - p * nr);
+                let mut k0 = 0;
+                while k0 < k {
+                    let kc = KC.min(k - k0);
+                    let b = self.data.as_ptr().add(p * nr * k + k0 * nr);
+                    let mut i = 0;
+                    while i < m {
+                        let rows = mr.min(m - i);
+                        tile(self.tile, rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * nr), ldc, k0 > 0);
+                        i += rows;
+                    }
+                    k0 += kc;
                 }
-                k0 += kc;
             }
         }
     }
@@ -314,46 +323,58 @@ unsafe impl Sync for OutPtr {}
 
 impl OutPtr {
     /// Element `i` (a method, so closures capture the `Sync` wrapper rather than the pointer).
+    ///
+    /// # Safety
+    /// `i` must lie within the output the pointer addresses (as `pointer::add`).
     pub(crate) unsafe fn at(self, i: usize) -> *mut f32 {
-        self.0.add(i)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            self.0.add(i)
+        }
     }
 }
 
 /// One register tile: `c (rows × cols, row stride ldc) (+)= a (rows × kc, row stride lda) · b`,
 /// `b` a panel slice (`kc × nr`). A partial tile goes through a full one on the stack.
+///
+/// # Safety
+/// `a` must address `rows` rows of `kc` floats at stride `lda`, `b` a panel slice of `kc × nr` floats, and `c` `rows × cols` writable floats at stride `ldc` (`rows ≤ mr`, `cols ≤ nr` of `shape`).
 #[allow(clippy::too_many_arguments)]
 #[inline]
 unsafe fn tile(shape: Tile, rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-    let nr = shape.nr();
-    if cols == nr {
-        macro_rules! by_rows {
-            ($isa:ident, $($r:literal)+) => {
-                match rows {
-                    $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
-                    _ => unreachable!("at most {} rows a tile", shape.mr()),
-                }
-            };
+    // SAFETY: the caller keeps this function's contract (its `# Safety`).
+    unsafe {
+        let nr = shape.nr();
+        if cols == nr {
+            macro_rules! by_rows {
+                ($isa:ident, $($r:literal)+) => {
+                    match rows {
+                        $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
+                        _ => unreachable!("at most {} rows a tile", shape.mr()),
+                    }
+                };
+            }
+            match shape {
+                #[cfg(target_arch = "x86_64")]
+                Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
+                #[cfg(target_arch = "x86_64")]
+                Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
+                Tile::Simd128 => by_rows!(simd128, 1 2 3 4),
+                #[allow(unreachable_patterns)]
+                _ => unreachable!("packed weights exist only where `available()`"),
+            }
         }
-        match shape {
-            #[cfg(target_arch = "x86_64")]
-            Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
-            #[cfg(target_arch = "x86_64")]
-            Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
-            Tile::Simd128 => by_rows!(simd128, 1 2 3 4),
-            #[allow(unreachable_patterns)]
-            _ => unreachable!("packed weights exist only where `available()`"),
+        let mut t = [0f32; MAX_TILE];
+        for r in 0..rows {
+            for j in 0..cols {
+                t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
+            }
         }
-    }
-    let mut t = [0f32; MAX_TILE];
-    for r in 0..rows {
-        for j in 0..cols {
-            t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
-        }
-    }
-    tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
-    for r in 0..rows {
-        for j in 0..cols {
-            *c.add(r * ldc + j) = t[r * nr + j];
+        tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
+        for r in 0..rows {
+            for j in 0..cols {
+                *c.add(r * ldc + j) = t[r * nr + j];
+            }
         }
     }
 }
@@ -366,28 +387,33 @@ mod simd128 {
 
     const NR: usize = 8;
 
+    /// # Safety
+    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
     #[inline(always)]
     pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        let mut lo = [lanes::zero(); R];
-        let mut hi = [lanes::zero(); R];
-        for p in 0..kc {
-            let b0 = lanes::load(b.add(p * NR));
-            let b1 = lanes::load(b.add(p * NR + 4));
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let mut lo = [lanes::zero(); R];
+            let mut hi = [lanes::zero(); R];
+            for p in 0..kc {
+                let b0 = lanes::load(b.add(p * NR));
+                let b1 = lanes::load(b.add(p * NR + 4));
+                for i in 0..R {
+                    let ai = lanes::splat(a.add(i * lda + p));
+                    lo[i] = lanes::mul_add(lo[i], ai, b0);
+                    hi[i] = lanes::mul_add(hi[i], ai, b1);
+                }
+            }
             for i in 0..R {
-                let ai = lanes::splat(a.add(i * lda + p));
-                lo[i] = lanes::mul_add(lo[i], ai, b0);
-                hi[i] = lanes::mul_add(hi[i], ai, b1);
+                let ci = c.add(i * ldc);
+                let (mut v0, mut v1) = (lo[i], hi[i]);
+                if accumulate {
+                    v0 = lanes::add(v0, lanes::load(ci));
+                    v1 = lanes::add(v1, lanes::load(ci.add(4)));
+                }
+                lanes::store(ci, v0);
+                lanes::store(ci.add(4), v1);
             }
-        }
-        for i in 0..R {
-            let ci = c.add(i * ldc);
-            let (mut v0, mut v1) = (lo[i], hi[i]);
-            if accumulate {
-                v0 = lanes::add(v0, lanes::load(ci));
-                v1 = lanes::add(v1, lanes::load(ci.add(4)));
-            }
-            lanes::store(ci, v0);
-            lanes::store(ci.add(4), v1);
         }
     }
 }
@@ -399,27 +425,33 @@ mod avx2 {
     const NR: usize = 16;
 
     /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
+    ///
+    /// # Safety
+    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
     #[target_feature(enable = "avx2,fma")]
     pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        let mut acc = [[_mm256_setzero_ps(); 2]; R];
-        for p in 0..kc {
-            let b0 = _mm256_loadu_ps(b.add(p * NR));
-            let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let ai = _mm256_broadcast_ss(&*a.add(i * lda + p));
-                acc[0] = _mm256_fmadd_ps(ai, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(ai, b1, acc[1]);
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for p in 0..kc {
+                let b0 = _mm256_loadu_ps(b.add(p * NR));
+                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let ai = _mm256_broadcast_ss(&*a.add(i * lda + p));
+                    acc[0] = _mm256_fmadd_ps(ai, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(ai, b1, acc[1]);
+                }
             }
-        }
-        for (i, acc) in acc.iter().enumerate() {
-            let ci = c.add(i * ldc);
-            let (mut v0, mut v1) = (acc[0], acc[1]);
-            if accumulate {
-                v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
-                v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci.add(8)));
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = c.add(i * ldc);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if accumulate {
+                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
+                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci.add(8)));
+                }
+                _mm256_storeu_ps(ci, v0);
+                _mm256_storeu_ps(ci.add(8), v1);
             }
-            _mm256_storeu_ps(ci, v0);
-            _mm256_storeu_ps(ci.add(8), v1);
         }
     }
 }
@@ -432,27 +464,33 @@ mod avx512 {
 
     /// `R × 32` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds
     /// (24 accumulators of the 32 registers at R = 12).
+    ///
+    /// # Safety
+    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
     #[target_feature(enable = "avx512f")]
     pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        let mut acc = [[_mm512_setzero_ps(); 2]; R];
-        for p in 0..kc {
-            let b0 = _mm512_loadu_ps(b.add(p * NR));
-            let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
-            for (i, acc) in acc.iter_mut().enumerate() {
-                let ai = _mm512_set1_ps(*a.add(i * lda + p));
-                acc[0] = _mm512_fmadd_ps(ai, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(ai, b1, acc[1]);
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let mut acc = [[_mm512_setzero_ps(); 2]; R];
+            for p in 0..kc {
+                let b0 = _mm512_loadu_ps(b.add(p * NR));
+                let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(i * lda + p));
+                    acc[0] = _mm512_fmadd_ps(ai, b0, acc[0]);
+                    acc[1] = _mm512_fmadd_ps(ai, b1, acc[1]);
+                }
             }
-        }
-        for (i, acc) in acc.iter().enumerate() {
-            let ci = c.add(i * ldc);
-            let (mut v0, mut v1) = (acc[0], acc[1]);
-            if accumulate {
-                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ci));
-                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ci.add(16)));
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = c.add(i * ldc);
+                let (mut v0, mut v1) = (acc[0], acc[1]);
+                if accumulate {
+                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ci));
+                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ci.add(16)));
+                }
+                _mm512_storeu_ps(ci, v0);
+                _mm512_storeu_ps(ci.add(16), v1);
             }
-            _mm512_storeu_ps(ci, v0);
-            _mm512_storeu_ps(ci.add(16), v1);
         }
     }
 }

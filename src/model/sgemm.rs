@@ -25,17 +25,32 @@ pub(crate) mod lanes {
     pub fn zero() -> V {
         f32x4_splat(0.0)
     }
+    /// # Safety
+    /// `p` must address four readable floats (no alignment needed).
     #[inline(always)]
     pub unsafe fn load(p: *const f32) -> V {
-        v128_load(p as *const v128)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            v128_load(p as *const v128)
+        }
     }
+    /// # Safety
+    /// `p` must address one readable float.
     #[inline(always)]
     pub unsafe fn splat(p: *const f32) -> V {
-        v128_load32_splat(p as *const u32)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            v128_load32_splat(p as *const u32)
+        }
     }
+    /// # Safety
+    /// `p` must address four writable floats (no alignment needed).
     #[inline(always)]
     pub unsafe fn store(p: *mut f32, v: V) {
-        v128_store(p as *mut v128, v)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            v128_store(p as *mut v128, v)
+        }
     }
     /// Relaxed SIMD's fused multiply-add where the build has it: one `vfmadd231ps` in V8 on a
     /// machine with FMA instead of a multiply and an add (a 448-pixel segmentation 16 % faster).
@@ -62,17 +77,32 @@ pub(crate) mod lanes {
     pub fn zero() -> V {
         [0.0; 4]
     }
+    /// # Safety
+    /// `p` must address four readable floats (no alignment needed).
     #[inline(always)]
     pub unsafe fn load(p: *const f32) -> V {
-        std::ptr::read_unaligned(p as *const V)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            std::ptr::read_unaligned(p as *const V)
+        }
     }
+    /// # Safety
+    /// `p` must address one readable float.
     #[inline(always)]
     pub unsafe fn splat(p: *const f32) -> V {
-        [*p; 4]
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            [*p; 4]
+        }
     }
+    /// # Safety
+    /// `p` must address four writable floats (no alignment needed).
     #[inline(always)]
     pub unsafe fn store(p: *mut f32, v: V) {
-        std::ptr::write_unaligned(p as *mut V, v)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            std::ptr::write_unaligned(p as *mut V, v)
+        }
     }
     #[inline(always)]
     pub fn mul_add(acc: V, a: V, b: V) -> V {
@@ -99,9 +129,14 @@ unsafe impl Send for Strided {}
 unsafe impl Sync for Strided {}
 
 impl Strided {
+    /// # Safety
+    /// `(row, col)` must address an element of the operand (as `pointer::offset`).
     #[inline(always)]
     unsafe fn at(&self, row: usize, col: usize) -> *const f32 {
-        self.ptr.offset(row as isize * self.rs + col as isize * self.cs)
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            self.ptr.offset(row as isize * self.rs + col as isize * self.cs)
+        }
     }
 }
 
@@ -118,71 +153,80 @@ unsafe impl Sync for Out {}
 /// `c` must hold `m × n` writable floats that nothing else reads or writes meanwhile.
 #[allow(clippy::too_many_arguments)]
 pub unsafe fn sgemm(m: usize, n: usize, k: usize, c: *mut f32, ldc: usize, a: Strided, b: Strided, threads: usize) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        for i in 0..m {
-            std::ptr::write_bytes(c.add(i * ldc), 0, n);
+    // SAFETY: the caller keeps this function's contract (its `# Safety`).
+    unsafe {
+        if m == 0 || n == 0 {
+            return;
         }
-        return;
-    }
-    let panels = n.div_ceil(NR);
-    let tasks = threads.clamp(1, panels);
-    let per = panels.div_ceil(tasks);
-    let out = Out(c);
-    let task = move |t: usize| {
-        let (p0, p1) = (t * per, ((t + 1) * per).min(panels));
-        if p0 < p1 {
-            columns(m, ldc, k, out, a, b, p0 * NR, (p1 * NR).min(n));
+        if k == 0 {
+            for i in 0..m {
+                std::ptr::write_bytes(c.add(i * ldc), 0, n);
+            }
+            return;
         }
-    };
-    if tasks > 1 {
-        (0..tasks).into_par_iter().for_each(task);
-    } else {
-        task(0);
+        let panels = n.div_ceil(NR);
+        let tasks = threads.clamp(1, panels);
+        let per = panels.div_ceil(tasks);
+        let out = Out(c);
+        let task = move |t: usize| {
+            let (p0, p1) = (t * per, ((t + 1) * per).min(panels));
+            if p0 < p1 {
+                columns(m, ldc, k, out, a, b, p0 * NR, (p1 * NR).min(n));
+            }
+        };
+        if tasks > 1 {
+            (0..tasks).into_par_iter().for_each(task);
+        } else {
+            task(0);
+        }
     }
 }
 
 /// Columns `j0..j1` of the product (`c`'s rows `ldc` apart).
+///
+/// # Safety
+/// As [`sgemm`]'s, for columns `j0..j1` of `c`, which no other thread writes meanwhile.
 #[allow(clippy::too_many_arguments)]
 unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: Strided, j0: usize, j1: usize) {
-    let panels = (j1 - j0).div_ceil(NR);
-    let mut packed_b = vec![0f32; KC.min(k) * NR * panels];
-    let mut packed_a = vec![0f32; KC.min(k) * MC.min(m.next_multiple_of(MR))];
-    for k0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - k0);
-        // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
-        for p in 0..panels {
-            let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
-            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
-                for (cc, v) in row.iter_mut().enumerate() {
-                    let j = j0 + p * NR + cc;
-                    *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
-                }
-            }
-        }
-        let b_block = packed_b.as_ptr();
-        for i0 in (0..m).step_by(MC) {
-            let mb = MC.min(m - i0);
-            let strips = mb.div_ceil(MR);
-            // A's rows i0.., columns k0.. as 4-row strips, each kc × 4 contiguous (zeros past row m).
-            for s in 0..strips {
-                let strip = &mut packed_a[s * kc * MR..(s + 1) * kc * MR];
-                for (kk, col) in strip.chunks_exact_mut(MR).enumerate() {
-                    for (r, v) in col.iter_mut().enumerate() {
-                        let i = s * MR + r;
-                        *v = if i < mb { *a.at(i0 + i, k0 + kk) } else { 0.0 };
+    // SAFETY: the caller keeps this function's contract (its `# Safety`).
+    unsafe {
+        let panels = (j1 - j0).div_ceil(NR);
+        let mut packed_b = vec![0f32; KC.min(k) * NR * panels];
+        let mut packed_a = vec![0f32; KC.min(k) * MC.min(m.next_multiple_of(MR))];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            // B's rows k0.. as 8-column panels, each kc × 8 contiguous (zeros past column j1).
+            for p in 0..panels {
+                let panel = &mut packed_b[p * kc * NR..(p + 1) * kc * NR];
+                for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                    for (cc, v) in row.iter_mut().enumerate() {
+                        let j = j0 + p * NR + cc;
+                        *v = if j < j1 { *b.at(k0 + kk, j) } else { 0.0 };
                     }
                 }
             }
-            for p in 0..panels {
-                let cols = NR.min(j1 - j0 - p * NR);
-                let bp = b_block.add(p * kc * NR);
-                let cp = c.0.add(i0 * ldc + j0 + p * NR);
+            let b_block = packed_b.as_ptr();
+            for i0 in (0..m).step_by(MC) {
+                let mb = MC.min(m - i0);
+                let strips = mb.div_ceil(MR);
+                // A's rows i0.., columns k0.. as 4-row strips, each kc × 4 contiguous (zeros past row m).
                 for s in 0..strips {
-                    let rows = MR.min(mb - s * MR);
-                    kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * ldc), ldc, rows, cols, k0 == 0);
+                    let strip = &mut packed_a[s * kc * MR..(s + 1) * kc * MR];
+                    for (kk, col) in strip.chunks_exact_mut(MR).enumerate() {
+                        for (r, v) in col.iter_mut().enumerate() {
+                            let i = s * MR + r;
+                            *v = if i < mb { *a.at(i0 + i, k0 + kk) } else { 0.0 };
+                        }
+                    }
+                }
+                for p in 0..panels {
+                    let cols = NR.min(j1 - j0 - p * NR);
+                    let bp = b_block.add(p * kc * NR);
+                    let cp = c.0.add(i0 * ldc + j0 + p * NR);
+                    for s in 0..strips {
+                        let rows = MR.min(mb - s * MR);
+                        kernel(kc, packed_a.as_ptr().add(s * kc * MR), bp, cp.add(s * MR * ldc), ldc, rows, cols, k0 == 0);
+                    }
                 }
             }
         }
@@ -190,38 +234,44 @@ unsafe fn columns(m: usize, ldc: usize, k: usize, c: Out, a: Strided, b: Strided
 }
 
 /// A 4 × 8 block of `c` (its first `rows` × `cols` kept): set (`first` k block) or added to.
+///
+/// # Safety
+/// `ap` must address a packed `4 × kc` block of A and `bp` a packed `kc × 8` block of B, and `c` `rows × cols` writable floats (`rows ≤ 4`, `cols ≤ 8`) at row stride `rs_c`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 unsafe fn kernel(kc: usize, ap: *const f32, bp: *const f32, c: *mut f32, rs_c: usize, rows: usize, cols: usize, first: bool) {
-    let mut lo = [lanes::zero(); MR];
-    let mut hi = [lanes::zero(); MR];
-    for kk in 0..kc {
-        let b0 = lanes::load(bp.add(kk * NR));
-        let b1 = lanes::load(bp.add(kk * NR + 4));
-        let a = ap.add(kk * MR);
-        for r in 0..MR {
-            let av = lanes::splat(a.add(r));
-            lo[r] = lanes::mul_add(lo[r], av, b0);
-            hi[r] = lanes::mul_add(hi[r], av, b1);
-        }
-    }
-    for r in 0..rows {
-        let row = c.add(r * rs_c);
-        let (mut x0, mut x1): (V, V) = (lo[r], hi[r]);
-        if cols == NR {
-            if !first {
-                x0 = lanes::add(x0, lanes::load(row));
-                x1 = lanes::add(x1, lanes::load(row.add(4)));
+    // SAFETY: the caller keeps this function's contract (its `# Safety`).
+    unsafe {
+        let mut lo = [lanes::zero(); MR];
+        let mut hi = [lanes::zero(); MR];
+        for kk in 0..kc {
+            let b0 = lanes::load(bp.add(kk * NR));
+            let b1 = lanes::load(bp.add(kk * NR + 4));
+            let a = ap.add(kk * MR);
+            for r in 0..MR {
+                let av = lanes::splat(a.add(r));
+                lo[r] = lanes::mul_add(lo[r], av, b0);
+                hi[r] = lanes::mul_add(hi[r], av, b1);
             }
-            lanes::store(row, x0);
-            lanes::store(row.add(4), x1);
-        } else {
-            let mut tmp = [0f32; NR];
-            lanes::store(tmp.as_mut_ptr(), x0);
-            lanes::store(tmp.as_mut_ptr().add(4), x1);
-            for (cc, v) in tmp.iter().take(cols).enumerate() {
-                let out = row.add(cc);
-                *out = if first { *v } else { *out + v };
+        }
+        for r in 0..rows {
+            let row = c.add(r * rs_c);
+            let (mut x0, mut x1): (V, V) = (lo[r], hi[r]);
+            if cols == NR {
+                if !first {
+                    x0 = lanes::add(x0, lanes::load(row));
+                    x1 = lanes::add(x1, lanes::load(row.add(4)));
+                }
+                lanes::store(row, x0);
+                lanes::store(row.add(4), x1);
+            } else {
+                let mut tmp = [0f32; NR];
+                lanes::store(tmp.as_mut_ptr(), x0);
+                lanes::store(tmp.as_mut_ptr().add(4), x1);
+                for (cc, v) in tmp.iter().take(cols).enumerate() {
+                    let out = row.add(cc);
+                    *out = if first { *v } else { *out + v };
+                }
             }
         }
     }
