@@ -7,7 +7,7 @@
 #   ./build.sh bench-web  the package against onnxruntime-web in headless Chromium (wasm 1/2 threads, WebGPU)
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 #   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~3.5 hours, resumable)
-#   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint), MINUTES each (10)
+#   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint options), MINUTES each (10)
 #   ./build.sh lexicon    rewrite src/phrases/lexicon.txt from wink-lexicon (npm)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -210,14 +210,14 @@ PY
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
     shift
     targets=("$@")
-    [ $# -gt 0 ] || targets=(decode tokenizer config checkpoint)
+    [ $# -gt 0 ] || targets=(decode tokenizer config checkpoint options)
     cargo +nightly fuzz build -O
     # One core per fuzzer: libFuzzer runs one input at a time, and candle's and tokenizers' thread
     # pools would only add scheduling noise.
     export RAYON_NUM_THREADS=1
     found=0
     for t in "${targets[@]}"; do
-      [ -d fuzz/seeds/$t ] || { echo "no fuzz target $t (decode, tokenizer, config, checkpoint)"; exit 2; }
+      [ -d fuzz/seeds/$t ] || { echo "no fuzz target $t (decode, tokenizer, config, checkpoint, options)"; exit 2; }
       mkdir -p fuzz/corpus/$t fuzz/artifacts/$t
       # libFuzzer's default limits: 2 GB of memory (as the hostile corpus allows), 20 s an input.
       cargo +nightly fuzz run -O $t fuzz/corpus/$t fuzz/seeds/$t -- -max_total_time=$((${MINUTES:-10} * 60)) \

@@ -96,3 +96,91 @@ fn use_model(config: &str, weights: Vec<u8>, preprocessor: &str) {
         assert_eq!(p.len(), labels.len());
     }
 }
+
+/// The options and geometry a person (CLI flags) or a page (an options object) gives: a photo's
+/// size, the segmentation overrides and the detection options, read from the input's bytes. Options
+/// are checked (or refused), a photo within the window budget is segmented by the fixture model,
+/// and its label map and boxes fit the photo.
+pub fn options(data: &[u8]) {
+    let mut r = Bytes(data);
+    let (w, h) = (u32::from(r.u8()) * 4 + 1, u32::from(r.u8()) * 4 + 1);
+    let flags = r.u8();
+    let some = |bit: u8| flags & (1 << bit) != 0;
+    let overrides = groupseg::SegmentOverrides {
+        short_side: some(0).then(|| r.u32() % 4096),
+        window_side: some(1).then(|| r.u32() as usize % 4096),
+        stride: some(2).then(|| r.u32() as usize % 4096),
+        background: some(3).then(|| groupseg::Background::Below(r.f32())),
+        refine: some(4).then(|| r.u8() % 2 == 0),
+        refine_iterations: some(5).then(|| r.u32() % 64),
+        nothing_prompt: some(6).then(|| r.u8() % 2 == 0),
+        ..Default::default()
+    };
+    let detect = groupseg::detect::DetectOptions {
+        threshold: r.f32(),
+        top_k: some(7).then(|| r.u8() as usize),
+        min_area: r.f32(),
+        nms_iou: r.f32(),
+        merge_gap: r.f32(),
+        fragment_share: r.f32(),
+    };
+    // The window geometry itself, whatever the options say: counted as placed, each inside.
+    let (win, stride) = (overrides.window_side.unwrap_or(64).max(1), overrides.stride.unwrap_or(32).max(1));
+    let resized = (h as usize * 2, w as usize * 2);
+    let count = groupseg::segment::window_count(resized, win, stride);
+    if count <= groupseg::segment::MAX_WINDOWS {
+        let (origins, (ch, cw)) = groupseg::segment::windows(resized.0, resized.1, win, stride);
+        assert_eq!(origins.len(), count);
+        assert!(origins.iter().all(|&(y, x)| y + ch <= resized.0 && x + cw <= resized.1));
+    }
+    SEGMENTER.with(|segmenter| {
+        let Ok(opts) = segmenter.default_options().with(&overrides) else { return };
+        let photo = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 6) as u8, (y * 10) as u8, 128]));
+        let labels = ["red square".to_owned(), "blue star".to_owned()];
+        let Ok(seg) = groupseg::block_on(segmenter.segment(&photo, &labels, &groupseg::Templates::Single, &opts)) else { return };
+        assert_eq!((seg.width, seg.height), (w, h));
+        assert_eq!(seg.label_map.len(), (w * h) as usize);
+        assert!(seg.label_map.iter().all(|&l| (l as usize) < seg.classes.len()));
+        if detect.check().is_ok() {
+            for d in groupseg::detect::detect(&seg, &detect) {
+                assert!(d.bounds.xmin < d.bounds.xmax && d.bounds.xmax <= w && d.bounds.ymax <= h, "{d:?}");
+            }
+        }
+    });
+}
+
+thread_local! {
+    /// The fixture model, loaded once per fuzzing process.
+    static SEGMENTER: Segmenter = {
+        let files = CheckpointFiles {
+            config: CONFIG,
+            weights: Box::new(WEIGHTS),
+            tokenizer: TokenizerFiles::Json(TOKENIZER.into()),
+            preprocessor: Some(PREPROCESSOR),
+            weight_ranges: None,
+        };
+        groupseg::block_on(Segmenter::from_files_on(files, &Device::Cpu, BackendChoice::Cpu)).expect("the fixture loads")
+    };
+}
+
+/// Reads numbers off the front of an input, zeros past its end.
+struct Bytes<'a>(&'a [u8]);
+
+impl Bytes<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let n = N.min(self.0.len());
+        out[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        out
+    }
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+    fn f32(&mut self) -> f32 {
+        f32::from_le_bytes(self.take())
+    }
+}

@@ -58,3 +58,8 @@ fn config() {
 fn checkpoint() {
     replay("checkpoint", exercise::checkpoint);
 }
+
+#[test]
+fn options() {
+    replay("options", exercise::options);
+}
