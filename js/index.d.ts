@@ -53,6 +53,10 @@ export interface LoadOptions {
    * where the browser has it, e.g. Chromium; faster, but its last bits may differ between machines).
    * false: the plain SIMD module, the same numbers on every machine. The first load fixes it. */
   relaxedSimd?: boolean;
+  /** Refuse a weights file over this many bytes (default and most: 2 GiB, what a WebAssembly memory
+   * can hold beside the model's work): before the download when its size is announced, else as it
+   * passes the cap. A page for phones may set less. */
+  maxWeightsBytes?: number;
 }
 
 export interface SegmentOptions {

@@ -121,19 +121,65 @@ async function cachedBlob(key) {
   return hit ? hit.blob() : null;
 }
 
-/** A weights file: its bytes, read into the module at load, and a Blob of it on disk (or null),
- * from which the module reads its token table's rows later instead of holding the table. */
-const weightsFile = (bytes, blob) => bytes && { bytes, blob };
+/** Bytes of weights handed to the module at a time (a piece it releases once read through). */
+const WEIGHTS_PIECE = 1 << 20;
+
+/** A weights file: streamed into the module (`upload`, a WeightsUpload) and a Blob of it on disk
+ * (or null), from which the module reads its token table's rows later instead of holding the table. */
+const weightsFile = (upload, blob) => upload && { upload, blob };
+
+/**
+ * Streams `stream` (a ReadableStream of bytes, `size` of them if known) into a new WeightsUpload,
+ * reporting progress: the file is never whole in JavaScript, and the module releases its pieces as
+ * the model reads them. Refuses a file over the module's cap before or as it arrives.
+ */
+async function streamWeights(stream, size, onBytes, cap) {
+  const upload = new (live().WeightsUpload)(cap);
+  const reader = stream.getReader();
+  // Chunks are gathered into pieces of a megabyte here, each handed over whole: the module's
+  // memory then holds the file as pieces side by side, which the model's tensors reuse as the
+  // pieces are read and released.
+  const piece = new Uint8Array(WEIGHTS_PIECE);
+  let filled = 0;
+  let received = 0;
+  try {
+    if (size) upload.expect(size);
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      for (let at = 0; at < value.length;) {
+        const n = Math.min(value.length - at, WEIGHTS_PIECE - filled);
+        piece.set(value.subarray(at, at + n), filled);
+        filled += n;
+        at += n;
+        if (filled === WEIGHTS_PIECE) {
+          upload.push(piece);
+          filled = 0;
+        }
+      }
+      received += value.length;
+      onBytes?.(received);
+    }
+    upload.push(piece.subarray(0, filled));
+    return upload;
+  } catch (e) {
+    upload.free();
+    await reader.cancel().catch(() => {});
+    throw e;
+  }
+}
+
+/** A Blob (a File, or a copy Cache Storage keeps on disk) streamed into the module. */
+async function blobWeights(url, blob, onProgress, cap) {
+  const upload = await streamWeights(blob.stream(), blob.size, (loaded) => onProgress?.({ file: url, loaded, total: blob.size, cached: true }), cap);
+  return weightsFile(upload, blob);
+}
 
 /** The weights at `url` from a converted copy in Cache Storage (int8 first), or null. */
-async function keptWeights(url, onProgress) {
+async function keptWeights(url, onProgress, cap) {
   for (const as of ['int8', 'f16']) {
     const blob = await cachedBlob(convertedKey(url, as));
-    if (blob) {
-      const bytes = new Uint8Array(await blob.arrayBuffer());
-      onProgress?.({ file: url, loaded: bytes.length, total: bytes.length, cached: true });
-      return weightsFile(bytes, blob);
-    }
+    if (blob) return blobWeights(url, blob, onProgress, cap);
   }
   return null;
 }
@@ -172,20 +218,8 @@ async function fetchBytes(url, { cache, onProgress, optional = false, notes }) {
     onProgress?.({ file: url, loaded: bytes.length, total: bytes.length, cached: true });
     return bytes;
   }
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new Error(`Could not download ${url}: the network is unreachable, or the server does not let `
-      + `this page read it (CORS). (${e.message})`);
-  }
-  if (response.status === 404 && optional) {
-    onProgress?.({ file: url, loaded: 0, total: 0, cached: false });
-    return null;
-  }
-  if (!response.ok) {
-    throw new Error(`Could not download ${url}: the server answered ${response.status} ${response.statusText}`.trim());
-  }
+  const response = await download(url, { onProgress, optional });
+  if (!response) return null;
   const total = Number(response.headers.get('content-length')) || 0;
   onProgress?.({ file: url, loaded: 0, total, cached: false });
   const chunks = [];
@@ -211,24 +245,95 @@ async function fetchBytes(url, { cache, onProgress, optional = false, notes }) {
   return bytes;
 }
 
+/** The response for `url`, or null for a 404 when `optional`; errors say what went wrong. */
+async function download(url, { onProgress, optional = false }) {
+  let response;
+  try {
+    response = await fetch(url);
+  } catch (e) {
+    throw new Error(`Could not download ${url}: the network is unreachable, or the server does not let `
+      + `this page read it (CORS). (${e.message})`);
+  }
+  if (response.status === 404 && optional) {
+    onProgress?.({ file: url, loaded: 0, total: 0, cached: false });
+    return null;
+  }
+  if (!response.ok) {
+    throw new Error(`Could not download ${url}: the server answered ${response.status} ${response.statusText}`.trim());
+  }
+  return response;
+}
+
+/**
+ * The weights at `url` streamed into the module: from Cache Storage when they are there; else
+ * downloaded into Cache Storage (to disk, counted as they come) and streamed from there, or, where
+ * nothing is kept (`cache` false, no Cache Storage, or a full one), streamed as they download.
+ * No whole copy of the file is held in JavaScript on any of these paths.
+ */
+async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap }) {
+  const store = cache && hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
+  const fail = (e) => { throw new Error(`Could not load ${url}: ${e.message}`); };
+  const hit = await store?.match(url);
+  if (hit) return blobWeights(url, await hit.blob(), onProgress, cap).catch(fail);
+  const response = await download(url, { onProgress, optional });
+  if (!response) return null;
+  const total = Number(response.headers.get('content-length')) || 0;
+  if (total) {
+    const check = new (live().WeightsUpload)(cap);
+    try {
+      check.expect(total);
+    } catch (e) {
+      await response.body.cancel().catch(() => {}); // not downloaded
+      fail(e);
+    } finally {
+      check.free();
+    }
+  }
+  const progress = (loaded) => onProgress?.({ file: url, loaded, total, cached: false });
+  progress(0);
+  if (store) {
+    let loaded = 0;
+    const counted = response.body.pipeThrough(new TransformStream({
+      transform(chunk, out) { loaded += chunk.length; progress(loaded); out.enqueue(chunk); },
+    }));
+    try {
+      await store.put(url, new Response(counted, { headers: { 'content-type': 'application/octet-stream' } }));
+      const blob = await (await store.match(url))?.blob();
+      if (blob) return await blobWeights(url, blob, null, cap).catch(fail);
+    } catch (e) {
+      // A full Cache Storage (or one the browser refuses) costs this load a second download and
+      // the next visit a download, nothing more.
+      notes?.push(`${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+        + 'the next visit downloads it again.');
+    }
+    return weightsFromUrl(url, { cache: false, onProgress, optional, notes, cap });
+  }
+  return weightsFile(await streamWeights(response.body, total, progress, cap).catch(fail), null);
+}
+
 const text = (bytes) => new TextDecoder().decode(bytes);
 
 /**
  * The checkpoint files from a base URL (a folder) or a file name → URL map: config, tokenizer,
  * preprocessor and weights.
  */
-async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect, keepAs) {
+async function filesFromUrl(modelUrl, { cache, onProgress, notes, onExpect, keepAs, cap }) {
   const get = async (name, optional) => {
     const url = fileUrl(modelUrl, name);
     if (!url) return null;
     const weights = name === 'model.safetensors' || name === 'pytorch_model.bin';
     if (!weights) return fetchBytes(url, { cache, onProgress, optional, notes });
-    if (!cache) return weightsFile(await fetchBytes(url, { cache, onProgress, optional, notes }), null);
+    if (!cache) return weightsFromUrl(url, { cache, onProgress, optional, notes, cap });
     // A converted copy kept by an earlier visit serves, whatever this load asks to keep.
-    const kept = await keptWeights(url, onProgress);
+    const kept = await keptWeights(url, onProgress, cap);
     if (kept) return kept;
-    if (keepAs) return weightsFile(await convertedWeights(url, keepAs, { onProgress, optional, notes }), await cachedBlob(convertedKey(url, keepAs)));
-    return weightsFile(await fetchBytes(url, { cache, onProgress, optional, notes }), await cachedBlob(url));
+    if (keepAs) {
+      const converted = await convertedWeights(url, keepAs, { onProgress, optional, notes });
+      if (!converted) return null;
+      const upload = await streamWeights(new Blob([converted]).stream(), converted.length, null, cap);
+      return weightsFile(upload, await cachedBlob(convertedKey(url, keepAs)));
+    }
+    return weightsFromUrl(url, { cache, onProgress, optional, notes, cap });
   };
   // All at once, so the sizes of all (the weights above all) are known from the start.
   onExpect?.(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map((n) => fileUrl(modelUrl, n)).filter(Boolean));
@@ -239,7 +344,7 @@ async function filesFromUrl(modelUrl, cache, onProgress, notes, onExpect, keepAs
   if (!weights) {
     throw new Error(`${typeof modelUrl === 'string' ? modelUrl : 'The model'} has neither model.safetensors nor pytorch_model.bin`);
   }
-  return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights: weights.bytes, weightsBlob: weights.blob };
+  return { config: text(config), tokenizer, preprocessor: preprocessor && text(preprocessor), weights: weights.upload, weightsBlob: weights.blob };
 }
 
 /** Where each stage of a load lies in its overall progress (0–1): the wasm module's compilation, the
@@ -286,7 +391,7 @@ class LoadProgress {
 }
 
 /** The checkpoint files from user-chosen `File`s (a FileList, an array, or a name → Blob map). */
-async function filesFromBlobs(files) {
+async function filesFromBlobs(files, cap) {
   const byName = files instanceof Map ? Object.fromEntries(files)
     : Array.isArray(files) || (typeof FileList !== 'undefined' && files instanceof FileList)
       ? Object.fromEntries([...files].map((f) => [f.name, f])) : files;
@@ -299,7 +404,7 @@ async function filesFromBlobs(files) {
     config: await byName['config.json'].text(),
     tokenizer: await bytes(byName['tokenizer.json']),
     preprocessor: byName['preprocessor_config.json'] ? await byName['preprocessor_config.json'].text() : null,
-    weights: await bytes(weights),
+    weights: (await blobWeights(weights.name, weights, null, cap).catch((e) => { throw new Error(`${weights.name ?? 'The weights file'}: ${e.message}`); })).upload,
     // A File is read from disk again when the module asks for token rows.
     weightsBlob: weights,
   };
@@ -581,9 +686,12 @@ export class Segmenter {
    * converts them here), so later visits load the smaller copy. `threads` (default: the machine's
    * cores) is how many threads the WebAssembly path uses: more than one needs a cross-origin
    * isolated page and a worker (`groupseg/worker`); otherwise it runs on one and `notes` says why.
-   * The first load in a page (or worker) fixes the module and its threads.
+   * The first load in a page (or worker) fixes the module and its threads. The weights are streamed
+   * into the module as they download (or as a file or Cache Storage reads), never held whole in
+   * JavaScript; a file over `maxWeightsBytes` (default and most: 2 GiB) is refused before it is read
+   * when its size is known, else as it passes the cap.
    */
-  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads, relaxedSimd } = {}) {
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads, relaxedSimd, maxWeightsBytes } = {}) {
     if (![null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
     if (!modelUrl && !files) {
@@ -599,6 +707,9 @@ export class Segmenter {
     if (relaxedSimd !== undefined && typeof relaxedSimd !== 'boolean') {
       throw new Error(`relaxedSimd must be true or false, not ${JSON.stringify(relaxedSimd)}`);
     }
+    if (maxWeightsBytes !== undefined && !(Number.isFinite(maxWeightsBytes) && maxWeightsBytes >= 1)) {
+      throw new Error(`maxWeightsBytes must be a positive number of bytes, not ${JSON.stringify(maxWeightsBytes)}`);
+    }
     const progress = new LoadProgress(onProgress);
     progress.stage('compile', 0);
     const started = await startWasm(wasmUrl, threads, relaxedSimd);
@@ -613,8 +724,8 @@ export class Segmenter {
       notes.push(`${started.relaxedSimd ? 'relaxed SIMD' : 'no relaxed SIMD'}: ${wasmUrl ? 'wasmUrl names the module' : why}`);
     }
     const f = modelUrl
-      ? await filesFromUrl(modelUrl, cache, (p) => progress.file(p), notes, (urls) => progress.expect(urls), keepAs)
-      : await filesFromBlobs(files);
+      ? await filesFromUrl(modelUrl, { cache, onProgress: (p) => progress.file(p), notes, onExpect: (urls) => progress.expect(urls), keepAs, cap: maxWeightsBytes })
+      : await filesFromBlobs(files, maxWeightsBytes);
     progress.stage('download', 1);
     progress.stage('prepare', 0);
     // The token table stays in the weights file where it is on disk (Cache Storage, a File): the

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::detect::{self, DetectOptions};
-use crate::model::weights::{RangesRead, WeightBytes, WeightRanges};
+use crate::model::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
 use crate::{ground, phrases, preprocess, BackendChoice, Templates};
@@ -61,6 +61,77 @@ impl Drop for JsBytes {
             unsafe { std::mem::ManuallyDrop::drop(&mut self.array) };
         }
     }
+}
+
+/// The most bytes a weights file may have in the browser: a WebAssembly memory holds at most 4 GB,
+/// the model's weights and its work together.
+const MAX_WEIGHTS_BYTES: usize = 2 << 30;
+
+/// A weights file streamed into the module as it downloads (or as a file or Cache Storage reads),
+/// chunk by chunk, for `Segmenter.load`: no whole copy of it is ever held in JavaScript, and the
+/// module releases its pieces as the model reads them ([`ArrivingBytes`]).
+#[wasm_bindgen]
+pub struct WeightsUpload {
+    bytes: ArrivingBytes,
+    cap: usize,
+}
+
+#[wasm_bindgen]
+impl WeightsUpload {
+    /// `cap`: the most bytes to accept, if fewer than [`max_weights_bytes`] (a page that would
+    /// rather refuse a model than hold it).
+    #[wasm_bindgen(constructor)]
+    pub fn new(cap: Option<f64>) -> Result<WeightsUpload, JsError> {
+        let cap = match cap {
+            None => MAX_WEIGHTS_BYTES,
+            Some(c) if c.is_finite() && c >= 1.0 => (c as usize).min(MAX_WEIGHTS_BYTES),
+            Some(c) => return Err(JsError::new(&format!("maxWeightsBytes must be a positive number of bytes, not {c}"))),
+        };
+        Ok(WeightsUpload { bytes: ArrivingBytes::new(), cap })
+    }
+
+    /// Refuses a file announced (by its download's length or a file's size) as larger than the cap,
+    /// before any of it is read.
+    pub fn expect(&self, bytes: f64) -> Result<(), JsError> {
+        if bytes > self.cap as f64 {
+            return Err(JsError::new(&too_large_weights(bytes as usize, self.cap, false)));
+        }
+        Ok(())
+    }
+
+    /// Appends the file's next bytes as one piece, released once the model has read all of it
+    /// (the package hands over pieces of a megabyte); refuses to grow past the cap.
+    pub fn push(&mut self, piece: Vec<u8>) -> Result<(), JsError> {
+        if self.bytes.len() + piece.len() > self.cap {
+            return Err(JsError::new(&too_large_weights(self.bytes.len() + piece.len(), self.cap, true)));
+        }
+        self.bytes.push_piece(piece);
+        Ok(())
+    }
+
+    /// Bytes received so far.
+    #[wasm_bindgen(getter)]
+    pub fn length(&self) -> f64 {
+        self.bytes.len() as f64
+    }
+}
+
+fn too_large_weights(bytes: usize, cap: usize, growing: bool) -> String {
+    let mb = |b: usize| format!("{:.1}", b as f64 / (1u64 << 20) as f64);
+    let whose = if cap < MAX_WEIGHTS_BYTES { "this load takes (maxWeightsBytes)" } else { "the browser loads" };
+    format!(
+        "the weights file is {}{} MB; {whose} weights files of at most {} MB: use a smaller model or an int8 copy (groupseg convert --to int8)",
+        if growing { "over " } else { "" },
+        mb(bytes),
+        mb(cap)
+    )
+}
+
+/// The most bytes a weights file may have (`WeightsUpload.push` refuses more); a download whose
+/// announced size is past it is refused before it starts.
+#[wasm_bindgen(js_name = maxWeightsBytes)]
+pub fn max_weights_bytes() -> f64 {
+    MAX_WEIGHTS_BYTES as f64
 }
 
 /// The weights file again, as `readRange(start, end)` → `Promise<Uint8Array>` (the page slices the
@@ -471,7 +542,7 @@ pub struct Segmenter {
 #[wasm_bindgen]
 impl Segmenter {
     /// Builds a segmenter from a checkpoint's files: `config.json` text, the weights
-    /// (`model.safetensors` or `pytorch_model.bin`) bytes, `tokenizer.json` bytes, optionally
+    /// (`model.safetensors` or `pytorch_model.bin`) streamed into a `WeightsUpload`, `tokenizer.json` bytes, optionally
     /// `preprocessor_config.json` text, the backend: `"auto"` (a hardware GPU through WebGPU,
     /// else the CPU), `"webgpu"` (any WebGPU adapter, software ones included) or `"cpu"`, and
     /// optionally `readRange(start, end)` → `Promise<Uint8Array>` over the same weights file kept
@@ -479,7 +550,7 @@ impl Segmenter {
     /// read as labels need them.
     pub async fn load(
         config: String,
-        weights: js_sys::Uint8Array,
+        weights: WeightsUpload,
         tokenizer_json: Vec<u8>,
         preprocessor: Option<String>,
         backend: Option<String>,
@@ -488,7 +559,7 @@ impl Segmenter {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js)?;
         let files = CheckpointFiles {
             config: &config,
-            weights: Box::new(JsBytes::new(weights)),
+            weights: Box::new(weights.bytes),
             tokenizer: TokenizerFiles::Json(tokenizer_json.into()),
             preprocessor: preprocessor.as_deref(),
             weight_ranges: read_range.map(|read_range| Box::new(JsRanges { read_range }) as Box<dyn WeightRanges>),

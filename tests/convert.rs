@@ -266,3 +266,60 @@ fn convert_refuses_weights_that_are_not_a_regular_file() {
     assert!(!run.status.success(), "a pipe converted");
     assert!(stderr.contains("model.safetensors") && stderr.contains("not a regular file"), "{stderr}");
 }
+
+/// A checkpoint arriving in chunks (as the page streams a download into the module) loads reading
+/// each tensor once: every piece is released by the end of the load, and the model segments as one
+/// loaded from the whole file does. f32 (the fixture), f16 (the demo as shipped) and int8 copies.
+#[test]
+fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike() {
+    use groupseg::model::weights::{ArrivingBytes, WeightBytes};
+    struct Shared(std::sync::Arc<ArrivingBytes>);
+    impl WeightBytes for Shared {
+        fn len(&self) -> usize {
+            self.0.len()
+        }
+        fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
+            self.0.read_at(start, out)
+        }
+    }
+    let int8 = converted(&demo(), "int8");
+    let (photo, labels) = {
+        let set = common::shapes::EvalSet::load(&common::fixture("shapes-eval"));
+        let scene = set.scenes.into_iter().nth(38).unwrap();
+        (scene.photo, scene.labels)
+    };
+    for dir in [common::fixture("tiny-2stage").as_path(), demo().as_path(), int8.path()] {
+        let file = std::fs::read(dir.join("model.safetensors")).unwrap();
+        let mut arriving = ArrivingBytes::new();
+        for chunk in file.chunks(65_536) {
+            arriving.push(chunk);
+        }
+        let arriving = std::sync::Arc::new(arriving);
+        let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
+        let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
+        let preprocessor = std::fs::read_to_string(dir.join("preprocessor_config.json")).ok();
+        let files = groupseg::CheckpointFiles {
+            config: &config,
+            weights: Box::new(Shared(arriving.clone())),
+            tokenizer: groupseg::TokenizerFiles::Json(tokenizer.into()),
+            preprocessor: preprocessor.as_deref(),
+            weight_ranges: None,
+        };
+        let streamed = groupseg::block_on(Segmenter::from_files_on(files, &Device::Cpu, BackendChoice::Cpu)).unwrap();
+        // The model reads every tensor but transformers' batch-norm step counters (8 bytes each):
+        // read those too, and nothing may be left.
+        let n = u64::from_le_bytes(file[..8].try_into().unwrap()) as usize;
+        let header: serde_json::Value = serde_json::from_slice(&file[8..8 + n]).unwrap();
+        for (name, t) in header.as_object().unwrap() {
+            if name.ends_with("num_batches_tracked") {
+                let (a, b) = (t["data_offsets"][0].as_u64().unwrap() as usize, t["data_offsets"][1].as_u64().unwrap() as usize);
+                arriving.read_at(8 + n + a, &mut vec![0u8; b - a]).unwrap();
+            }
+        }
+        assert_eq!(arriving.held(), 0, "{dir:?}: {} of {} bytes still held after the load", arriving.held(), file.len());
+        let whole = Segmenter::load_on(dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
+        let opts = whole.default_options();
+        let run = |s: &Segmenter| groupseg::block_on(s.segment(&photo, &labels, &Default::default(), &opts)).unwrap().label_map;
+        assert_eq!(run(&streamed), run(&whole), "{dir:?}");
+    }
+}

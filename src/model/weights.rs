@@ -91,6 +91,126 @@ impl<T: AsRef<[u8]> + Send + Sync> WeightBytes for T {
     }
 }
 
+/// A weights file held in the pieces it arrived in (a download's chunks gathered into pieces of
+/// [`ArrivingBytes::PIECE`]), each released as soon as every byte of it has been read. A model is
+/// built by reading each tensor once, so building one from it holds the file and the model together
+/// only piece by piece: in the browser, a download streamed into the module costs about the
+/// model's memory instead of the file's and the model's.
+pub struct ArrivingBytes {
+    pieces: std::sync::Mutex<Vec<Piece>>,
+    len: usize,
+}
+
+struct Piece {
+    start: usize,
+    len: usize,
+    /// None once released.
+    bytes: Option<Vec<u8>>,
+    /// The parts read so far (offsets in the piece), sorted and merged.
+    read: Vec<Range<usize>>,
+}
+
+impl Piece {
+    fn mark_read(&mut self, r: Range<usize>) {
+        self.read.push(r);
+        self.read.sort_by_key(|r| r.start);
+        let mut merged: Vec<Range<usize>> = Vec::with_capacity(self.read.len());
+        for r in self.read.drain(..) {
+            match merged.last_mut() {
+                Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+                _ => merged.push(r),
+            }
+        }
+        self.read = merged;
+        if self.read.len() == 1 && self.read[0] == (0..self.len) {
+            self.bytes = None;
+        }
+    }
+}
+
+impl Default for ArrivingBytes {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ArrivingBytes {
+    /// Bytes a piece gathers before the next begins: small enough to release the file gradually,
+    /// large enough that a freed piece serves a later allocation.
+    pub const PIECE: usize = 1 << 20;
+
+    pub fn new() -> Self {
+        Self { pieces: std::sync::Mutex::new(Vec::new()), len: 0 }
+    }
+
+    /// Appends the next bytes of the file.
+    pub fn push(&mut self, mut chunk: &[u8]) {
+        let pieces = self.pieces.get_mut().unwrap_or_else(|p| p.into_inner());
+        while !chunk.is_empty() {
+            let last = match pieces.last_mut() {
+                Some(p) if p.len < Self::PIECE && p.bytes.as_ref().is_some_and(|b| b.capacity() >= Self::PIECE) => p,
+                _ => {
+                    pieces.push(Piece { start: self.len, len: 0, bytes: Some(Vec::with_capacity(Self::PIECE)), read: Vec::new() });
+                    pieces.last_mut().expect("just pushed")
+                }
+            };
+            let n = (Self::PIECE - last.len).min(chunk.len());
+            last.bytes.as_mut().expect("a piece being filled is held").extend_from_slice(&chunk[..n]);
+            last.len += n;
+            self.len += n;
+            chunk = &chunk[n..];
+        }
+    }
+
+    /// Appends the file's next bytes as a piece of their own, without copying them (the browser
+    /// hands over pieces of [`ArrivingBytes::PIECE`] gathered on its side).
+    pub fn push_piece(&mut self, piece: Vec<u8>) {
+        if piece.is_empty() {
+            return;
+        }
+        let len = piece.len();
+        let pieces = self.pieces.get_mut().unwrap_or_else(|p| p.into_inner());
+        pieces.push(Piece { start: self.len, len, bytes: Some(piece), read: Vec::new() });
+        self.len += len;
+    }
+
+    /// Bytes still held (not yet released).
+    pub fn held(&self) -> usize {
+        let pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        pieces.iter().filter(|p| p.bytes.is_some()).map(|p| p.len).sum()
+    }
+}
+
+impl WeightBytes for ArrivingBytes {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
+        let end = start + out.len();
+        if end > self.len {
+            return Err(Error::Weights(format!("bytes {start}..{end} of a {}-byte weights file were asked for", self.len)));
+        }
+        let mut pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        let mut i = pieces.partition_point(|p| p.start + p.len <= start);
+        let mut at = start;
+        while at < end {
+            let piece = &mut pieces[i];
+            let (from, to) = (at - piece.start, (end - piece.start).min(piece.len));
+            let Some(bytes) = &piece.bytes else {
+                return Err(Error::Weights(format!(
+                    "bytes {start}..{end} of the weights file were read again after they were released (a bug: please report it)"
+                )));
+            };
+            out[at - start..at - start + to - from].copy_from_slice(&bytes[from..to]);
+            piece.mark_read(from..to);
+            at += to - from;
+            i += 1;
+        }
+        Ok(())
+    }
+}
+
 /// The bytes of each range asked of a [`WeightRanges`], in order, once read.
 pub type RangesRead<'a> = Pin<Box<dyn Future<Output = Result<Vec<Vec<u8>>>> + 'a>>;
 
@@ -377,4 +497,48 @@ pub fn read_pytorch(bytes: &[u8], device: &Device) -> Result<HashMap<String, Ten
         tensors.insert(info.name, tensor);
     }
     Ok(tensors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pieces are released as they are read through, whatever the order, and not before.
+    #[test]
+    fn arriving_bytes_release_each_piece_once_all_of_it_is_read() {
+        let file: Vec<u8> = (0..3 * ArrivingBytes::PIECE + 100).map(|i| (i % 251) as u8).collect();
+        let mut arriving = ArrivingBytes::new();
+        // Gathered into pieces here, and pieces as they come (the browser's way), alike.
+        let (head, tail) = file.split_at(2 * ArrivingBytes::PIECE);
+        for chunk in head.chunks(65_537) {
+            arriving.push(chunk);
+        }
+        for piece in tail.chunks(ArrivingBytes::PIECE) {
+            arriving.push_piece(piece.to_vec());
+        }
+        assert_eq!(arriving.len(), file.len());
+        assert_eq!(arriving.held(), file.len());
+        let read = |start: usize, len: usize| {
+            let mut out = vec![0u8; len];
+            arriving.read_at(start, &mut out).unwrap();
+            assert_eq!(out, file[start..start + len]);
+        };
+        // The header, read twice, releases nothing.
+        read(0, 9);
+        read(0, 200);
+        assert_eq!(arriving.held(), file.len());
+        // The second piece, in two reads from its end, is released; then the last, across the
+        // third piece's end.
+        let p = ArrivingBytes::PIECE;
+        read(p + 10, p - 10);
+        read(p, 10);
+        assert_eq!(arriving.held(), file.len() - p);
+        read(2 * p, p + 100);
+        assert_eq!(arriving.held(), p);
+        read(200, p - 200);
+        assert_eq!(arriving.held(), 0);
+        let e = arriving.read_at(5, &mut [0u8; 4]).unwrap_err();
+        assert!(e.to_string().contains("read again after they were released"), "{e}");
+        assert!(arriving.read_at(file.len() - 2, &mut [0u8; 4]).is_err(), "past the end");
+    }
 }

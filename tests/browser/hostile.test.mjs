@@ -114,3 +114,27 @@ test('a crafted segmentation whose size wraps on wasm32 is refused, and the modu
   assert.equal(out.after, true, 'the module still answers');
   assert.deepEqual(page.problems, []);
 });
+
+test('a model over the weights cap is refused before its download, by name, and the next load works', async () => {
+  const page = await newPage(browser);
+  await page.goto(`${server.url}/`);
+  const out = await page.evaluate(async () => {
+    const { Segmenter } = await import('/pkg/worker.js');
+    const tiny = `${location.origin}/fixtures/tiny-2stage/`;
+    const refused = await Segmenter.load({ modelUrl: tiny, backend: 'cpu', cache: false, maxWeightsBytes: 100_000 })
+      .then(() => 'loaded', (e) => e.message);
+    const fromFile = await Segmenter.load({
+      files: { 'config.json': new File(['{}'], 'config.json'), 'tokenizer.json': new File(['{}'], 'tokenizer.json'),
+        'model.safetensors': new File([new Uint8Array(200_000)], 'model.safetensors') },
+      backend: 'cpu', maxWeightsBytes: 100_000,
+    }).then(() => 'loaded', (e) => e.message);
+    const s = await Segmenter.load({ modelUrl: tiny, backend: 'cpu', cache: false });
+    const ok = s.backend;
+    s.dispose();
+    return { refused, fromFile, ok };
+  });
+  assert.match(out.refused, /^Could not load .*tiny-2stage\/model\.safetensors: the weights file is 0\.4 MB; this load takes \(maxWeightsBytes\) weights files of at most 0\.1 MB/, out.refused);
+  assert.match(out.fromFile, /^model\.safetensors: the weights file is 0\.2 MB; this load takes \(maxWeightsBytes\)/, out.fromFile);
+  assert.match(out.ok, /^CPU/);
+  assert.deepEqual(page.problems, []);
+});
