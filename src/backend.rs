@@ -195,3 +195,103 @@ impl ImageBackend for GpuBackend {
         Ok((self.encoder.stage_maps(encoding).await?, encoding.grid))
     }
 }
+
+/// The image backend a segmenter holds: the one place the CPU/GPU choice is made and matched. Its
+/// holders see encodings only as opaque [`Encoding`]s.
+pub enum Backend {
+    Cpu(CpuBackend),
+    Gpu(GpuBackend),
+}
+
+/// A photo's encoding, on the device of the backend that made it.
+pub struct Encoding(EncodingOn);
+
+enum EncodingOn {
+    Cpu(ImageFeatures),
+    Gpu(GpuEncoding),
+}
+
+impl Backend {
+    /// The image side on `choice`, built from the CPU encoder (uploaded and dropped for a GPU), and
+    /// where it runs.
+    pub async fn open(cpu: model::ImageEncoder, choice: BackendChoice) -> Result<(Self, RunningBackend)> {
+        match choice {
+            BackendChoice::Cpu => Ok((Self::Cpu(CpuBackend::new(cpu)), RunningBackend::Cpu { why_not_gpu: None })),
+            BackendChoice::Gpu | BackendChoice::Auto => match GpuBackend::open(&cpu, choice == BackendChoice::Gpu).await {
+                Ok(g) => {
+                    let running = RunningBackend::Gpu(g.encoder().adapter().clone());
+                    Ok((Self::Gpu(g), running))
+                }
+                Err(e) if choice == BackendChoice::Auto => {
+                    Ok((Self::Cpu(CpuBackend::new(cpu)), RunningBackend::Cpu { why_not_gpu: Some(e.to_string()) }))
+                }
+                Err(e) => Err(e),
+            },
+        }
+    }
+
+    /// Bytes of the image side's weights `(in CPU memory, on the GPU)`, given what the CPU
+    /// encoder's weights take.
+    pub fn weight_bytes(&self, cpu_encoder_bytes: usize) -> (usize, usize) {
+        match self {
+            Self::Cpu(_) => (cpu_encoder_bytes, 0),
+            Self::Gpu(g) => (g.encoder().host_bytes(), g.encoder().weight_bytes()),
+        }
+    }
+
+    /// The GPU backend, when it runs (benchmarks and tests reach its device through it).
+    pub fn gpu(&self) -> Option<&GpuBackend> {
+        match self {
+            Self::Gpu(g) => Some(g),
+            Self::Cpu(_) => None,
+        }
+    }
+
+    /// [`ImageBackend::encode`] on the backend held.
+    pub async fn encode(&self, pixels: &Tensor, layout: &WindowLayout) -> Result<Encoding> {
+        Ok(Encoding(match self {
+            Self::Cpu(b) => EncodingOn::Cpu(b.encode(pixels, layout).await?),
+            Self::Gpu(b) => EncodingOn::Gpu(b.encode(pixels, layout).await?),
+        }))
+    }
+
+    /// [`ImageBackend::compose`] of an encoding this backend made.
+    pub async fn compose(&self, encoding: &Encoding, job: &Composition<'_>) -> Result<Segmentation> {
+        match (self, &encoding.0) {
+            (Self::Cpu(b), EncodingOn::Cpu(e)) => b.compose(e, job).await,
+            (Self::Gpu(b), EncodingOn::Gpu(e)) => b.compose(e, job).await,
+            _ => Err(Self::foreign()),
+        }
+    }
+
+    /// [`ImageBackend::segment`] on the backend held.
+    pub async fn segment(&self, pixels: &Tensor, job: &Composition<'_>) -> Result<Segmentation> {
+        match self {
+            Self::Cpu(b) => b.segment(pixels, job).await,
+            Self::Gpu(b) => b.segment(pixels, job).await,
+        }
+    }
+
+    /// [`ImageBackend::features`] on the backend held.
+    pub async fn features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
+        match self {
+            Self::Cpu(b) => b.features(pixel_values).await,
+            Self::Gpu(b) => b.features(pixel_values).await,
+        }
+    }
+
+    /// [`ImageBackend::stage_maps`] of an encoding this backend made.
+    pub async fn stage_maps(&self, encoding: &Encoding) -> Result<(Vec<Tensor>, (usize, usize))> {
+        match (self, &encoding.0) {
+            (Self::Cpu(b), EncodingOn::Cpu(e)) => b.stage_maps(e).await,
+            (Self::Gpu(b), EncodingOn::Gpu(e)) => b.stage_maps(e).await,
+            _ => Err(Self::foreign()),
+        }
+    }
+
+    /// An encoding from the other backend: segmenters check that they made an encoding before
+    /// handing it here, and a segmenter keeps its backend, so only a mixed-up caller gets this.
+    fn foreign() -> Error {
+        Error::InvalidInput("the photo was encoded on another backend: encode it with this segmenter".into())
+    }
+}

@@ -7,9 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use crate::backend::{BackendChoice, Composition, CpuBackend, GpuBackend, ImageBackend, RunningBackend};
+use crate::backend::{Backend, BackendChoice, Composition, Encoding, GpuBackend, RunningBackend};
 use crate::error::{Error, Result};
-use crate::gpu::compose::GpuEncoding;
 use crate::groups::{self, Groups};
 use crate::model::weights::{WeightBytes, WeightRanges, Weights};
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
@@ -119,18 +118,6 @@ pub fn rank(labels: &[String], probs: &[f32], top_k: Option<usize>) -> Vec<Label
     ranked
 }
 
-/// The image backend a segmenter holds.
-enum Image {
-    Cpu(CpuBackend),
-    Gpu(GpuBackend),
-}
-
-/// An encoding, on the device of the backend that made it.
-enum Encoding {
-    Cpu(ImageFeatures),
-    Gpu(GpuEncoding),
-}
-
 /// A photo run through the image encoder ([`Segmenter::encode`]), with the windows it was cut into.
 /// Only the segmenter that made it can label it.
 pub struct EncodedPhoto {
@@ -195,7 +182,7 @@ pub struct Segmenter {
     tokenizer: TextTokenizer,
     preprocessor: PreprocessorConfig,
     device: Device,
-    image: Image,
+    image: Backend,
     running: RunningBackend,
     resident: ResidentWeights,
     /// Where the token table's rows are read from, when it stayed in the weights file.
@@ -236,32 +223,9 @@ impl Segmenter {
         let cpu_image = model::ImageEncoder::new(vb, &config)?;
         let image_bytes = weights.fetched_bytes() - text_bytes;
         drop(weights);
-        let (image, running, resident) = match choice {
-            BackendChoice::Cpu => (
-                Image::Cpu(CpuBackend::new(cpu_image)),
-                RunningBackend::Cpu { why_not_gpu: None },
-                ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0, in_file: 0 },
-            ),
-            BackendChoice::Gpu | BackendChoice::Auto => {
-                match GpuBackend::open(&cpu_image, choice == BackendChoice::Gpu).await {
-                    Ok(g) => {
-                        let running = RunningBackend::Gpu(g.encoder().adapter().clone());
-                        let resident = ResidentWeights {
-                            cpu: text_bytes + g.encoder().host_bytes(),
-                            gpu: g.encoder().weight_bytes(),
-                            in_file: 0,
-                        };
-                        (Image::Gpu(g), running, resident)
-                    }
-                    Err(e) if choice == BackendChoice::Auto => (
-                        Image::Cpu(CpuBackend::new(cpu_image)),
-                        RunningBackend::Cpu { why_not_gpu: Some(e.to_string()) },
-                        ResidentWeights { cpu: text_bytes + image_bytes, gpu: 0, in_file: 0 },
-                    ),
-                    Err(e) => return Err(e),
-                }
-            }
-        };
+        let (image, running) = Backend::open(cpu_image, choice).await?;
+        let (image_cpu, image_gpu) = image.weight_bytes(image_bytes);
+        let resident = ResidentWeights { cpu: text_bytes + image_cpu, gpu: image_gpu, in_file: 0 };
         Ok(Self {
             id: NEXT_SEGMENTER.fetch_add(1, Ordering::Relaxed),
             config,
@@ -365,10 +329,7 @@ impl Segmenter {
 
     /// The GPU backend, when it runs.
     pub fn gpu(&self) -> Option<&GpuBackend> {
-        match &self.image {
-            Image::Gpu(g) => Some(g),
-            Image::Cpu(_) => None,
-        }
+        self.image.gpu()
     }
 
     /// Bytes of weights kept in CPU memory and on the GPU.
@@ -402,10 +363,7 @@ impl Segmenter {
 
     /// The projected image and group embeddings of model inputs, on the backend.
     pub async fn image_features(&self, pixel_values: &Tensor) -> Result<ImageFeatures> {
-        match &self.image {
-            Image::Cpu(b) => b.features(pixel_values).await,
-            Image::Gpu(b) => b.features(pixel_values).await,
-        }
+        self.image.features(pixel_values).await
     }
 
     /// Token ids `(T, context)` of `prompts`.
@@ -500,10 +458,7 @@ impl Segmenter {
         let (pixels, layout) = self.windows(photo, &opts.geometry)?;
         let (embeddings, classes) = self.with_nothing(embeddings.clone(), labels, &opts.labelling).await?;
         let job = self.composition(&layout, &embeddings, &classes, &opts.labelling);
-        let seg = match &self.image {
-            Image::Cpu(b) => b.segment(&pixels, &job).await?,
-            Image::Gpu(b) => b.segment(&pixels, &job).await?,
-        };
+        let seg = self.image.segment(&pixels, &job).await?;
         Ok(if opts.labelling.nothing_prompt { seg.last_class_as_background() } else { seg })
     }
 
@@ -512,10 +467,7 @@ impl Segmenter {
     pub async fn encode(&self, photo: &RgbImage, geometry: &Geometry) -> Result<EncodedPhoto> {
         self.check_options(&SegmentOptions { geometry: *geometry, ..self.default_options() })?;
         let (pixels, layout) = self.windows(photo, geometry)?;
-        let encoding = match &self.image {
-            Image::Cpu(b) => Encoding::Cpu(b.encode(&pixels, &layout).await?),
-            Image::Gpu(b) => Encoding::Gpu(b.encode(&pixels, &layout).await?),
-        };
+        let encoding = self.image.encode(&pixels, &layout).await?;
         Ok(EncodedPhoto { owner: self.id, layout, encoding })
     }
 
@@ -534,12 +486,7 @@ impl Segmenter {
         let embeddings = self.label_embeddings(labels, templates).await?;
         let (embeddings, classes) = self.with_nothing(embeddings, labels, opts).await?;
         let job = self.composition(&encoded.layout, &embeddings, &classes, opts);
-        let seg = match (&self.image, &encoded.encoding) {
-            (Image::Cpu(b), Encoding::Cpu(e)) => b.compose(e, &job).await?,
-            (Image::Gpu(b), Encoding::Gpu(e)) => b.compose(e, &job).await?,
-            // The owner check above rules this out: a segmenter keeps its backend.
-            _ => return Err(Error::InvalidInput("the photo was encoded on another backend".into())),
-        };
+        let seg = self.image.compose(&encoded.encoding, &job).await?;
         Ok(if opts.nothing_prompt { seg.last_class_as_background() } else { seg })
     }
 
@@ -570,11 +517,7 @@ impl Segmenter {
         if encoded.owner != self.id {
             return Err(Error::InvalidInput("the photo was encoded by another segmenter: encode it with this one".into()));
         }
-        let (maps, grid) = match (&self.image, &encoded.encoding) {
-            (Image::Cpu(b), Encoding::Cpu(e)) => b.stage_maps(e).await?,
-            (Image::Gpu(b), Encoding::Gpu(e)) => b.stage_maps(e).await?,
-            _ => return Err(Error::InvalidInput("the photo was encoded on another backend".into())),
-        };
+        let (maps, grid) = self.image.stage_maps(&encoded.encoding).await?;
         groups::hard_groups(&maps, grid, &encoded.layout)
     }
 
