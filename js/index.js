@@ -296,16 +296,17 @@ async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap }) 
     const counted = response.body.pipeThrough(new TransformStream({
       transform(chunk, out) { loaded += chunk.length; progress(loaded); out.enqueue(chunk); },
     }));
+    let blob = null;
     try {
       await store.put(url, new Response(counted, { headers: { 'content-type': 'application/octet-stream' } }));
-      const blob = await (await store.match(url))?.blob();
-      if (blob) return await blobWeights(url, blob, null, cap).catch(fail);
+      blob = await (await store.match(url))?.blob();
     } catch (e) {
       // A full Cache Storage (or one the browser refuses) costs this load a second download and
       // the next visit a download, nothing more.
       notes?.push(`${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
         + 'the next visit downloads it again.');
     }
+    if (blob) return blobWeights(url, blob, null, cap).catch(fail);
     return weightsFromUrl(url, { cache: false, onProgress, optional, notes, cap });
   }
   return weightsFile(await streamWeights(response.body, total, progress, cap).catch(fail), null);
