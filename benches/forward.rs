@@ -12,8 +12,9 @@ use candle_core::{DType, Device, Tensor};
 use groupseg::gpu::buffer::{GpuMatrix, GpuTensor};
 use groupseg::gpu::matmul::{Epilogue, Matmul};
 use groupseg::gpu::Gpu;
-use groupseg::model::matrix::{Int8Matrix, Matrix};
-use groupseg::model::{weights, GroupViTConfig, GroupViTModel};
+use groupseg::cpu::matrix::{Int8Matrix, Matrix};
+use groupseg::checkpoint::weights;
+use groupseg::model::{GroupViTConfig, GroupViTModel};
 use groupseg::{BackendChoice, RunningBackend, Segmenter};
 
 const ROUNDS: usize = 3;

@@ -20,6 +20,8 @@ pub mod files;
 pub mod gpu;
 pub mod ground;
 pub mod groups;
+pub mod checkpoint;
+pub mod cpu;
 pub mod model;
 pub mod phrases;
 pub mod pil_resize;

@@ -10,7 +10,7 @@ use image::RgbImage;
 use crate::backend::{Backend, BackendChoice, Composition, Encoding, GpuBackend, RunningBackend};
 use crate::error::{Error, Result};
 use crate::groups::{self, Groups};
-use crate::model::weights::{WeightBytes, WeightRanges, Weights};
+use crate::checkpoint::weights::{WeightBytes, WeightRanges, Weights};
 use crate::model::{self, l2_normalize, segmentation_logits, GroupViTConfig, ImageFeatures, TextEncoder};
 use crate::preprocess::{self, PreprocessorConfig};
 use crate::prompts::Templates;

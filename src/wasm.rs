@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::detect::{self, DetectOptions};
-use crate::model::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
+use crate::checkpoint::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
 use crate::{ground, phrases, preprocess, BackendChoice, Templates};
@@ -420,16 +420,16 @@ pub fn detect_in(
 /// Both files stay in JavaScript's memory; the module holds a block of each at a time.
 #[wasm_bindgen(js_name = convertWeights)]
 pub fn convert_weights(bytes: js_sys::Uint8Array, to: &str) -> Result<js_sys::Uint8Array, JsError> {
-    let stored: crate::model::convert::StoredAs = to.parse().map_err(js)?;
+    let stored: crate::checkpoint::convert::StoredAs = to.parse().map_err(js)?;
     let mut out = JsArrayOut(js_sys::Uint8Array::new_with_length(0));
-    crate::model::convert::convert_into(&JsBytes::new(bytes), stored, &mut out).map_err(js)?;
+    crate::checkpoint::convert::convert_into(&JsBytes::new(bytes), stored, &mut out).map_err(js)?;
     Ok(out.0)
 }
 
 /// A converted file written into an array in JavaScript's memory.
 struct JsArrayOut(js_sys::Uint8Array);
 
-impl crate::model::convert::ConvertedFile for JsArrayOut {
+impl crate::checkpoint::convert::ConvertedFile for JsArrayOut {
     fn allocate(&mut self, len: usize) -> crate::Result<()> {
         self.0 = js_sys::Uint8Array::new_with_length(len as u32);
         Ok(())

@@ -92,7 +92,7 @@ fn f16_and_int8_copies_of_an_f32_checkpoint_keep_its_embeddings() {
 /// A weights file that records the largest read: conversion must stream, not read whole.
 struct Recorded(Vec<u8>, std::sync::atomic::AtomicUsize);
 
-impl groupseg::model::weights::WeightBytes for Recorded {
+impl groupseg::checkpoint::weights::WeightBytes for Recorded {
     fn len(&self) -> usize {
         self.0.len()
     }
@@ -106,7 +106,7 @@ impl groupseg::model::weights::WeightBytes for Recorded {
 
 #[test]
 fn conversion_reads_blocks_and_gives_the_same_file_from_either_format() {
-    use groupseg::model::convert::{convert as convert_bytes, StoredAs};
+    use groupseg::checkpoint::convert::{convert as convert_bytes, StoredAs};
     let dir = common::fixture("tiny-2stage");
     let safetensors = std::fs::read(dir.join("model.safetensors")).unwrap();
     let bin = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
@@ -127,9 +127,9 @@ fn a_checkpoint_loads_a_tensor_at_a_time() {
     let dir = common::fixture("tiny-2stage");
     let source = std::sync::Arc::new(Recorded(std::fs::read(dir.join("model.safetensors")).unwrap(), Default::default()));
     struct Shared(std::sync::Arc<Recorded>);
-    impl groupseg::model::weights::WeightBytes for Shared {
+    impl groupseg::checkpoint::weights::WeightBytes for Shared {
         fn len(&self) -> usize {
-            groupseg::model::weights::WeightBytes::len(self.0.as_ref())
+            groupseg::checkpoint::weights::WeightBytes::len(self.0.as_ref())
         }
         fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
             self.0.read_at(start, out)
@@ -158,8 +158,8 @@ struct Ranges {
     broken: bool,
 }
 
-impl groupseg::model::weights::WeightRanges for Ranges {
-    fn read_ranges(&self, ranges: Vec<std::ops::Range<usize>>) -> groupseg::model::weights::RangesRead<'_> {
+impl groupseg::checkpoint::weights::WeightRanges for Ranges {
+    fn read_ranges(&self, ranges: Vec<std::ops::Range<usize>>) -> groupseg::checkpoint::weights::RangesRead<'_> {
         Box::pin(async move {
             if self.broken {
                 return Err(groupseg::Error::WeightsFile("NotFoundError".into()));
@@ -272,7 +272,7 @@ fn convert_refuses_weights_that_are_not_a_regular_file() {
 /// loaded from the whole file does. f32 (the fixture), f16 (the demo as shipped) and int8 copies.
 #[test]
 fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike() {
-    use groupseg::model::weights::{ArrivingBytes, WeightBytes};
+    use groupseg::checkpoint::weights::{ArrivingBytes, WeightBytes};
     struct Shared(std::sync::Arc<ArrivingBytes>);
     impl WeightBytes for Shared {
         fn len(&self) -> usize {

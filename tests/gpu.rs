@@ -9,8 +9,8 @@ use groupseg::gpu::buffer::{GpuMatrix, GpuTensor};
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
 use groupseg::model::config::Activation;
-use groupseg::model::cpu_kernels;
-use groupseg::model::matrix::Matrix;
+use groupseg::cpu::kernels;
+use groupseg::cpu::matrix::Matrix;
 
 fn gpu() -> Gpu {
     match Gpu::new_blocking(true) {
@@ -47,7 +47,7 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             (Epilogue::BiasQuickGelu, Some(Activation::QuickGelu)),
             (Epilogue::BiasRelu, Some(Activation::Relu)),
         ] {
-            let want = values(&cpu_kernels::linear(&x, &Matrix::F32(w.clone()), &b, cpu_act).unwrap());
+            let want = values(&kernels::linear(&x, &Matrix::F32(w.clone()), &b, cpu_act).unwrap());
             let out = GpuTensor::empty(&gpu, &[m, n]);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };
@@ -60,7 +60,7 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
 
 /// An int8 matrix of `(rows, cols)` codes from `seed`, with uneven row scales.
 fn int8_matrix(rows: usize, cols: usize, seed: usize) -> Matrix {
-    use groupseg::model::matrix::Int8Matrix;
+    use groupseg::cpu::matrix::Int8Matrix;
     let codes: Vec<u8> = (0..rows * cols).map(|i| ((i * 37 + seed * 11 + i / 7) % 255) as u8 + 1).collect();
     let scales: Vec<f32> = (0..rows).map(|r| 0.002 * ((r * 5 + seed) % 9 + 1) as f32).collect();
     Matrix::Int8(std::sync::Arc::new(Int8Matrix::new(codes, scales, rows, cols).unwrap()))
@@ -98,7 +98,7 @@ fn weights_stay_int8_or_f16_on_the_gpu_and_multiply_as_their_f32_values() {
                 let gb = GpuTensor::upload(&gpu, &values(&b), &[n]).unwrap();
                 let gx = GpuTensor::upload(&gpu, &values(&x), &[m, k]).unwrap();
                 for (ep, cpu_act) in [(Epilogue::Bias, None), (Epilogue::BiasGeluErf, Some(Activation::Gelu))] {
-                    let want = values(&cpu_kernels::linear(&x, &Matrix::F32(want_w.clone()), &b, cpu_act).unwrap());
+                    let want = values(&kernels::linear(&x, &Matrix::F32(want_w.clone()), &b, cpu_act).unwrap());
                     let out = GpuTensor::empty(&gpu, &[m, n]);
                     let mut enc = gpu.device.create_command_encoder(&Default::default());
                     matmul.encode_weight(&gpu, &mut enc, &gx, &gw, Some(&gb), ep, &out, m).unwrap();
@@ -337,7 +337,7 @@ fn gpu_segmentation_matches_the_cpu_over_many_windows() {
 
 #[test]
 fn int8_and_f16_checkpoints_segment_alike_on_both_backends_holding_their_own_bytes_on_the_gpu() {
-    use groupseg::model::convert::{convert, StoredAs};
+    use groupseg::checkpoint::convert::{convert, StoredAs};
     use groupseg::{BackendChoice, Segmenter};
     let original = fixture("tiny-3stage");
     // What the GPU held before weights stayed narrow: the image side's tensors in f32.

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use groupseg::preprocess;
 use groupseg::segment::MIN_SHORT_SIDE;
 use groupseg::detect::{self, DetectOptions};
-use groupseg::model::convert::StoredAs;
+use groupseg::checkpoint::convert::StoredAs;
 use groupseg::phrases;
 use groupseg::render::{self, LabelledBox};
 use groupseg::{ground, parse_labels, rank, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter, Templates};
@@ -593,7 +593,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             check_out_dir(&out)?;
             let bytes = groupseg::files::read_bounded(&weights, groupseg::pipeline::MAX_WEIGHTS_BYTES, "weights files")
                 .map_err(|e| format!("{}: {e}", weights.display()))?;
-            let converted = groupseg::model::convert::convert(&bytes, to).map_err(|e| format!("{}: {e}", weights.display()))?;
+            let converted = groupseg::checkpoint::convert::convert(&bytes, to).map_err(|e| format!("{}: {e}", weights.display()))?;
             std::fs::create_dir_all(&out).map_err(|e| format!("--out {}: {e}", out.display()))?;
             let written = out.join("model.safetensors");
             std::fs::write(&written, &converted).map_err(|e| format!("{}: {e}", written.display()))?;

@@ -7,7 +7,7 @@ use half::f16;
 
 use super::Gpu;
 use crate::error::{Error, Result};
-use crate::model::matrix::Matrix;
+use crate::cpu::matrix::Matrix;
 
 /// A row-major f32 tensor living in a storage buffer.
 pub struct GpuTensor {

@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-pub use super::activation::Activation;
+pub use crate::cpu::activation::Activation;
 use crate::error::{Error, Result};
 
 /// `assign_mlp_ratio` is a pair (tokens, channels) or one number used for both.

@@ -1,13 +1,13 @@
 //! `nn.Linear` with the checkpoint's `weight (out, in)` and `bias (out)`, whose bias and optional
-//! activation run fused in one pass over the matmul output (see `cpu_kernels::linear`). The weight
-//! stays as stored: f32, or int8 codes (`super::matrix`).
+//! activation run fused in one pass over the matmul output (see `crate::cpu::kernels::linear`). The weight
+//! stays as stored: f32, or int8 codes (`crate::cpu::matrix`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::activation::Activation;
-use super::cpu_kernels;
-use super::matrix::Matrix;
+use crate::cpu::activation::Activation;
+use crate::cpu::kernels;
+use crate::cpu::matrix::Matrix;
 
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -35,12 +35,12 @@ impl Linear {
 
     /// `act(x @ weightᵀ + bias)`.
     pub fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
-        cpu_kernels::linear(xs, &self.weight, &self.bias, Some(act))
+        kernels::linear(xs, &self.weight, &self.bias, Some(act))
     }
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        cpu_kernels::linear(xs, &self.weight, &self.bias, None)
+        kernels::linear(xs, &self.weight, &self.bias, None)
     }
 }

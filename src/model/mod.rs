@@ -1,21 +1,11 @@
 //! GroupViT (Xu et al., CVPR 2022) in candle, module for module as transformers' `GroupViTModel`.
 
-pub mod activation;
 pub mod config;
-pub mod convert;
-pub mod cpu_kernels;
 pub mod encoder;
 pub mod linear;
-pub mod matrix;
-pub mod packed;
 pub mod projection;
-// The wasm matmul kernel; natively only its tests run it (gemm's x86 kernels are faster there).
-#[cfg_attr(not(all(target_arch = "wasm32", target_feature = "simd128")), allow(dead_code))]
-mod sgemm;
 pub mod text;
-pub mod token_rows;
 pub mod vision;
-pub mod weights;
 
 use candle_core::{Module, Tensor, D};
 use candle_nn::VarBuilder;
@@ -23,7 +13,7 @@ use candle_nn::VarBuilder;
 pub use config::{GroupViTConfig, TextConfig, VisionConfig};
 use projection::ProjectionHead;
 use text::TextTransformer;
-use weights::Weights;
+use crate::checkpoint::weights::Weights;
 use vision::VisionTransformer;
 
 use crate::error::{Error, Result};
@@ -111,11 +101,11 @@ impl TextEncoder {
 
     /// Projected, not normalised, `(T, projection_dim)`.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        Ok(cpu_kernels::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
+        Ok(crate::cpu::kernels::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
     }
 
     /// The token table's rows, when the table stayed in the weights file.
-    pub fn token_rows(&self) -> Option<&token_rows::TokenRows> {
+    pub fn token_rows(&self) -> Option<&crate::checkpoint::token_rows::TokenRows> {
         self.text_model.token_rows()
     }
 
@@ -152,7 +142,7 @@ impl ImageEncoder {
     /// Runs the vision tower and projects both the pooled embedding and every group (the pixels
     /// are freed once cut into patches).
     pub fn forward(&self, pixel_values: Tensor) -> Result<ImageFeatures> {
-        cpu_kernels::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
+        crate::cpu::kernels::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
     }
 
     /// Projects a vision tower's output (this one's, or its GPU twin's).

@@ -3,9 +3,9 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::activation::Activation;
+use crate::cpu::activation::Activation;
 use super::linear::Linear;
-use super::matrix::Matrix;
+use crate::cpu::matrix::Matrix;
 
 const BATCH_NORM_EPS: f64 = 1e-5;
 

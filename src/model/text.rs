@@ -10,9 +10,9 @@ use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::TextConfig;
 use super::encoder::EncoderLayer;
-use super::matrix::Matrix;
-use super::token_rows::TokenRows;
-use super::weights::{Weights, SCALE_SUFFIX};
+use crate::cpu::matrix::Matrix;
+use crate::checkpoint::token_rows::TokenRows;
+use crate::checkpoint::weights::{Weights, SCALE_SUFFIX};
 
 /// The token table: every row in memory, or left in the weights file with the rows read so far.
 #[derive(Debug, Clone)]

@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use groupseg::model::{weights, GroupViTConfig, GroupViTModel};
+use groupseg::checkpoint::weights;
+use groupseg::model::{GroupViTConfig, GroupViTModel};
 use groupseg::{Background, SegmentOptions, SegmentOverrides};
 
 pub fn fixture(name: &str) -> PathBuf {

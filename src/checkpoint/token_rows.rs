@@ -5,12 +5,11 @@
 
 use std::collections::HashMap;
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use candle_core::{DType, Device, Result, Tensor};
 use safetensors::Dtype;
 
-use super::matrix::{Int8Matrix, Matrix};
 use super::weights::TensorLocation;
 
 /// How each row is stored in the file.
@@ -18,7 +17,7 @@ use super::weights::TensorLocation;
 enum RowFormat {
     /// f32, f16 or bf16, widened as the weights reader widens any tensor.
     Float(DType),
-    /// Codes `q` standing for `(q − 128) × scale` of their row (`crate::model::convert`), widened
+    /// Codes `q` standing for `(q − 128) × scale` of their row (`crate::checkpoint::convert`), widened
     /// as a held int8 table's.
     Int8 { scales: Vec<f32> },
 }
@@ -127,8 +126,9 @@ impl TokenRows {
         match &self.format {
             RowFormat::Float(dtype) => Tensor::from_raw_buffer(&raw, *dtype, &[ids.len(), self.cols], &Device::Cpu)?.to_dtype(DType::F32),
             RowFormat::Int8 { scales } => {
-                let scales = ids.iter().map(|&id| scales[id as usize]).collect();
-                Matrix::Int8(Arc::new(Int8Matrix::new(raw, scales, ids.len(), self.cols)?)).to_f32()
+                let scales: Vec<f32> = ids.iter().map(|&id| scales[id as usize]).collect();
+                let codes = Tensor::from_vec(raw, (ids.len(), self.cols), &Device::Cpu)?;
+                super::weights::dequantize_rows(&codes, &Tensor::from_vec(scales, ids.len(), &Device::Cpu)?)
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Weight matrices as the checkpoint stores them: f32 (also what f16 and bf16 checkpoints widen to),
 //! or int8 codes with one scale per row (`groupseg convert --to int8`), which stay int8 in memory —
 //! a quarter of the bytes — and are widened to f32 a block at a time inside the matrix product
-//! (`cpu_kernels::linear`) and a row at a time by embedding lookups.
+//! (`super::kernels::linear`) and a row at a time by embedding lookups.
 
 use std::sync::Arc;
 
@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::packed::{self, PackedMatrix};
-use super::weights::SCALE_SUFFIX;
+use crate::checkpoint::weights::SCALE_SUFFIX;
 
 /// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
 #[derive(Debug, Clone)]

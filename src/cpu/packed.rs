@@ -314,7 +314,7 @@ pub(crate) fn for_each_task(tasks: usize, task: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// An output buffer that parallel tasks write in disjoint parts (here and in `cpu_kernels`).
+/// An output buffer that parallel tasks write in disjoint parts (here and in `super::kernels`).
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every user has its tasks write disjoint parts of the output.

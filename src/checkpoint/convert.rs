@@ -1,6 +1,6 @@
 //! Smaller checkpoints for the same model: every float tensor in f16, or the weight matrices in int8
 //! with one scale per output row (weights only, symmetric; biases, norms, embeddings of a single row
-//! and group tokens stay in f16). `crate::model::weights` reads both back in f32.
+//! and group tokens stay in f16). `crate::checkpoint::weights` reads both back in f32.
 
 use std::collections::BTreeMap;
 

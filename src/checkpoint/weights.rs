@@ -20,7 +20,7 @@ use safetensors::Dtype;
 
 use crate::error::{Error, Result};
 
-/// Suffix of the per-row scales of a tensor stored in int8 (written by `crate::model::convert`): the
+/// Suffix of the per-row scales of a tensor stored in int8 (written by `crate::checkpoint::convert`): the
 /// tensor itself is then stored as `u8` = round(w / scale) + 128, and read back as
 /// `(u8 - 128) × scale` in f32.
 pub const SCALE_SUFFIX: &str = ".q8_scale";
@@ -426,10 +426,15 @@ impl Counting {
         if scale.dims() != [rows] {
             candle_core::bail!("{scale_name} has shape {:?}, not one scale per row of {name} ({rows})", scale.dims());
         }
-        let mut per_row = vec![rows];
-        per_row.resize(q.rank(), 1);
-        (q.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(&scale.reshape(per_row)?)?.to_dtype(dtype)
+        dequantize_rows(&q, &scale)?.to_dtype(dtype)
     }
+}
+
+/// int8 codes `(rows, …)` as stored (`u8`, offset by 128) back to f32 with one scale per row.
+pub fn dequantize_rows(codes: &Tensor, scales: &Tensor) -> candle_core::Result<Tensor> {
+    let mut per_row = vec![codes.dim(0)?];
+    per_row.resize(codes.rank(), 1);
+    (codes.to_dtype(DType::F32)? - 128.0)?.broadcast_mul(&scales.reshape(per_row)?)
 }
 
 impl SimpleBackend for Counting {
