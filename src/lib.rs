@@ -1,6 +1,7 @@
 //! groupseg: open-vocabulary segmentation with GroupViT, natively and in the browser.
 //!
-//! From the bottom up: `model` is GroupViT in candle; `segment` is NVlabs' inference (group
+//! From the bottom up: `checkpoint` reads weights files; `cpu` is the CPU compute wing (kernels,
+//! weight matrices as stored); `model` is GroupViT's architecture in candle on it; `segment` is NVlabs' inference (group
 //! assignments to a label per pixel); `gpu` runs the image encoder and that composition on wgpu;
 //! `backend` is the seam between a segmenter and its image side (CPU or GPU); `tokenize` and
 //! `preprocess` turn prompts and photos into inputs, `prompts` labels into template ensembles;
