@@ -99,6 +99,29 @@ impl BoxFigures {
     pub fn detection_precision(&self) -> f64 {
         self.detected as f64 / self.detections.max(1) as f64
     }
+    /// One scene's objects (`truth`), found by detection in `s` (segmented by the scene's labels)
+    /// and by grounding its phrases (`chunks` of their caption) in `g` (segmented by them).
+    pub fn add(
+        &mut self,
+        truth: &[(String, BoundingBox)],
+        s: &Segmentation,
+        chunks: &[phrases::Phrase],
+        g: &Segmentation,
+        phrases: &[String],
+        opts: &DetectOptions,
+    ) {
+        let found: Vec<_> = detect::detect(s, opts).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
+        self.objects += truth.len();
+        self.detections += found.len();
+        self.detected += match_one_to_one(truth, &found);
+        let grounded: Vec<_> = ground::ground(chunks, g, opts)
+            .iter()
+            .zip(phrases)
+            .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
+            .collect();
+        self.grounded += match_one_to_one(truth, &grounded);
+    }
+
     pub fn grounding_recall(&self) -> f64 {
         self.grounded as f64 / self.objects as f64
     }
@@ -177,23 +200,12 @@ pub fn evaluate(
             groupseg::block_on(seg.segment_encoded(&e, labels, &Templates::default(), labelling)).expect("segment")
         };
         let s = label(&scene.labels, &opts.labelling);
-        let truth = truth_boxes(scene, set, s.width);
-        let found: Vec<_> = detect::detect(&s, detect_opts).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
-        boxes.objects += truth.len();
-        boxes.detections += found.len();
-        boxes.detected += match_one_to_one(&truth, &found);
-
         let phrases = scene.phrases().to_vec();
         let caption = caption(&phrases);
         let chunks = phrases::chunk(&caption);
         assert_eq!(ground::labels(&chunks), phrases, "the chunker finds the scene's phrases in {caption:?}");
         let g = label(&phrases, &LabelOptions { nothing_prompt: true, ..opts.labelling });
-        let grounded: Vec<_> = ground::ground(&chunks, &g, detect_opts)
-            .iter()
-            .zip(&phrases)
-            .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
-            .collect();
-        boxes.grounded += match_one_to_one(&truth, &grounded);
+        boxes.add(&truth_boxes(scene, set, s.width), &s, &chunks, &g, &phrases, detect_opts);
 
         maps.push(global_ids(set, &s));
         if let Some(other) = other {
@@ -250,16 +262,7 @@ pub fn box_figures_encoded(
         let grounding = LabelOptions { nothing_prompt: true, ..*labelling };
         let g = groupseg::block_on(seg.segment_encoded(e, &phrases, &Templates::default(), &grounding)).expect("segment");
         for (b, d) in out.iter_mut().zip(detect_opts) {
-            let found: Vec<_> = detect::detect(&s, d).into_iter().map(|d| (d.label, d.score, d.bounds)).collect();
-            b.objects += truth.len();
-            b.detections += found.len();
-            b.detected += match_one_to_one(&truth, &found);
-            let grounded: Vec<_> = ground::ground(&chunks, &g, d)
-                .iter()
-                .zip(&phrases)
-                .filter_map(|(gr, p)| gr.bounds.map(|b| (p.clone(), gr.score, b)))
-                .collect();
-            b.grounded += match_one_to_one(&truth, &grounded);
+            b.add(&truth, &s, &chunks, &g, &phrases, d);
         }
     }
     out
