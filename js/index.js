@@ -135,29 +135,52 @@ const weightsFile = (upload, blob) => upload && { upload, blob };
  */
 async function streamWeights(stream, size, onBytes, cap) {
   const upload = new (live().WeightsUpload)(cap);
-  const reader = stream.getReader();
-  // Chunks are gathered into pieces of a megabyte here, each handed over whole: the module's
-  // memory then holds the file as pieces side by side, which the model's tensors reuse as the
-  // pieces are read and released.
-  const piece = new Uint8Array(WEIGHTS_PIECE);
+  // Read into one buffer of our own where the stream allows it (a download's body and a Blob's
+  // stream are byte streams): the default reader's fresh chunks would wait for the garbage
+  // collector, as much memory again as the file by the end.
+  let byob = true;
+  let reader;
+  try {
+    reader = stream.getReader({ mode: 'byob' });
+  } catch {
+    byob = false;
+    reader = stream.getReader();
+  }
+  // Gathered into pieces of a megabyte, each handed over whole: the module's memory then holds the
+  // file as pieces side by side, which the model's tensors reuse as the pieces are read and released.
+  let piece = new Uint8Array(WEIGHTS_PIECE);
   let filled = 0;
   let received = 0;
+  const full = () => {
+    if (filled === WEIGHTS_PIECE) {
+      upload.push(piece);
+      filled = 0;
+    }
+  };
   try {
     if (size) upload.expect(size);
     for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      for (let at = 0; at < value.length;) {
-        const n = Math.min(value.length - at, WEIGHTS_PIECE - filled);
-        piece.set(value.subarray(at, at + n), filled);
-        filled += n;
-        at += n;
-        if (filled === WEIGHTS_PIECE) {
-          upload.push(piece);
-          filled = 0;
+      if (byob) {
+        const { done, value } = await reader.read(new Uint8Array(piece.buffer, filled, WEIGHTS_PIECE - filled));
+        if (value) {
+          piece = new Uint8Array(value.buffer); // the same memory, handed back
+          filled += value.byteLength;
+          received += value.byteLength;
         }
+        if (done) break;
+        full();
+      } else {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (let at = 0; at < value.length;) {
+          const n = Math.min(value.length - at, WEIGHTS_PIECE - filled);
+          piece.set(value.subarray(at, at + n), filled);
+          filled += n;
+          at += n;
+          full();
+        }
+        received += value.length;
       }
-      received += value.length;
       onBytes?.(received);
     }
     upload.push(piece.subarray(0, filled));
