@@ -78,6 +78,25 @@ fn unavailable(reason: impl std::fmt::Display) -> Error {
     Error::GpuUnavailable(reason.to_string())
 }
 
+/// Why no adapter came, in one plain sentence: wgpu's own error lists every backend it was built
+/// without, which tells a person nothing.
+fn no_adapter_reason() -> String {
+    #[cfg(target_arch = "wasm32")]
+    {
+        let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok();
+        let gpu = navigator.and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok());
+        if gpu.is_some_and(|g| !g.is_undefined()) {
+            "no GPU adapter: WebGPU offered none (no usable GPU, or WebGPU is blocked in this browser)".into()
+        } else {
+            "no GPU adapter: this browser has no WebGPU".into()
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        "no GPU adapter: no Vulkan, Metal or DirectX 12 driver here offers one".into()
+    }
+}
+
 impl Gpu {
     /// Opens the best adapter that meets GroupViT's needs. Software adapters (llvmpipe,
     /// SwiftShader, WARP) emulate a GPU on the CPU and are far slower than the CPU path, so they are
@@ -90,7 +109,7 @@ impl Gpu {
                 ..Default::default()
             })
             .await
-            .map_err(|e| unavailable(format!("no GPU adapter ({e})")))?;
+            .map_err(|_| unavailable(no_adapter_reason()))?;
         let info = adapter.get_info();
         // Browsers may hide the adapter's name.
         let name = if info.name.is_empty() { "unnamed" } else { &info.name };
