@@ -33,6 +33,18 @@ fn convert(model: &Path, to: &str, out: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// A weights file the test keeps a handle on while the segmenter reads it.
+struct Shared<T>(std::sync::Arc<T>);
+
+impl<T: groupseg::checkpoint::weights::WeightBytes> groupseg::checkpoint::weights::WeightBytes for Shared<T> {
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+    fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
+        self.0.read_at(start, out)
+    }
+}
+
 /// Share of pixels labelled alike by two segmenters over the held-out scenes (each with its labels).
 fn agreement(a: &Segmenter, b: &Segmenter, scenes: usize) -> f64 {
     let dir = common::fixture("shapes-eval");
@@ -126,15 +138,6 @@ fn conversion_reads_blocks_and_gives_the_same_file_from_either_format() {
 fn a_checkpoint_loads_a_tensor_at_a_time() {
     let dir = common::fixture("tiny-2stage");
     let source = std::sync::Arc::new(Recorded(std::fs::read(dir.join("model.safetensors")).unwrap(), Default::default()));
-    struct Shared(std::sync::Arc<Recorded>);
-    impl groupseg::checkpoint::weights::WeightBytes for Shared {
-        fn len(&self) -> usize {
-            groupseg::checkpoint::weights::WeightBytes::len(self.0.as_ref())
-        }
-        fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
-            self.0.read_at(start, out)
-        }
-    }
     let config = std::fs::read_to_string(dir.join("config.json")).unwrap();
     let tokenizer = std::fs::read(dir.join("tokenizer.json")).unwrap();
     let files = groupseg::CheckpointFiles {
@@ -273,15 +276,6 @@ fn convert_refuses_weights_that_are_not_a_regular_file() {
 #[test]
 fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike() {
     use groupseg::checkpoint::weights::{ArrivingBytes, WeightBytes};
-    struct Shared(std::sync::Arc<ArrivingBytes>);
-    impl WeightBytes for Shared {
-        fn len(&self) -> usize {
-            self.0.len()
-        }
-        fn read_at(&self, start: usize, out: &mut [u8]) -> groupseg::Result<()> {
-            self.0.read_at(start, out)
-        }
-    }
     let int8 = converted(&demo(), "int8");
     let (photo, labels) = {
         let set = common::shapes::EvalSet::load(&common::fixture("shapes-eval"));
@@ -291,8 +285,8 @@ fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike(
     for dir in [common::fixture("tiny-2stage").as_path(), demo().as_path(), int8.path()] {
         let file = std::fs::read(dir.join("model.safetensors")).unwrap();
         let mut arriving = ArrivingBytes::new();
-        for chunk in file.chunks(65_536) {
-            arriving.push(chunk);
+        for piece in file.chunks(ArrivingBytes::PIECE) {
+            arriving.push_piece(piece.to_vec());
         }
         let arriving = std::sync::Arc::new(arriving);
         let config = std::fs::read_to_string(dir.join("config.json")).unwrap();

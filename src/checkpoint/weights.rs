@@ -91,8 +91,8 @@ impl<T: AsRef<[u8]> + Send + Sync> WeightBytes for T {
     }
 }
 
-/// A weights file held in the pieces it arrived in (a download's chunks gathered into pieces of
-/// [`ArrivingBytes::PIECE`]), each released as soon as every byte of it has been read. A model is
+/// A weights file held in the pieces it arrived in (the package gathers a download's chunks into
+/// pieces of [`ArrivingBytes::PIECE`]), each released as soon as every byte of it has been read. A model is
 /// built by reading each tensor once, so building one from it holds the file and the model together
 /// only piece by piece: in the browser, a download streamed into the module costs about the
 /// model's memory instead of the file's and the model's.
@@ -135,31 +135,12 @@ impl Default for ArrivingBytes {
 }
 
 impl ArrivingBytes {
-    /// Bytes a piece gathers before the next begins: small enough to release the file gradually,
-    /// large enough that a freed piece serves a later allocation.
+    /// Bytes of a piece as the package hands them over (its `WEIGHTS_PIECE`): small enough to
+    /// release the file gradually, large enough that a freed piece serves a later allocation.
     pub const PIECE: usize = 1 << 20;
 
     pub fn new() -> Self {
         Self { pieces: std::sync::Mutex::new(Vec::new()), len: 0 }
-    }
-
-    /// Appends the next bytes of the file.
-    pub fn push(&mut self, mut chunk: &[u8]) {
-        let pieces = self.pieces.get_mut().unwrap_or_else(|p| p.into_inner());
-        while !chunk.is_empty() {
-            let last = match pieces.last_mut() {
-                Some(p) if p.len < Self::PIECE && p.bytes.as_ref().is_some_and(|b| b.capacity() >= Self::PIECE) => p,
-                _ => {
-                    pieces.push(Piece { start: self.len, len: 0, bytes: Some(Vec::with_capacity(Self::PIECE)), read: Vec::new() });
-                    pieces.last_mut().expect("just pushed")
-                }
-            };
-            let n = (Self::PIECE - last.len).min(chunk.len());
-            last.bytes.as_mut().expect("a piece being filled is held").extend_from_slice(&chunk[..n]);
-            last.len += n;
-            self.len += n;
-            chunk = &chunk[n..];
-        }
     }
 
     /// Appends the file's next bytes as a piece of their own, without copying them (the browser
@@ -513,14 +494,10 @@ mod tests {
     fn arriving_bytes_release_each_piece_once_all_of_it_is_read() {
         let file: Vec<u8> = (0..3 * ArrivingBytes::PIECE + 100).map(|i| (i % 251) as u8).collect();
         let mut arriving = ArrivingBytes::new();
-        // Gathered into pieces here, and pieces as they come (the browser's way), alike.
-        let (head, tail) = file.split_at(2 * ArrivingBytes::PIECE);
-        for chunk in head.chunks(65_537) {
-            arriving.push(chunk);
-        }
-        for piece in tail.chunks(ArrivingBytes::PIECE) {
+        for piece in file.chunks(ArrivingBytes::PIECE) {
             arriving.push_piece(piece.to_vec());
         }
+        arriving.push_piece(Vec::new());
         assert_eq!(arriving.len(), file.len());
         assert_eq!(arriving.held(), file.len());
         let read = |start: usize, len: usize| {
