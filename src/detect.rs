@@ -65,6 +65,25 @@ pub struct Detection {
     /// The region's pixel nearest its centroid: where a name written on it lands inside it.
     #[serde(skip)]
     pub anchor: (u32, u32),
+    /// Which region of its segmentation's [`RegionMap`] it is.
+    #[serde(skip)]
+    pub region: u32,
+}
+
+/// Which region each pixel of a segmentation belongs to: the detections' masks.
+#[derive(Debug, Clone)]
+pub struct RegionMap {
+    pub width: u32,
+    pub height: u32,
+    /// Row-major region per pixel; `u32::MAX` for background.
+    region_of: Vec<u32>,
+}
+
+impl RegionMap {
+    /// Whether pixel `index` (row-major) belongs to `detection`'s region.
+    pub fn contains(&self, detection: &Detection, index: usize) -> bool {
+        self.region_of[index] == detection.region
+    }
 }
 
 /// How regions become detections.
@@ -145,6 +164,11 @@ fn merge_gap(width: u32, height: u32, share: f32) -> u32 {
 /// Every label's regions (4-connected, fragments within `merge_gap` of the longer side merged),
 /// unfiltered, in no particular order.
 pub fn regions(seg: &Segmentation, merge_gap_share: f32) -> Vec<Detection> {
+    regions_and_map(seg, merge_gap_share).0
+}
+
+/// [`regions`], and which of them each pixel belongs to.
+fn regions_and_map(seg: &Segmentation, merge_gap_share: f32) -> (Vec<Detection>, RegionMap) {
     let (w, h) = (seg.width as usize, seg.height as usize);
     let map = &seg.label_map;
     const NONE: u32 = u32::MAX;
@@ -243,10 +267,11 @@ pub fn regions(seg: &Segmentation, merge_gap_share: f32) -> Vec<Detection> {
             }
         }
     }
-    merged
+    let found = merged
         .into_iter()
         .zip(anchor)
-        .filter_map(|(r, (a, _))| {
+        .enumerate()
+        .filter_map(|(i, (r, (a, _)))| {
             r.map(|r| Detection {
                 label: seg.classes[r.class].clone(),
                 score: (r.score_sum / r.area as f64) as f32,
@@ -254,15 +279,26 @@ pub fn regions(seg: &Segmentation, merge_gap_share: f32) -> Vec<Detection> {
                 class: r.class,
                 area: r.area,
                 anchor: a,
+                region: i as u32,
             })
         })
-        .collect()
+        .collect();
+    // Pixels name their final region, as the detections do.
+    for c in component.iter_mut().filter(|c| **c != NONE) {
+        *c = owner[*c as usize] as u32;
+    }
+    (found, RegionMap { width: seg.width, height: seg.height, region_of: component })
 }
 
 /// The objects of a segmentation, best first.
 pub fn detect(seg: &Segmentation, opts: &DetectOptions) -> Vec<Detection> {
+    detect_with_masks(seg, opts).0
+}
+
+/// [`detect`], and the map of the regions the detections are (their masks).
+pub fn detect_with_masks(seg: &Segmentation, opts: &DetectOptions) -> (Vec<Detection>, RegionMap) {
     let min_pixels = opts.min_area as f64 * seg.width as f64 * seg.height as f64;
-    let all = regions(seg, opts.merge_gap);
+    let (all, map) = regions_and_map(seg, opts.merge_gap);
     let mut largest = vec![0u64; seg.classes.len()];
     for d in &all {
         largest[d.class] = largest[d.class].max(d.area);
@@ -282,7 +318,7 @@ pub fn detect(seg: &Segmentation, opts: &DetectOptions) -> Vec<Detection> {
         }
         kept.push(d);
     }
-    kept
+    (kept, map)
 }
 
 #[cfg(test)]

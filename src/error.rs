@@ -23,6 +23,9 @@ pub enum Error {
     Image(String),
     #[error("{0}")]
     InvalidInput(String),
+    /// A COCO file or mask that cannot be read or joined.
+    #[error("COCO annotations: {0}")]
+    Annotations(String),
     /// No GPU could be used; the CPU path runs instead.
     #[error("no usable GPU: {0}")]
     GpuUnavailable(String),

@@ -6,6 +6,7 @@
 //! `backend` is the seam between a segmenter and its image side (CPU or GPU); `tokenize` and
 //! `preprocess` turn prompts and photos into inputs, `prompts` labels into template ensembles;
 //! `pipeline` ties a checkpoint to those steps; the family on top of a segmentation: `detect` (boxes),
+//! `coco` (results as COCO annotations),
 //! `phrases` and `ground` (a caption's phrases and where they are), `groups` (the groups themselves);
 //! `render` paints a result; `wasm` and `bin/` are the JavaScript and command-line faces.
 //! See docs/architecture.md.
@@ -14,6 +15,7 @@
 
 pub mod alloc;
 pub mod backend;
+pub mod coco;
 pub mod detect;
 pub mod error;
 #[cfg(not(target_arch = "wasm32"))]
