@@ -98,6 +98,14 @@ need_browser() {
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }
 
+need_coco_checker() {
+  # pycocotools (PyPI), the COCO reader nobody here wrote, checks our COCO files in the tests.
+  if [ ! -x .venv-coco/bin/python ]; then
+    python3 -m venv .venv-coco
+    .venv-coco/bin/pip install -q -r tools/coco/requirements.txt
+  fi
+}
+
 need_reference() {
   # The Python reference (torch + transformers) is a developer tool: several GB, never needed by CI.
   if [ ! -x .venv-ref/bin/python ]; then
@@ -117,6 +125,7 @@ build_examples() {
 case "${1:-}" in
   test)
     need_vulkan
+    need_coco_checker
     cargo test
     cargo check --benches
     build_wasm

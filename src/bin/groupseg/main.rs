@@ -1,5 +1,7 @@
 //! `groupseg`: segment or classify photos with a GroupViT checkpoint from the command line.
 
+mod batch;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -11,6 +13,9 @@ use groupseg::detect::{self, DetectOptions};
 use groupseg::checkpoint::convert::StoredAs;
 use groupseg::phrases;
 use groupseg::render::{self, LabelledBox};
+
+use batch::{each_photo, Photo, PhotoArgs, Tally};
+use groupseg::coco;
 use groupseg::{ground, parse_labels, rank, Background, BackendChoice, SegmentOptions, SegmentOverrides, Segmenter, Templates};
 
 /// Exit status when an option or argument cannot work (as clap's own usage errors).
@@ -145,8 +150,8 @@ struct DetectArgs {
 enum Command {
     /// Paint every photo by label: writes NAME.overlay.png, NAME.mask.png and NAME.json per photo.
     Segment {
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        photos: PhotoArgs,
         #[command(flatten)]
         model: ModelArgs,
         /// Comma-separated labels, e.g. "cat, sofa, window, floor".
@@ -166,12 +171,16 @@ enum Command {
         /// one photo given, resized to the segmentation size, without windows or background.
         #[arg(long)]
         raw_logits: Option<PathBuf>,
+        #[command(flatten)]
+        coco: CocoArgs,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Boxes for the labels' objects: writes NAME.detections.json ([{label, score, box}], boxes in
     /// photo pixels) and NAME.detections.png per photo.
     Detect {
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        photos: PhotoArgs,
         #[command(flatten)]
         model: ModelArgs,
         /// Comma-separated labels, e.g. "cat, sofa, window, floor".
@@ -189,12 +198,16 @@ enum Command {
         nms_iou: f32,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
+        #[command(flatten)]
+        coco: CocoArgs,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Where each phrase of a caption is: writes NAME.grounding.json ([{phrase, start, end, score,
     /// box}], offsets in characters, box null where a phrase is found nowhere) and NAME.grounding.png.
     Ground {
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        photos: PhotoArgs,
         #[command(flatten)]
         model: ModelArgs,
         /// A sentence ("a man riding a brown horse next to a red car") or GLIP's prompt style
@@ -207,11 +220,13 @@ enum Command {
         detect: DetectArgs,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Zero-shot classification: label probabilities per photo.
     Classify {
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        photos: PhotoArgs,
         #[command(flatten)]
         model: ModelArgs,
         /// Comma-separated labels, e.g. "cat, sofa, window, floor".
@@ -230,14 +245,16 @@ enum Command {
     /// GroupViT's own groups, no labels needed: writes NAME.groups-1.png, NAME.groups-2.png, … (one
     /// per grouping block, NVlabs' first_group … final_group) per photo.
     Groups {
-        #[arg(required = true)]
-        photos: Vec<PathBuf>,
+        #[command(flatten)]
+        photos: PhotoArgs,
         #[command(flatten)]
         model: ModelArgs,
         #[command(flatten)]
         layout: LayoutArgs,
         #[arg(long, default_value = "groupseg-out")]
         out: PathBuf,
+        #[command(flatten)]
+        resume: ResumeArg,
     },
     /// Write a smaller copy of a checkpoint: every tensor in f16 (half the bytes), or the weight
     /// matrices in int8 with a scale per row (about a quarter); groupseg reads both in f32.
@@ -257,6 +274,97 @@ enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// COCO files written by `segment --coco` or `detect --coco`.
+    #[command(subcommand)]
+    Coco(CocoCommand),
+}
+
+#[derive(Subcommand)]
+enum CocoCommand {
+    /// Join COCO files of one label list (the shards of a collection) into one, photos and
+    /// annotations renumbered in the files' order.
+    Merge {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// COCO output for dataset tools (CVAT, Label Studio, FiftyOne) and COCO's evaluation.
+#[derive(Args)]
+struct CocoArgs {
+    /// Also write one COCO file for the run: the photos, the labels as categories, and the
+    /// annotations with masks as COCO run-length encoding (segment: one per label a photo shows;
+    /// detect: one per box, with its region's mask) and their scores. NAME.coco.json per photo
+    /// keeps each photo's part.
+    #[arg(long)]
+    coco: Option<PathBuf>,
+    /// Also write the annotations in COCO's results format (a list, as COCOeval reads).
+    #[arg(long)]
+    coco_results: Option<PathBuf>,
+}
+
+impl CocoArgs {
+    fn wanted(&self) -> bool {
+        self.coco.is_some() || self.coco_results.is_some()
+    }
+
+    fn check(&self) -> Result<(), Failure> {
+        for (flag, file) in [("--coco", &self.coco), ("--coco-results", &self.coco_results)] {
+            if let Some(file) = file {
+                let dir = file.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                if file.is_dir() || !dir.is_dir() {
+                    return Err(Usage(format!("{flag} {}: not a file in an existing folder", file.display())));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Where a photo's part of the COCO file is kept.
+    fn part(&self, out: &Path, photo: &Photo) -> Option<PathBuf> {
+        self.wanted().then(|| out.join(format!("{}.coco.json", photo.stem)))
+    }
+
+    /// Writes a photo's part (after its other outputs: with it, the photo is done).
+    fn save_part(&self, out: &Path, photo: &Photo, part: &coco::Dataset) -> Result<(), String> {
+        match self.part(out, photo) {
+            Some(file) => save_json(part, &file),
+            None => Ok(()),
+        }
+    }
+
+    /// The run's COCO files from its photos' parts (those done now or by an earlier run).
+    fn finish(&self, out: &Path, photos: &[Photo], labels: &[String]) -> Result<(), String> {
+        if !self.wanted() {
+            return Ok(());
+        }
+        let mut all = coco::Dataset::new(labels);
+        for photo in photos {
+            let Some(file) = self.part(out, photo).filter(|f| f.is_file()) else { continue };
+            let text = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+            let part: coco::Dataset = serde_json::from_slice(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+            all.append(part, coco::PhotoIds::Keep).map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+        if let Some(file) = &self.coco {
+            save_json(&all, file)?;
+            eprintln!("COCO: {} ({} photos, {} annotations)", file.display(), all.images.len(), all.annotations.len());
+        }
+        if let Some(file) = &self.coco_results {
+            save_json(&all.results(), file)?;
+        }
+        Ok(())
+    }
+}
+
+/// Resuming an interrupted run.
+#[derive(Args)]
+struct ResumeArg {
+    /// Skip the photos whose outputs in --out are complete (an earlier run of the same settings
+    /// did them).
+    #[arg(long)]
+    resume: bool,
 }
 
 /// The model, loaded after the options were checked.
@@ -330,14 +438,18 @@ fn read_photo(path: &Path) -> Result<image::RgbImage, String> {
 fn main() -> ExitCode {
     groupseg::alloc::keep_freed_buffers();
     match run(Cli::parse()) {
-        Ok(tally) if tally.failed == 0 => ExitCode::SUCCESS,
-        Ok(Tally { failed, total }) => {
-            if failed == total {
+        Ok(tally) => {
+            let total = tally.total();
+            if tally.failed > 0 && tally.failed == total {
                 eprintln!("{}", if total == 1 { "the photo failed".to_owned() } else { format!("all {total} photos failed") });
-            } else {
-                eprintln!("{failed} of {total} photos failed; the other {} were done", total - failed);
+            } else if total > 1 || tally.skipped > 0 || tally.failed > 0 {
+                eprintln!("{total} photos: {} done, {} skipped (done before), {} failed", tally.done, tally.skipped, tally.failed);
             }
-            ExitCode::from(PARTIAL)
+            if tally.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(PARTIAL)
+            }
         }
         Err(Failure::Usage(e)) => {
             eprintln!("error: {e}");
@@ -374,43 +486,34 @@ fn check_out_dir(out: &Path) -> Result<(), Failure> {
     }
 }
 
-/// Runs `job` on each photo, under a file stem of its own (photos from different folders may share
-/// a name: the later ones are numbered), printing the line it returns or its error naming the photo.
-/// Returns how many photos failed.
-fn each_photo(photos: &[PathBuf], mut job: impl FnMut(&Path, &str, image::RgbImage) -> Result<String, String>) -> Tally {
-    let mut failed = 0;
-    let mut used_names = std::collections::HashSet::new();
-    for path in photos {
-        let started = std::time::Instant::now();
-        let base = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "photo".into());
-        let stem = (1..)
-            .map(|i| if i == 1 { base.clone() } else { format!("{base}-{i}") })
-            .find(|name| used_names.insert(name.clone()))
-            .unwrap_or(base);
-        match read_photo(path).and_then(|photo| job(path, &stem, photo)) {
-            Ok(line) => println!("{}: {line} ({} ms)", path.display(), started.elapsed().as_millis()),
-            Err(e) => {
-                eprintln!("{}: {e}", path.display());
-                failed += 1;
-            }
-        }
-    }
-    Tally { failed, total: photos.len() }
-}
-
-/// How many of a run's photos failed.
-struct Tally {
-    failed: usize,
-    total: usize,
-}
-
 fn save_png(img: &image::RgbImage, path: &Path) -> Result<(), String> {
-    img.save(path).map_err(|e| format!("{}: {e}", path.display()))
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, image::ImageFormat::Png).map_err(|e| format!("{}: {e}", path.display()))?;
+    batch::write_whole(path, bytes.get_ref())
 }
 
 fn save_json(value: &impl serde::Serialize, path: &Path) -> Result<(), String> {
     let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-    std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))
+    batch::write_whole(path, text.as_bytes())
+}
+
+/// The photos of a run, and how many folder entries could not be read (what walking the folders
+/// left out is said now).
+fn list_photos(args: &PhotoArgs) -> Result<(Vec<Photo>, usize), Failure> {
+    let (photos, listing) = batch::list(args);
+    let unreadable = listing.report();
+    if photos.is_empty() && !args.sharded() {
+        return Err(Usage("no photo to segment in what was given".into()));
+    }
+    Ok((photos, unreadable))
+}
+
+/// The largest COCO file `coco merge` reads (a collection's masks; JSON text).
+const MAX_COCO_BYTES: u64 = 4 << 30;
+
+/// A COCO image entry for a photo.
+fn coco_image(photo: &Photo, s: &groupseg::Segmentation) -> coco::Image {
+    coco::Image { id: photo.id, file_name: photo.path.display().to_string(), width: s.width, height: s.height }
 }
 
 /// Checks the segmentation options before the model loads, the output folder, then loads the model
@@ -438,10 +541,11 @@ fn prepare_labels(
     Ok((seg, opts, embeddings))
 }
 
-/// Returns how many photos failed.
+/// How the run went (photos done, skipped and failed).
 fn run(cli: Cli) -> Result<Tally, Failure> {
     match cli.command {
-        Command::Segment { photos, model, labels, segmenting, out, opacity, names, raw_logits } => {
+        Command::Segment { photos, model, labels, segmenting, out, opacity, names, raw_logits, coco, resume } => {
+            let (photos, unreadable) = list_photos(&photos)?;
             if raw_logits.is_some() && photos.len() != 1 {
                 return Err(Usage("--raw-logits takes exactly one photo".into()));
             }
@@ -451,25 +555,34 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                     return Err(Usage(format!("--raw-logits {}: not a file in an existing folder", npy.display())));
                 }
             }
+            coco.check()?;
             let labels = labels_arg(&labels)?;
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
-            Ok(each_photo(&photos, |path, stem, photo| {
+            let settings = format!("segment\n{:?}\n{labels:?}\n{opts:?}\n{opacity} {names}", model.model);
+            batch::check_resumable(&out, &settings, resume.resume)?;
+            let outputs = |p: &Photo| {
+                let mut files: Vec<PathBuf> = ["overlay.png", "mask.png", "json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
+                files.extend(coco.part(&out, p));
+                files
+            };
+            let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
                 if let Some(npy) = &raw_logits {
-                    let logits = groupseg::block_on(seg.raw_logits(&photo, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
+                    let logits = groupseg::block_on(seg.raw_logits(&image, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
                     logits.write_npy(npy).map_err(|e| format!("{}: {e}", npy.display()))?;
                 }
-                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let s = groupseg::block_on(seg.segment_with_embeddings(&image, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let stem = &photo.stem;
                 let overlay = out.join(format!("{stem}.overlay.png"));
-                let mut painted = render::overlay(&photo, &s, opacity);
+                let mut painted = render::overlay(&image, &s, opacity);
                 if names {
                     let regions = detect::detect(&s, &DetectOptions { nms_iou: 1.0, ..Default::default() });
-                    render::write_names(&mut painted, photo.width(), &regions);
+                    render::write_names(&mut painted, image.width(), &regions);
                 }
                 save_png(&painted, &overlay)?;
                 let mask = out.join(format!("{stem}.mask.png"));
                 save_png(&render::mask(&s), &mask)?;
                 let summary = serde_json::json!({
-                    "photo": path.display().to_string(),
+                    "photo": photo.path.display().to_string(),
                     "width": s.width,
                     "height": s.height,
                     "classes": s.summary,
@@ -477,12 +590,22 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                     "mask": mask.display().to_string(),
                 });
                 save_json(&summary, &out.join(format!("{stem}.json")))?;
+                if coco.wanted() {
+                    let mut part = coco::Dataset::new(&labels);
+                    part.add_segmentation(coco_image(photo, &s), &s).map_err(|e| e.to_string())?;
+                    coco.save_part(&out, photo, &part)?;
+                }
                 let parts: Vec<String> =
                     s.summary.iter().filter(|c| c.share > 0.0).map(|c| format!("{} {:.1}%", c.label, c.share * 100.0)).collect();
                 Ok(parts.join(", "))
-            }))
+            });
+            tally.failed += unreadable;
+            coco.finish(&out, &photos, &labels)?;
+            Ok(tally)
         }
-        Command::Detect { photos, model, labels, segmenting, detect, top_k, nms_iou, out } => {
+        Command::Detect { photos, model, labels, segmenting, detect, top_k, nms_iou, out, coco, resume } => {
+            let (photos, unreadable) = list_photos(&photos)?;
+            coco.check()?;
             let labels = labels_arg(&labels)?;
             let detect_opts = DetectOptions {
                 threshold: detect.threshold,
@@ -492,20 +615,36 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                 ..Default::default()
             };
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
-            Ok(each_photo(&photos, |_, stem, photo| {
-                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
-                let found = detect::detect(&s, &detect_opts);
-                save_json(&found, &out.join(format!("{stem}.detections.json")))?;
+            let settings = format!("detect\n{:?}\n{labels:?}\n{opts:?}\n{detect_opts:?}", model.model);
+            batch::check_resumable(&out, &settings, resume.resume)?;
+            let outputs = |p: &Photo| {
+                let mut files: Vec<PathBuf> = ["detections.png", "detections.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
+                files.extend(coco.part(&out, p));
+                files
+            };
+            let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
+                let s = groupseg::block_on(seg.segment_with_embeddings(&image, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+                let (found, regions) = detect::detect_with_masks(&s, &detect_opts);
                 let drawn: Vec<LabelledBox> = found
                     .iter()
                     .map(|d| LabelledBox { bounds: d.bounds, text: format!("{} {:.2}", d.label, d.score), class: d.class })
                     .collect();
-                save_png(&render::boxes(&photo, &drawn), &out.join(format!("{stem}.detections.png")))?;
+                save_png(&render::boxes(&image, &drawn), &out.join(format!("{}.detections.png", photo.stem)))?;
+                save_json(&found, &out.join(format!("{}.detections.json", photo.stem)))?;
+                if coco.wanted() {
+                    let mut part = coco::Dataset::new(&labels);
+                    part.add_detections(coco_image(photo, &s), &s, &found, &regions).map_err(|e| e.to_string())?;
+                    coco.save_part(&out, photo, &part)?;
+                }
                 let parts: Vec<String> = found.iter().map(|d| format!("{} {:.2}", d.label, d.score)).collect();
                 Ok(format!("{} found: {}", found.len(), parts.join(", ")))
-            }))
+            });
+            tally.failed += unreadable;
+            coco.finish(&out, &photos, &labels)?;
+            Ok(tally)
         }
-        Command::Ground { photos, model, caption, segmenting, detect, out } => {
+        Command::Ground { photos, model, caption, segmenting, detect, out, resume } => {
+            let (photos, unreadable) = list_photos(&photos)?;
             phrases::check_caption(&caption).map_err(|e| Usage(format!("--caption: {e}")))?;
             let found = phrases::chunk(&caption);
             if found.is_empty() {
@@ -517,16 +656,20 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             let (seg, mut opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             // Phrases compete with the empty prompt: a caption of one phrase would else take the whole photo.
             opts.labelling.nothing_prompt = true;
-            Ok(each_photo(&photos, |_, stem, photo| {
-                let s = groupseg::block_on(seg.segment_with_embeddings(&photo, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
+            let settings = format!("ground\n{:?}\n{caption:?}\n{opts:?}\n{detect_opts:?}", model.model);
+            batch::check_resumable(&out, &settings, resume.resume)?;
+            let outputs =
+                |p: &Photo| ["grounding.png", "grounding.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
+            let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
+                let s = groupseg::block_on(seg.segment_with_embeddings(&image, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let grounded: Vec<_> =
                     ground::ground(&found, &s, &detect_opts).iter().map(|g| g.with_offsets(&caption, phrases::char_offset)).collect();
-                save_json(&grounded, &out.join(format!("{stem}.grounding.json")))?;
                 let drawn: Vec<LabelledBox> = grounded
                     .iter()
                     .filter_map(|g| g.bounds.map(|b| LabelledBox { bounds: b, text: format!("{} {:.2}", g.phrase, g.score), class: g.class }))
                     .collect();
-                save_png(&render::boxes(&photo, &drawn), &out.join(format!("{stem}.grounding.png")))?;
+                save_png(&render::boxes(&image, &drawn), &out.join(format!("{}.grounding.png", photo.stem)))?;
+                save_json(&grounded, &out.join(format!("{}.grounding.json", photo.stem)))?;
                 let parts: Vec<String> = grounded
                     .iter()
                     .map(|g| match g.bounds {
@@ -535,15 +678,21 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                     })
                     .collect();
                 Ok(parts.join(", "))
-            }))
+            });
+            tally.failed += unreadable;
+            Ok(tally)
         }
         Command::Classify { photos, model, labels, prompting, top_k, json } => {
+            let (photos, unreadable) = list_photos(&photos)?;
             let labels = labels_arg(&labels)?;
             let templates = prompting.templates()?;
             let seg = load(&model)?;
-            let mut failed = 0;
+            let mut tally = Tally::none();
+            tally.failed += unreadable;
             let mut results = Vec::new();
-            for path in &photos {
+            let progress = batch::Progress::new(photos.len());
+            for photo in &photos {
+                let path = &photo.path;
                 let probs = read_photo(path).and_then(|p| groupseg::block_on(seg.classify(&p, &labels, &templates)).map_err(|e| e.to_string()));
                 match probs {
                     Ok(probs) => {
@@ -551,37 +700,56 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                         if json {
                             results.push(serde_json::json!({"photo": path.display().to_string(), "labels": ranked}));
                         } else {
-                            println!("{}", path.display());
-                            for r in ranked {
-                                println!("  {:.4}  {}", r.score, r.label);
-                            }
+                            let lines: Vec<String> = ranked.iter().map(|r| format!("  {:.4}  {}", r.score, r.label)).collect();
+                            progress.line(&format!("{}\n{}", path.display(), lines.join("\n")));
                         }
+                        tally.done += 1;
                     }
                     Err(e) => {
-                        eprintln!("{}: {e}", path.display());
+                        progress.error(&format!("{}: {e}", path.display()));
                         results.push(serde_json::json!({"photo": path.display().to_string(), "error": e}));
-                        failed += 1;
+                        tally.failed += 1;
                     }
                 }
+                progress.step();
             }
+            progress.finish();
             if json {
                 println!("{}", serde_json::to_string_pretty(&results).map_err(|e| e.to_string())?);
             }
-            Ok(Tally { failed, total: photos.len() })
+            Ok(tally)
         }
-        Command::Groups { photos, model, layout, out } => {
+        Command::Groups { photos, model, layout, out, resume } => {
+            let (photos, unreadable) = list_photos(&photos)?;
             let overrides = overrides(&layout, &LabellingArgs { background_threshold: None, no_background: false, refine: None, refine_iterations: None });
             let (seg, opts) = prepare(&model, &overrides, &out)?;
-            Ok(each_photo(&photos, |_, stem, photo| {
-                let encoded = groupseg::block_on(seg.encode(&photo, &opts.geometry)).map_err(|e| e.to_string())?;
+            let stages = seg.config().vision_config.depths.len();
+            batch::check_resumable(&out, &format!("groups\n{:?}\n{opts:?}", model.model), resume.resume)?;
+            let outputs = |p: &Photo| (1..=stages).map(|k| out.join(format!("{}.groups-{k}.png", p.stem))).collect();
+            let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
+                let encoded = groupseg::block_on(seg.encode(&image, &opts.geometry)).map_err(|e| e.to_string())?;
                 let groups = groupseg::block_on(seg.groups(&encoded)).map_err(|e| e.to_string())?;
                 let mut parts = Vec::new();
                 for (k, stage) in groups.stages.iter().enumerate() {
-                    save_png(&render::groups(&photo, stage), &out.join(format!("{stem}.groups-{}.png", k + 1)))?;
+                    save_png(&render::groups(&image, stage), &out.join(format!("{}.groups-{}.png", photo.stem, k + 1)))?;
                     parts.push(format!("stage {}: {} groups", k + 1, stage.distinct()));
                 }
                 Ok(parts.join(", "))
-            }))
+            });
+            tally.failed += unreadable;
+            Ok(tally)
+        }
+        Command::Coco(CocoCommand::Merge { files, out }) => {
+            let mut parts = Vec::new();
+            for file in &files {
+                let bytes = groupseg::files::read_bounded(file, MAX_COCO_BYTES, "COCO files").map_err(|e| format!("{}: {e}", file.display()))?;
+                let part: coco::Dataset = serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a COCO file groupseg wrote: {e}", file.display()))?;
+                parts.push(part);
+            }
+            let all = coco::merge(parts).map_err(|(k, e)| format!("{}: {e}", files[k].display()))?;
+            save_json(&all, &out)?;
+            println!("{} ({} photos, {} annotations from {} files)", out.display(), all.images.len(), all.annotations.len(), files.len());
+            Ok(Tally::none())
         }
         Command::Convert { model, to, out } => {
             // Found by name whatever they are: a pipe or a device there is refused by name as it is read.
@@ -611,7 +779,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                 written.display(),
                 converted.len() as f64 / 1e6
             );
-            Ok(Tally { failed: 0, total: 0 })
+            Ok(Tally::none())
         }
         Command::Info { model } => {
             let seg = load_model(&model)?;
@@ -624,7 +792,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             println!("backend: {}", seg.backend());
             let w = seg.resident_weights();
             println!("weights kept: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
-            Ok(Tally { failed: 0, total: 0 })
+            Ok(Tally::none())
         }
     }
 }
