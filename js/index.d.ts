@@ -195,6 +195,40 @@ export declare class Segmentation {
   ground(caption: string, options?: DetectOptions): Grounding[];
   /** The label map in colour (background transparent), blended over `photo` when given. */
   toImageData(options?: PaintOptions): ImageData;
+  /** A COCO file of this photo: one annotation per label with pixels, masks run-length encoded. */
+  toCoco(options?: CocoOptions): CocoFile;
+}
+
+export interface CocoOptions {
+  /** The photo's name in the file (default "photo.png"). */
+  fileName?: string;
+}
+
+/** A mask in COCO's compressed run-length encoding (column by column), as pycocotools writes it. */
+export interface CocoRle {
+  /** [height, width] */
+  size: [number, number];
+  counts: string;
+}
+
+/** A COCO file (what dataset tools import and COCOeval reads), groupseg's results in it. */
+export interface CocoFile {
+  images: { id: number; file_name: string; width: number; height: number }[];
+  /** The labels, ids from 1 in their order. */
+  categories: { id: number; name: string }[];
+  annotations: {
+    id: number;
+    image_id: number;
+    category_id: number;
+    segmentation: CocoRle;
+    /** Pixels of the mask. */
+    area: number;
+    /** [x, y, width, height] */
+    bbox: [number, number, number, number];
+    iscrowd: 0;
+    /** Mean score of the mask's pixels (0–1). */
+    score: number;
+  }[];
 }
 
 /** A photo already through the image encoder: segment it again by new labels in milliseconds. */
@@ -243,6 +277,8 @@ export interface SegmenterMethods<S, E> {
    * rows are read as labels need them).
    */
   memory(): Promise<{ heap: number; live: number; peakLive: number; weights: { cpu: number; gpu: number; inFile: number } }>;
+  /** One COCO file for several photos' segmentations of the same labels, numbered in their order. */
+  toCoco(items: { segmentation: S; fileName: string }[]): Promise<CocoFile>;
   /** Frees the model (its GPU buffers too; in a worker, the worker). */
   dispose(): void;
 }

@@ -527,6 +527,17 @@ export class Segmentation {
     return live().groundIn(this.width, this.height, this.labelMap, this.scores, this.labels, caption, defined(options));
   }
 
+  /**
+   * The segmentation as a COCO file of one photo, for dataset tools (CVAT, Label Studio, FiftyOne)
+   * and COCO's evaluation: `{images, categories, annotations}`, the labels as categories (ids from
+   * 1), one annotation per label with pixels, its mask in COCO's compressed run-length encoding
+   * (`{size: [height, width], counts}`, as pycocotools writes it), `bbox` [x, y, width, height],
+   * `area` and mean `score`. `fileName` names the photo. Join several with `Segmenter.toCoco`.
+   */
+  toCoco({ fileName = 'photo.png' } = {}) {
+    return live().cocoIn(this.width, this.height, this.labelMap, this.scores, this.labels, fileName);
+  }
+
   /** The class at pixel (x, y). */
   labelAt(x, y) {
     return this.labels[this.labelMap[y * this.width + x]];
@@ -785,6 +796,15 @@ export class Segmenter {
    */
   async memory() {
     return this.#live().memory();
+  }
+
+  /**
+   * One COCO file for several photos' segmentations (of the same labels): `items` are
+   * `{segmentation, fileName}`; photos and annotations are numbered from 1 in their order.
+   */
+  async toCoco(items) {
+    this.#live();
+    return live().mergeCoco(items.map(({ segmentation, fileName }) => segmentation.toCoco({ fileName })));
   }
 
   /**

@@ -69,6 +69,13 @@ const ops = {
   async groundIn(_, [seg, caption, options]) {
     return [segmentationOf(seg).ground(caption, options)];
   },
+  async cocoIn(_, [seg, options]) {
+    live();
+    return [segmentationOf(seg).toCoco(options)];
+  },
+  async toCoco(_, [items]) {
+    return [await live().toCoco(items.map(({ fields, fileName }) => ({ segmentation: segmentationOf(fields), fileName })))];
+  },
   async phrases(_, [caption]) {
     live();
     return [phrasesOf(caption)];

@@ -1,19 +1,20 @@
 // groupseg/worker: the Segmenter API in a Web Worker the package starts itself.
 import type {
   LoadOptions, SegmentOptions, DetectOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset,
-  Segmentation as MainThreadSegmentation, Phrase, SegmenterMethods,
+  Segmentation as MainThreadSegmentation, Phrase, SegmenterMethods, CocoOptions, CocoFile,
 } from './index.js';
 
 export { paintLabels, paintGroups, groupColour, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
 export type {
   LoadOptions, SegmentOptions, DetectOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset, Progress, Box,
-  Phrase, StageGroups, ClassSummary, PaintOptions, Backend, SegmenterMethods,
+  Phrase, StageGroups, ClassSummary, PaintOptions, Backend, SegmenterMethods, CocoOptions, CocoFile, CocoRle,
 } from './index.js';
 
 /** A segmentation computed in the worker: the same fields and helpers; detect and ground run in the worker. */
-export interface Segmentation extends Omit<MainThreadSegmentation, 'detect' | 'ground'> {
+export interface Segmentation extends Omit<MainThreadSegmentation, 'detect' | 'ground' | 'toCoco'> {
   detect(options?: DetectOptions): Promise<Detection[]>;
   ground(caption: string, options?: DetectOptions): Promise<Grounding[]>;
+  toCoco(options?: CocoOptions): Promise<CocoFile>;
 }
 
 /** A photo encoded in the worker. */

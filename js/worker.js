@@ -25,9 +25,19 @@ export class Segmentation extends BaseSegmentation {
     return this.#call('groundIn', [this.#fields(), caption, options]);
   }
 
-  #fields() {
-    return { width: this.width, height: this.height, classes: this.labels, labelMap: this.labelMap, scores: this.scores, colours: this.colours, summary: this.summary };
+  /** As the main-thread `Segmentation.toCoco`, run in the worker: a promise. */
+  toCoco(options = {}) {
+    return this.#call('cocoIn', [this.#fields(), options]);
   }
+
+  #fields() {
+    return fieldsOf(this);
+  }
+}
+
+/** A segmentation's fields as the worker rebuilds it. */
+function fieldsOf(s) {
+  return { width: s.width, height: s.height, classes: s.labels, labelMap: s.labelMap, scores: s.scores, colours: s.colours, summary: s.summary };
 }
 
 /** A photo encoded in the worker; pass it to `segment`, `detect`, `ground`, `groups`. */
@@ -154,6 +164,10 @@ export class Segmenter {
   }
 
   /** A caption's phrases as `phrasesOf` finds them (`[{text, label, start, end}]`), from the worker. */
+  async toCoco(items) {
+    return this.#call('toCoco', [items.map(({ segmentation, fileName }) => ({ fields: fieldsOf(segmentation), fileName }))]);
+  }
+
   async phrases(caption) {
     return this.#call('phrases', [caption]);
   }

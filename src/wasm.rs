@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
+use crate::coco;
 use crate::detect::{self, DetectOptions};
 use crate::checkpoint::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
@@ -413,6 +414,33 @@ pub fn detect_in(
     let seg = segmentation_of(width, height, label_map, scores, classes)?;
     let opts = Options::from_js(options)?.detection().map_err(js)?;
     to_js(&detect::detect(&seg, &opts))
+}
+
+/// A segmentation as a COCO file of one photo (`Segmentation.toCoco`): `{images, categories,
+/// annotations}`, one annotation per label with pixels, masks in COCO's compressed run-length
+/// encoding.
+#[wasm_bindgen(js_name = cocoIn)]
+pub fn coco_in(
+    width: u32,
+    height: u32,
+    label_map: Vec<u16>,
+    scores: Vec<f32>,
+    classes: Vec<String>,
+    file_name: String,
+) -> Result<JsValue, JsError> {
+    let seg = segmentation_of(width, height, label_map, scores, classes)?;
+    let mut file = coco::Dataset::new(&seg.classes[1..]);
+    file.add_segmentation(coco::Image { id: 1, file_name, width, height }, &seg).map_err(js)?;
+    to_js(&file)
+}
+
+/// COCO files of one label list joined into one, photos and annotations numbered in order.
+#[wasm_bindgen(js_name = mergeCoco)]
+pub fn merge_coco(files: JsValue) -> Result<JsValue, JsError> {
+    let files: Vec<coco::Dataset> =
+        serde_wasm_bindgen::from_value(files).map_err(|e| JsError::new(&format!("not a list of COCO files groupseg wrote: {e}")))?;
+    let all = coco::merge(files).map_err(|(k, e)| JsError::new(&format!("COCO file {} of the list: {e}", k + 1)))?;
+    to_js(&all)
 }
 
 /// A checkpoint's weights file (safetensors or `pytorch_model.bin` bytes) rewritten smaller, as

@@ -240,6 +240,9 @@ async function segmentInto(entry) {
     const shown = { segment: render, detect: renderDetect, ground: renderGround, classify: renderClassify, groups: renderGroups }[m];
     shown(entry, reply, ms);
     entry.box.dataset.mode = m;
+    // Segmented photos go into the COCO file; other modes' results do not.
+    entry.segmentation = m === 'segment' ? reply.result : null;
+    $('coco-row').hidden = !photos.some((e) => e.segmentation);
   } catch (e) {
     entry.request = null;
     entry.box.replaceChildren(text('div', `${entry.file.name}: ${e.message}`, 'error'));
@@ -376,14 +379,28 @@ function writeNames(canvas, r, regions) {
   }
 }
 
+function saveBlob(blob, name) {
+  const a = document.createElement('a');
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
 function download(canvas, name) {
-  canvas.toBlob((blob) => {
-    const a = document.createElement('a');
-    a.href = URL.createObjectURL(blob);
-    a.download = name;
-    a.click();
-    setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-  }, 'image/png');
+  canvas.toBlob((blob) => saveBlob(blob, name), 'image/png');
+}
+
+/** One COCO file of every photo segmented (by the labels now typed), in the order they were given. */
+async function downloadCoco() {
+  const painted = photos.filter((e) => e.segmentation);
+  try {
+    const file = await segmenter.toCoco(painted.map((e) => ({ segmentation: e.segmentation, fileName: e.file.name })));
+    saveBlob(new Blob([JSON.stringify(file)], { type: 'application/json' }), 'groupseg-coco.json');
+    status(`COCO file: ${file.images.length} photos, ${file.annotations.length} annotations.`);
+  } catch (e) {
+    status(`COCO file: ${e.message}`, true);
+  }
 }
 
 function render(entry, { result: r, reused }, ms) {
@@ -649,6 +666,7 @@ $('load-demo').onclick = () => loadModel({});
 $('load-redcaps').onclick = () => loadModel({ modelUrl: HUB.redcaps });
 $('load-yfcc').onclick = () => loadModel({ modelUrl: HUB.yfcc });
 $('load-url').onclick = () => $('model-url').value && loadModel({ modelUrl: $('model-url').value });
+$('coco').onclick = downloadCoco;
 $('model').onchange = (ev) => loadModel({ files: [...ev.target.files] });
 $('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); status('The model cache is empty.'); };
 
