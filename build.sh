@@ -101,7 +101,7 @@ need_browser() {
 need_coco_checker() {
   # pycocotools (PyPI), the COCO reader nobody here wrote, checks our COCO files in the tests.
   if [ ! -x .venv-coco/bin/python ]; then
-    python3 -m venv .venv-coco
+    python3 -m venv .venv-coco || { apt-get update -qq && apt-get install -y -qq python3-venv && python3 -m venv .venv-coco; }
     .venv-coco/bin/pip install -q -r tools/coco/requirements.txt
   fi
 }
