@@ -9,7 +9,7 @@ use groupseg::gpu::buffer::{GpuMatrix, GpuTensor};
 use groupseg::gpu::matmul::{BLayout, Epilogue, Matmul, MatmulShape};
 use groupseg::gpu::Gpu;
 use groupseg::model::config::Activation;
-use groupseg::cpu::kernels;
+use groupseg::cpu;
 use groupseg::cpu::matrix::Matrix;
 
 fn gpu() -> Gpu {
@@ -47,7 +47,7 @@ fn linear_layers_match_the_cpu_with_every_epilogue() {
             (Epilogue::BiasQuickGelu, Some(Activation::QuickGelu)),
             (Epilogue::BiasRelu, Some(Activation::Relu)),
         ] {
-            let want = values(&kernels::linear(&x, &Matrix::F32(w.clone()), &b, cpu_act).unwrap());
+            let want = values(&cpu::linear(&x, &Matrix::F32(w.clone()), &b, cpu_act).unwrap());
             let out = GpuTensor::empty(&gpu, &[m, n]);
             let mut enc = gpu.device.create_command_encoder(&Default::default());
             let shape = MatmulShape { batch: 1, m, n, k, b_shared: true };
@@ -98,7 +98,7 @@ fn weights_stay_int8_or_f16_on_the_gpu_and_multiply_as_their_f32_values() {
                 let gb = GpuTensor::upload(&gpu, &values(&b), &[n]).unwrap();
                 let gx = GpuTensor::upload(&gpu, &values(&x), &[m, k]).unwrap();
                 for (ep, cpu_act) in [(Epilogue::Bias, None), (Epilogue::BiasGeluErf, Some(Activation::Gelu))] {
-                    let want = values(&kernels::linear(&x, &Matrix::F32(want_w.clone()), &b, cpu_act).unwrap());
+                    let want = values(&cpu::linear(&x, &Matrix::F32(want_w.clone()), &b, cpu_act).unwrap());
                     let out = GpuTensor::empty(&gpu, &[m, n]);
                     let mut enc = gpu.device.create_command_encoder(&Default::default());
                     matmul.encode_weight(&gpu, &mut enc, &gx, &gw, Some(&gb), ep, &out, m).unwrap();

@@ -1,5 +1,5 @@
 //! The activations GroupViT checkpoints name (transformers' `ACT2FN` keys). In the model they run
-//! fused after a matmul (`cpu_kernels::linear`); `forward` is the plain form for anything else.
+//! fused after a matmul (`super::linear`); `forward` is the plain form for anything else.
 
 use candle_core::{Result, Tensor};
 use serde::Deserialize;

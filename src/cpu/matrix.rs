@@ -1,7 +1,7 @@
 //! Weight matrices as the checkpoint stores them: f32 (also what f16 and bf16 checkpoints widen to),
 //! or int8 codes with one scale per row (`groupseg convert --to int8`), which stay int8 in memory —
 //! a quarter of the bytes — and are widened to f32 a block at a time inside the matrix product
-//! (`super::kernels::linear`) and a row at a time by embedding lookups.
+//! (`super::linear`) and a row at a time by embedding lookups.
 
 use std::sync::Arc;
 

@@ -13,61 +13,27 @@
 use candle_core::{Device, Result, Tensor};
 use rayon::prelude::*;
 
-/// The register tiles: output columns per panel (two vectors) and input rows per tile.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-enum Tile {
-    /// 6 × 16: two 8-float vectors.
-    Avx2,
-    /// 12 × 32: two 16-float vectors.
-    Avx512,
-    /// 4 × 8: two 4-float vectors, WebAssembly SIMD's (sgemm's tile, without packing A).
-    Simd128,
-}
+use super::arch::{self, Tile};
 
-impl Tile {
-    /// The widest this CPU runs (AVX2 and FMA are required on x86-64).
-    fn best() -> Self {
-        if cfg!(target_arch = "wasm32") {
-            return Tile::Simd128;
-        }
-        static BEST: std::sync::OnceLock<Tile> = std::sync::OnceLock::new();
-        *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            if is_x86_feature_detected!("avx512f") {
-                return Tile::Avx512;
-            }
-            Tile::Avx2
-        })
-    }
-
-    /// Output columns per panel.
-    fn nr(self) -> usize {
-        match self {
-            Tile::Avx2 => 16,
-            Tile::Avx512 => 32,
-            Tile::Simd128 => 8,
-        }
-    }
-
-    /// Input rows per tile.
-    fn mr(self) -> usize {
-        match self {
-            Tile::Avx2 => 6,
-            Tile::Avx512 => 12,
-            Tile::Simd128 => 4,
-        }
-    }
-}
-
-/// The widest tile: partial tiles go through one of these on the stack.
-const MAX_TILE: usize = 12 * 32;
 /// Depth per pass: a 256-deep panel block (16 or 32 KB) stays in L1 while a block of rows runs over it.
 const KC: usize = 256;
 /// Rows per task: a multiple of both tiles' rows, whose 256-deep slice (96 KB) stays in L2 across panels.
 const MC: usize = 96;
 /// Output columns per task.
 const TASK_COLS: usize = 64;
+
+/// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm. In
+/// WebAssembly (built with SIMD) f32 weights were otherwise repacked by every product: a pass over
+/// each weight per product, much of a 224-pixel forward, where a product has only 260 rows.
+pub fn available() -> bool {
+    Tile::best().is_some()
+}
+
+/// The tile weights are packed for: this CPU's best, else the 4-lane one (whose products
+/// [`available`] refuses here; only tests pack for it off WebAssembly).
+fn best_tile() -> Tile {
+    Tile::best().unwrap_or(Tile::Simd128)
+}
 
 /// `W (rows × cols)` as panels of `nr` rows of W, each stored column by column (`cols × nr`),
 /// rows past the last zero.
@@ -79,24 +45,6 @@ pub struct PackedMatrix {
     tile: Tile,
 }
 
-/// Whether this CPU runs the packed kernels; elsewhere weights stay tensors for gemm. In
-/// WebAssembly (built with SIMD) f32 weights were otherwise repacked by every product: a pass over
-/// each weight per product, much of a 224-pixel forward, where a product has only 260 rows.
-pub fn available() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-    }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        true
-    }
-    #[cfg(not(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128"))))]
-    {
-        false
-    }
-}
-
 impl PackedMatrix {
     /// Packs row-major `w` of `rows × cols`.
     pub fn pack(w: &[f32], rows: usize, cols: usize) -> Self {
@@ -106,13 +54,13 @@ impl PackedMatrix {
     /// Packs `W (rows × cols)` with `W[r][c] = src[r·rs + c·cs]`: a weight as stored, or an
     /// attention head's keys (`rs` the token stride) or values transposed (`cs` the token stride).
     pub fn pack_strided(src: &[f32], rows: usize, cols: usize, rs: usize, cs: usize) -> Self {
-        Self::pack_for(Tile::best(), src, rows, cols, rs, cs)
+        Self::pack_for(best_tile(), src, rows, cols, rs, cs)
     }
 
     /// Packs `W (rows × cols)` from its rows: `row(r, out)` writes row r's `cols` values into
     /// `out` (an int8 weight's rows widened through one row of scratch straight into the panels).
     pub fn from_rows(rows: usize, cols: usize, mut row: impl FnMut(usize, &mut [f32])) -> Self {
-        let tile = Tile::best();
+        let tile = best_tile();
         let nr = tile.nr();
         let mut data = vec![0f32; rows.div_ceil(nr) * nr * cols];
         let mut scratch = vec![0f32; cols];
@@ -241,7 +189,7 @@ impl PackedMatrix {
                     let mut i = 0;
                     while i < m {
                         let rows = mr.min(m - i);
-                        tile(self.tile, rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * nr), ldc, k0 > 0);
+                        arch::tile(self.tile, rows, cols, kc, a.add(i * lda + k0), lda, b, c.add(i * ldc + p * nr), ldc, k0 > 0);
                         i += rows;
                     }
                     k0 += kc;
@@ -314,7 +262,7 @@ pub(crate) fn for_each_task(tasks: usize, task: impl Fn(usize) + Sync + Send) {
     }
 }
 
-/// An output buffer that parallel tasks write in disjoint parts (here and in `super::kernels`).
+/// An output buffer that parallel tasks write in disjoint parts (here and in `super::linear` and `super::attention`).
 #[derive(Clone, Copy)]
 pub(crate) struct OutPtr(pub(crate) *mut f32);
 // SAFETY: every user has its tasks write disjoint parts of the output.
@@ -330,167 +278,6 @@ impl OutPtr {
         // SAFETY: the caller keeps this function's contract (its `# Safety`).
         unsafe {
             self.0.add(i)
-        }
-    }
-}
-
-/// One register tile: `c (rows × cols, row stride ldc) (+)= a (rows × kc, row stride lda) · b`,
-/// `b` a panel slice (`kc × nr`). A partial tile goes through a full one on the stack.
-///
-/// # Safety
-/// `a` must address `rows` rows of `kc` floats at stride `lda`, `b` a panel slice of `kc × nr` floats, and `c` `rows × cols` writable floats at stride `ldc` (`rows ≤ mr`, `cols ≤ nr` of `shape`).
-#[allow(clippy::too_many_arguments)]
-#[inline]
-unsafe fn tile(shape: Tile, rows: usize, cols: usize, kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-    // SAFETY: the caller keeps this function's contract (its `# Safety`).
-    unsafe {
-        let nr = shape.nr();
-        if cols == nr {
-            macro_rules! by_rows {
-                ($isa:ident, $($r:literal)+) => {
-                    match rows {
-                        $($r => return $isa::kernel::<$r>(kc, a, lda, b, c, ldc, accumulate),)+
-                        _ => unreachable!("at most {} rows a tile", shape.mr()),
-                    }
-                };
-            }
-            match shape {
-                #[cfg(target_arch = "x86_64")]
-                Tile::Avx2 => by_rows!(avx2, 1 2 3 4 5 6),
-                #[cfg(target_arch = "x86_64")]
-                Tile::Avx512 => by_rows!(avx512, 1 2 3 4 5 6 7 8 9 10 11 12),
-                Tile::Simd128 => by_rows!(simd128, 1 2 3 4),
-                #[allow(unreachable_patterns)]
-                _ => unreachable!("packed weights exist only where `available()`"),
-            }
-        }
-        let mut t = [0f32; MAX_TILE];
-        for r in 0..rows {
-            for j in 0..cols {
-                t[r * nr + j] = if accumulate { *c.add(r * ldc + j) } else { 0.0 };
-            }
-        }
-        tile(shape, rows, nr, kc, a, lda, b, t.as_mut_ptr(), nr, true);
-        for r in 0..rows {
-            for j in 0..cols {
-                *c.add(r * ldc + j) = t[r * nr + j];
-            }
-        }
-    }
-}
-
-/// `R × 8` tile over sgemm's 4-lane vectors (WebAssembly SIMD there, plain arrays natively, so
-/// that native tests check it): per depth step two weight vectors, R broadcasts from A's rows,
-/// 2R multiply-adds (fused with relaxed SIMD). A is read in place, not packed.
-mod simd128 {
-    use super::super::sgemm::lanes;
-
-    const NR: usize = 8;
-
-    /// # Safety
-    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
-    #[inline(always)]
-    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        // SAFETY: the caller keeps this function's contract (its `# Safety`).
-        unsafe {
-            let mut lo = [lanes::zero(); R];
-            let mut hi = [lanes::zero(); R];
-            for p in 0..kc {
-                let b0 = lanes::load(b.add(p * NR));
-                let b1 = lanes::load(b.add(p * NR + 4));
-                for i in 0..R {
-                    let ai = lanes::splat(a.add(i * lda + p));
-                    lo[i] = lanes::mul_add(lo[i], ai, b0);
-                    hi[i] = lanes::mul_add(hi[i], ai, b1);
-                }
-            }
-            for i in 0..R {
-                let ci = c.add(i * ldc);
-                let (mut v0, mut v1) = (lo[i], hi[i]);
-                if accumulate {
-                    v0 = lanes::add(v0, lanes::load(ci));
-                    v1 = lanes::add(v1, lanes::load(ci.add(4)));
-                }
-                lanes::store(ci, v0);
-                lanes::store(ci.add(4), v1);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    const NR: usize = 16;
-
-    /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
-    ///
-    /// # Safety
-    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
-    #[target_feature(enable = "avx2,fma")]
-    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        // SAFETY: the caller keeps this function's contract (its `# Safety`).
-        unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for p in 0..kc {
-                let b0 = _mm256_loadu_ps(b.add(p * NR));
-                let b1 = _mm256_loadu_ps(b.add(p * NR + 8));
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let ai = _mm256_broadcast_ss(&*a.add(i * lda + p));
-                    acc[0] = _mm256_fmadd_ps(ai, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(ai, b1, acc[1]);
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc);
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if accumulate {
-                    v0 = _mm256_add_ps(v0, _mm256_loadu_ps(ci));
-                    v1 = _mm256_add_ps(v1, _mm256_loadu_ps(ci.add(8)));
-                }
-                _mm256_storeu_ps(ci, v0);
-                _mm256_storeu_ps(ci.add(8), v1);
-            }
-        }
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-mod avx512 {
-    use std::arch::x86_64::*;
-
-    const NR: usize = 32;
-
-    /// `R × 32` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds
-    /// (24 accumulators of the 32 registers at R = 12).
-    ///
-    /// # Safety
-    /// `a` must address `R` rows of `kc` floats at stride `lda`, `b` `kc` rows of this tile's width in floats, one after another, and `c` `R` rows of that width, writable, at stride `ldc`.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn kernel<const R: usize>(kc: usize, a: *const f32, lda: usize, b: *const f32, c: *mut f32, ldc: usize, accumulate: bool) {
-        // SAFETY: the caller keeps this function's contract (its `# Safety`).
-        unsafe {
-            let mut acc = [[_mm512_setzero_ps(); 2]; R];
-            for p in 0..kc {
-                let b0 = _mm512_loadu_ps(b.add(p * NR));
-                let b1 = _mm512_loadu_ps(b.add(p * NR + 16));
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let ai = _mm512_set1_ps(*a.add(i * lda + p));
-                    acc[0] = _mm512_fmadd_ps(ai, b0, acc[0]);
-                    acc[1] = _mm512_fmadd_ps(ai, b1, acc[1]);
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc);
-                let (mut v0, mut v1) = (acc[0], acc[1]);
-                if accumulate {
-                    v0 = _mm512_add_ps(v0, _mm512_loadu_ps(ci));
-                    v1 = _mm512_add_ps(v1, _mm512_loadu_ps(ci.add(16)));
-                }
-                _mm512_storeu_ps(ci, v0);
-                _mm512_storeu_ps(ci.add(16), v1);
-            }
         }
     }
 }
@@ -518,7 +305,7 @@ mod tests {
     /// WebAssembly's, whose kernel runs here over plain arrays.
     fn tiles() -> Vec<Tile> {
         let mut t = vec![Tile::Avx2, Tile::Simd128];
-        if Tile::best() == Tile::Avx512 {
+        if Tile::best() == Some(Tile::Avx512) {
             t.push(Tile::Avx512);
         } else {
             eprintln!("no AVX-512: its tile is not checked on this CPU");

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use crate::cpu::activation::Activation;
-use crate::cpu::kernels;
+use crate::cpu;
 use super::linear::Linear;
 use crate::cpu::matrix::Matrix;
 
@@ -49,7 +49,7 @@ impl Attention {
     /// `out_proj`'s output is made.
     fn attend_to(&self, xs: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let q = self.q_proj.forward(xs)?;
-        let heads = kernels::attention(&q, k, v, self.num_heads, self.scale, mask)?;
+        let heads = cpu::attention(&q, k, v, self.num_heads, self.scale, mask)?;
         drop(q);
         self.out_proj.forward(&heads)
     }
@@ -57,7 +57,7 @@ impl Attention {
     /// The keys and values of `context`, in one pass where the weights are packed.
     fn keys_values(&self, context: &Tensor) -> Result<(Tensor, Tensor)> {
         let pair = [(self.k_proj.weight(), self.k_proj.bias()), (self.v_proj.weight(), self.v_proj.bias())];
-        Ok(match kernels::linears_side_by_side(context, &pair)? {
+        Ok(match cpu::linears_side_by_side(context, &pair)? {
             Some(kv) => {
                 let d = self.k_proj.weight().dims()?.0;
                 (kv.narrow(2, 0, d)?, kv.narrow(2, d, d)?)
@@ -102,7 +102,7 @@ impl Module for Mlp {
     /// at a time.
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let rows = if split_by_rows(self.fc1.weight()) { MLP_ROWS } else { usize::MAX };
-        kernels::by_row_blocks(xs, rows, |rows| self.fc2.forward(&self.fc1.forward_act(rows, self.act)?))
+        cpu::by_row_blocks(xs, rows, |rows| self.fc2.forward(&self.fc1.forward_act(rows, self.act)?))
     }
 }
 
@@ -143,7 +143,7 @@ impl EncoderLayer {
     /// good).
     fn block(&self, xs: Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         if xs.dim(1)? <= LAYER_ROWS || !split_by_rows(self.mlp.fc1.weight()) {
-            let normed = kernels::layer_norm(&xs, &self.layer_norm1)?;
+            let normed = cpu::layer_norm(&xs, &self.layer_norm1)?;
             let (k, v) = self.self_attn.keys_values(&normed)?;
             return self.rows(&xs, normed, &k, &v, mask);
         }
@@ -162,7 +162,7 @@ impl EncoderLayer {
         let (k, v) = (flat.zeros_like()?, flat.zeros_like()?);
         for r0 in (0..b * t).step_by(LAYER_ROWS) {
             let rows = flat.narrow(1, r0, LAYER_ROWS.min(b * t - r0))?;
-            let (kb, vb) = self.self_attn.keys_values(&kernels::layer_norm(&rows, &self.layer_norm1)?)?;
+            let (kb, vb) = self.self_attn.keys_values(&cpu::layer_norm(&rows, &self.layer_norm1)?)?;
             k.slice_set(&kb.contiguous()?, 1, r0)?;
             v.slice_set(&vb.contiguous()?, 1, r0)?;
         }
@@ -184,7 +184,7 @@ impl EncoderLayer {
                 let n = per.min(t - r0);
                 let mask = mask.map(|m| m.narrow(0, r0, n)).transpose()?;
                 let part = xs.narrow(0, bi, 1)?.narrow(1, r0, n)?;
-                let out = self.rows(&part, kernels::layer_norm(&part, &self.layer_norm1)?, &k, &v, mask.as_ref())?;
+                let out = self.rows(&part, cpu::layer_norm(&part, &self.layer_norm1)?, &k, &v, mask.as_ref())?;
                 flat.slice_set(&out.reshape((n, d))?.contiguous()?, 0, bi * t + r0)?;
             }
         }
@@ -196,9 +196,9 @@ impl EncoderLayer {
     fn rows(&self, xs: &Tensor, normed: Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
         let attended = self.self_attn.attend_to(&normed, k, v, mask)?;
         drop(normed);
-        let (sum, normed) = kernels::add_layer_norm(xs, &attended, &self.layer_norm2)?;
+        let (sum, normed) = cpu::add_layer_norm(xs, &attended, &self.layer_norm2)?;
         drop(attended);
-        kernels::add_residual(self.mlp.forward(&normed)?, &sum)
+        cpu::add_residual(self.mlp.forward(&normed)?, &sum)
     }
 }
 
@@ -219,7 +219,7 @@ mod tests {
         let causal: Vec<f32> = (0..t * t).map(|i| if i % t > i / t { f32::NEG_INFINITY } else { 0.0 }).collect();
         let causal = Tensor::from_vec(causal, (t, t), &dev)?;
         for mask in [None, Some(&causal)] {
-            let normed = kernels::layer_norm(&xs, &layer.layer_norm1)?;
+            let normed = cpu::layer_norm(&xs, &layer.layer_norm1)?;
             let (k, v) = layer.self_attn.keys_values(&normed)?;
             let diff = |a: &Tensor, b: &Tensor| -> Result<f32> { (a - b)?.abs()?.max_all()?.to_scalar::<f32>() };
             let (kb, vb) = layer.keys_values_by_blocks(&xs)?;

@@ -1,12 +1,12 @@
 //! `nn.Linear` with the checkpoint's `weight (out, in)` and `bias (out)`, whose bias and optional
-//! activation run fused in one pass over the matmul output (see `crate::cpu::kernels::linear`). The weight
+//! activation run fused in one pass over the matmul output (see `crate::cpu::linear`). The weight
 //! stays as stored: f32, or int8 codes (`crate::cpu::matrix`).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::cpu::activation::Activation;
-use crate::cpu::kernels;
+use crate::cpu;
 use crate::cpu::matrix::Matrix;
 
 #[derive(Debug, Clone)]
@@ -35,12 +35,12 @@ impl Linear {
 
     /// `act(x @ weightᵀ + bias)`.
     pub fn forward_act(&self, xs: &Tensor, act: Activation) -> Result<Tensor> {
-        kernels::linear(xs, &self.weight, &self.bias, Some(act))
+        cpu::linear(xs, &self.weight, &self.bias, Some(act))
     }
 }
 
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        kernels::linear(xs, &self.weight, &self.bias, None)
+        cpu::linear(xs, &self.weight, &self.bias, None)
     }
 }

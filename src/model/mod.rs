@@ -101,7 +101,7 @@ impl TextEncoder {
 
     /// Projected, not normalised, `(T, projection_dim)`.
     pub fn forward(&self, input_ids: &Tensor) -> Result<Tensor> {
-        Ok(crate::cpu::kernels::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
+        Ok(crate::cpu::on_pool(|| self.text_projection.forward(&self.text_model.forward(input_ids)?))?)
     }
 
     /// The token table's rows, when the table stayed in the weights file.
@@ -142,7 +142,7 @@ impl ImageEncoder {
     /// Runs the vision tower and projects both the pooled embedding and every group (the pixels
     /// are freed once cut into patches).
     pub fn forward(&self, pixel_values: Tensor) -> Result<ImageFeatures> {
-        crate::cpu::kernels::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
+        crate::cpu::on_pool(|| self.project(self.vision_model.forward(pixel_values)?))
     }
 
     /// Projects a vision tower's output (this one's, or its GPU twin's).

@@ -6,7 +6,7 @@ use candle_core::{DType, IndexOp, Module, Result, Tensor, D};
 use candle_nn::{layer_norm, LayerNorm, VarBuilder};
 
 use super::config::{Activation, VisionConfig};
-use crate::cpu::kernels;
+use crate::cpu;
 use super::encoder::{Attention, EncoderLayer, Mlp};
 use super::linear::Linear;
 use crate::cpu::matrix::Matrix;
@@ -115,12 +115,12 @@ impl VisionEmbeddings {
     pub fn forward(&self, pixel_values: Tensor) -> Result<(Tensor, (usize, usize))> {
         let (_, _, h, w) = pixel_values.dims4()?;
         let (patches, (gh, gw)) = self.patch_embeddings.forward(pixel_values)?;
-        let embeddings = kernels::layer_norm(&patches, &self.layernorm)?;
+        let embeddings = cpu::layer_norm(&patches, &self.layernorm)?;
         let pos = position_embeddings_for(&self.position_embeddings, self.grid, (gh, gw), h == w)?;
         // Our add, on our pool: candle's broadcast add of this size runs on a pool of its own, whose
         // thread then spins on one of the cores the first layers need (7 % of a 224 forward, Zen 5).
         let pos = pos.broadcast_as(embeddings.shape())?.contiguous()?;
-        Ok((kernels::add_residual(embeddings, &pos)?, (gh, gw)))
+        Ok((cpu::add_residual(embeddings, &pos)?, (gh, gw)))
     }
 }
 
@@ -206,10 +206,10 @@ impl AssignAttention {
         let mut taken: Option<(Tensor, Tensor)> = None;
         for t0 in (0..n).step_by(ASSIGN_TOKENS) {
             let block = tokens.narrow(1, t0, ASSIGN_TOKENS.min(n - t0))?;
-            let raw = (kernels::matmul(&q, &self.k_proj.forward(&block)?.t()?)? * self.scale)?;
+            let raw = (cpu::matmul(&q, &self.k_proj.forward(&block)?.t()?)? * self.scale)?;
             let part = candle_nn::ops::softmax(&raw, 1)?;
             let hard = part.argmax_keepdim(1)?.broadcast_eq(&ids)?.to_dtype(DType::F32)?;
-            let (sum, count) = (kernels::matmul(&hard, &self.v_proj.forward(&block)?)?, hard.sum_keepdim(2)?);
+            let (sum, count) = (cpu::matmul(&hard, &self.v_proj.forward(&block)?)?, hard.sum_keepdim(2)?);
             taken = Some(match taken {
                 Some((s, c)) => ((s + sum)?, (c + count)?),
                 None => (sum, count),
