@@ -21,7 +21,7 @@ pub fn keep_freed_buffers() {
 /// In WebAssembly: the system allocator, counting the bytes live and the most ever live, so that
 /// `Segmenter.memory()` can tell the model's needs from the memory's high-water mark (a
 /// WebAssembly memory grows to fit the allocator's free space as it lies, and never shrinks).
-#[cfg(target_arch = "wasm32")]
+#[cfg(web)]
 mod counted {
     use std::alloc::{GlobalAlloc, Layout, System};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -85,12 +85,12 @@ pub struct LiveBytes {
 
 /// The live bytes, where they are counted (WebAssembly; natively `None`).
 pub fn live_bytes() -> Option<LiveBytes> {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(web)]
     {
         use std::sync::atomic::Ordering;
         Some(LiveBytes { now: counted::LIVE.load(Ordering::Relaxed), peak: counted::PEAK.load(Ordering::Relaxed) })
     }
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     {
         None
     }

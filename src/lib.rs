@@ -18,7 +18,7 @@ pub mod backend;
 pub mod coco;
 pub mod detect;
 pub mod error;
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(native)]
 pub mod files;
 pub mod gpu;
 pub mod ground;
@@ -37,9 +37,9 @@ pub mod resample;
 pub mod segment;
 pub mod tokenize;
 
-#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+#[cfg(all(web, feature = "threads"))]
 pub mod thread_pool;
-#[cfg(target_arch = "wasm32")]
+#[cfg(web)]
 pub mod wasm;
 
 pub use error::{Error, Result};
@@ -51,5 +51,5 @@ pub use refine::Refinement;
 pub use segment::{Background, Geometry, LabelOptions, SegmentOptions, SegmentOverrides, Segmentation, Thresholds};
 
 /// Runs one of the library's futures to completion (native callers; the browser awaits them).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(native)]
 pub use pollster::block_on;

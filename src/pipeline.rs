@@ -51,12 +51,12 @@ pub fn parse_labels(text: &str) -> Result<Vec<String>> {
 
 /// Bytes a weights file may have: four times the largest published GroupViT's f32 weights is
 /// far beyond any of them.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(native)]
 pub const MAX_WEIGHTS_BYTES: u64 = 4 << 30;
 
 /// Bytes a checkpoint's config, tokenizer or preprocessor file may have (CLIP's tokenizer.json is
 /// about 2 MB).
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(native)]
 const MAX_CHECKPOINT_TEXT_BYTES: u64 = 64 << 20;
 
 /// Characters a label may have: a few words, which the prompt templates make a sentence (the text
@@ -246,13 +246,13 @@ impl Segmenter {
     /// Loads a checkpoint directory (`config.json`, `model.safetensors` or `pytorch_model.bin`,
     /// `tokenizer.json` or `vocab.json` + `merges.txt`, optionally `preprocessor_config.json`), or a
     /// weights file with those files beside it.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     pub fn load(path: &std::path::Path, device: &Device) -> Result<Self> {
         Self::load_on(path, device, BackendChoice::Cpu)
     }
 
     /// [`Segmenter::load`] with the image encoder on `choice`.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     pub fn load_on(path: &std::path::Path, device: &Device, choice: BackendChoice) -> Result<Self> {
         let bounded = |p: &std::path::Path, cap: u64, what: &str| {
             crate::files::read_bounded(p, cap, what).map_err(|e| match e {

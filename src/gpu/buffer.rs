@@ -64,7 +64,7 @@ impl GpuTensor {
     }
 
     /// [`GpuTensor::read`], blocking (native only).
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     pub fn read_blocking(&self, gpu: &Gpu) -> Result<Vec<f32>> {
         pollster::block_on(self.read(gpu))
     }
@@ -162,7 +162,7 @@ pub(crate) async fn read_buffer(gpu: &Gpu, buffer: &wgpu::Buffer, words: usize) 
         let _ = tx.send(r);
     });
     // Natively someone must drive the device; in the browser its event loop does.
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     gpu.device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(format!("waiting for the GPU failed: {e}")))?;

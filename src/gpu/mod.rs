@@ -81,7 +81,7 @@ fn unavailable(reason: impl std::fmt::Display) -> Error {
 /// Why no adapter came, in one plain sentence: wgpu's own error lists every backend it was built
 /// without, which tells a person nothing.
 fn no_adapter_reason() -> String {
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(web)]
     {
         let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok();
         let gpu = navigator.and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok());
@@ -91,7 +91,7 @@ fn no_adapter_reason() -> String {
             "no GPU adapter: this browser has no WebGPU".into()
         }
     }
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     {
         "no GPU adapter: no Vulkan, Metal or DirectX 12 driver here offers one".into()
     }
@@ -178,7 +178,7 @@ impl Gpu {
     }
 
     /// [`Gpu::new`], blocking (native only; the browser must await).
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(native)]
     pub fn new_blocking(allow_software: bool) -> Result<Self, Error> {
         pollster::block_on(Self::new(allow_software))
     }
