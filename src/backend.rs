@@ -113,10 +113,8 @@ impl CpuBackend {
 }
 
 /// Windows encoded together at most: one, so a photo's memory does not grow with its window count
-/// (a 448-pixel window's forward adds 20 MB to a WebAssembly heap, which keeps its high-water mark
-/// for good: 2026-12-03, a 448 × 597 photo's two windows together took it from 55.8 to 97.8 MB).
-/// Natively, batches of four ran no faster than one at a time (12 such photos: 2.33–2.41 s against
-/// 2.32–2.70 s, 2 cores).
+/// (each 448-pixel window in a batch adds about 20 MB to a WebAssembly heap, which keeps its
+/// high-water mark for good). Natively, batches of four ran no faster than one at a time.
 pub const WINDOWS_PER_BATCH: usize = 1;
 
 impl ImageBackend for CpuBackend {

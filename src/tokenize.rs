@@ -30,7 +30,7 @@ fn tok_err(e: impl std::fmt::Display) -> Error {
 
 /// Reads `tokenizer.json` as `tokenizers` does, except that the model is read straight as CLIP's
 /// BPE: `tokenizers`' own reader first copies the `model` section (vocabulary and merges) into a
-/// generic JSON tree (reading CLIP's 3.6 MB file peaked at 34 MB, now 15.7 MB), and the page's
+/// generic JSON tree (about twice the peak memory for CLIP's 3.6 MB file), and the page's
 /// WebAssembly memory keeps its high-water mark for good.
 struct TokenizerJson;
 

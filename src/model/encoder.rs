@@ -71,9 +71,8 @@ impl Attention {
 const LAYER_ROWS: usize = 128;
 
 /// Whether products with weight `w` are split by blocks of rows. f32 weights held as a tensor
-/// (where no packed kernel runs) are repacked by every product: in WebAssembly, before its weights
-/// were packed at load, seven blocks of a 448 layer cost 5–10 % of a forward (`bench-web`,
-/// 2026-12-03), so they run whole; weights packed at load, and int8 weights (kept to save memory;
+/// (where no packed kernel runs) are repacked by every product, so splitting would repack them once
+/// per block: they run whole. Weights packed at load, and int8 weights (kept to save memory;
 /// widened a block at a time anyway), are split.
 fn split_by_rows(w: &Matrix) -> bool {
     !matches!(w, Matrix::F32(_))

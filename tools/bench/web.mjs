@@ -29,7 +29,7 @@ for (const [link, target] of [['pkg', join(root, 'www', 'pkg')], ['ort', join(ro
 const plan = [
   // [backend, side, threads, warm-up runs, timed runs, rounds]; a software adapter takes tens of
   // seconds a run, so WebGPU gets few: at 448 one run a round, in two rounds, since one slow run
-  // (ours 67.8 s against 36.6 s ten minutes later, 2026-12-03) was once the whole figure.
+  // (nearly twice the next one's time) was once the whole figure.
   // Warm-up is generous: onnxruntime-web on 2 threads takes its first 4 runs at 224 at twice its
   // steady time.
   ['wasm', 224, 1, 6, 7, 2], ['wasm', 224, 2, 6, 7, 2], ['wasm', 448, 1, 3, 5, 2], ['wasm', 448, 2, 3, 5, 2],
