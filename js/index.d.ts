@@ -59,7 +59,22 @@ export interface LoadOptions {
   maxWeightsBytes?: number;
 }
 
-export interface SegmentOptions {
+/** The size options, fixed when a photo is encoded (`encode`, `groups`). Each operation takes its
+ * own options type and refuses an option it does not take, by name. */
+export interface EncodeOptions {
+  /** The photo's short side is resized to this before segmenting (default: twice the model's
+   * training size, 448 for the published checkpoints). */
+  shortSide?: number;
+  /** Sliding window side (default: twice the training size, 448) and stride (default: the training
+   * size, 224), in resized pixels. */
+  window?: number;
+  stride?: number;
+}
+
+export type GroupsOptions = EncodeOptions;
+
+/** `segment`'s options: the size options (unless the photo is already encoded) and labelling. */
+export interface SegmentOptions extends EncodeOptions {
   /** Pixels whose best label scores lower are background (default: the model's, 0.95 for the
    * published checkpoints); null: no background. */
   backgroundThreshold?: number | null;
@@ -74,13 +89,6 @@ export interface SegmentOptions {
    * false; `ground` turns it on, since a softmax over one or two phrases alone takes the whole
    * photo). */
   nothingPrompt?: boolean;
-  /** The photo's short side is resized to this before segmenting (default: twice the model's
-   * training size, 448 for the published checkpoints). */
-  shortSide?: number;
-  /** Sliding window side (default: twice the training size, 448) and stride (default: the training
-   * size, 224), in resized pixels. */
-  window?: number;
-  stride?: number;
   /** Prompt templates with `{}` for the label, averaged, or a preset: 'single' (the default, "a
    * photo of a {}."), 'nvlabs' (NVlabs' 7), 'imagenet' (CLIP's 80). A label that is already a
    * sentence ("a cat on a sofa") is its own prompt. */
@@ -89,16 +97,35 @@ export interface SegmentOptions {
 
 export type TemplatePreset = 'single' | 'nvlabs' | 'imagenet';
 
-export interface DetectOptions {
+/** `classify`'s options. */
+export interface ClassifyOptions {
+  /** As `SegmentOptions.templates`. */
+  templates?: string[] | TemplatePreset;
+  /** Only the best this many labels (default all). */
+  topK?: number;
+}
+
+/** `Segmentation.ground`'s options: which regions may box a phrase. */
+export interface GroundingOptions {
   /** Regions scoring under this (0–1) are dropped (default 0.1). */
   threshold?: number;
-  /** At most this many, best first (default all). */
-  topK?: number;
   /** Regions under this share of the photo are dropped (default 0.001). */
   minArea?: number;
+}
+
+/** `Segmentation.detect`'s options. */
+export interface BoxOptions extends GroundingOptions {
+  /** At most this many, best first (default all). */
+  topK?: number;
   /** A box overlapping a better one (any label) by more than this IoU is dropped (default 0.5). */
   nmsIou?: number;
 }
+
+/** `detect`'s options: `segment`'s and the boxes'. */
+export interface DetectOptions extends SegmentOptions, BoxOptions {}
+
+/** `ground`'s options: `segment`'s and the grounding's. */
+export interface GroundOptions extends SegmentOptions, GroundingOptions {}
 
 /** Pixel edges in the photo: `xmax` is one past the last column, as transformers.js's boxes. */
 export interface Box {
@@ -190,13 +217,13 @@ export declare class Segmentation {
   /** The photo's pixels of one label on transparency; `photo` is drawn at the segmentation's size. */
   cutout(label: string | number, photo: ImageData | ImageBitmap | HTMLCanvasElement | OffscreenCanvas | HTMLImageElement): ImageData;
   /** Its objects' boxes, best first. */
-  detect(options?: DetectOptions): Detection[];
+  detect(options?: BoxOptions): Promise<Detection[]>;
   /** Where each phrase of `caption` is, in a segmentation by `phraseLabels(caption)`. */
-  ground(caption: string, options?: DetectOptions): Grounding[];
+  ground(caption: string, options?: GroundingOptions): Promise<Grounding[]>;
   /** The label map in colour (background transparent), blended over `photo` when given. */
   toImageData(options?: PaintOptions): ImageData;
   /** A COCO file of this photo: one annotation per label with pixels, masks run-length encoded. */
-  toCoco(options?: CocoOptions): CocoFile;
+  toCoco(options?: CocoOptions): Promise<CocoFile>;
 }
 
 export interface CocoOptions {
@@ -256,19 +283,19 @@ export interface SegmenterMethods<S, E> {
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
   segment(image: ImageInput | E, labels: string | string[], options?: SegmentOptions): Promise<S>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
-  encode(image: ImageInput, options?: SegmentOptions): Promise<E>;
+  encode(image: ImageInput, options?: EncodeOptions): Promise<E>;
   /** Most probable first, scores summing to 1 over all the labels. */
   classify(
     image: ImageInput,
     labels: string | string[],
-    options?: { templates?: string[] | TemplatePreset; topK?: number },
+    options?: ClassifyOptions,
   ): Promise<{ label: string; score: number }[]>;
   /** `segment` then `Segmentation.detect`. */
-  detect(image: ImageInput | E, labels: string | string[], options?: SegmentOptions & DetectOptions): Promise<Detection[]>;
+  detect(image: ImageInput | E, labels: string | string[], options?: DetectOptions): Promise<Detection[]>;
   /** Each phrase of a caption (or GLIP's "horse. red car.") grounded to its region's box. */
-  ground(image: ImageInput | E, caption: string, options?: SegmentOptions & DetectOptions): Promise<Grounding[]>;
+  ground(image: ImageInput | E, caption: string, options?: GroundOptions): Promise<Grounding[]>;
   /** The groups of every grouping block, no labels needed; from an EncodedImage without encoding again. */
-  groups(image: ImageInput | E, options?: SegmentOptions): Promise<Groups>;
+  groups(image: ImageInput | E, options?: GroupsOptions): Promise<Groups>;
   /**
    * Bytes held: `heap` is the WebAssembly memory (it never shrinks, so also the most the module has
    * needed, loading included); `live` the bytes allocated in it now, `peakLive` the most ever at
@@ -277,6 +304,10 @@ export interface SegmenterMethods<S, E> {
    * rows are read as labels need them).
    */
   memory(): Promise<{ heap: number; live: number; peakLive: number; weights: { cpu: number; gpu: number; inFile: number } }>;
+  /** A caption's phrases, as `phrasesOf` finds them. */
+  phrases(caption: string): Promise<Phrase[]>;
+  /** The labels a caption is segmented by, as `phraseLabels` gives them. */
+  phraseLabels(caption: string): Promise<string[]>;
   /** One COCO file for several photos' segmentations of the same labels, numbered in their order. */
   toCoco(items: { segmentation: S; fileName: string }[]): Promise<CocoFile>;
   /** Frees the model (its GPU buffers too; in a worker, the worker). */

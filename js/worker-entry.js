@@ -64,14 +64,14 @@ const ops = {
     return [g, g.stages.map((s) => s.map.buffer)];
   },
   async detectIn(_, [seg, options]) {
-    return [segmentationOf(seg).detect(options)];
+    return [await segmentationOf(seg).detect(options)];
   },
   async groundIn(_, [seg, caption, options]) {
-    return [segmentationOf(seg).ground(caption, options)];
+    return [await segmentationOf(seg).ground(caption, options)];
   },
   async cocoIn(_, [seg, options]) {
     live();
-    return [segmentationOf(seg).toCoco(options)];
+    return [await segmentationOf(seg).toCoco(options)];
   },
   async toCoco(_, [items]) {
     return [await live().toCoco(items.map(({ fields, fileName }) => ({ segmentation: segmentationOf(fields), fileName })))];

@@ -1,21 +1,16 @@
 // groupseg/worker: the Segmenter API in a Web Worker the package starts itself.
-import type {
-  LoadOptions, SegmentOptions, DetectOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset,
-  Segmentation as MainThreadSegmentation, Phrase, SegmenterMethods, CocoOptions, CocoFile,
-} from './index.js';
+import type { LoadOptions, Segmentation as MainThreadSegmentation, SegmenterMethods } from './index.js';
 
 export { paintLabels, paintGroups, groupColour, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
 export type {
-  LoadOptions, SegmentOptions, DetectOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset, Progress, Box,
-  Phrase, StageGroups, ClassSummary, PaintOptions, Backend, SegmenterMethods, CocoOptions, CocoFile, CocoRle,
+  LoadOptions, EncodeOptions, SegmentOptions, ClassifyOptions, DetectOptions, BoxOptions, GroundOptions, GroundingOptions,
+  GroupsOptions, CocoOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset, Progress, Box, Phrase, StageGroups,
+  ClassSummary, PaintOptions, Backend, SegmenterMethods, CocoFile, CocoRle,
 } from './index.js';
 
-/** A segmentation computed in the worker: the same fields and helpers; detect and ground run in the worker. */
-export interface Segmentation extends Omit<MainThreadSegmentation, 'detect' | 'ground' | 'toCoco'> {
-  detect(options?: DetectOptions): Promise<Detection[]>;
-  ground(caption: string, options?: DetectOptions): Promise<Grounding[]>;
-  toCoco(options?: CocoOptions): Promise<CocoFile>;
-}
+/** A segmentation computed in the worker: the main thread's type (its detect, ground and toCoco
+ * run in the worker). */
+export interface Segmentation extends MainThreadSegmentation {}
 
 /** A photo encoded in the worker. */
 export declare class EncodedImage {
@@ -30,9 +25,4 @@ export declare class Segmenter {
   static load(options?: LoadOptions): Promise<Segmenter>;
   static clearCache(): Promise<void>;
 }
-export interface Segmenter extends SegmenterMethods<Segmentation, EncodedImage> {
-  /** A caption's phrases, as `phrasesOf` finds them. */
-  phrases(caption: string): Promise<Phrase[]>;
-  /** The labels a caption is segmented by, as `phraseLabels` gives them. */
-  phraseLabels(caption: string): Promise<string[]>;
-}
+export interface Segmenter extends SegmenterMethods<Segmentation, EncodedImage> {}

@@ -66,7 +66,7 @@ test('the page\'s package segments, detects and grounds held-out scenes as the t
       const grounded = await s.ground(photo, caption);
       out.push({
         width: seg.width, ids, map: Array.from(seg.labelMap), classes: seg.labels,
-        boxes: seg.detect().map((d) => ({ label: d.label, score: d.score, box: d.box })),
+        boxes: (await seg.detect()).map((d) => ({ label: d.label, score: d.score, box: d.box })),
         grounded: grounded.filter((g) => g.box).map((g) => ({ label: g.phrase.replace(/^an? /, ''), score: g.score, box: g.box })),
       });
     }

@@ -52,7 +52,7 @@ add_relaxed_module "target/relaxed/$WASM_TARGET/release/groupseg.wasm" "$out"
 wasm-bindgen --target web --out-name groupseg_wasm --out-dir "$out/threaded" \
   "target/threaded/$WASM_TARGET/release/groupseg.wasm"
 add_relaxed_module "target/threaded-relaxed/$WASM_TARGET/release/groupseg.wasm" "$out/threaded"
-cp js/index.js js/index.d.ts js/worker.js js/worker-entry.js js/worker.d.ts js/package.json js/README.md "$out/"
+cp js/*.js js/index.d.ts js/worker.d.ts js/package.json js/README.md "$out/"
 cp js/threaded/threads.js js/threaded/thread-worker.js "$out/threaded/"
 # The shapes demo model ships inside the package: the page and apps work with no network.
 mkdir -p "$out/models" && cp -r models/shapes-demo "$out/models/"
