@@ -2,9 +2,11 @@
 // the worker and shown here: segmented (legend, hover, opacity, views, downloads), its objects boxed,
 // a caption's phrases grounded (hover a phrase or a region and the other lights up), classified, or
 // the model's own groups.
-import { Segmenter, isCached, paintLabels, paintGroups } from './pkg/worker.js';
+import { Segmenter, isCached } from './pkg/worker.js';
+import { $, text, status, saveBlob } from './ui.js';
+import { render, renderDetect, renderGround, renderClassify, renderGroups } from './results.js';
+import { cameraButton } from './camera.js';
 
-const $ = (id) => document.getElementById(id);
 const HUB = {
   redcaps: 'https://huggingface.co/nvidia/groupvit-gcc-redcaps/resolve/main/',
   yfcc: 'https://huggingface.co/nvidia/groupvit-gcc-yfcc/resolve/main/',
@@ -31,7 +33,6 @@ function lastModel() {
   }
 }
 
-const status = (text, error = false) => { $('status').textContent = text; $('status').className = error ? 'error' : ''; };
 
 // The model runs in the package's own Web Worker (groupseg/worker), so the page never freezes, not
 // even on the CPU path. Each photo (by key) goes through the image encoder once; new labels or
@@ -61,52 +62,46 @@ async function encodingOf(key, photo, options) {
   return { image, reused };
 }
 
-const handlers = {
-  async load({ modelUrl, files, backend, keepAs }, onProgress) {
-    forgetPhotos();
-    segmenter?.dispose();
-    segmenter = null;
-    segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
-    return { backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads };
-  },
-  async run({ mode, key, photo, labels, caption, options }) {
-    if (!segmenter) throw new Error('Load a model first.');
-    const started = performance.now();
-    const ms = () => performance.now() - started;
-    // Classification sees the whole photo at the model's input size, not the encoded windows.
-    if (mode === 'classify') return { ranked: await segmenter.classify(photo, labels, options), ms: ms(), reused: false };
-    const { image, reused } = await encodingOf(key, photo, options);
-    if (mode === 'groups') return { groups: await segmenter.groups(image), ms: ms(), reused };
-    let phrases = null;
-    if (mode === 'ground') {
-      phrases = await segmenter.phrases(caption);
-      labels = await segmenter.phraseLabels(caption);
-      if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
-    }
-    // Grounding's phrases compete with the empty prompt (the package's `ground` does the same).
-    const result = await segmenter.segment(image, labels, mode === 'ground' ? { ...options, nothingPrompt: true } : options);
-    const reply = { result, ms: 0, reused };
-    if (mode === 'detect') reply.detections = await result.detect(options);
-    if (mode === 'ground') Object.assign(reply, { phrases, grounding: await result.ground(caption, options) });
-    reply.ms = ms();
-    return reply;
-  },
-  // A camera frame: segmented whole (nothing kept: the next frame differs).
-  async frame({ bitmap, labels, options }) {
-    if (!segmenter) throw new Error('Load a model first.');
-    const started = performance.now();
-    const result = await segmenter.segment(bitmap, labels, options);
-    return { result, ms: performance.now() - started };
-  },
-  async 'clear-cache'() {
-    await Segmenter.clearCache();
-    return {};
-  },
-};
+/** Loads a model in the worker, in place of the one before. */
+async function load({ modelUrl, files, backend, keepAs }, onProgress) {
+  forgetPhotos();
+  segmenter?.dispose();
+  segmenter = null;
+  segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
+  return { backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads };
+}
 
-/** Runs one of the handlers; loads report progress through `onProgress`. */
-function ask({ type, ...message }, onProgress) {
-  return handlers[type](message, onProgress);
+/** One photo (by key: its encoding is kept) in one mode: what its renderer shows. */
+async function run({ mode, key, photo, labels, caption, options }) {
+  if (!segmenter) throw new Error('Load a model first.');
+  const started = performance.now();
+  const ms = () => performance.now() - started;
+  // Classification sees the whole photo at the model's input size, not the encoded windows.
+  if (mode === 'classify') return { ranked: await segmenter.classify(photo, labels, options.classify), ms: ms(), reused: false };
+  // The page sets no size option: photos are encoded at the model's own.
+  const { image, reused } = await encodingOf(key, photo, {});
+  if (mode === 'groups') return { groups: await segmenter.groups(image), ms: ms(), reused };
+  let phrases = null;
+  if (mode === 'ground') {
+    phrases = await segmenter.phrases(caption);
+    labels = await segmenter.phraseLabels(caption);
+    if (!labels.length) throw new Error(`No phrase to ground in "${caption}": name something, e.g. "a red circle next to a blue star".`);
+  }
+  // Grounding's phrases compete with the empty prompt (the package's `ground` does the same).
+  const result = await segmenter.segment(image, labels, mode === 'ground' ? { ...options.segment, nothingPrompt: true } : options.segment);
+  const reply = { result, ms: 0, reused };
+  if (mode === 'detect') reply.detections = await result.detect(options.boxes);
+  if (mode === 'ground') Object.assign(reply, { phrases, grounding: await result.ground(caption, options.boxes) });
+  reply.ms = ms();
+  return reply;
+}
+
+/** A camera frame: segmented whole (nothing kept: the next frame differs). */
+async function frame({ bitmap, labels, options }) {
+  if (!segmenter) throw new Error('Load a model first.');
+  const started = performance.now();
+  const result = await segmenter.segment(bitmap, labels, options.segment);
+  return { result, ms: performance.now() - started };
 }
 
 // Labels that suit each kind of model, swapped in while the user has not typed their own.
@@ -124,7 +119,6 @@ function suggestLabels(kind) {
 }
 
 let modelReady = false;
-let views = 0; // names each result's radio group
 let nextKey = 0; // names each photo for the worker, which keeps its encoding
 const photos = []; // { file, box, key, bitmap, request } for re-painting when the labels change
 
@@ -165,8 +159,8 @@ async function loadNow(source) {
   $('backend-used').textContent = '';
   status('Loading the model…');
   try {
-    const { fromLink, ...load } = source;
-    const { backend, notes, threads } = await ask({ type: 'load', ...load, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
+    const { fromLink, ...chosen } = source;
+    const { backend, notes, threads } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
     modelReady = true;
     // The next visit starts with the same model when the browser keeps it; a model a link named
     // (?model=) only when the person keeps it, so a link cannot choose their later visits' model.
@@ -213,27 +207,29 @@ function showModeInputs() {
   document.body.dataset.mode = m;
 }
 
+/** The options under More, for each operation that takes them: segmentation (every mode but
+ * classify), boxes (detect and ground) and classification. */
 function options() {
   const preset = $('template-preset').value;
-  const o = { templates: preset === 'custom' ? [$('template').value] : preset };
-  if ($('no-background').checked) o.backgroundThreshold = null;
-  else if ($('threshold').value !== '') o.backgroundThreshold = Number($('threshold').value);
-  if ($('box-threshold').value !== '') o.threshold = Number($('box-threshold').value);
-  o.refine = $('refine').checked;
-  return o;
+  const templates = preset === 'custom' ? [$('template').value] : preset;
+  const segment = { templates, refine: $('refine').checked };
+  if ($('no-background').checked) segment.backgroundThreshold = null;
+  else if ($('threshold').value !== '') segment.backgroundThreshold = Number($('threshold').value);
+  const boxes = $('box-threshold').value !== '' ? { threshold: Number($('box-threshold').value) } : {};
+  return { segment, boxes, classify: { templates } };
 }
 
 /** Runs the chosen mode on one photo into its result box, replacing what the box showed (unless it
  * already shows this mode with these labels and options). */
 async function segmentInto(entry) {
   const m = mode();
-  const message = { type: 'run', mode: m, key: entry.key, photo: entry.file, labels: $('labels').value, caption: $('caption').value, options: options() };
+  const message = { mode: m, key: entry.key, photo: entry.file, labels: $('labels').value, caption: $('caption').value, options: options() };
   const request = JSON.stringify([m, message.labels, message.caption, message.options]);
   if (entry.request === request) return;
   entry.request = request;
   const started = performance.now();
   try {
-    const reply = await ask(message);
+    const reply = await run(message);
     const size = reply.result ?? reply.groups;
     entry.bitmap ??= await displayBitmap(entry.file, size?.width, size?.height);
     const ms = reply.ms ?? performance.now() - started;
@@ -292,105 +288,6 @@ async function repaintAll() {
   status('Done.');
 }
 
-function text(tag, content, className) {
-  const el = document.createElement(tag);
-  el.textContent = content;
-  if (className) el.className = className;
-  return el;
-}
-
-/** The photo, the overlay (labels over the photo, background left clear) or the mask (every class).
- * Classes in `hidden` are left unpainted; the overlay covers the photo left of `split` (0–1) only. */
-function paint(canvas, entry, r, view, opacity, hidden = new Set(), split = 1) {
-  const ctx = canvas.getContext('2d');
-  const shown = hidden.size ? { ...r, labelMap: r.labelMap.map((k) => (hidden.has(k) ? 0 : k)) } : r;
-  if (view === 'mask') return ctx.putImageData(paintLabels(shown, { opacity: 1, background: true }), 0, 0);
-  ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
-  if (view === 'overlay') {
-    const cut = Math.round(split * r.width);
-    if (cut > 0) ctx.putImageData(paintLabels(shown, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity }), 0, 0, 0, 0, cut, r.height);
-  }
-}
-
-/** The overlay as the CLI writes it: the painted photo with a legend beneath (colour, label, share,
- * confidence of every class present). */
-function overlayWithLegend(entry, r, opacity, hidden, names, regions) {
-  const present = r.summary.map((c, k) => [c, k]).filter(([c]) => c.share > 0);
-  const font = Math.max(12, Math.round(r.width / 40));
-  const row = Math.round(font * 1.5);
-  const lines = present.map(([c]) => `${c.label}  ${(c.share * 100).toFixed(1)} %  confidence ${c.meanScore.toFixed(2)}`);
-  const probe = document.createElement('canvas').getContext('2d');
-  probe.font = `${font}px system-ui, sans-serif`;
-  const width = Math.max(r.width, Math.ceil(Math.max(0, ...lines.map((l) => probe.measureText(l).width)) + 2.5 * row));
-  const c = Object.assign(document.createElement('canvas'), { width, height: r.height + row * present.length + row / 2 });
-  const ctx = c.getContext('2d');
-  ctx.fillStyle = '#fff';
-  ctx.fillRect(0, 0, c.width, c.height);
-  const photo = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
-  paint(photo, entry, r, 'overlay', opacity, hidden);
-  if (names) writeNames(photo, r, regions);
-  ctx.drawImage(photo, 0, 0);
-  ctx.font = `${font}px system-ui, sans-serif`;
-  present.forEach(([, k], i) => {
-    const y = r.height + row / 2 + i * row;
-    ctx.fillStyle = k === 0 ? '#808080' : rgb(r.colours, k);
-    ctx.fillRect(row / 4, y, font, font);
-    ctx.fillStyle = '#000';
-    ctx.fillText(lines[i], row / 4 + font * 1.5, y + font * 0.85);
-  });
-  return c;
-}
-
-/** The pixel of class `k` inside `box` nearest the middle of its pixels there: where a name written
- * on the region lands inside it (a ring's middle is not the ring). */
-function anchorOf(r, k, box) {
-  let [sx, sy, n] = [0, 0, 0];
-  for (let y = box.ymin; y < box.ymax; y++) {
-    for (let x = box.xmin; x < box.xmax; x++) {
-      if (r.labelMap[y * r.width + x] === k) { sx += x; sy += y; n++; }
-    }
-  }
-  const [cx, cy] = [sx / n, sy / n];
-  let best = [box.xmin, box.ymin, Infinity];
-  for (let y = box.ymin; y < box.ymax; y++) {
-    for (let x = box.xmin; x < box.xmax; x++) {
-      const d = (x - cx) ** 2 + (y - cy) ** 2;
-      if (r.labelMap[y * r.width + x] === k && d < best[2]) best = [x, y, d];
-    }
-  }
-  return best;
-}
-
-/** Each region's label written on it, on a plate in its colour (NVlabs' input_pred_label). */
-function writeNames(canvas, r, regions) {
-  const ctx = canvas.getContext('2d');
-  const font = Math.max(11, Math.round(Math.max(r.width, r.height) / 36));
-  ctx.font = `bold ${font}px system-ui, sans-serif`;
-  for (const d of regions) {
-    const k = r.labels.indexOf(d.label);
-    const [x, y] = anchorOf(r, k, d.box);
-    const w = ctx.measureText(d.label).width + 6;
-    const left = Math.min(Math.max(0, x - w / 2), r.width - w);
-    const top = Math.min(Math.max(0, y - font / 2 - 2), r.height - font - 4);
-    ctx.fillStyle = rgb(r.colours, k);
-    ctx.fillRect(left, top, w, font + 4);
-    ctx.fillStyle = '#fff';
-    ctx.fillText(d.label, left + 3, top + font);
-  }
-}
-
-function saveBlob(blob, name) {
-  const a = document.createElement('a');
-  a.href = URL.createObjectURL(blob);
-  a.download = name;
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
-}
-
-function download(canvas, name) {
-  canvas.toBlob((blob) => saveBlob(blob, name), 'image/png');
-}
-
 /** One COCO file of every photo segmented (by the labels now typed), in the order they were given. */
 async function downloadCoco() {
   const painted = photos.filter((e) => e.segmentation);
@@ -403,264 +300,6 @@ async function downloadCoco() {
   }
 }
 
-function render(entry, { result: r, reused }, ms) {
-  const { box, file } = entry;
-  const canvas = document.createElement('canvas');
-  canvas.width = r.width;
-  canvas.height = r.height;
-  canvas.setAttribute('aria-label', `${file.name}, segmented`);
-  let view = 'overlay';
-  let opacity = 0.5;
-  let names = false;
-  let split = 1;
-  const hidden = new Set();
-  const redraw = () => {
-    paint(canvas, entry, r, view, opacity, hidden, split);
-    if (names && view !== 'photo') writeNames(canvas, r, regions.filter((d) => !hidden.has(r.labels.indexOf(d.label))));
-  };
-
-  const controls = document.createElement('div');
-  controls.className = 'controls';
-  const slider = Object.assign(document.createElement('input'), { type: 'range', min: 0, max: 1, step: 0.05, value: opacity });
-  slider.setAttribute('aria-label', 'overlay opacity');
-  slider.oninput = () => { opacity = Number(slider.value); redraw(); };
-  const opacityLabel = text('label', 'opacity ');
-  opacityLabel.append(slider);
-  controls.append(opacityLabel);
-  const group = `view-${views++}`;
-  for (const v of ['photo', 'overlay', 'mask']) {
-    const radio = Object.assign(document.createElement('input'), { type: 'radio', name: group, value: v, checked: v === view });
-    radio.onchange = () => { view = v; redraw(); };
-    const label = text('label', '');
-    label.append(radio, ` ${v}`);
-    controls.append(label);
-  }
-  // Before / after: the overlay left of the handle, the photo right of it.
-  const compare = Object.assign(document.createElement('input'), { type: 'range', min: 0, max: 1, step: 0.01, value: split, className: 'compare' });
-  compare.setAttribute('aria-label', 'before / after: overlay left of the handle, photo right of it');
-  compare.oninput = () => { split = Number(compare.value); redraw(); };
-  const compareLabel = text('label', 'before / after ');
-  compareLabel.append(compare);
-  controls.append(compareLabel);
-  const namesBox = Object.assign(document.createElement('input'), { type: 'checkbox', className: 'names' });
-  // Regions to write names on, found (in the worker) the first time names are asked for.
-  let regions = null;
-  namesBox.onchange = async () => {
-    if (namesBox.checked) regions ??= await r.detect({ threshold: 0, nmsIou: 1 });
-    names = namesBox.checked;
-    redraw();
-    canvas.dataset.names = names ? 'drawn' : '';
-  };
-  const namesLabel = text('label', '');
-  namesLabel.append(namesBox, ' names');
-  controls.append(namesLabel);
-  const stem = file.name.replace(/\.[^.]*$/, '');
-  const overlayButton = text('button', 'overlay PNG');
-  overlayButton.onclick = () => {
-    download(overlayWithLegend(entry, r, opacity, hidden, names, regions), `${stem}.overlay.png`);
-  };
-  const maskButton = text('button', 'mask PNG');
-  maskButton.onclick = () => {
-    const c = Object.assign(document.createElement('canvas'), { width: r.width, height: r.height });
-    paint(c, entry, r, 'mask', 1, hidden);
-    download(c, `${stem}.mask.png`);
-  };
-  controls.append(overlayButton, maskButton);
-
-  const hover = text('div', '\u00a0', 'hover');
-  canvas.onpointermove = (ev) => {
-    const rect = canvas.getBoundingClientRect();
-    const x = Math.min(r.width - 1, Math.floor(((ev.clientX - rect.left) / rect.width) * r.width));
-    const y = Math.min(r.height - 1, Math.floor(((ev.clientY - rect.top) / rect.height) * r.height));
-    const i = y * r.width + x;
-    hover.textContent = `${r.labels[r.labelMap[i]]} (score ${r.scores[i].toFixed(2)})`;
-  };
-  canvas.onpointerleave = () => { hover.textContent = '\u00a0'; };
-
-  // The legend as chips: pressing one hides or shows its label's colour.
-  const legend = document.createElement('div');
-  legend.className = 'legend';
-  r.summary.forEach((c, k) => {
-    if (c.share === 0) return;
-    const chip = text('button', '', 'chip');
-    chip.type = 'button';
-    chip.setAttribute('aria-pressed', 'true');
-    chip.title = `show or hide ${c.label}`;
-    const swatch = text('span', '', 'swatch');
-    swatch.style.background = rgb(r.colours, k);
-    chip.append(swatch, `${c.label} ${(c.share * 100).toFixed(1)} %, confidence ${c.meanScore.toFixed(2)}`);
-    chip.dataset.label = c.label;
-    chip.dataset.share = String(c.share);
-    chip.onclick = () => {
-      if (hidden.has(k)) hidden.delete(k); else hidden.add(k);
-      chip.setAttribute('aria-pressed', String(!hidden.has(k)));
-      redraw();
-    };
-    legend.append(chip);
-  });
-  box.replaceChildren(text('div', `${file.name} (${took(ms, reused)})`, 'took'), canvas, hover, controls, legend);
-  redraw();
-}
-
-const took = (ms, reused) => `${Math.round(ms)} ms${reused ? ', labels only: the image encoder did not run again' : ''}`;
-const rgb = (colours, k) => `rgb(${colours[3 * k]},${colours[3 * k + 1]},${colours[3 * k + 2]})`;
-
-/** A canvas of the photo at the result's size. */
-function photoCanvas(entry, width, height, name) {
-  const canvas = Object.assign(document.createElement('canvas'), { width, height });
-  canvas.setAttribute('aria-label', name);
-  canvas.getContext('2d').drawImage(entry.bitmap, 0, 0, width, height);
-  return canvas;
-}
-
-/** Draws boxes `[{box, text, colour, strong}]` with their texts on plates above them. */
-function drawBoxes(canvas, boxes) {
-  const ctx = canvas.getContext('2d');
-  const side = Math.max(canvas.width, canvas.height);
-  const line = Math.max(2, Math.round(side / 150));
-  const font = Math.max(11, Math.round(side / 32));
-  ctx.font = `bold ${font}px system-ui, sans-serif`;
-  for (const b of boxes) {
-    ctx.lineWidth = b.strong ? 2 * line : line;
-    ctx.strokeStyle = b.colour;
-    const { xmin, ymin, xmax, ymax } = b.box;
-    ctx.strokeRect(xmin + ctx.lineWidth / 2, ymin + ctx.lineWidth / 2, xmax - xmin - ctx.lineWidth, ymax - ymin - ctx.lineWidth);
-  }
-  for (const b of boxes) {
-    const w = ctx.measureText(b.text).width + 6;
-    const x = Math.min(b.box.xmin, canvas.width - w);
-    const y = Math.max(0, b.box.ymin - font - 4);
-    ctx.fillStyle = b.colour;
-    ctx.fillRect(x, y, w, font + 4);
-    ctx.fillStyle = '#fff';
-    ctx.fillText(b.text, x + 3, y + font);
-  }
-}
-
-/** Where the pointer is over `canvas`, in the result's pixels. */
-function pixelAt(canvas, ev, width, height) {
-  const rect = canvas.getBoundingClientRect();
-  const x = Math.min(width - 1, Math.floor(((ev.clientX - rect.left) / rect.width) * width));
-  const y = Math.min(height - 1, Math.floor(((ev.clientY - rect.top) / rect.height) * height));
-  return y * width + x;
-}
-
-/** Detect: the photo with a box per object, labelled with its score, and the list beneath. */
-function renderDetect(entry, { result: r, detections, reused }, ms) {
-  const canvas = photoCanvas(entry, r.width, r.height, `${entry.file.name}, objects`);
-  const classOf = (label) => r.labels.indexOf(label);
-  drawBoxes(canvas, detections.map((d) => ({ box: d.box, text: `${d.label} ${d.score.toFixed(2)}`, colour: rgb(r.colours, classOf(d.label)) })));
-  const list = document.createElement('div');
-  list.className = 'found';
-  if (!detections.length) list.append(text('div', 'No object of these labels found.'));
-  for (const d of detections) {
-    const row = document.createElement('div');
-    const swatch = text('span', '', 'swatch');
-    swatch.style.cssText = `display:inline-block;width:1em;height:1em;margin-right:.3em;background:${rgb(r.colours, classOf(d.label))}`;
-    row.append(swatch, `${d.label} ${d.score.toFixed(2)} at (${d.box.xmin}, ${d.box.ymin})–(${d.box.xmax}, ${d.box.ymax})`);
-    row.dataset.label = d.label;
-    row.dataset.box = JSON.stringify(d.box);
-    list.append(row);
-  }
-  entry.box.replaceChildren(text('div', `${entry.file.name}: ${detections.length} found (${took(ms, reused)})`, 'took'), canvas, list);
-}
-
-/** Ground: the caption with its phrases marked in their regions' colours; hovering a phrase lights
- * its region and box, hovering the photo lights the phrase of the region under the pointer. */
-function renderGround(entry, { result: r, phrases, grounding, reused }, ms) {
-  const caption = $('caption').value;
-  const classOf = (i) => r.labels.findIndex((l) => l.toLowerCase() === phrases[i].label.toLowerCase());
-  const canvas = document.createElement('canvas');
-  Object.assign(canvas, { width: r.width, height: r.height });
-  canvas.setAttribute('aria-label', `${entry.file.name}, phrases grounded`);
-  const marks = [];
-  const draw = (lit) => {
-    const ctx = canvas.getContext('2d');
-    ctx.drawImage(entry.bitmap, 0, 0, r.width, r.height);
-    // Only the lit phrase's region is painted while one is lit; all of them otherwise.
-    const keep = lit === null ? null : classOf(lit);
-    const map = keep === null ? r.labelMap : r.labelMap.map((k) => (k === keep ? k : 0));
-    ctx.putImageData(paintLabels({ ...r, labelMap: map }, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity: 0.45 }), 0, 0);
-    drawBoxes(canvas, grounding.flatMap((g, i) => (g.box && (lit === null || lit === i)
-      ? [{ box: g.box, text: `${g.phrase} ${g.score.toFixed(2)}`, colour: rgb(r.colours, classOf(i)), strong: lit === i }] : [])));
-    marks.forEach((m, i) => m.classList.toggle('lit', lit === i));
-  };
-  const line = document.createElement('p');
-  line.className = 'caption';
-  let at = 0;
-  grounding.forEach((g, i) => {
-    line.append(caption.slice(at, g.start));
-    const mark = text('mark', caption.slice(g.start, g.end));
-    if (g.box) mark.style.background = rgb(r.colours, classOf(i)).replace('rgb', 'rgba').replace(')', ',0.45)');
-    else mark.classList.add('nowhere');
-    mark.title = g.box ? `score ${g.score.toFixed(2)}` : 'found nowhere in the photo';
-    mark.tabIndex = 0;
-    mark.dataset.phrase = g.phrase;
-    mark.dataset.box = JSON.stringify(g.box);
-    mark.onpointerenter = mark.onfocus = () => draw(i);
-    mark.onpointerleave = mark.onblur = () => draw(null);
-    marks.push(mark);
-    line.append(mark);
-    at = g.end;
-  });
-  line.append(caption.slice(at));
-  canvas.onpointermove = (ev) => {
-    const k = r.labelMap[pixelAt(canvas, ev, r.width, r.height)];
-    const i = k === 0 ? -1 : grounding.findIndex((_, j) => classOf(j) === k);
-    marks.forEach((m, j) => m.classList.toggle('lit', j === i));
-  };
-  canvas.onpointerleave = () => marks.forEach((m) => m.classList.remove('lit'));
-  const found = grounding.filter((g) => g.box).length;
-  entry.box.replaceChildren(text('div', `${entry.file.name}: ${found} of ${grounding.length} phrases found (${took(ms, reused)})`, 'took'), canvas, line);
-  draw(null);
-}
-
-/** Classify: the photo and its labels ranked, with bars. */
-function renderClassify(entry, { ranked }, ms) {
-  const { width, height } = entry.bitmap;
-  const canvas = photoCanvas(entry, width, height, `${entry.file.name}, classified`);
-  const list = document.createElement('div');
-  list.className = 'ranked';
-  for (const { label, score } of ranked.slice(0, 10)) {
-    const row = document.createElement('div');
-    const bar = text('span', '', 'bar');
-    bar.style.width = `${Math.max(1, score * 12)}em`;
-    row.append(bar, `${label} ${(score * 100).toFixed(1)} %`);
-    row.dataset.label = label;
-    row.dataset.score = score;
-    list.append(row);
-  }
-  entry.box.replaceChildren(text('div', `${entry.file.name}: most likely ${ranked[0].label} (${Math.round(ms)} ms)`, 'took'), canvas, list);
-}
-
-/** Groups: the model's own groups of one grouping block over the photo, boundaries white. */
-function renderGroups(entry, { groups, reused }, ms) {
-  const { width, height, stages } = groups;
-  const canvas = photoCanvas(entry, width, height, `${entry.file.name}, groups`);
-  const photo = canvas.getContext('2d').getImageData(0, 0, width, height);
-  let stage = stages.length - 1;
-  const draw = () => canvas.getContext('2d').putImageData(paintGroups(groups, stage, { photo }), 0, 0);
-  const controls = document.createElement('div');
-  controls.className = 'controls';
-  const name = `stage-${views++}`;
-  stages.forEach((s, k) => {
-    const radio = Object.assign(document.createElement('input'), { type: 'radio', name, value: k, checked: k === stage });
-    radio.onchange = () => { stage = k; draw(); };
-    const label = text('label', '');
-    label.append(radio, ` grouping block ${k + 1}: ${s.count} groups`);
-    controls.append(label);
-  });
-  const hover = text('div', '\u00a0', 'hover');
-  canvas.onpointermove = (ev) => {
-    const g = stages[stage].map[pixelAt(canvas, ev, width, height)];
-    const per = stages[stage].groupsPerWindow;
-    hover.textContent = `group ${g % per + 1}${g >= per ? ` of window ${Math.floor(g / per) + 1}` : ''}`;
-  };
-  const counts = stages.map((s, k) => `block ${k + 1}: ${s.count}`).join(', ');
-  entry.box.replaceChildren(text('div', `${entry.file.name}: groups (${counts}; ${took(ms, reused)})`, 'took'), canvas, hover, controls);
-  draw();
-}
-
 // Model sources.
 $('load-demo').onclick = () => loadModel({});
 $('load-redcaps').onclick = () => loadModel({ modelUrl: HUB.redcaps });
@@ -668,7 +307,7 @@ $('load-yfcc').onclick = () => loadModel({ modelUrl: HUB.yfcc });
 $('load-url').onclick = () => $('model-url').value && loadModel({ modelUrl: $('model-url').value });
 $('coco').onclick = downloadCoco;
 $('model').onchange = (ev) => loadModel({ files: [...ev.target.files] });
-$('clear-cache').onclick = async () => { await ask({ type: 'clear-cache' }); status('The model cache is empty.'); };
+$('clear-cache').onclick = async () => { await Segmenter.clearCache(); status('The model cache is empty.'); };
 
 // Labels: re-paint every photo when they change.
 for (const id of ['labels', 'caption', 'threshold', 'no-background', 'refine', 'template', 'template-preset', 'box-threshold']) {
@@ -700,80 +339,10 @@ $('samples').onclick = async () => {
   }
 };
 
-// Camera mode: frames segmented one after another (the next frame is taken when the last one is
-// painted, so a slow backend lowers the frame rate rather than queueing frames), by the labels as
-// they are typed.
-const camera = { stream: null, video: null, painted: 0, times: [] };
-
-async function startCamera() {
-  if (!modelReady) return status('Load a model first (step 1).', true);
-  try {
-    camera.stream = await navigator.mediaDevices.getUserMedia({ video: { width: { ideal: 640 }, height: { ideal: 480 } }, audio: false });
-  } catch (e) {
-    return status(`No camera: ${e.message}`, true);
-  }
-  camera.video = Object.assign(document.createElement('video'), { muted: true, playsInline: true, srcObject: camera.stream });
-  await camera.video.play();
-  Object.assign(camera, { painted: 0, times: [] });
-  $('camera').setAttribute('aria-pressed', 'true');
-  $('camera').textContent = 'Stop the camera';
-  $('camera-view').hidden = false;
-  $('camera-status').textContent = 'Segmenting the camera…';
-  cameraLoop();
-}
-
-function stopCamera() {
-  camera.stream?.getTracks().forEach((t) => t.stop());
-  camera.stream = null;
-  $('camera').setAttribute('aria-pressed', 'false');
-  $('camera').textContent = 'Camera';
-  $('camera-status').textContent = 'Camera stopped.';
-}
-
-async function cameraLoop() {
-  const canvas = $('camera-canvas');
-  while (camera.stream) {
-    const { videoWidth: w, videoHeight: h } = camera.video;
-    if (!w || !h) { await new Promise((ok) => setTimeout(ok, 50)); continue; }
-    // The frame as shown, kept here; a copy goes to the worker.
-    const frame = await createImageBitmap(camera.video);
-    const sent = frame; // the worker entry sends its own copy
-    const labels = $('labels').value;
-    try {
-      const reply = await ask({ type: 'frame', bitmap: sent, labels, options: options() });
-      if (!camera.stream) break;
-      const r = reply.result;
-      Object.assign(canvas, { width: r.width, height: r.height });
-      const ctx = canvas.getContext('2d');
-      ctx.drawImage(frame, 0, 0, r.width, r.height);
-      ctx.putImageData(paintLabels(r, { photo: ctx.getImageData(0, 0, r.width, r.height), opacity: 0.5 }), 0, 0);
-      camera.painted++;
-      camera.times.push(performance.now());
-      if (camera.times.length > 10) camera.times.shift();
-      const span = (camera.times.at(-1) - camera.times[0]) / 1000;
-      const fps = camera.times.length > 1 ? (camera.times.length - 1) / span : 0;
-      $('camera-fps').textContent = `${fps.toFixed(1)} frames per second on ${$('backend-used').dataset.backend ?? 'this backend'} (${Math.round(reply.ms)} ms a frame)`;
-      $('camera-view').dataset.frames = camera.painted;
-      $('camera-legend').replaceChildren(...r.summary.flatMap((c, k) => {
-        if (c.share === 0 || k === 0) return [];
-        const chip = text('span', '', 'chip');
-        const swatch = text('span', '', 'swatch');
-        swatch.style.background = rgb(r.colours, k);
-        chip.append(swatch, `${c.label} ${(c.share * 100).toFixed(0)} %`);
-        chip.dataset.label = c.label;
-        chip.dataset.share = String(c.share);
-        return [chip];
-      }));
-    } catch (e) {
-      $('camera-status').textContent = `A frame failed: ${e.message}`;
-      await new Promise((ok) => setTimeout(ok, 500));
-    } finally {
-      frame.close();
-    }
-  }
-}
-
-$('camera').onclick = () => (camera.stream ? stopCamera() : startCamera());
+cameraButton({
+  ready: () => modelReady,
+  segmentFrame: (bitmap, labels) => frame({ bitmap, labels, options: options() }),
+});
 
 // Photos: picker, drop, paste.
 $('photos').onchange = (ev) => segmentAll([...ev.target.files]);
