@@ -127,6 +127,26 @@ export interface DetectOptions extends SegmentOptions, BoxOptions {}
 /** `ground`'s options: `segment`'s and the grounding's. */
 export interface GroundOptions extends SegmentOptions, GroundingOptions {}
 
+/** What a loaded Segmenter runs on. */
+export interface Capabilities {
+  /** Where the image encoder runs. */
+  device: 'gpu' | 'cpu';
+  /** On the GPU: the adapter, e.g. "SwiftShader Device (Subzero) through WebGPU, software emulation". */
+  adapter: string | null;
+  /** Whether that adapter emulates a GPU on the CPU. */
+  software: boolean;
+  /** On the CPU: why not the GPU, in one sentence, when one was asked for (backend 'auto' or 'webgpu'). */
+  whyNotGpu: string | null;
+  /** Threads the WebAssembly path runs on, and why one when it is one (the page is not cross-origin
+   * isolated, no SharedArrayBuffer, the main thread, no nested workers, or fewer cores). */
+  threads: number;
+  whyOneThread: string | null;
+  /** Whether the module runs with relaxed SIMD's fused multiply-adds. */
+  relaxedSimd: boolean;
+  /** The WebAssembly module loaded. */
+  module: 'threaded' | 'single-threaded';
+}
+
 /** Pixel edges in the photo: `xmax` is one past the last column, as transformers.js's boxes. */
 export interface Box {
   xmin: number;
@@ -141,6 +161,9 @@ export interface Detection {
   /** The region's mean score, 0–1. */
   score: number;
   box: Box;
+  /** The region's pixel nearest its centroid: where its name fits inside it (a ring's middle is not
+   * the ring). */
+  anchor: { x: number; y: number };
 }
 
 export interface Grounding {
@@ -167,6 +190,8 @@ export interface StageGroups {
   groupsPerWindow: number;
   /** Distinct groups the photo shows. */
   count: number;
+  /** RGB per group id, 3 bytes an id (as the CLI paints groups; `paintGroups` uses them). */
+  colours: Uint8Array;
 }
 
 export interface Groups {
@@ -280,6 +305,8 @@ export interface SegmenterMethods<S, E> {
   readonly threads: number;
   /** Whether the WebAssembly module runs with relaxed SIMD (fused multiply-adds). */
   readonly relaxedSimd: boolean;
+  /** What runs where, typed: the page's sentence about it is made from this. */
+  readonly capabilities: Capabilities;
   /** `image` may be an `EncodedImage` from `encode`: then only the labels' part runs. */
   segment(image: ImageInput | E, labels: string | string[], options?: SegmentOptions): Promise<S>;
   /** Runs the image encoder once; size options are fixed here, labels and threshold are not. */
@@ -335,9 +362,6 @@ export declare function phraseLabels(caption: string): string[];
 
 /** One stage of `groups` painted: groups in colour over `photo`, boundaries white (default: the last stage). */
 export declare function paintGroups(groups: Groups, stage?: number, options?: { photo?: ImageData | null; opacity?: number }): ImageData;
-
-/** The colour `paintGroups` gives group `id`, [r, g, b]. */
-export declare function groupColour(id: number): [number, number, number];
 
 /** Labels as the library reads them: split at commas, trimmed, repeats dropped (after `load`). */
 export declare function parseLabels(labels: string | string[]): string[];

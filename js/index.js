@@ -7,9 +7,9 @@ import { CACHE_NAME, DEMO_MODEL, isCached, hasCaches, filesFromUrl, filesFromBlo
 import { LoadProgress } from './progress.js';
 import { withPhoto } from './photos.js';
 import { optionsFor, partFor, GEOMETRY } from './options.js';
-import { Segmentation, EncodedImage, paintLabels, paintGroups, groupColour, parseLabels, phrasesOf, phraseLabels } from './results.js';
+import { Segmentation, EncodedImage, paintLabels, paintGroups, parseLabels, phrasesOf, phraseLabels } from './results.js';
 
-export { CACHE_NAME, DEMO_MODEL, isCached, Segmentation, EncodedImage, paintLabels, paintGroups, groupColour, parseLabels, phrasesOf, phraseLabels };
+export { CACHE_NAME, DEMO_MODEL, isCached, Segmentation, EncodedImage, paintLabels, paintGroups, parseLabels, phrasesOf, phraseLabels };
 
 export class Segmenter {
   #inner;
@@ -83,6 +83,8 @@ export class Segmenter {
     segmenter.threads = started.threads;
     /** Whether the WebAssembly module runs with relaxed SIMD (fused multiply-adds). */
     segmenter.relaxedSimd = started.relaxedSimd;
+    /** What runs where, as a typed object (see `Capabilities`). */
+    segmenter.capabilities = { ...segmenter.#live().backendInfo, threads: started.threads, whyOneThread: started.threads === 1 ? started.why : null, relaxedSimd: started.relaxedSimd, module: started.module };
     return segmenter;
   }
 
@@ -222,7 +224,7 @@ export class Segmenter {
         width: encoded.width,
         height: encoded.height,
         stages: stages.map((s) => {
-          const stage = { map: new Uint32Array(s.map), groupsPerWindow: s.groupsPerWindow, count: s.count };
+          const stage = { map: new Uint32Array(s.map), groupsPerWindow: s.groupsPerWindow, count: s.count, colours: new Uint8Array(s.colours) };
           s.free();
           return stage;
         }),

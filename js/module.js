@@ -5,13 +5,20 @@
 let wasm = null;
 let wasmStart = null;
 
-/** Why this realm cannot run the threaded module, or null if it can. */
+/** Why this realm cannot run the threaded module, or null if it can: each of the three things
+ * threads need, checked apart (an engine may isolate the page and still give no shared memory). */
 function whyNoThreads() {
-  if (!globalThis.crossOriginIsolated || typeof SharedArrayBuffer === 'undefined') {
+  if (!globalThis.crossOriginIsolated) {
     return 'threads need a cross-origin isolated page (headers Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp)';
+  }
+  if (typeof SharedArrayBuffer === 'undefined') {
+    return 'this browser gives no shared memory (SharedArrayBuffer), even to a cross-origin isolated page';
   }
   if (typeof WorkerGlobalScope === 'undefined') {
     return "threads run only off the page's main thread, which may not wait: use groupseg/worker";
+  }
+  if (typeof Worker === 'undefined') {
+    return 'this browser cannot start workers from a worker, which the threads are';
   }
   return null;
 }
@@ -48,7 +55,7 @@ export function startWasm(wasmUrl, threads, relaxedSimd) {
         await m.default(relaxed ? { module_or_path: new URL('./threaded/groupseg_wasm_relaxed_bg.wasm', import.meta.url) } : undefined);
         await (await import('./threaded/threads.js')).startThreads(m, want);
         wasm = m;
-        return { threads: m.threadCount(), why: clamped, relaxedSimd: m.relaxedSimd() };
+        return { threads: m.threadCount(), why: clamped, relaxedSimd: m.relaxedSimd(), module: 'threaded' };
       } catch (e) {
         // E.g. a Content Security Policy without worker-src for the package: one thread still works.
         why = `the threads could not start (${e?.message ?? e})`;
@@ -58,7 +65,7 @@ export function startWasm(wasmUrl, threads, relaxedSimd) {
     const url = wasmUrl ?? (relaxed ? new URL('./groupseg_wasm_relaxed_bg.wasm', import.meta.url) : undefined);
     await m.default(url ? { module_or_path: url } : undefined);
     wasm = m;
-    return { threads: 1, why: [clamped, why].filter(Boolean).join('; ') || null, relaxedSimd: m.relaxedSimd() };
+    return { threads: 1, why: [clamped, why].filter(Boolean).join('; ') || null, relaxedSimd: m.relaxedSimd(), module: 'single-threaded' };
   })().catch((e) => {
     wasmStart = null; // a later load may try again
     throw e;

@@ -152,34 +152,24 @@ export function phraseLabels(caption) {
   return live().captionLabels(caption);
 }
 
-/** A colour for group `id`, as the CLI's groups pictures use: hues a golden angle apart. */
-export function groupColour(id) {
-  const hue = (id * 137.50777) % 360;
-  const [s, v] = id % 2 === 0 ? [0.75, 0.95] : [0.9, 0.7];
-  const c = v * s;
-  const x = c * (1 - Math.abs(((hue / 60) % 2) - 1));
-  const [r, g, b] = [[c, x, 0], [x, c, 0], [0, c, x], [0, x, c], [x, 0, c], [c, 0, x]][Math.min(5, Math.floor(hue / 60))];
-  const m = v - c;
-  return [r, g, b].map((u) => Math.round((u + m) * 255));
-}
-
 /**
- * Paints one stage of `Segmenter.groups` into an ImageData: each group in its colour over `photo`
+ * Paints one stage of `Segmenter.groups` into an ImageData: each group in its colour (the stage's
+ * `colours`, as the CLI paints groups) over `photo`
  * (an ImageData of the same size) at `opacity`, boundaries between groups white.
  */
 export function paintGroups({ width, height, stages }, stage = stages.length - 1, { photo = null, opacity = 0.6 } = {}) {
-  const map = stages[stage].map;
+  const { map, colours } = stages[stage];
   const out = new Uint8ClampedArray(width * height * 4);
   if (photo) out.set(photo.data);
-  const colours = new Map();
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
       const i = y * width + x;
       const g = map[i];
       const edge = (x + 1 < width && map[i + 1] !== g) || (y + 1 < height && map[i + width] !== g);
-      if (!colours.has(g)) colours.set(g, groupColour(g));
-      const c = edge ? [255, 255, 255] : colours.get(g);
-      for (let j = 0; j < 3; j++) out[4 * i + j] = photo && !edge ? out[4 * i + j] * (1 - opacity) + c[j] * opacity : c[j];
+      for (let j = 0; j < 3; j++) {
+        const c = edge ? 255 : colours[3 * g + j];
+        out[4 * i + j] = photo && !edge ? out[4 * i + j] * (1 - opacity) + c * opacity : c;
+      }
       out[4 * i + 3] = 255;
     }
   }

@@ -31,7 +31,7 @@ const ops = {
     segmenter?.dispose();
     const onProgress = (p) => postMessage({ id, progress: p });
     segmenter = await Segmenter.load({ ...options, onProgress });
-    return [{ backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads, relaxedSimd: segmenter.relaxedSimd }];
+    return [{ backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads, relaxedSimd: segmenter.relaxedSimd, capabilities: segmenter.capabilities }];
   },
   async segment(_, [img, labels, options]) {
     return plain(await live().segment(image(img), labels, options));
@@ -61,7 +61,7 @@ const ops = {
   },
   async groups(_, [img, options]) {
     const g = await live().groups(image(img), options);
-    return [g, g.stages.map((s) => s.map.buffer)];
+    return [g, g.stages.flatMap((s) => [s.map.buffer, s.colours.buffer])];
   },
   async detectIn(_, [seg, options]) {
     return [await segmentationOf(seg).detect(options)];

@@ -1,7 +1,7 @@
 // groupseg/worker: the Segmenter API in a Web Worker the package starts itself.
 import type { LoadOptions, Segmentation as MainThreadSegmentation, SegmenterMethods } from './index.js';
 
-export { paintLabels, paintGroups, groupColour, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
+export { paintLabels, paintGroups, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
 export type {
   LoadOptions, EncodeOptions, SegmentOptions, ClassifyOptions, DetectOptions, BoxOptions, GroundOptions, GroundingOptions,
   GroupsOptions, CocoOptions, ImageInput, Detection, Grounding, Groups, TemplatePreset, Progress, Box, Phrase, StageGroups,

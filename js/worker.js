@@ -2,9 +2,9 @@
 // never blocks on the model (not even on WebAssembly). Images go to the worker (bitmaps transferred),
 // results come back transferred; a Segmentation here has the main-thread helpers (mask, cutout,
 // toImageData, labelAt), and its detect and ground run in the worker (so they return promises).
-import { Segmentation as BaseSegmentation, paintLabels, paintGroups, groupColour, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
+import { Segmentation as BaseSegmentation, paintLabels, paintGroups, CACHE_NAME, DEMO_MODEL, isCached } from './index.js';
 
-export { paintLabels, paintGroups, groupColour, CACHE_NAME, DEMO_MODEL, isCached };
+export { paintLabels, paintGroups, CACHE_NAME, DEMO_MODEL, isCached };
 
 /** A segmentation computed in the worker; `detect` and `ground` ask the worker, so they are async. */
 export class Segmentation extends BaseSegmentation {
@@ -111,7 +111,8 @@ export class Segmenter {
     const worker = new Worker(new URL('./worker-entry.js', import.meta.url), { type: 'module', name: 'groupseg' });
     const segmenter = new Segmenter(worker);
     try {
-      const { backend, notes, threads, relaxedSimd } = await segmenter.#call('load', [options], [], onProgress);
+      const { backend, notes, threads, relaxedSimd, capabilities } = await segmenter.#call('load', [options], [], onProgress);
+      segmenter.capabilities = capabilities;
       segmenter.backend = backend;
       segmenter.notes = notes;
       segmenter.threads = threads;

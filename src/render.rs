@@ -198,7 +198,7 @@ pub fn boxes(photo: &RgbImage, items: &[LabelledBox]) -> RgbImage {
 }
 
 /// A colour for group `id`: distinct for neighbouring ids, stable across stages and photos.
-fn group_colour(id: u32) -> [u8; 3] {
+pub fn group_colour(id: u32) -> [u8; 3] {
     // The golden angle around the hue circle, at two lightnesses.
     let hue = (id as f32 * 137.507_77) % 360.0;
     let (s, v) = if id % 2 == 0 { (0.75, 0.95) } else { (0.9, 0.7) };

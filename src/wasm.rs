@@ -15,7 +15,7 @@ use crate::detect::{self, DetectOptions};
 use crate::checkpoint::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
-use crate::{ground, phrases, preprocess, BackendChoice, Templates};
+use crate::{ground, phrases, preprocess, BackendChoice, RunningBackend, Templates};
 
 fn js(e: crate::Error) -> JsError {
     JsError::new(&e.to_string())
@@ -413,7 +413,31 @@ pub fn detect_in(
 ) -> Result<JsValue, JsError> {
     let seg = segmentation_of(width, height, label_map, scores, classes)?;
     let opts = Options::from_js(options)?.detection().map_err(js)?;
-    to_js(&detect::detect(&seg, &opts))
+    to_js(&detect::detect(&seg, &opts).into_iter().map(JsDetection::from).collect::<Vec<_>>())
+}
+
+/// A detection as JS gets it: transformers.js's `{label, score, box}`, and where its name fits.
+#[derive(Serialize)]
+struct JsDetection {
+    label: String,
+    score: f32,
+    #[serde(rename = "box")]
+    bounds: detect::BoundingBox,
+    /// The region's pixel nearest its centroid (inside it even when the region is a ring).
+    anchor: Point,
+}
+
+#[derive(Serialize)]
+struct Point {
+    x: u32,
+    y: u32,
+}
+
+impl From<detect::Detection> for JsDetection {
+    fn from(d: detect::Detection) -> Self {
+        let (x, y) = d.anchor;
+        Self { label: d.label, score: d.score, bounds: d.bounds, anchor: Point { x, y } }
+    }
 }
 
 /// A segmentation as a COCO file of one photo (`Segmentation.toCoco`): `{images, categories,
@@ -541,6 +565,8 @@ pub struct StageGroups {
     pub groups_per_window: u32,
     /// Distinct groups the photo shows.
     pub count: u32,
+    /// RGB per group id (3 bytes an id, up to the largest in `map`), as the CLI paints groups.
+    pub colours: Vec<u8>,
 }
 
 /// Labels as JS gives them: a comma-separated string, or an array of strings.
@@ -600,6 +626,26 @@ impl Segmenter {
     #[wasm_bindgen(getter)]
     pub fn backend(&self) -> String {
         self.inner.backend().to_string()
+    }
+
+    /// Where segmentation runs, as a typed object: `{device: 'gpu' | 'cpu', adapter, software,
+    /// whyNotGpu}` (the adapter's description on the GPU; on the CPU, in one sentence, why not the
+    /// GPU when one was asked for).
+    #[wasm_bindgen(getter, js_name = backendInfo)]
+    pub fn backend_info(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Info {
+            device: &'static str,
+            adapter: Option<String>,
+            software: bool,
+            why_not_gpu: Option<String>,
+        }
+        let info = match self.inner.backend() {
+            RunningBackend::Gpu(a) => Info { device: "gpu", adapter: Some(a.describe()), software: a.is_software(), why_not_gpu: None },
+            RunningBackend::Cpu { why_not_gpu } => Info { device: "cpu", adapter: None, software: false, why_not_gpu: why_not_gpu.clone() },
+        };
+        to_js(&info)
     }
 
     /// Bytes held: `{heap, live, peakLive, weights: {cpu, gpu, inFile}}`. `heap` is this module's
@@ -706,7 +752,9 @@ impl Segmenter {
             let stages = js_sys::Array::new();
             for s in groups.stages {
                 let count = s.distinct() as u32;
-                stages.push(&StageGroups { map: s.map, groups_per_window: s.groups_per_window as u32, count }.into());
+                let ids = s.map.iter().max().map_or(0, |&m| m + 1);
+                let colours = (0..ids).flat_map(crate::render::group_colour).collect();
+                stages.push(&StageGroups { map: s.map, groups_per_window: s.groups_per_window as u32, count, colours }.into());
             }
             Ok(stages.into())
         })

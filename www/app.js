@@ -68,7 +68,7 @@ async function load({ modelUrl, files, backend, keepAs }, onProgress) {
   segmenter?.dispose();
   segmenter = null;
   segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
-  return { backend: segmenter.backend, notes: segmenter.notes, threads: segmenter.threads };
+  return { backend: segmenter.backend, notes: segmenter.notes, capabilities: segmenter.capabilities };
 }
 
 /** One photo (by key: its encoding is kept) in one mode: what its renderer shows. */
@@ -160,7 +160,7 @@ async function loadNow(source) {
   status('Loading the model…');
   try {
     const { fromLink, ...chosen } = source;
-    const { backend, notes, threads } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
+    const { backend, notes, capabilities } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
     modelReady = true;
     // The next visit starts with the same model when the browser keeps it; a model a link named
     // (?model=) only when the person keeps it, so a link cannot choose their later visits' model.
@@ -169,7 +169,8 @@ async function loadNow(source) {
     document.body.dataset.model = 'ready';
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
     $('samples-row').hidden = kind !== 'demo';
-    const where = backend.startsWith('CPU') ? `${backend}, ${threads} thread${threads === 1 ? '' : 's'}` : backend;
+    const { device, threads } = capabilities;
+    const where = device === 'cpu' ? `${backend}, ${threads} thread${threads === 1 ? '' : 's'}` : backend;
     $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${where}.`;
     $('backend-used').dataset.backend = backend;
     $('backend-used').dataset.threads = threads;

@@ -48,26 +48,6 @@ function overlayWithLegend(entry, r, opacity, hidden, names, regions) {
   return c;
 }
 
-/** The pixel of class `k` inside `box` nearest the middle of its pixels there: where a name written
- * on the region lands inside it (a ring's middle is not the ring). */
-function anchorOf(r, k, box) {
-  let [sx, sy, n] = [0, 0, 0];
-  for (let y = box.ymin; y < box.ymax; y++) {
-    for (let x = box.xmin; x < box.xmax; x++) {
-      if (r.labelMap[y * r.width + x] === k) { sx += x; sy += y; n++; }
-    }
-  }
-  const [cx, cy] = [sx / n, sy / n];
-  let best = [box.xmin, box.ymin, Infinity];
-  for (let y = box.ymin; y < box.ymax; y++) {
-    for (let x = box.xmin; x < box.xmax; x++) {
-      const d = (x - cx) ** 2 + (y - cy) ** 2;
-      if (r.labelMap[y * r.width + x] === k && d < best[2]) best = [x, y, d];
-    }
-  }
-  return best;
-}
-
 /** Each region's label written on it, on a plate in its colour (NVlabs' input_pred_label). */
 function writeNames(canvas, r, regions) {
   const ctx = canvas.getContext('2d');
@@ -75,7 +55,7 @@ function writeNames(canvas, r, regions) {
   ctx.font = `bold ${font}px system-ui, sans-serif`;
   for (const d of regions) {
     const k = r.labels.indexOf(d.label);
-    const [x, y] = anchorOf(r, k, d.box);
+    const { x, y } = d.anchor;
     const w = ctx.measureText(d.label).width + 6;
     const left = Math.min(Math.max(0, x - w / 2), r.width - w);
     const top = Math.min(Math.max(0, y - font / 2 - 2), r.height - font - 4);

@@ -35,7 +35,7 @@ async function run(isolated) {
         const demo = await api.Segmenter.load({ backend: 'cpu', threads: 2 });
         const fixture = await api.Segmenter.load({ backend: 'cpu', modelUrl: tiny, cache: false });
         out[name] = {
-          threads: demo.threads, notes: demo.notes, fixtureThreads: fixture.threads, relaxedSimd: demo.relaxedSimd,
+          threads: demo.threads, notes: demo.notes, fixtureThreads: fixture.threads, relaxedSimd: demo.relaxedSimd, capabilities: demo.capabilities,
           scene: Array.from((await demo.segment(blob, labels)).labelMap),
           big: Array.from((await fixture.segment(big, ['cat', 'dog', 'sofa'], { shortSide: side, backgroundThreshold: null })).labelMap),
         };
@@ -71,6 +71,13 @@ test('a cross-origin isolated page runs the worker on threads, with the single t
   assert.match(isolated.main.notes.join(' '), /main thread.*groupseg\/worker/);
   assert.equal(plain.worker.threads, 1);
   assert.match(plain.worker.notes.join(' '), /cross-origin isolated.*Cross-Origin-Opener-Policy: same-origin.*require-corp/);
+  // The same said as one typed object, on either thread.
+  assert.deepEqual(isolated.worker.capabilities, {
+    device: 'cpu', adapter: null, software: false, whyNotGpu: null, threads: 2, whyOneThread: null, relaxedSimd: true, module: 'threaded',
+  });
+  assert.equal(isolated.main.capabilities.module, 'single-threaded');
+  assert.match(isolated.main.capabilities.whyOneThread, /main thread.*groupseg\/worker/);
+  assert.match(plain.worker.capabilities.whyOneThread, /cross-origin isolated/);
   // The threaded worker's label maps are the single-threaded ones, pixel for pixel.
   for (const key of ['scene', 'big']) {
     assert.ok(isolated.worker[key].length > 0);

@@ -31,7 +31,7 @@ async function segmentInPage(page, { model, photo, labels, options, backends }) 
         runs.push({ ms: performance.now() - started, width: r.width, height: r.height,
           labelMap: Array.from(r.labelMap), scores: Array.from(r.scores), summary: r.summary });
       }
-      out[backend] = { backend: seg.backend, runs };
+      out[backend] = { backend: seg.backend, capabilities: seg.capabilities, runs };
       seg.dispose();
     }
     return out;
@@ -57,6 +57,13 @@ test('WebGPU in the browser gives the reference label maps and the CPU path\'s a
   console.log('adapter:', JSON.stringify(got.adapter));
   assert.ok(got.adapter, 'navigator.gpu gave no adapter: is --enable-unsafe-webgpu set?');
   assert.match(got.webgpu.backend, /^GPU: /, got.webgpu.backend);
+  // The typed report says the same: SwiftShader, a software adapter, through WebGPU.
+  const gpu = got.webgpu.capabilities;
+  assert.equal(gpu.device, 'gpu');
+  assert.equal(gpu.software, true);
+  assert.equal(`GPU: ${gpu.adapter}`, got.webgpu.backend);
+  assert.equal(got.cpu.capabilities.device, 'cpu');
+  assert.equal(got.cpu.capabilities.whyNotGpu, null, 'the CPU was asked for: no reason to give');
   assert.equal(got.cpu.backend, 'CPU');
   for (const [i, name] of ['photo_label_map', 'photo_label_map_nobg'].entries()) {
     const want = Array.from((await safetensor(join(fixtures, 'tiny-3stage', 'expected.safetensors'), name)).data);

@@ -22,5 +22,10 @@ export async function everyOperation(s: Segmenter, w: InWorker.Segmenter, photo:
   const workerBoxes = await wr.detect({ topK: 1 });
   const workerCoco = await w.toCoco([{ segmentation: wr, fileName: 'b.png' }]);
   const labels: string[] = await w.phraseLabels('a cat');
-  return [boxes, grounded, coco.annotations[0].segmentation.counts, both, ranked, found, phrases, groups, sameShape, workerBoxes, workerCoco, labels, await s.phrases('a dog')];
+  // Typed reports and what the module computed for drawing.
+  const where: 'gpu' | 'cpu' = s.capabilities.device;
+  const threads: number = w.capabilities.threads;
+  const colour: number = groups.stages[0].colours[0];
+  const nameAt: number = boxes[0].anchor.x + workerBoxes[0].anchor.y;
+  return [where, threads, colour, nameAt, boxes, grounded, coco.annotations[0].segmentation.counts, both, ranked, found, phrases, groups, sameShape, workerBoxes, workerCoco, labels, await s.phrases('a dog')];
 }
