@@ -43,7 +43,7 @@ pub enum RunningBackend {
 }
 
 impl std::fmt::Display for RunningBackend {
-    /// "GPU: llvmpipe (…) through Vulkan, software emulation", "CPU", "CPU (no usable GPU: …)".
+    /// "GPU: llvmpipe (…) through Vulkan, software emulation", "CPU", "CPU (this browser has no WebGPU)".
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Gpu(adapter) => write!(f, "GPU: {}", adapter.describe()),
@@ -221,7 +221,12 @@ impl Backend {
                     Ok((Self::Gpu(g), running))
                 }
                 Err(e) if choice == BackendChoice::Auto => {
-                    Ok((Self::Cpu(CpuBackend::new(cpu)), RunningBackend::Cpu { why_not_gpu: Some(e.to_string()) }))
+                    // The reason alone, one plain sentence ("this browser has no WebGPU").
+                    let why = match e {
+                        Error::GpuUnavailable(why) => why,
+                        e => e.to_string(),
+                    };
+                    Ok((Self::Cpu(CpuBackend::new(cpu)), RunningBackend::Cpu { why_not_gpu: Some(why) }))
                 }
                 Err(e) => Err(e),
             },

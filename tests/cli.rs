@@ -192,7 +192,7 @@ fn without_a_gpu_auto_falls_back_to_the_cpu_and_says_why() {
     let auto = run("auto");
     let stderr = String::from_utf8_lossy(&auto.stderr);
     assert!(auto.status.success(), "{stderr}");
-    assert!(stderr.contains("backend: CPU (no usable GPU: no GPU adapter: no Vulkan, Metal or DirectX 12 driver"), "{stderr}");
+    assert!(stderr.contains("backend: CPU (no Vulkan, Metal or DirectX 12 driver here offers a GPU)"), "{stderr}");
     // One plain sentence, not wgpu's list of the backends it was built without.
     assert!(!stderr.contains("not compiled in"), "{stderr}");
     let forced = run("gpu");

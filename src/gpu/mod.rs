@@ -86,14 +86,14 @@ fn no_adapter_reason() -> String {
         let navigator = js_sys::Reflect::get(&js_sys::global(), &"navigator".into()).ok();
         let gpu = navigator.and_then(|n| js_sys::Reflect::get(&n, &"gpu".into()).ok());
         if gpu.is_some_and(|g| !g.is_undefined()) {
-            "no GPU adapter: WebGPU offered none (no usable GPU, or WebGPU is blocked in this browser)".into()
+            "WebGPU offered no adapter (no usable GPU, or WebGPU is blocked in this browser)".into()
         } else {
-            "no GPU adapter: this browser has no WebGPU".into()
+            "this browser has no WebGPU".into()
         }
     }
     #[cfg(native)]
     {
-        "no GPU adapter: no Vulkan, Metal or DirectX 12 driver here offers one".into()
+        "no Vulkan, Metal or DirectX 12 driver here offers a GPU".into()
     }
 }
 
