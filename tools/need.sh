@@ -25,11 +25,12 @@ need_vulkan() {
 }
 
 need_browser() {
-  # Debian's Chromium (WebGPU on its SwiftShader adapter) driven by playwright-core; never a
-  # downloaded browser.
-  if [ ! -x /usr/bin/chromium ]; then
+  # Debian's browsers, never downloaded ones: Chromium (WebGPU on its SwiftShader adapter) driven by
+  # playwright-core, Firefox ESR by puppeteer-core over WebDriver BiDi, and WebKitGTK (Safari's
+  # engine) by its WebKitWebDriver, under Xvfb.
+  if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/firefox-esr ] || [ ! -x /usr/bin/WebKitWebDriver ] || ! command -v Xvfb >/dev/null; then
     apt-get update -qq
-    apt-get install -y -qq --no-install-recommends chromium
+    apt-get install -y -qq --no-install-recommends chromium firefox-esr webkit2gtk-driver xvfb
   fi
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 }

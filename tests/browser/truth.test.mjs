@@ -1,17 +1,18 @@
 // The package in the page against the truth, not against another face of our code: the shapes demo
 // (its default settings, refinement on) segments, detects and grounds the first 40 held-out test
-// scenes in Chromium, and its label maps, boxes and grounded phrases are scored against the scenes'
+// scenes in each engine (Chromium, Firefox, WebKitGTK), and its label maps, boxes and grounded phrases are scored against the scenes'
 // ground-truth masks as tests/accuracy.rs scores the CLI's on all 200 (mIoU over the classes present,
 // boxes matched one to one at IoU >= 0.5 with each object's true box).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { serve, launch, newPage, fixtures } from './harness.mjs';
+import { serve, fixtures } from './harness.mjs';
+import { ENGINES, openEngine } from './engines.mjs';
 
-let server, browser;
-before(async () => { server = await serve(); browser = await launch(); });
-after(async () => { await browser?.close(); server?.close(); });
+let server;
+before(async () => { server = await serve(); });
+after(() => server?.close());
 
 const SCENES = 40;
 const meta = JSON.parse(await readFile(join(fixtures, 'shapes-eval', 'labels.json'), 'utf8'));
@@ -38,8 +39,9 @@ function matched(truth, found) {
   return n;
 }
 
-test('the page\'s package segments, detects and grounds held-out scenes as the truth says', async () => {
-  const page = await newPage(browser);
+for (const engine of ENGINES) test(`the package segments, detects and grounds held-out scenes as the truth says, in ${engine}`, async () => {
+  const browser = await openEngine(engine);
+  const page = await browser.newPage();
   await page.goto(`${server.url}/`);
   const scenes = [];
   for (let i = 0; i < SCENES; i++) {
@@ -99,7 +101,7 @@ test('the page\'s package segments, detects and grounds held-out scenes as the t
   const ious = Object.keys(union).map((c) => (inter[c] ?? 0) / union[c]);
   const miou = ious.reduce((a, b) => a + b, 0) / ious.length;
   const figures = { miou, pixelAccuracy: correct / pixels, detectionRecall: detected / objects, detectionPrecision: detected / boxes, groundingRecall: grounded / objects };
-  console.error(`${SCENES} held-out scenes in Chromium (WebAssembly): ${JSON.stringify(figures)}; ${objects} objects, ${boxes} boxes`);
+  console.error(`${SCENES} held-out scenes in ${browser.version} (WebAssembly): ${JSON.stringify(figures)}; ${objects} objects, ${boxes} boxes`);
   // Floors under what the page reaches on these 40 scenes; the CLI's on all 200 are in the README.
   // (2026-12-07: mIoU 0.736, pixel accuracy 0.970, detection 0.761 / 0.944, grounding 0.727.)
   assert.ok(figures.miou >= 0.72, `mIoU ${figures.miou}`);
@@ -109,4 +111,5 @@ test('the page\'s package segments, detects and grounds held-out scenes as the t
   assert.ok(figures.groundingRecall >= 0.7, `grounding recall ${figures.groundingRecall}`);
   assert.deepEqual(page.problems, []);
   await page.close();
+  await browser.close();
 });
