@@ -144,6 +144,9 @@ fn an_interrupted_batch_resumes_without_redoing_finished_photos() {
         .unwrap();
     assert_eq!(other.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&other.stderr).contains("were made with other settings"));
+    // Nor are other prompt templates.
+    let templates = segment(&[&photos], &out).args(["--templates", "nvlabs", "--resume"]).output().unwrap();
+    assert_eq!(templates.status.code(), Some(2), "{}", String::from_utf8_lossy(&templates.stderr));
 }
 
 #[test]

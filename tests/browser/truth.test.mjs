@@ -1,8 +1,9 @@
 // The package in the page against the truth, not against another face of our code: the shapes demo
 // (its default settings, refinement on) segments, detects and grounds the first 40 held-out test
-// scenes in each engine (Chromium, Firefox, WebKitGTK), and its label maps, boxes and grounded phrases are scored against the scenes'
-// ground-truth masks as tests/accuracy.rs scores the CLI's on all 200 (mIoU over the classes present,
-// boxes matched one to one at IoU >= 0.5 with each object's true box).
+// scenes in each engine (Chromium, Firefox, WebKitGTK), and its label maps, boxes and grounded
+// phrases are scored against the scenes' ground-truth masks as tests/accuracy.rs scores the CLI's on
+// all 200 (mIoU over the classes present, boxes matched one to one at IoU >= 0.5 with each object's
+// true box).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';

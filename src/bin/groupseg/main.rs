@@ -558,7 +558,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             coco.check()?;
             let labels = labels_arg(&labels)?;
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
-            let settings = format!("segment\n{:?}\n{labels:?}\n{opts:?}\n{opacity} {names}", model.model);
+            let settings = format!("segment\n{:?}\n{labels:?}\n{:?}\n{opts:?}\n{opacity} {names}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
             let outputs = |p: &Photo| {
                 let mut files: Vec<PathBuf> = ["overlay.png", "mask.png", "json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
@@ -615,7 +615,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                 ..Default::default()
             };
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
-            let settings = format!("detect\n{:?}\n{labels:?}\n{opts:?}\n{detect_opts:?}", model.model);
+            let settings = format!("detect\n{:?}\n{labels:?}\n{:?}\n{opts:?}\n{detect_opts:?}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
             let outputs = |p: &Photo| {
                 let mut files: Vec<PathBuf> = ["detections.png", "detections.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
@@ -656,7 +656,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             let (seg, mut opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             // Phrases compete with the empty prompt: a caption of one phrase would else take the whole photo.
             opts.labelling.nothing_prompt = true;
-            let settings = format!("ground\n{:?}\n{caption:?}\n{opts:?}\n{detect_opts:?}", model.model);
+            let settings = format!("ground\n{:?}\n{caption:?}\n{:?}\n{opts:?}\n{detect_opts:?}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
             let outputs =
                 |p: &Photo| ["grounding.png", "grounding.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
