@@ -202,13 +202,10 @@ impl Dataset {
             let Some([x0, y0, x1, y1]) = seg.summary[c].bbox else { continue };
             let class = c as u16;
             let inside = |p: usize| seg.label_map[p] == class;
-            let (area, score_sum) = seg
-                .label_map
-                .iter()
-                .zip(&seg.scores)
-                .filter(|(&l, _)| l == class)
-                .fold((0u64, 0f64), |(n, s), (_, &v)| (n + 1, s + v as f64));
-            self.push(&image, c, Rle::encode(seg.width, seg.height, inside), area, [x0, y0, x1 - x0, y1 - y0], score_sum / area as f64);
+            // The summary's share is a float; the area is counted exactly.
+            let area = seg.label_map.iter().filter(|&&l| l == class).count() as u64;
+            let score = seg.summary[c].mean_score as f64;
+            self.push(&image, c, Rle::encode(seg.width, seg.height, inside), area, [x0, y0, x1 - x0, y1 - y0], score);
         }
         self.images.push(image);
         Ok(())
