@@ -75,7 +75,7 @@ export class Segmenter {
     // The token table stays in the weights file where it is on disk (Cache Storage, a File): the
     // module reads the rows each label needs (a 12.6 MB table of which a few hundred rows are read).
     const readRange = f.weightsBlob && (async (start, end) => new Uint8Array(await f.weightsBlob.slice(start, end).arrayBuffer()));
-    const segmenter = new Segmenter(await live().Segmenter.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend, readRange));
+    const segmenter = new Segmenter(await live().LoadedModel.load(f.config, f.weights, f.tokenizer, f.preprocessor, backend, readRange));
     progress.stage('prepare', 1);
     /** What the load could not do but did without (e.g. keep the files in Cache Storage). */
     segmenter.notes = notes;

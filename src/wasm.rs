@@ -586,15 +586,16 @@ pub fn parse_labels(labels: JsValue) -> Result<Vec<String>, JsError> {
     labels_of(&labels)
 }
 
-/// A loaded GroupViT checkpoint.
+/// A loaded GroupViT checkpoint: what the package's `Segmenter` (and its worker's) wraps, under a
+/// name of its own.
 #[wasm_bindgen]
-pub struct Segmenter {
+pub struct LoadedModel {
     // Shared with the futures behind the promises the methods return.
     inner: Rc<pipeline::Segmenter>,
 }
 
 #[wasm_bindgen]
-impl Segmenter {
+impl LoadedModel {
     /// Builds a segmenter from a checkpoint's files: `config.json` text, the weights
     /// (`model.safetensors` or `pytorch_model.bin`) streamed into a `WeightsUpload`, `tokenizer.json` bytes, optionally
     /// `preprocessor_config.json` text, the backend: `"auto"` (a hardware GPU through WebGPU,
@@ -609,7 +610,7 @@ impl Segmenter {
         preprocessor: Option<String>,
         backend: Option<String>,
         read_range: Option<js_sys::Function>,
-    ) -> Result<Segmenter, JsError> {
+    ) -> Result<LoadedModel, JsError> {
         let choice: BackendChoice = backend.as_deref().unwrap_or("auto").parse().map_err(js)?;
         let files = CheckpointFiles {
             config: &config,
@@ -619,7 +620,7 @@ impl Segmenter {
             weight_ranges: read_range.map(|read_range| Box::new(JsRanges { read_range }) as Box<dyn WeightRanges>),
         };
         let inner = pipeline::Segmenter::from_files_on(files, &Device::Cpu, choice).await.map_err(js)?;
-        Ok(Segmenter { inner: Rc::new(inner) })
+        Ok(LoadedModel { inner: Rc::new(inner) })
     }
 
     /// Where segmentation runs, in words: "GPU: …" or "CPU (why not the GPU)".
