@@ -327,12 +327,18 @@ impl CocoArgs {
         self.wanted().then(|| out.join(format!("{}.coco.json", photo.stem)))
     }
 
-    /// Writes a photo's part (after its other outputs: with it, the photo is done).
-    fn save_part(&self, out: &Path, photo: &Photo, part: &coco::Dataset) -> Result<(), String> {
-        match self.part(out, photo) {
-            Some(file) => save_json(part, &file),
-            None => Ok(()),
-        }
+    /// Writes a photo's part, filled by `add` (after its other outputs: with it, the photo is done).
+    fn save_part(
+        &self,
+        out: &Path,
+        photo: &Photo,
+        labels: &[String],
+        add: impl FnOnce(&mut coco::Dataset) -> groupseg::Result<()>,
+    ) -> Result<(), String> {
+        let Some(file) = self.part(out, photo) else { return Ok(()) };
+        let mut part = coco::Dataset::new(labels);
+        add(&mut part).map_err(|e| e.to_string())?;
+        save_json(&part, &file)
     }
 
     /// The run's COCO files from its photos' parts (those done now or by an earlier run).
@@ -508,6 +514,11 @@ fn list_photos(args: &PhotoArgs) -> Result<(Vec<Photo>, usize), Failure> {
     Ok((photos, unreadable))
 }
 
+/// A photo's outputs in `out`: its stem with each of `suffixes`.
+fn named(out: &Path, photo: &Photo, suffixes: &[&str]) -> Vec<PathBuf> {
+    suffixes.iter().map(|e| out.join(format!("{}.{e}", photo.stem))).collect()
+}
+
 /// The largest COCO file `coco merge` reads (a collection's masks; JSON text).
 const MAX_COCO_BYTES: u64 = 4 << 30;
 
@@ -560,11 +571,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             let settings = format!("segment\n{:?}\n{labels:?}\n{:?}\n{opts:?}\n{opacity} {names}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
-            let outputs = |p: &Photo| {
-                let mut files: Vec<PathBuf> = ["overlay.png", "mask.png", "json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
-                files.extend(coco.part(&out, p));
-                files
-            };
+            let outputs = |p: &Photo| [named(&out, p, &["overlay.png", "mask.png", "json"]), coco.part(&out, p).into_iter().collect()].concat();
             let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
                 if let Some(npy) = &raw_logits {
                     let logits = groupseg::block_on(seg.raw_logits(&image, &embeddings, &opts.geometry)).map_err(|e| e.to_string())?;
@@ -590,11 +597,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                     "mask": mask.display().to_string(),
                 });
                 save_json(&summary, &out.join(format!("{stem}.json")))?;
-                if coco.wanted() {
-                    let mut part = coco::Dataset::new(&labels);
-                    part.add_segmentation(coco_image(photo, &s), &s).map_err(|e| e.to_string())?;
-                    coco.save_part(&out, photo, &part)?;
-                }
+                coco.save_part(&out, photo, &labels, |part| part.add_segmentation(coco_image(photo, &s), &s))?;
                 let parts: Vec<String> =
                     s.summary.iter().filter(|c| c.share > 0.0).map(|c| format!("{} {:.1}%", c.label, c.share * 100.0)).collect();
                 Ok(parts.join(", "))
@@ -617,11 +620,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             let (seg, opts, embeddings) = prepare_labels(&model, &labels, &segmenting, &out)?;
             let settings = format!("detect\n{:?}\n{labels:?}\n{:?}\n{opts:?}\n{detect_opts:?}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
-            let outputs = |p: &Photo| {
-                let mut files: Vec<PathBuf> = ["detections.png", "detections.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
-                files.extend(coco.part(&out, p));
-                files
-            };
+            let outputs = |p: &Photo| [named(&out, p, &["detections.png", "detections.json"]), coco.part(&out, p).into_iter().collect()].concat();
             let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
                 let s = groupseg::block_on(seg.segment_with_embeddings(&image, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let (found, regions) = detect::detect_with_masks(&s, &detect_opts);
@@ -631,11 +630,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
                     .collect();
                 save_png(&render::boxes(&image, &drawn), &out.join(format!("{}.detections.png", photo.stem)))?;
                 save_json(&found, &out.join(format!("{}.detections.json", photo.stem)))?;
-                if coco.wanted() {
-                    let mut part = coco::Dataset::new(&labels);
-                    part.add_detections(coco_image(photo, &s), &s, &found, &regions).map_err(|e| e.to_string())?;
-                    coco.save_part(&out, photo, &part)?;
-                }
+                coco.save_part(&out, photo, &labels, |part| part.add_detections(coco_image(photo, &s), &s, &found, &regions))?;
                 let parts: Vec<String> = found.iter().map(|d| format!("{} {:.2}", d.label, d.score)).collect();
                 Ok(format!("{} found: {}", found.len(), parts.join(", ")))
             });
@@ -658,8 +653,7 @@ fn run(cli: Cli) -> Result<Tally, Failure> {
             opts.labelling.nothing_prompt = true;
             let settings = format!("ground\n{:?}\n{caption:?}\n{:?}\n{opts:?}\n{detect_opts:?}", model.model, segmenting.prompting.templates()?);
             batch::check_resumable(&out, &settings, resume.resume)?;
-            let outputs =
-                |p: &Photo| ["grounding.png", "grounding.json"].iter().map(|e| out.join(format!("{}.{e}", p.stem))).collect();
+            let outputs = |p: &Photo| named(&out, p, &["grounding.png", "grounding.json"]);
             let mut tally = each_photo(&photos, resume.resume, outputs, |photo, image| {
                 let s = groupseg::block_on(seg.segment_with_embeddings(&image, &labels, &embeddings, &opts)).map_err(|e| e.to_string())?;
                 let grounded: Vec<_> =
