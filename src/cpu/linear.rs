@@ -1,6 +1,7 @@
 //! Linear layers: `act(x @ Wᵀ + bias)` with the bias and activation in one pass over the product
 //! (a broadcast add alone cost half as much as the matmul), over weights as they are kept
-//! ([`super::matrix::Matrix`]: f32, packed at load, or int8), one or several side by side.
+//! ([`super::matrix::Matrix`]: f32, packed at load, or int8: integer products where the CPU runs
+//! them, else widened to f32), one or several side by side.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use super::math::epilogue_rows;
 use super::matmul::{gemm_f32, matmul};
 use super::matrix::{Int8Matrix, Matrix};
 use super::packed::{self, OutPtr, PackedMatrix};
+use super::packed_int8::PackedInt8;
 use super::pool::par_rows_mut;
 use super::{contiguous_f32, ours_contiguous};
 
@@ -47,6 +49,7 @@ pub fn linear(xs: &Tensor, weight: &Matrix, bias: &Tensor, act: Option<Activatio
         Matrix::F32(w) => matmul(&x2, &w.t()?)?,
         // Bias and activation run inside the product, on each block as it is finished.
         Matrix::Packed(p) => return packed_linear(xs, vec![Arc::clone(p)], &[bias], act),
+        Matrix::PackedInt8(q) => return fused_linear(xs, &[bias], act, &IntegerLinear(Arc::clone(q), act)),
         Matrix::Int8(q) => x2.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.apply_op1_no_bwd(&Int8MatMul(Arc::clone(q)))?,
     };
     let fused = ours_contiguous(&[&y]);
@@ -130,12 +133,41 @@ pub fn linears_side_by_side(xs: &Tensor, layers: &[(&Matrix, &Tensor)]) -> Resul
 
 /// `act([x · W₁ᵀ | x · W₂ᵀ | …] + [b₁ | b₂ | …])` over `x (…, in)`, the Ws packed.
 fn packed_linear(xs: &Tensor, ws: Vec<Arc<PackedMatrix>>, biases: &[&Tensor], act: Option<Activation>) -> Result<Tensor> {
+    fused_linear(xs, biases, act, &PackedLinear(ws, act))
+}
+
+/// `act(x · Wᵀ + bias)` with W's codes packed for the integer product ([`PackedInt8`]): bias and
+/// activation run on each block as it is scaled back to f32.
+struct IntegerLinear(Arc<PackedInt8>, Option<Activation>);
+
+impl CustomOp2 for IntegerLinear {
+    fn name(&self) -> &'static str {
+        "integer-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(self.name(), s1, l1)?;
+        let bias = contiguous_f32(self.name(), s2, l2)?;
+        let &[m, k] = l1.dims() else { candle_core::bail!("{} takes a matrix", self.name()) };
+        let (n, w) = (self.0.rows(), &self.0);
+        if w.cols() != k || bias.len() != n {
+            candle_core::bail!("{}: an input of {k} columns and a bias of {} against a {n} × {} weight", self.name(), bias.len(), w.cols());
+        }
+        let act = self.1;
+        let out = w.matmul(x, m, |part, c0| with_best_simd!(epilogue_rows(part, &bias[c0..c0 + part.len()], act)));
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+/// `op(x, [b₁ | b₂ | …])` over `x (…, in)` flattened to rows, for an op that fuses the bias and
+/// activation `act` into its product (the tanh GELU excepted, applied after).
+fn fused_linear(xs: &Tensor, biases: &[&Tensor], act: Option<Activation>, op: &impl CustomOp2) -> Result<Tensor> {
     let mut dims = xs.dims().to_vec();
     let in_dim = dims.pop().unwrap_or(1);
     let x2 = xs.contiguous()?.reshape(((), in_dim))?.to_dtype(DType::F32)?.to_device(&Device::Cpu)?;
     let biases = biases.iter().map(|b| b.to_dtype(DType::F32)?.to_device(&Device::Cpu)).collect::<Result<Vec<_>>>()?;
     let bias = if biases.len() == 1 { biases[0].clone() } else { Tensor::cat(&biases, 0)? };
-    let y = x2.apply_op2_no_bwd(&bias, &PackedLinear(ws, act))?;
+    let y = x2.apply_op2_no_bwd(&bias, op)?;
     // The tanh GELU is not fused (see `epilogue_rows`).
     let y = match act {
         Some(a @ Activation::GeluTanh) => a.forward(&y)?,

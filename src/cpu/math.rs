@@ -84,6 +84,28 @@ pub(crate) fn lane_max(row: &[f32]) -> f32 {
     chunks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, bigger), |a, &b| bigger(a, b))
 }
 
+/// `(min, max)` of `row` and 0 (a zero point keeps 0 exact), and whether every value is finite,
+/// in [`LANES`] running lanes, comparisons rather than `f32::min`'s NaN rule (as [`lane_max`]).
+#[inline(always)]
+pub(crate) fn lane_range(row: &[f32]) -> (f32, f32, bool) {
+    let (smaller, bigger) = (|a: f32, b: f32| if b < a { b } else { a }, |a: f32, b: f32| if b > a { b } else { a });
+    let (mut lo, mut hi, mut bad) = ([0f32; LANES], [0f32; LANES], [0f32; LANES]);
+    let mut chunks = row.chunks_exact(LANES);
+    for c in &mut chunks {
+        for i in 0..LANES {
+            lo[i] = smaller(lo[i], c[i]);
+            hi[i] = bigger(hi[i], c[i]);
+            // NaN from a NaN or an infinity (∞ − ∞), and it stays.
+            bad[i] += c[i] - c[i];
+        }
+    }
+    let rest = chunks.remainder();
+    let lo = rest.iter().chain(&lo).fold(0f32, |a, &b| smaller(a, b));
+    let hi = rest.iter().chain(&hi).fold(0f32, |a, &b| bigger(a, b));
+    let finite = !rest.iter().map(|v| v - v).chain(bad).any(f32::is_nan);
+    (lo, hi, finite)
+}
+
 /// Softmax of each `row`-long row of `data`, in place.
 #[inline(always)]
 pub(crate) fn softmax_rows(data: &mut [f32], row: usize) {

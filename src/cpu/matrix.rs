@@ -1,7 +1,8 @@
 //! Weight matrices as the checkpoint stores them: f32 (also what f16 and bf16 checkpoints widen to),
 //! or int8 codes with one scale per row (`groupseg convert --to int8`), which stay int8 in memory —
-//! a quarter of the bytes — and are widened to f32 a block at a time inside the matrix product
-//! (`super::linear`) and a row at a time by embedding lookups.
+//! a quarter of the bytes. Where the CPU runs integer products (`super::packed_int8`) an int8
+//! weight is packed for them at load; elsewhere it is widened to f32 a block at a time inside the
+//! matrix product (`super::linear`). Embedding tables are widened a row at a time by lookups.
 
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use candle_core::{CpuStorage, DType, Device, Result, Shape, Storage, Tensor};
 use candle_nn::{Init, VarBuilder};
 
 use super::packed::{self, PackedMatrix};
+use super::packed_int8::PackedInt8;
 use crate::checkpoint::weights::SCALE_SUFFIX;
 
 /// A `(rows, cols)` matrix in int8: `w[r][c] = (codes[r·cols + c] − 128) × scales[r]`.
@@ -80,18 +82,34 @@ impl Int8Matrix {
 }
 
 /// A weight matrix `(rows, cols)`: `F32` as a tensor, `Packed` as f32 laid out for the CPU's
-/// matrix product (what f32 weights become where [`packed::available`]), `Int8` held as its codes.
+/// matrix product (what f32 weights become where [`packed::available`]), `Int8` held as its codes,
+/// `PackedInt8` as codes laid out for the integer product (what int8 weights become where
+/// [`super::packed_int8::available`]).
 #[derive(Debug, Clone)]
 pub enum Matrix {
     F32(Tensor),
     Packed(Arc<PackedMatrix>),
     Int8(Arc<Int8Matrix>),
+    PackedInt8(Arc<PackedInt8>),
 }
 
 impl Matrix {
-    /// The tensor `name` of `vb`, flattened to `(shape[0], rest)` (convolution kernels become
-    /// matrices over flattened patches); kept in int8 when the checkpoint stores it so.
+    /// The weight `name` of `vb`, flattened to `(shape[0], rest)` (convolution kernels become
+    /// matrices over flattened patches), laid out for the products this CPU runs; kept in int8 when
+    /// the checkpoint stores it so.
     pub fn load(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Self> {
+        match Self::load_table(vb, shape, name)? {
+            Self::Int8(q) => Ok(match q.with_codes(|codes| PackedInt8::pack(codes, q.scales.clone(), q.rows, q.cols)) {
+                Some(p) => Self::PackedInt8(Arc::new(p)),
+                None => Self::Int8(q),
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// As [`load`](Self::load), for a table read by rows ([`gather`](Self::gather)): int8 stays in
+    /// rows (packing the token table would hold it twice while it is packed).
+    pub fn load_table(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Self> {
         let shape: Shape = shape.into();
         let dims = shape.dims();
         let rows = dims.first().copied().unwrap_or(1);
@@ -116,6 +134,7 @@ impl Matrix {
             Self::F32(t) => t.dims2(),
             Self::Packed(p) => Ok((p.rows(), p.cols())),
             Self::Int8(q) => Ok((q.rows, q.cols)),
+            Self::PackedInt8(q) => Ok((q.rows(), q.cols())),
         }
     }
 
@@ -128,6 +147,11 @@ impl Matrix {
                 let mut out = vec![0f32; q.rows * q.cols];
                 q.widen_rows(0, &mut out);
                 Tensor::from_vec(out, (q.rows, q.cols), &Device::Cpu)
+            }
+            Self::PackedInt8(q) => {
+                let mut out = vec![0f32; q.rows() * q.cols()];
+                out.chunks_exact_mut(q.cols().max(1)).enumerate().for_each(|(r, row)| q.row_into(r, row));
+                Tensor::from_vec(out, (q.rows(), q.cols()), &Device::Cpu)
             }
         }
     }
@@ -157,6 +181,12 @@ impl Matrix {
                 q.scales.iter_mut().zip(&f).for_each(|(s, f)| *s *= f);
                 Ok(Self::Int8(Arc::new(q)))
             }
+            Self::PackedInt8(q) => {
+                let f = factors(q.rows())?;
+                let mut q = Arc::unwrap_or_clone(q);
+                q.scale_rows(&f);
+                Ok(Self::PackedInt8(Arc::new(q)))
+            }
         }
     }
 
@@ -179,6 +209,13 @@ impl Matrix {
                 let mut out = vec![0f32; ids.len() * cols];
                 for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
                     q.widen_rows(id as usize, dst);
+                }
+                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
+            }
+            Self::PackedInt8(q) => {
+                let mut out = vec![0f32; ids.len() * cols];
+                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
+                    q.row_into(id as usize, dst);
                 }
                 Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
             }

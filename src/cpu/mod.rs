@@ -2,7 +2,8 @@
 //! where candle's own are slow for it, the weight matrices as they are kept (f32 packed into panels,
 //! or int8 with per-row scales) and the matrix products over them. From the bottom: `math` (scalar
 //! and row math), `arch` (the one place that names a target: vector kernels and which run here),
-//! `pool` (rayon's pool), `sgemm` and `packed` (the products), then the layers' operations:
+//! `pool` (rayon's pool), `sgemm`, `packed` and `packed_int8` (the products: f32, and integer
+//! for int8 weights), then the layers' operations:
 //! `matmul`, `linear`, `norm`, `attention`. Each takes f32 tensors on the CPU ([`ours`]) and hands
 //! anything else to candle's ops.
 
@@ -15,6 +16,7 @@ pub mod matmul;
 pub mod matrix;
 pub mod norm;
 pub mod packed;
+pub mod packed_int8;
 pub mod pool;
 mod sgemm;
 

@@ -88,16 +88,17 @@ impl GpuMatrix {
         let (rows, cols) = weight.dims()?;
         // An empty matrix goes up as f32, which keeps a placeholder element.
         let narrow = rows * cols > 0;
-        match weight {
-            Matrix::Int8(q) if narrow => {
-                // Four codes a word; a row's last word is padded with 128, a zero.
-                let word = |c: &[u8]| c.iter().rev().fold(0, |w, &b| w << 8 | b as u32);
-                let words = q.with_codes(|codes| pack_rows(codes, cols, 4, word, 128));
-                let scales: Vec<f32> = q.scales().iter().map(|s| s * scale).collect();
-                let scales = GpuTensor::upload(gpu, &scales, &[rows])?;
-                return Ok(Self::Int8 { words: words_buffer(gpu, words.into_iter(), wgpu::BufferUsages::STORAGE), scales, rows, cols });
-            }
-            _ => {}
+        // Four codes a word; a row's last word is padded with 128, a zero.
+        let word = |c: &[u8]| c.iter().rev().fold(0, |w, &b| w << 8 | b as u32);
+        let int8 = match weight {
+            Matrix::Int8(q) => Some((q.with_codes(|codes| pack_rows(codes, cols, 4, word, 128)), q.scales())),
+            Matrix::PackedInt8(q) => Some((pack_rows(&q.codes(), cols, 4, word, 128), q.scales())),
+            Matrix::F32(_) | Matrix::Packed(_) => None,
+        };
+        if let (true, Some((words, scales))) = (narrow, int8) {
+            let scales: Vec<f32> = scales.iter().map(|s| s * scale).collect();
+            let scales = GpuTensor::upload(gpu, &scales, &[rows])?;
+            return Ok(Self::Int8 { words: words_buffer(gpu, words.into_iter(), wgpu::BufferUsages::STORAGE), scales, rows, cols });
         }
         let values = weight.to_f32()?.flatten_all()?.to_vec1::<f32>()?;
         if narrow && values.iter().all(|&v| f16::from_f32(v).to_f32() == v) {

@@ -41,7 +41,7 @@ impl TextEmbeddings {
                 let scales = if table.contains_tensor(&scale) { Some(table.get(cfg.vocab_size, &scale)?.to_vec1::<f32>()?) } else { None };
                 TokenTable::InFile(Arc::new(TokenRows::new(&at, (cfg.vocab_size, h), scales)?))
             }
-            None => TokenTable::Held(Matrix::load(&table, (cfg.vocab_size, h), "weight")?),
+            None => TokenTable::Held(Matrix::load_table(&table, (cfg.vocab_size, h), "weight")?),
         };
         Ok(Self {
             token_embedding,

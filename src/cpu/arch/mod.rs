@@ -1,9 +1,11 @@
 //! The CPU wing's architecture-specific code, in one place: which vector instructions each target
 //! runs and the kernels written in them. x86-64 picks AVX-512 or AVX2 with FMA at run time
 //! ([`x86_64`]); WebAssembly has simd128 (and relaxed SIMD's fused multiply-adds where the module is
-//! built with it) over a 4-lane vector ([`lanes`]). The kernels above it ask through [`Tile`],
-//! [`with_best_simd`], [`scaled_exp_wide`] and the constants here, and name no target.
+//! built with it) over a 4-lane vector ([`lanes`]). Integer products have tiles of their own
+//! ([`dot`]). The kernels above it ask through [`Tile`], [`dot::DotTile`], [`with_best_simd`],
+//! [`scaled_exp_wide`] and the constants here, and name no target.
 
+pub mod dot;
 pub mod lanes;
 #[cfg(target_arch = "x86_64")]
 mod x86_64;

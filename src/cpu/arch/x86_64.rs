@@ -1,6 +1,7 @@
 //! x86-64's vector kernels, AVX2 with FMA and AVX-512, each run only where the CPU has its
-//! features (detected at run time by [`super`]'s dispatch): the packed product's register tiles and
-//! the unmasked attention row's exponentials.
+//! features (detected at run time by [`super`]'s dispatch): the packed product's register tiles, the
+//! integer product's (with AVX-VNNI or AVX-512 VNNI where the CPU has them) and the unmasked
+//! attention row's exponentials.
 
 use crate::cpu::math::{exp_f32, EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO};
 
@@ -10,6 +11,74 @@ pub mod avx2 {
     use super::{exp_f32, EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO};
 
     const NR: usize = 16;
+
+    /// Bytes of codes per depth step of a 16-column integer panel.
+    const DOT_STEP: usize = 16 * 4;
+
+    /// Four activation bytes of one row, in every lane.
+    ///
+    /// # Safety
+    /// `p` must address four readable bytes.
+    #[inline(always)]
+    unsafe fn splat4(p: *const u8) -> __m256i {
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32)) }
+    }
+
+    /// `R × 16` integer tile with AVX2: per depth step two vectors of codes, R broadcasts of four
+    /// activation bytes, and per pair `vpmaddubsw` (exact: the activations are under 128), `vpmaddwd`
+    /// against ones and an add.
+    ///
+    /// # Safety
+    /// As [`crate::cpu::arch::dot::dot_tile`]'s, for a full tile of `R` rows, where the CPU has AVX2.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn dot_kernel<const R: usize>(steps: usize, a: *const u8, lda: usize, b: *const i8, c: *mut i32, ldc: usize) {
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let ones = _mm256_set1_epi16(1);
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            for s in 0..steps {
+                let w = b.add(s * DOT_STEP) as *const __m256i;
+                let (w0, w1) = (_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = splat4(a.add(i * lda + s * 4));
+                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones));
+                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones));
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = c.add(i * ldc) as *mut __m256i;
+                _mm256_storeu_si256(ci, acc[0]);
+                _mm256_storeu_si256(ci.add(1), acc[1]);
+            }
+        }
+    }
+
+    /// [`dot_kernel`] with AVX-VNNI's `vpdpbusd`: one instruction per pair of vectors.
+    ///
+    /// # Safety
+    /// As [`crate::cpu::arch::dot::dot_tile`]'s, for a full tile of `R` rows, where the CPU has AVX-VNNI.
+    #[target_feature(enable = "avx2,avxvnni")]
+    pub unsafe fn vnni_kernel<const R: usize>(steps: usize, a: *const u8, lda: usize, b: *const i8, c: *mut i32, ldc: usize) {
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let mut acc = [[_mm256_setzero_si256(); 2]; R];
+            for s in 0..steps {
+                let w = b.add(s * DOT_STEP) as *const __m256i;
+                let (w0, w1) = (_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = splat4(a.add(i * lda + s * 4));
+                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], x, w0);
+                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], x, w1);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = c.add(i * ldc) as *mut __m256i;
+                _mm256_storeu_si256(ci, acc[0]);
+                _mm256_storeu_si256(ci.add(1), acc[1]);
+            }
+        }
+    }
 
     /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
     ///
@@ -109,6 +178,34 @@ pub mod avx512 {
     use super::{EXP_POLY, EXP_RANGE, LN2_HI, LN2_LO};
 
     const NR: usize = 32;
+
+    /// `R × 32` integer tile with AVX-512 VNNI: per depth step two vectors of codes, R broadcasts of
+    /// four activation bytes, 2R `vpdpbusd` (24 accumulators of the 32 registers at R = 12).
+    ///
+    /// # Safety
+    /// As [`crate::cpu::arch::dot::dot_tile`]'s, for a full tile of `R` rows, where the CPU has
+    /// AVX-512 VNNI and BW.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn dot_kernel<const R: usize>(steps: usize, a: *const u8, lda: usize, b: *const i8, c: *mut i32, ldc: usize) {
+        // SAFETY: the caller keeps this function's contract (its `# Safety`).
+        unsafe {
+            let mut acc = [[_mm512_setzero_si512(); 2]; R];
+            for s in 0..steps {
+                let w = b.add(s * NR * 4) as *const __m512i;
+                let (w0, w1) = (_mm512_loadu_si512(w), _mm512_loadu_si512(w.add(1)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = _mm512_set1_epi32(std::ptr::read_unaligned(a.add(i * lda + s * 4) as *const i32));
+                    acc[0] = _mm512_dpbusd_epi32(acc[0], x, w0);
+                    acc[1] = _mm512_dpbusd_epi32(acc[1], x, w1);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = c.add(i * ldc) as *mut __m512i;
+                _mm512_storeu_si512(ci, acc[0]);
+                _mm512_storeu_si512(ci.add(1), acc[1]);
+            }
+        }
+    }
 
     /// `R × 32` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds
     /// (24 accumulators of the 32 registers at R = 12).
