@@ -55,11 +55,21 @@ fn main() {
         seg.tokenize(&p).unwrap()
     };
     let (t1, t20) = (prompts(1), prompts(20));
+    // The int8 copy (`groupseg convert --to int8`, made by `./build.sh bench`): integer products.
+    let int8 = {
+        let at = dir.join("model-int8");
+        let config = GroupViTConfig::from_json(&std::fs::read_to_string(at.join("config.json")).expect("model-int8")).unwrap();
+        let vb = weights::var_builder(std::fs::read(at.join("model.safetensors")).unwrap(), &Device::Cpu).unwrap();
+        GroupViTModel::new(vb, &config).expect("int8 model")
+    };
 
     let mut ours = [f64::INFINITY; 4];
     let mut peer = [f64::INFINITY; 4];
-    // onnxruntime on the image rows, when `./build.sh bench` exported the encoder to ONNX.
+    // onnxruntime on the image rows, when `./build.sh bench` exported the encoder to ONNX, and
+    // on its q8 copy beside our int8 one.
     let mut onnx = [f64::INFINITY; 2];
+    let mut ours_int8 = [f64::INFINITY; 2];
+    let mut onnx_q8 = [f64::INFINITY; 2];
     for round in 0..ROUNDS {
         let out = Command::new(&python)
             .arg("tools/reference/reference.py")
@@ -83,10 +93,20 @@ fn main() {
             ours[i] = ours[i].min(mine[i]);
             peer[i] = peer[i].min(p);
         }
+        let mine8 = [
+            median_ms(2, 10, || drop(int8.image.forward(x224.clone()).unwrap())),
+            median_ms(1, 5, || drop(int8.image.forward(x448.clone()).unwrap())),
+        ];
         for (i, side) in [224, 448].iter().enumerate() {
             if let Some(p) = times[format!("onnxruntime_image_{side}")].as_f64() {
                 println!("round {}: image_{side:<4} onnxruntime {p:>7.1} ms", round + 1);
                 onnx[i] = onnx[i].min(p);
+            }
+            println!("round {}: image_{side:<4} groupseg int8 {:>7.1} ms", round + 1, mine8[i]);
+            ours_int8[i] = ours_int8[i].min(mine8[i]);
+            if let Some(p) = times[format!("onnxruntime_q8_image_{side}")].as_f64() {
+                println!("round {}: image_{side:<4} onnxruntime q8 {p:>7.1} ms", round + 1);
+                onnx_q8[i] = onnx_q8[i].min(p);
             }
         }
     }
@@ -102,6 +122,12 @@ fn main() {
         println!("\n{:<10} {:>12} {:>16} {:>8}", "work", "groupseg ms", "onnxruntime ms", "ratio");
         for (i, w) in WORK[..2].iter().enumerate() {
             println!("{w:<10} {:>12.1} {:>16.1} {:>8.2}", ours[i], onnx[i], ours[i] / onnx[i]);
+        }
+    }
+    if onnx_q8.iter().all(|t| t.is_finite()) {
+        println!("\n{:<10} {:>17} {:>19} {:>8}", "work", "groupseg int8 ms", "onnxruntime q8 ms", "ratio");
+        for (i, w) in WORK[..2].iter().enumerate() {
+            println!("{w:<10} {:>17.1} {:>19.1} {:>8.2}", ours_int8[i], onnx_q8[i], ours_int8[i] / onnx_q8[i]);
         }
     }
     let w = seg.resident_weights();

@@ -12,6 +12,8 @@ threads=$(nproc)
 # The peer's graph: the image encoder exported to ONNX (checked against transformers).
 .venv-ref/bin/python tools/bench/onnx_export.py "$out"
 cargo build --release --bin groupseg
+# Our int8 row runs the copy a user makes with `groupseg convert` (onnxruntime's, the q8 graphs above).
+[ -f "$out/model-int8/model.safetensors" ] || target/release/groupseg convert --to int8 --model "$out/model" --out "$out/model-int8"
 GROUPSEG_BENCH_DIR="$out" GROUPSEG_BENCH_PYTHON=.venv-ref/bin/python cargo bench --bench forward
 # Full-size parity: our --raw-logits against transformers' segmentation_logits, per-pixel argmax.
 labels=$(.venv-ref/bin/python -c "import json; print(', '.join(json.load(open('$out/reference.json'))['labels']))")

@@ -3,7 +3,11 @@
 to ONNX for onnxruntime, in the browser and natively: the image encoder's work as groupseg's `encode`
 does it (vision transformer with its grouping blocks, the assignments, the projection of the final
 groups), one graph per input size: OUT/onnx/vision_224.onnx and vision_448.onnx, each checked
-against transformers through onnxruntime (pip). reference.py --times times them.
+against transformers through onnxruntime (pip), and their dynamically quantized copies
+vision_224_q8.onnx and vision_448_q8.onnx, made as transformers.js makes the `q8` models it loads by
+default on WebAssembly (its scripts/quantize.py: onnxruntime's integer-ops quantizer, uint8 weights
+since the graph has a Conv, per tensor, full range, uint8 activations quantized per call).
+reference.py --times times them.
 Usage: onnx_export.py OUT"""
 import os
 import sys
@@ -12,6 +16,7 @@ import warnings
 import numpy as np
 import onnxruntime as ort
 import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
 from transformers import GroupViTModel
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "reference"))
@@ -53,9 +58,16 @@ def main():
             want = encoder(x)[0].numpy()
         got = session.run(None, {"pixel_values": x.numpy()})[0]
         err = float(np.abs(got - want).max())
-        if err > 1e-3:
+        if not err <= 1e-3:  # NaN fails too
             sys.exit(f"vision_{side}.onnx differs from transformers by {err}")
         print(f"{path}: onnxruntime {ort.__version__} agrees with transformers (max |diff| {err:.1e})")
+        q8 = os.path.join(out, "onnx", f"vision_{side}_q8.onnx")
+        if not os.path.exists(q8):
+            quantize_dynamic(path, q8, weight_type=QuantType.QUInt8, per_channel=False, reduce_range=False,
+                             extra_options={"EnableSubgraph": True, "MatMulConstBOnly": True})
+        got = ort.InferenceSession(q8, providers=["CPUExecutionProvider"]).run(None, {"pixel_values": x.numpy()})[0]
+        cos = float((got * want).sum() / np.linalg.norm(got) / np.linalg.norm(want))
+        print(f"{q8}: the q8 copy's groups against transformers' f32: cosine {cos:.4f}")
 
 
 if __name__ == "__main__":

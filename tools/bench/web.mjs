@@ -1,7 +1,10 @@
 // ./build.sh bench-web: groupseg's package against onnxruntime-web (npm) on the same full-size random
 // GroupViT, in the same headless Chromium (Debian's), on a cross-origin isolated page: the image
-// encoder on one window at 224 and 448 pixels, WebAssembly on 1 and 2 threads, and WebGPU on the
-// adapter Chromium has (SwiftShader on a machine without a GPU). Every figure is a median over runs
+// encoder on one window at 224 and 448 pixels, WebAssembly on 1 and 2 threads, in f32 and in int8
+// (ours: the `groupseg convert --to int8` copy, integer products; onnxruntime-web: the q8 copy
+// transformers.js loads by default, from onnx_export.py), and WebGPU on the adapter Chromium has
+// (SwiftShader on a machine without a GPU). Each peer is loaded as its users get it at its fastest:
+// onnxruntime-web's own bundle per backend (ort.wasm, ort.webgpu), graph optimisation on. Every figure is a median over runs
 // after warm-up, in a fresh page per measurement (onnxruntime-web fixes its threads per page), rounds
 // alternating between the two so that drift in this machine's speed falls on both; each side keeps
 // its best round. Ours is timed from the image to a label map read back (encode, then the
@@ -22,27 +25,30 @@ await rm(site, { recursive: true, force: true });
 await mkdir(site, { recursive: true });
 await writeFile(join(site, 'index.html'), '<!doctype html><title>bench-web</title><link rel="icon" href="data:,">');
 for (const [link, target] of [['pkg', join(root, 'www', 'pkg')], ['ort', join(root, 'tools', 'bench', 'web', 'node_modules', 'onnxruntime-web', 'dist')],
-  ['model', join(out, 'model')], ['onnx', join(out, 'onnx')]]) {
+  ['model', join(out, 'model')], ['model-int8', join(out, 'model-int8')], ['onnx', join(out, 'onnx')]]) {
   await symlink(target, join(site, link));
 }
 
 const plan = [
-  // [backend, side, threads, warm-up runs, timed runs, rounds]; a software adapter takes tens of
+  // [backend, side, threads, warm-up runs, timed runs, rounds, weights]; a software adapter takes tens of
   // seconds a run, so WebGPU gets few: at 448 one run a round, in two rounds, since one slow run
   // (nearly twice the next one's time) was once the whole figure.
   // Warm-up is generous: onnxruntime-web on 2 threads takes its first 4 runs at 224 at twice its
   // steady time.
-  ['wasm', 224, 1, 6, 7, 2], ['wasm', 224, 2, 6, 7, 2], ['wasm', 448, 1, 3, 5, 2], ['wasm', 448, 2, 3, 5, 2],
-  ['webgpu', 224, null, 1, 2, 1], ['webgpu', 448, null, 1, 1, 2],
+  ...['f32', 'int8'].flatMap((weights) => [
+    ['wasm', 224, 1, 6, 7, 2, weights], ['wasm', 224, 2, 6, 7, 2, weights], ['wasm', 448, 1, 3, 5, 2, weights], ['wasm', 448, 2, 3, 5, 2, weights],
+  ]),
+  ['webgpu', 224, null, 1, 2, 1, 'f32'], ['webgpu', 448, null, 1, 1, 2, 'f32'],
 ];
-// BENCH_ONLY=wasm, webgpu or memory: one part (the README's tables come from a run of all).
+// BENCH_ONLY=wasm, webgpu, int8 or memory: one part (the README's tables come from a run of all).
 const only = process.env.BENCH_ONLY;
-if (only) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === only));
+if (only) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === only || p[6] === only));
 
-async function ours(page, [backend, side, threads, warm, runs]) {
-  return page.evaluate(async ({ backend, side, threads, warm, runs }) => {
+async function ours(page, [backend, side, threads, warm, runs, , weights]) {
+  return page.evaluate(async ({ backend, side, threads, warm, runs, weights }) => {
     const { Segmenter } = await import('/pkg/worker.js');
-    const s = await Segmenter.load({ backend: backend === 'wasm' ? 'cpu' : 'webgpu', modelUrl: `${location.origin}/model/`, cache: false, ...(threads ? { threads } : {}) });
+    const model = weights === 'int8' ? 'model-int8' : 'model';
+    const s = await Segmenter.load({ backend: backend === 'wasm' ? 'cpu' : 'webgpu', modelUrl: `${location.origin}/${model}/`, cache: false, ...(threads ? { threads } : {}) });
     if (backend === 'wasm' && s.threads !== threads) throw new Error(`groupseg ran on ${s.threads} threads, not ${threads}: ${s.notes}`);
     const px = new Uint8ClampedArray(side * side * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
     const img = new ImageData(px, side, side);
@@ -60,16 +66,17 @@ async function ours(page, [backend, side, threads, warm, runs]) {
     const where = s.backend;
     s.dispose();
     return { times, where };
-  }, { backend, side, threads, warm, runs });
+  }, { backend, side, threads, warm, runs, weights });
 }
 
-async function peer(page, [backend, side, threads, warm, runs]) {
-  return page.evaluate(async ({ backend, side, threads, warm, runs }) => {
-    const ort = await import('/ort/ort.all.min.mjs');
+async function peer(page, [backend, side, threads, warm, runs, , weights]) {
+  return page.evaluate(async ({ backend, side, threads, warm, runs, weights }) => {
+    const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
     ort.env.wasm.wasmPaths = `${location.origin}/ort/`;
     ort.env.logLevel = 'error'; // its notes on node placement are not problems
     if (threads) ort.env.wasm.numThreads = threads;
-    const session = await ort.InferenceSession.create(`/onnx/vision_${side}.onnx`, { executionProviders: [backend], logSeverityLevel: 3 });
+    const graph = `/onnx/vision_${side}${weights === 'int8' ? '_q8' : ''}.onnx`;
+    const session = await ort.InferenceSession.create(graph, { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
     const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * side * side }, (_, i) => ((i * 7919) % 256) / 128 - 1), [1, 3, side, side]);
     const once = async () => {
       const t = performance.now();
@@ -82,7 +89,7 @@ async function peer(page, [backend, side, threads, warm, runs]) {
     for (let i = 0; i < runs; i++) times.push(await once());
     await session.release();
     return { times, where: `onnxruntime-web ${ort.env.versions.web}` };
-  }, { backend, side, threads, warm, runs });
+  }, { backend, side, threads, warm, runs, weights });
 }
 
 // The int8 copy's memory: each visit a fresh page, so a fresh module, in one browser context, so
@@ -133,10 +140,10 @@ try {
         await page.close();
         best[side] = Math.min(best[side], median(r.times));
         where[side] = r.where;
-        console.error(`${item[0]} ${item[1]} ${item[2] ?? ''}: ${side} ${r.times.map(Math.round).join(' ')} ms`);
+        console.error(`${item[0]} ${item[1]} ${item[2] ?? ''} ${item[6]}: ${side} ${r.times.map(Math.round).join(' ')} ms`);
       }
     }
-    results.push({ backend: item[0], side: item[1], threads: item[2], ours: best.ours, peer: best.peer, ratio: best.ours / best.peer, where });
+    results.push({ backend: item[0], side: item[1], threads: item[2], weights: item[6], ours: best.ours, peer: best.peer, ratio: best.ours / best.peer, where });
   }
   if (!only || only === 'memory') {
     // A fresh browser: its memory and storage hold nothing of the runs above.
@@ -163,7 +170,8 @@ try {
 
 const chromium = (await import('node:child_process')).execFileSync('/usr/bin/chromium', ['--version'], { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
 const when = new Date().toISOString().slice(0, 16).replace('T', ' ');
-const rows = results.map((r) => `| ${r.backend === 'wasm' ? `WebAssembly, ${r.threads} thread${r.threads > 1 ? 's' : ''}` : 'WebGPU'} | ${r.side}×${r.side} | ${r.ours.toFixed(0)} | ${r.peer.toFixed(0)} | ${r.ratio.toFixed(2)} |`);
+const weightsOf = (r) => (r.weights === 'int8' ? 'int8 (ours) / q8 (onnxruntime-web)' : 'f32');
+const rows = results.map((r) => `| ${r.backend === 'wasm' ? `WebAssembly, ${r.threads} thread${r.threads > 1 ? 's' : ''}` : 'WebGPU'} | ${weightsOf(r)} | ${r.side}×${r.side} | ${r.ours.toFixed(0)} | ${r.peer.toFixed(0)} | ${r.ratio.toFixed(2)} |`);
 const mb = (b) => (b / 1e6).toFixed(1);
 const memoryTable = memoryRows.length ? [
   '',
@@ -176,8 +184,8 @@ const memoryTable = memoryRows.length ? [
 const table = [
   `Image encoder, one window, full-size GroupViT (random weights), ${chromium}, ${cpus().length} × ${cpus()[0].model.trim()}, ${when} UTC; WebGPU adapter: ${results.find((r) => r.backend === 'webgpu')?.where.ours ?? 'none'}`,
   '',
-  '| backend | input | groupseg (ms) | onnxruntime-web (ms) | ratio |',
-  '|---|---|---:|---:|---:|',
+  '| backend | weights | input | groupseg (ms) | onnxruntime-web (ms) | ratio |',
+  '|---|---|---|---:|---:|---:|',
   ...rows,
   ...memoryTable,
 ].join('\n');

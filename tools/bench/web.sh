@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The package against onnxruntime-web in headless Chromium (wasm on 1 and 2 threads, WebGPU).
+# The package against onnxruntime-web in headless Chromium (wasm on 1 and 2 threads, f32 and int8;
+# WebGPU).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/need.sh
@@ -8,6 +9,9 @@ need_reference
 out=bench-out
 [ -f "$out/model/model.safetensors" ] || .venv-ref/bin/python tools/reference/reference.py "$out" "$(nproc)"
 .venv-ref/bin/python tools/bench/onnx_export.py "$out"
+# Our int8 rows run the copy a user makes with `groupseg convert` (the peer's, its q8 graphs above).
+cargo build --release --bin groupseg
+[ -f "$out/model-int8/model.safetensors" ] || target/release/groupseg convert --to int8 --model "$out/model" --out "$out/model-int8"
 tools/wasm/build.sh
 need_browser
 (cd tools/bench/web && npm ci --no-audit --no-fund --loglevel=error)

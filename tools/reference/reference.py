@@ -69,18 +69,19 @@ def time_model(model, tok):
 
 
 def time_onnxruntime(out, threads):
-    """onnxruntime's medians on the exported image encoder, where it was exported."""
-    paths = {side: os.path.join(out, "onnx", f"vision_{side}.onnx") for side in (224, 448)}
-    if not all(os.path.exists(p) for p in paths.values()):
-        return {}
+    """onnxruntime's medians on the exported image encoder and its q8 copy, where they were exported."""
     import onnxruntime as ort
     times = {}
-    for side, path in paths.items():
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-        feed = {"pixel_values": np.random.default_rng(side).standard_normal((1, 3, side, side), dtype=np.float32)}
-        times[f"onnxruntime_image_{side}"] = median_ms(lambda: session.run(None, feed), 2, 10 if side == 224 else 5)
+    for q8 in ("", "_q8"):
+        for side in (224, 448):
+            path = os.path.join(out, "onnx", f"vision_{side}{q8}.onnx")
+            if not os.path.exists(path):
+                continue
+            opts = ort.SessionOptions()
+            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+            session = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+            feed = {"pixel_values": np.random.default_rng(side).standard_normal((1, 3, side, side), dtype=np.float32)}
+            times[f"onnxruntime{q8}_image_{side}"] = median_ms(lambda: session.run(None, feed), 2, 10 if side == 224 else 5)
     return times
 
 
