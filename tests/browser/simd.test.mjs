@@ -1,6 +1,8 @@
 // Relaxed SIMD: where the browser validates it (Chromium does) the package runs the module built with
-// fused multiply-adds; `relaxedSimd: false` runs the plain SIMD build. Both paint the same label maps
-// (fused multiply-adds round once where the plain build rounds twice, so a near tie may flip a pixel).
+// fused multiply-adds and relaxed SIMD's integer dot product; `relaxedSimd: false` runs the plain SIMD
+// build. Both paint the same label maps (fused multiply-adds round once where the plain build rounds
+// twice, so a near tie may flip a pixel), in f32 and with the demo kept as int8 (integer products:
+// relaxed SIMD's dot product in one, widened codes and `i32x4.dot_i16x8_s` in the other).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
@@ -21,8 +23,8 @@ after(async () => {
 const meta = JSON.parse(await readFile(join(fixtures, 'shapes-eval', 'labels.json'), 'utf8'));
 const scene = (await readFile(join(fixtures, 'shapes-eval', '038.png'))).toString('base64');
 
-/** In a fresh page (the module is fixed per page): scene 38 with the shapes demo, and the 3-stage
- * fixture on a 448 window, from the main-thread API loaded with `relaxedSimd`. */
+/** In a fresh page (the module is fixed per page): scene 38 with the shapes demo as shipped and kept
+ * as int8, and the 3-stage fixture on a 448 window, from the main-thread API loaded with `relaxedSimd`. */
 async function run(relaxedSimd) {
   const page = await newPage(browser);
   try {
@@ -39,16 +41,21 @@ async function run(relaxedSimd) {
       const fixture = await Segmenter.load({ backend: 'cpu', modelUrl: tiny, cache: false });
       // Asking for the other module once this page started one: it keeps it and says so.
       const other = await Segmenter.load({ backend: 'cpu', relaxedSimd: !demo.relaxedSimd });
+      // The demo converted to int8 in the page (kept in Cache Storage; the second run loads that copy).
+      const int8 = await Segmenter.load({ backend: 'cpu', modelUrl: `${location.origin}/pkg/models/shapes-demo/`, keepAs: 'int8' });
       const out = {
         relaxedSimd: demo.relaxedSimd,
         notes: demo.notes,
         otherNotes: other.notes,
         otherRelaxedSimd: other.relaxedSimd,
         scene: Array.from((await demo.segment(blob, labels)).labelMap),
+        int8Scene: Array.from((await int8.segment(blob, labels)).labelMap),
+        int8Weights: (await int8.memory()).weights.cpu,
+        demoWeights: (await demo.memory()).weights.cpu,
         big: Array.from((await fixture.segment(big, ['cat', 'dog', 'sofa'], { shortSide: side, backgroundThreshold: null })).labelMap),
       };
       out.badOption = await Segmenter.load({ relaxedSimd: 'yes' }).then(() => 'loaded', (e) => e.message);
-      for (const s of [demo, fixture, other]) s.dispose();
+      for (const s of [demo, fixture, other, int8]) s.dispose();
       return out;
     }, { scene, labels: meta.scenes[38].labels, relaxedSimd });
   } finally {
@@ -70,13 +77,20 @@ test('Chromium runs the relaxed-SIMD module; the plain one paints the same label
   assert.match(relaxed.otherNotes.join(' '), /^relaxed SIMD: an earlier load here started the module$/);
   assert.equal(plain.otherRelaxedSimd, false);
   assert.match(plain.otherNotes.join(' '), /^no relaxed SIMD: an earlier load here started the module$/);
-  for (const key of ['scene', 'big']) {
+  for (const key of ['scene', 'big', 'int8Scene']) {
     assert.equal(relaxed[key].length, plain[key].length, key);
     assert.ok(relaxed[key].length > 0, key);
     const share = agreement(relaxed[key], plain[key]);
     assert.ok(share >= 0.999, `${key}: the two builds agree on ${(share * 100).toFixed(3)} % of pixels`);
   }
   assert.ok(new Set(relaxed.scene).size >= 3, 'scene 38 is painted with several labels');
+  // The int8 copy computes with its codes (a third of the f32 weights' bytes held) and labels the
+  // scene as the f32 demo does, in both builds.
+  for (const run of [relaxed, plain]) {
+    assert.ok(run.int8Weights * 3 < run.demoWeights, `int8 holds ${run.int8Weights} bytes against ${run.demoWeights}`);
+    const share = agreement(run.int8Scene, run.scene);
+    assert.ok(share >= 0.99, `int8 against f32 (relaxed SIMD ${run.relaxedSimd}): ${(share * 100).toFixed(3)} % of pixels alike`);
+  }
   assert.ok(new Set(relaxed.big).size >= 2, 'the fixture paints more than one label');
   assert.match(relaxed.badOption, /relaxedSimd must be true or false, not "yes"/);
 });
