@@ -25,9 +25,32 @@ pub mod avx2 {
         unsafe { _mm256_set1_epi32(std::ptr::read_unaligned(p as *const i32)) }
     }
 
-    /// `R × 16` integer tile with AVX2: per depth step two vectors of codes, R broadcasts of four
-    /// activation bytes, and per pair `vpmaddubsw` (exact: the activations are under 128), `vpmaddwd`
-    /// against ones and an add.
+    /// The body of both 16-column integer tiles: per depth step two vectors of codes, R broadcasts
+    /// of four activation bytes, `$dot(acc, x, w)` for each pair. A macro rather than a shared
+    /// function: each tile is compiled with its own target features, so that the AVX2 one holds no
+    /// VNNI instruction.
+    macro_rules! dot_tile_16 {
+        ($r:ident, $steps:ident, $a:ident, $lda:ident, $b:ident, $c:ident, $ldc:ident, $dot:expr) => {{
+            let mut acc = [[_mm256_setzero_si256(); 2]; $r];
+            for s in 0..$steps {
+                let w = $b.add(s * DOT_STEP) as *const __m256i;
+                let (w0, w1) = (_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1)));
+                for (i, acc) in acc.iter_mut().enumerate() {
+                    let x = splat4($a.add(i * $lda + s * 4));
+                    acc[0] = $dot(acc[0], x, w0);
+                    acc[1] = $dot(acc[1], x, w1);
+                }
+            }
+            for (i, acc) in acc.iter().enumerate() {
+                let ci = $c.add(i * $ldc) as *mut __m256i;
+                _mm256_storeu_si256(ci, acc[0]);
+                _mm256_storeu_si256(ci.add(1), acc[1]);
+            }
+        }};
+    }
+
+    /// `R × 16` integer tile with AVX2: per pair `vpmaddubsw` (exact: the activations are under
+    /// 128), `vpmaddwd` against ones and an add.
     ///
     /// # Safety
     /// As [`crate::cpu::arch::dot::dot_tile`]'s, for a full tile of `R` rows, where the CPU has AVX2.
@@ -36,48 +59,18 @@ pub mod avx2 {
         // SAFETY: the caller keeps this function's contract (its `# Safety`).
         unsafe {
             let ones = _mm256_set1_epi16(1);
-            let mut acc = [[_mm256_setzero_si256(); 2]; R];
-            for s in 0..steps {
-                let w = b.add(s * DOT_STEP) as *const __m256i;
-                let (w0, w1) = (_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1)));
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = splat4(a.add(i * lda + s * 4));
-                    acc[0] = _mm256_add_epi32(acc[0], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w0), ones));
-                    acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(_mm256_maddubs_epi16(x, w1), ones));
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc) as *mut __m256i;
-                _mm256_storeu_si256(ci, acc[0]);
-                _mm256_storeu_si256(ci.add(1), acc[1]);
-            }
+            dot_tile_16!(R, steps, a, lda, b, c, ldc, |acc, x, w| _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(x, w), ones)))
         }
     }
 
-    /// [`dot_kernel`] with AVX-VNNI's `vpdpbusd`: one instruction per pair of vectors.
+    /// [`dot_kernel`] with AVX-VNNI's `vpdpbusd`: one instruction per pair.
     ///
     /// # Safety
     /// As [`crate::cpu::arch::dot::dot_tile`]'s, for a full tile of `R` rows, where the CPU has AVX-VNNI.
     #[target_feature(enable = "avx2,avxvnni")]
     pub unsafe fn vnni_kernel<const R: usize>(steps: usize, a: *const u8, lda: usize, b: *const i8, c: *mut i32, ldc: usize) {
         // SAFETY: the caller keeps this function's contract (its `# Safety`).
-        unsafe {
-            let mut acc = [[_mm256_setzero_si256(); 2]; R];
-            for s in 0..steps {
-                let w = b.add(s * DOT_STEP) as *const __m256i;
-                let (w0, w1) = (_mm256_loadu_si256(w), _mm256_loadu_si256(w.add(1)));
-                for (i, acc) in acc.iter_mut().enumerate() {
-                    let x = splat4(a.add(i * lda + s * 4));
-                    acc[0] = _mm256_dpbusd_avx_epi32(acc[0], x, w0);
-                    acc[1] = _mm256_dpbusd_avx_epi32(acc[1], x, w1);
-                }
-            }
-            for (i, acc) in acc.iter().enumerate() {
-                let ci = c.add(i * ldc) as *mut __m256i;
-                _mm256_storeu_si256(ci, acc[0]);
-                _mm256_storeu_si256(ci.add(1), acc[1]);
-            }
-        }
+        unsafe { dot_tile_16!(R, steps, a, lda, b, c, ldc, |acc, x, w| _mm256_dpbusd_avx_epi32(acc, x, w)) }
     }
 
     /// `R × 16` tile: per depth step two weight vectors, R broadcasts, 2R fused multiply-adds.
