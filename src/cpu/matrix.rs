@@ -83,8 +83,8 @@ impl Int8Matrix {
 
 /// A weight matrix `(rows, cols)`: `F32` as a tensor, `Packed` as f32 laid out for the CPU's
 /// matrix product (what f32 weights become where [`packed::available`]), `Int8` held as its codes,
-/// `PackedInt8` as codes laid out for the integer product (what int8 weights become where
-/// [`super::packed_int8::available`]).
+/// `PackedInt8` as codes laid out for the integer product (what int8 weights become where the CPU
+/// runs integer products: [`PackedInt8::pack`]).
 #[derive(Debug, Clone)]
 pub enum Matrix {
     F32(Tensor),
@@ -196,29 +196,19 @@ impl Matrix {
         if let Some(&bad) = ids.iter().find(|&&i| i as usize >= rows) {
             candle_core::bail!("token id {bad} is outside the embedding table's {rows} rows");
         }
+        // Each kept form widens one row into an output row.
+        let widened = |row: &dyn Fn(usize, &mut [f32])| {
+            let mut out = vec![0f32; ids.len() * cols];
+            for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
+                row(id as usize, dst);
+            }
+            Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
+        };
         match self {
             Self::F32(t) => t.index_select(&Tensor::new(ids, t.device())?, 0),
-            Self::Packed(p) => {
-                let mut out = vec![0f32; ids.len() * cols];
-                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
-                    p.row_into(id as usize, dst);
-                }
-                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
-            }
-            Self::Int8(q) => {
-                let mut out = vec![0f32; ids.len() * cols];
-                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
-                    q.widen_rows(id as usize, dst);
-                }
-                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
-            }
-            Self::PackedInt8(q) => {
-                let mut out = vec![0f32; ids.len() * cols];
-                for (dst, &id) in out.chunks_exact_mut(cols).zip(ids) {
-                    q.row_into(id as usize, dst);
-                }
-                Tensor::from_vec(out, (ids.len(), cols), &Device::Cpu)
-            }
+            Self::Packed(p) => widened(&|r, dst| p.row_into(r, dst)),
+            Self::Int8(q) => widened(&|r, dst| q.widen_rows(r, dst)),
+            Self::PackedInt8(q) => widened(&|r, dst| q.row_into(r, dst)),
         }
     }
 }

@@ -24,11 +24,6 @@ pub const MAX_DEPTH: usize = (i32::MAX as usize) / (2 * 127 * 128);
 /// The top code of a quantized activation (7 bits).
 const TOP: f32 = 127.0;
 
-/// Whether this CPU runs integer products (x86-64 with AVX2, WebAssembly with SIMD).
-pub fn available() -> bool {
-    DotTile::best().is_some()
-}
-
 /// `W (rows × cols)` as int8 codes in panels of `nr` rows of W: per depth step of four columns,
 /// each panel row's four codes (rows past the last, and columns past the last step, zero).
 #[derive(Debug, Clone)]
