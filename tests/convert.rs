@@ -317,3 +317,87 @@ fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike(
         assert_eq!(run(&streamed), run(&whole), "{dir:?}");
     }
 }
+
+/// `bytes` pushed through a streaming conversion in pieces of the sizes `sizes` cycles through.
+fn streamed(bytes: &[u8], to: groupseg::checkpoint::convert::StoredAs, sizes: &[usize]) -> groupseg::Result<Vec<u8>> {
+    let mut conversion = groupseg::checkpoint::convert::StreamingConversion::new(to);
+    let mut out = Vec::new();
+    let mut at = 0;
+    for &n in sizes.iter().cycle() {
+        if at >= bytes.len() {
+            break;
+        }
+        let end = (at + n).min(bytes.len());
+        conversion.push(&bytes[at..end], &mut out)?;
+        at = end;
+    }
+    conversion.finish()?;
+    Ok(out)
+}
+
+#[test]
+fn a_checkpoint_converted_as_it_arrives_is_the_file_convert_writes() {
+    use groupseg::checkpoint::convert::{convert as convert_bytes, HeldBytes, StoredAs};
+    let dir = common::fixture("tiny-2stage");
+    let original = std::fs::read(dir.join("model.safetensors")).unwrap();
+    for to in [StoredAs::F16, StoredAs::Int8] {
+        let whole = convert_bytes(&original, to).unwrap();
+        // Pieces that cut the length, the header, rows and tensors anywhere, and one byte at a time.
+        for sizes in [&[original.len()][..], &[1], &[7, 4096, 1, 65_537], &[3, 1000]] {
+            let out = streamed(&original, to, sizes).unwrap();
+            assert!(out == whole, "{to:?} in pieces of {sizes:?}: not the file convert writes");
+        }
+        // An int8 file is kept as it is (converting its codes again would damage them).
+        if to == StoredAs::Int8 {
+            assert!(streamed(&whole, StoredAs::Int8, &[5000]).unwrap() == whole);
+            let held = HeldBytes::from_head(&whole).unwrap();
+            assert!(held.stored_int8 && held.as_it_is == held.as_int8);
+        }
+    }
+    // What a model holds, known from the header: the f32 file's tensors in f32, and as int8 what
+    // the loaded int8 copy holds.
+    let data_start = 8 + u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
+    assert!(HeldBytes::from_head(&original[..data_start - 1]).is_none(), "a header not all arrived");
+    let held = HeldBytes::from_head(&original[..data_start]).unwrap();
+    assert!(!held.stored_int8);
+    assert_eq!(held.as_it_is, original.len() - data_start);
+    let int8 = convert_bytes(&original, StoredAs::Int8).unwrap();
+    let int8_dir = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json"] {
+        std::fs::copy(dir.join(file), int8_dir.path().join(file)).unwrap();
+    }
+    std::fs::write(int8_dir.path().join("model.safetensors"), &int8).unwrap();
+    let seg = Segmenter::load_on(int8_dir.path(), &Device::Cpu, BackendChoice::Cpu).unwrap();
+    let resident = seg.resident_weights().cpu;
+    let ratio = held.as_int8 as f64 / resident as f64;
+    assert!((0.9..=1.1).contains(&ratio), "estimated {} bytes held as int8, the model holds {resident}", held.as_int8);
+}
+
+#[test]
+fn a_conversion_as_it_arrives_refuses_truncated_longer_nan_and_zip_files() {
+    use groupseg::checkpoint::convert::StoredAs;
+    let dir = common::fixture("tiny-2stage");
+    let original = std::fs::read(dir.join("model.safetensors")).unwrap();
+    let cut = streamed(&original[..original.len() - 10], StoredAs::Int8, &[4096]).unwrap_err().to_string();
+    assert!(cut.contains("truncated"), "{cut}");
+    let mut longer = original.clone();
+    longer.extend_from_slice(&[0; 16]);
+    let long = streamed(&longer, StoredAs::Int8, &[4096]).unwrap_err().to_string();
+    assert!(long.contains("more bytes"), "{long}");
+    let zip = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
+    let pk = streamed(&zip, StoredAs::Int8, &[4096]).unwrap_err().to_string();
+    assert!(pk.contains("PyTorch zip"), "{pk}");
+    let mut tensors = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let name = "text_model.encoder.layers.0.mlp.fc2.weight";
+    let t = &tensors[name];
+    let mut values = t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    values[5] = f32::INFINITY;
+    tensors.insert(name.to_owned(), candle_core::Tensor::from_vec(values, t.dims(), &Device::Cpu).unwrap());
+    let file = tempfile::NamedTempFile::new().unwrap();
+    candle_core::safetensors::save(&tensors, file.path()).unwrap();
+    let damaged = std::fs::read(file.path()).unwrap();
+    for to in [StoredAs::Int8, StoredAs::F16] {
+        let e = streamed(&damaged, to, &[999]).unwrap_err().to_string();
+        assert!(e.contains(name) && e.contains("NaN or infinite"), "{to:?}: {e}");
+    }
+}

@@ -2,7 +2,7 @@
 //! with one scale per output row (weights only, symmetric; biases, norms, embeddings of a single row
 //! and group tokens stay in f16). `crate::checkpoint::weights` reads both back in f32.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Device, Tensor};
 
@@ -159,97 +159,326 @@ pub fn convert_into(bytes: &dyn WeightBytes, stored: StoredAs, out: &mut dyn Con
     }
 }
 
+/// Where a converted file puts each tensor: its header, and each tensor's offset in the file.
+struct Layout {
+    header: Vec<u8>,
+    len: usize,
+    place: HashMap<String, usize>,
+}
+
+impl Layout {
+    /// The converted file's layout, from the original's tensors alone.
+    fn of(tensors: &[Original], stored: StoredAs) -> Result<Self> {
+        let mut entries: BTreeMap<String, (DType, Vec<usize>)> = BTreeMap::new();
+        for (name, dtype, shape) in tensors {
+            if name.ends_with(SCALE_SUFFIX) {
+                return Err(Error::InvalidInput(format!("{name}: the checkpoint is already in int8; convert its f32 or f16 original")));
+            }
+            match written(name, *dtype, shape, stored) {
+                Written::Same => entries.insert(name.clone(), (*dtype, shape.clone())),
+                Written::F16 => entries.insert(name.clone(), (DType::F16, shape.clone())),
+                Written::Int8 => {
+                    entries.insert(format!("{name}{SCALE_SUFFIX}"), (DType::F32, vec![shape[0]]));
+                    entries.insert(name.clone(), (DType::U8, shape.clone()))
+                }
+            };
+        }
+        // Name order (any order reads back the same).
+        let mut offset = 0;
+        let mut infos = Vec::with_capacity(entries.len());
+        let mut place = HashMap::with_capacity(entries.len());
+        for (name, (dtype, shape)) in &entries {
+            let size = shape.iter().product::<usize>() * dtype.size_in_bytes();
+            place.insert(name.clone(), offset);
+            infos.push((name.clone(), TensorInfo { dtype: (*dtype).into(), shape: shape.clone(), data_offsets: (offset, offset + size) }));
+            offset += size;
+        }
+        let bad_header = |e: String| Error::Weights(format!("cannot write the converted checkpoint: {e}"));
+        let meta = HashMap::from([("format".to_owned(), "pt".to_owned())]);
+        let metadata = Metadata::new(Some(meta), infos).map_err(|e| bad_header(e.to_string()))?;
+        let mut header = serde_json::to_vec(&metadata).map_err(|e| bad_header(e.to_string()))?;
+        // Padded with spaces to 8 bytes, as safetensors writes it, so the data is aligned for f32.
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let data_start = 8 + header.len();
+        let place = place.into_iter().map(|(n, at)| (n, data_start + at)).collect();
+        Ok(Self { len: data_start + offset, header, place })
+    }
+
+    /// Allocates `out` and writes the header.
+    fn start(&self, out: &mut dyn ConvertedFile) -> Result<()> {
+        out.allocate(self.len)?;
+        out.write_at(0, &(self.header.len() as u64).to_le_bytes())?;
+        out.write_at(8, &self.header)
+    }
+
+    fn at(&self, name: &str) -> usize {
+        self.place[name]
+    }
+}
+
+/// A tensor of the original as it is converted: what it becomes, and the unit it is converted by
+/// (a row for int8, whose scale is the row's; an element for f16; a byte kept as it is).
+struct Part<'a> {
+    name: &'a str,
+    dtype: DType,
+    count: usize,
+    written: Written,
+    /// Elements a unit: a row's for int8.
+    cols: usize,
+}
+
+impl<'a> Part<'a> {
+    fn of((name, dtype, shape): &'a Original, stored: StoredAs) -> Self {
+        let count: usize = shape.iter().product();
+        let written = written(name, *dtype, shape, stored);
+        let cols = match written {
+            Written::Int8 => (count / shape[0]).max(1),
+            _ => 1,
+        };
+        Self { name, dtype: *dtype, count, written, cols }
+    }
+
+    /// Bytes of the original a unit spans.
+    fn unit(&self) -> usize {
+        match self.written {
+            Written::Same => 1,
+            _ => self.cols * self.dtype.size_in_bytes(),
+        }
+    }
+
+    /// Units in the whole tensor.
+    fn units(&self) -> usize {
+        self.count * self.dtype.size_in_bytes() / self.unit()
+    }
+
+    /// Units converted a block at a time (a block of about [`BLOCK_BYTES`], at least one unit).
+    fn per_block(&self) -> usize {
+        (BLOCK_BYTES / self.unit()).max(1)
+    }
+
+    /// Converts the whole units in `raw`, the first being unit `first`, into their place in `out`.
+    fn convert(&self, first: usize, raw: &[u8], layout: &Layout, block: &mut Vec<u8>, out: &mut dyn ConvertedFile) -> Result<()> {
+        let to = layout.at(self.name);
+        match self.written {
+            Written::Same => out.write_at(to + first, raw),
+            Written::F16 => {
+                block.clear();
+                block.extend(decode_finite(self.name, self.dtype, raw)?.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()));
+                out.write_at(to + 2 * first, block)
+            }
+            Written::Int8 => {
+                let n = raw.len() / self.unit();
+                block.resize(n * self.cols, 0);
+                let mut scales = Vec::with_capacity(4 * n);
+                for (row, codes) in decode_finite(self.name, self.dtype, raw)?.chunks_exact(self.cols).zip(block.chunks_exact_mut(self.cols)) {
+                    scales.extend(quantize_row(row, codes).to_le_bytes());
+                }
+                out.write_at(to + first * self.cols, block)?;
+                out.write_at(layout.at(&format!("{}{SCALE_SUFFIX}", self.name)) + 4 * first, &scales)
+            }
+        }
+    }
+}
+
 /// Writes `tensors` as `stored` into `out`: the header first, from the shapes alone, then each
 /// tensor's bytes at their place, read a block at a time by `read(name, byte offset in the tensor,
 /// block)`.
-fn write(
-    tensors: &[Original],
-    stored: StoredAs,
-    read: &ReadBlock,
-    out: &mut dyn ConvertedFile,
-) -> Result<()> {
-    let mut entries: BTreeMap<String, (DType, Vec<usize>)> = BTreeMap::new();
-    for (name, dtype, shape) in tensors {
-        if name.ends_with(SCALE_SUFFIX) {
-            return Err(Error::InvalidInput(format!("{name}: the checkpoint is already in int8; convert its f32 or f16 original")));
-        }
-        match written(name, *dtype, shape, stored) {
-            Written::Same => entries.insert(name.clone(), (*dtype, shape.clone())),
-            Written::F16 => entries.insert(name.clone(), (DType::F16, shape.clone())),
-            Written::Int8 => {
-                entries.insert(format!("{name}{SCALE_SUFFIX}"), (DType::F32, vec![shape[0]]));
-                entries.insert(name.clone(), (DType::U8, shape.clone()))
-            }
-        };
-    }
-    // Name order (any order reads back the same).
-    let mut offset = 0;
-    let mut infos = Vec::with_capacity(entries.len());
-    let mut place = std::collections::HashMap::with_capacity(entries.len());
-    for (name, (dtype, shape)) in &entries {
-        let size = shape.iter().product::<usize>() * dtype.size_in_bytes();
-        place.insert(name.as_str(), offset);
-        infos.push((name.clone(), TensorInfo { dtype: (*dtype).into(), shape: shape.clone(), data_offsets: (offset, offset + size) }));
-        offset += size;
-    }
-    let bad_header = |e: String| Error::Weights(format!("cannot write the converted checkpoint: {e}"));
-    let meta = std::collections::HashMap::from([("format".to_owned(), "pt".to_owned())]);
-    let metadata = Metadata::new(Some(meta), infos).map_err(|e| bad_header(e.to_string()))?;
-    let mut header = serde_json::to_vec(&metadata).map_err(|e| bad_header(e.to_string()))?;
-    // Padded with spaces to 8 bytes, as safetensors writes it, so the data is aligned for f32.
-    header.resize(header.len().next_multiple_of(8), b' ');
-    let data_start = 8 + header.len();
-    out.allocate(data_start + offset)?;
-    out.write_at(0, &(header.len() as u64).to_le_bytes())?;
-    out.write_at(8, &header)?;
-    let at = |name: &str| data_start + place[name];
-
+fn write(tensors: &[Original], stored: StoredAs, read: &ReadBlock, out: &mut dyn ConvertedFile) -> Result<()> {
+    let layout = Layout::of(tensors, stored)?;
+    layout.start(out)?;
     // One block in, one out.
     let (mut raw, mut block) = (Vec::new(), Vec::new());
-    for (name, dtype, shape) in tensors {
-        let elem = dtype.size_in_bytes();
-        let count: usize = shape.iter().product();
-        match written(name, *dtype, shape, stored) {
-            Written::Same => {
-                let to = at(name);
-                for start in (0..count * elem).step_by(BLOCK_BYTES) {
-                    raw.resize(BLOCK_BYTES.min(count * elem - start), 0);
-                    read(name, start, &mut raw)?;
-                    out.write_at(to + start, &raw)?;
-                }
-            }
-            Written::F16 => {
-                let to = at(name);
-                let per_block = (BLOCK_BYTES / elem).max(1);
-                for first in (0..count).step_by(per_block) {
-                    let n = per_block.min(count - first);
-                    raw.resize(n * elem, 0);
-                    read(name, first * elem, &mut raw)?;
-                    block.clear();
-                    block.extend(decode_finite(name, *dtype, &raw)?.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()));
-                    out.write_at(to + 2 * first, &block)?;
-                }
-            }
-            Written::Int8 => {
-                let (rows, cols) = (shape[0], count / shape[0]);
-                let (codes_at, scales_at) = (at(name), at(&format!("{name}{SCALE_SUFFIX}")));
-                let per_block = (BLOCK_BYTES / (cols * elem).max(1)).max(1);
-                for r0 in (0..rows).step_by(per_block) {
-                    let n = per_block.min(rows - r0);
-                    raw.resize(n * cols * elem, 0);
-                    read(name, r0 * cols * elem, &mut raw)?;
-                    block.resize(n * cols, 0);
-                    let mut scales = Vec::with_capacity(4 * n);
-                    for (row, codes) in decode_finite(name, *dtype, &raw)?.chunks_exact(cols.max(1)).zip(block.chunks_exact_mut(cols.max(1))) {
-                        scales.extend(quantize_row(row, codes).to_le_bytes());
-                    }
-                    out.write_at(codes_at + r0 * cols, &block)?;
-                    out.write_at(scales_at + 4 * r0, &scales)?;
-                }
-            }
+    for tensor in tensors {
+        let part = Part::of(tensor, stored);
+        for first in (0..part.units()).step_by(part.per_block()) {
+            let n = part.per_block().min(part.units() - first);
+            raw.resize(n * part.unit(), 0);
+            read(part.name, first * part.unit(), &mut raw)?;
+            part.convert(first, &raw, &layout, &mut block, out)?;
         }
     }
     Ok(())
+}
+
+/// A safetensors file converted as its bytes arrive, in the file's order (a download, a Blob's
+/// stream): neither the original nor more than a block of it is ever held, only the converted
+/// file in `out`. A file already in int8 is written as it is.
+pub struct StreamingConversion {
+    stored: StoredAs,
+    state: Stream,
+    /// Bytes received and not yet converted; the first is the file's byte `at`.
+    pending: Vec<u8>,
+    at: usize,
+    block: Vec<u8>,
+}
+
+enum Stream {
+    /// Until the header has arrived.
+    Header,
+    /// Tensors by where they lie in the original, with their first byte there; `next` the one
+    /// being converted and `done` its units converted.
+    Converting { layout: Layout, tensors: Vec<(Original, usize)>, next: usize, done: usize, len: usize },
+    /// Already in int8: copied as it comes.
+    AsItIs { len: usize },
+}
+
+impl StreamingConversion {
+    pub fn new(stored: StoredAs) -> Self {
+        Self { stored, state: Stream::Header, pending: Vec::new(), at: 0, block: Vec::new() }
+    }
+
+    /// Whether the file, as its header says, is already in int8 (and is then written as it is);
+    /// `None` until the header has arrived.
+    pub fn already_int8(&self) -> Option<bool> {
+        match self.state {
+            Stream::Header => None,
+            Stream::AsItIs { .. } => Some(true),
+            Stream::Converting { .. } => Some(false),
+        }
+    }
+
+    /// Converts what `bytes`, the file's next bytes, complete.
+    pub fn push(&mut self, bytes: &[u8], out: &mut dyn ConvertedFile) -> Result<()> {
+        self.pending.extend_from_slice(bytes);
+        if matches!(self.state, Stream::Header) && !self.read_header(out)? {
+            return Ok(());
+        }
+        match &mut self.state {
+            Stream::Header => Ok(()),
+            Stream::AsItIs { len } => {
+                if self.at + self.pending.len() > *len {
+                    return Err(longer(*len));
+                }
+                out.write_at(self.at, &self.pending)?;
+                self.at += self.pending.len();
+                self.pending.clear();
+                Ok(())
+            }
+            Stream::Converting { layout, tensors, next, done, len } => {
+                if self.at + self.pending.len() > *len {
+                    return Err(longer(*len));
+                }
+                let mut used = 0;
+                while let Some((tensor, start)) = tensors.get(*next) {
+                    let part = Part::of(tensor, self.stored);
+                    // Bytes between tensors (none in files safetensors writes) are passed over.
+                    let here = self.at + used;
+                    let first = start + *done * part.unit();
+                    if here < first {
+                        used += (first - here).min(self.pending.len() - used);
+                        if self.at + used < first {
+                            break;
+                        }
+                    }
+                    let units = ((self.pending.len() - used) / part.unit()).min(part.units() - *done);
+                    for from in (0..units).step_by(part.per_block()) {
+                        let n = part.per_block().min(units - from);
+                        let raw = &self.pending[used + from * part.unit()..used + (from + n) * part.unit()];
+                        part.convert(*done + from, raw, layout, &mut self.block, out)?;
+                    }
+                    used += units * part.unit();
+                    *done += units;
+                    if *done < part.units() {
+                        break;
+                    }
+                    *next += 1;
+                    *done = 0;
+                }
+                self.pending.drain(..used);
+                self.at += used;
+                Ok(())
+            }
+        }
+    }
+
+    /// Checks that the whole file arrived and was converted.
+    pub fn finish(self) -> Result<()> {
+        let whole = match &self.state {
+            Stream::Header => false,
+            Stream::AsItIs { len } => self.at == *len,
+            Stream::Converting { tensors, next, len, .. } => *next == tensors.len() && self.at + self.pending.len() == *len,
+        };
+        if !whole {
+            return Err(Error::Weights(format!("the safetensors file is truncated: it ended after {} bytes", self.at + self.pending.len())));
+        }
+        Ok(())
+    }
+
+    /// Reads the header once it has all arrived, laying out `out`; false while it has not.
+    fn read_header(&mut self, out: &mut dyn ConvertedFile) -> Result<bool> {
+        if self.pending.len() >= 4 && self.pending.starts_with(b"PK\x03\x04") {
+            return Err(Error::InvalidInput("a PyTorch zip (pytorch_model.bin) cannot be converted as it arrives: convert it whole".into()));
+        }
+        let Some(first) = self.pending.first_chunk::<8>() else { return Ok(false) };
+        let header_len = SafetensorsIndex::header_len(*first)?;
+        if self.pending.len() < 8 + header_len {
+            return Ok(false);
+        }
+        let index = SafetensorsIndex::from_header(&self.pending[8..8 + header_len])?;
+        let len = index.file_len();
+        let mut tensors = index
+            .tensors()
+            .into_iter()
+            .map(|(name, info)| Ok(((name, DType::try_from(info.dtype)?, info.shape.clone()), index.data_start() + info.data_offsets.0)))
+            .collect::<Result<Vec<(Original, usize)>>>()?;
+        if tensors.iter().any(|((name, ..), _)| name.ends_with(SCALE_SUFFIX)) {
+            out.allocate(len)?;
+            self.state = Stream::AsItIs { len };
+            return Ok(true);
+        }
+        tensors.sort_by_key(|(_, start)| *start);
+        for pair in tensors.windows(2) {
+            let ((name, dtype, shape), start) = &pair[0];
+            if start + shape.iter().product::<usize>() * dtype.size_in_bytes() > pair[1].1 {
+                return Err(damaged(format!("{name} overlaps {}", pair[1].0 .0)));
+            }
+        }
+        let originals: Vec<Original> = tensors.iter().map(|(t, _)| t.clone()).collect();
+        let layout = Layout::of(&originals, self.stored)?;
+        layout.start(out)?;
+        self.pending.drain(..8 + header_len);
+        self.at = 8 + header_len;
+        self.state = Stream::Converting { layout, tensors, next: 0, done: 0, len };
+        Ok(true)
+    }
+}
+
+fn longer(len: usize) -> Error {
+    damaged(format!("more bytes arrived than the {len} its header describes"))
+}
+
+fn damaged(why: String) -> Error {
+    Error::Weights(format!("the safetensors file is damaged ({why})"))
+}
+
+/// Bytes a model built from a checkpoint holds in memory for its weights, as the checkpoint is and
+/// kept as int8: floats widen to f32, int8 codes stay bytes with an f32 scale a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBytes {
+    pub as_it_is: usize,
+    pub as_int8: usize,
+    /// Whether the checkpoint is stored in int8 already.
+    pub stored_int8: bool,
+}
+
+impl HeldBytes {
+    /// From a safetensors file's first bytes, when they hold its whole header (`None` before, or
+    /// for a file that is not safetensors).
+    pub fn from_head(head: &[u8]) -> Option<Self> {
+        let header_len = SafetensorsIndex::header_len(*head.first_chunk::<8>()?).ok()?;
+        let index = SafetensorsIndex::from_header(head.get(8..8 + header_len)?).ok()?;
+        let tensors = index.tensors();
+        let stored_int8 = tensors.iter().any(|(name, _)| name.ends_with(SCALE_SUFFIX));
+        let (mut as_it_is, mut as_int8) = (0, 0);
+        for (name, info) in &tensors {
+            let count: usize = info.shape.iter().product();
+            let dtype = DType::try_from(info.dtype).ok()?;
+            let held = if dtype.is_float() { 4 * count } else { count * dtype.size_in_bytes() };
+            as_it_is += held;
+            as_int8 += if !stored_int8 && dtype.is_float() && quantized(name, &info.shape) { count + 4 * info.shape[0] } else { held };
+        }
+        Some(Self { as_it_is, as_int8, stored_int8 })
+    }
 }
 
 #[cfg(test)]

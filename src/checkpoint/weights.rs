@@ -225,6 +225,10 @@ pub struct SafetensorsIndex {
     data_start: usize,
 }
 
+fn damaged(why: String) -> Error {
+    Error::Weights(format!("the safetensors file is damaged or truncated ({why})"))
+}
+
 impl SafetensorsIndex {
     /// The largest header read: a full-size GroupViT's is 62 KB.
     const MAX_HEADER: usize = 100 << 20;
@@ -232,25 +236,47 @@ impl SafetensorsIndex {
     /// Reads and checks the header of the safetensors file `bytes`, so that a truncated download is
     /// reported as such before any tensor is read.
     pub fn of(bytes: &dyn WeightBytes) -> Result<Self> {
-        let damaged = |why: String| Error::Weights(format!("the safetensors file is damaged or truncated ({why})"));
         let mut len = [0u8; 8];
         if bytes.len() < 8 {
             return Err(damaged(format!("{} bytes", bytes.len())));
         }
         bytes.read_at(0, &mut len)?;
-        let header_len = u64::from_le_bytes(len) as usize;
-        if header_len > Self::MAX_HEADER || 8 + header_len > bytes.len() {
+        let header_len = Self::header_len(len)?;
+        if 8 + header_len > bytes.len() {
             return Err(damaged(format!("a {header_len}-byte header in a {}-byte file", bytes.len())));
         }
         let mut header = vec![0u8; header_len];
         bytes.read_at(8, &mut header)?;
-        let metadata: Metadata = serde_json::from_slice(&header).map_err(|e| damaged(e.to_string()))?;
-        let data_start = 8 + header_len;
-        let data_len = metadata.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0);
-        if data_start.checked_add(data_len) != Some(bytes.len()) {
-            return Err(damaged(format!("its header describes {data_len} bytes of tensors after {data_start}, the file has {}", bytes.len())));
+        let index = Self::from_header(&header)?;
+        if index.file_len() != bytes.len() {
+            return Err(damaged(format!("its header describes a {}-byte file, the file has {}", index.file_len(), bytes.len())));
         }
-        Ok(Self { metadata, data_start })
+        Ok(index)
+    }
+
+    /// The header's length from the file's first 8 bytes, refused past [`Self::MAX_HEADER`].
+    pub fn header_len(first: [u8; 8]) -> Result<usize> {
+        let header_len = u64::from_le_bytes(first);
+        if header_len > Self::MAX_HEADER as u64 {
+            return Err(damaged(format!("a {header_len}-byte header")));
+        }
+        Ok(header_len as usize)
+    }
+
+    /// The index of a file whose header (the JSON after the length) is `header`.
+    pub fn from_header(header: &[u8]) -> Result<Self> {
+        let metadata: Metadata = serde_json::from_slice(header).map_err(|e| damaged(e.to_string()))?;
+        Ok(Self { metadata, data_start: 8 + header.len() })
+    }
+
+    /// Where the tensors' data starts in the file.
+    pub fn data_start(&self) -> usize {
+        self.data_start
+    }
+
+    /// The file's length as the header describes it.
+    pub fn file_len(&self) -> usize {
+        self.data_start + self.metadata.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0)
     }
 
     /// Every tensor: name, dtype and shape.
