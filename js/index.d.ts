@@ -39,9 +39,12 @@ export interface LoadOptions {
   onProgress?: (p: Progress) => void;
   /** Keep downloads in Cache Storage (default true). */
   cache?: boolean;
-  /** Keep the weights in Cache Storage converted to int8 (about a quarter of the bytes) or f16 (half);
-   * the first load converts them in the page. Label maps may differ slightly from the original's. */
-  keepAs?: 'int8' | 'f16' | null;
+  /** Keep the weights converted to int8 (about a quarter of the bytes, in memory too) or f16 (half
+   * the download), in memory and in Cache Storage; the first load converts them in the page as they
+   * download. Label maps may differ slightly from the original's. `null`: as they are. Default
+   * 'auto': as they are, but as int8 where the device reports 4 GB of memory or less
+   * (`navigator.deviceMemory`) or the module cannot make room for them as they are (`notes` says so). */
+  keepAs?: 'auto' | 'int8' | 'f16' | null;
   /** Where `groupseg_wasm_bg.wasm` (the single-threaded module) is, if not beside this module; or its
    * relaxed-SIMD build, `groupseg_wasm_relaxed_bg.wasm`. */
   wasmUrl?: string | URL;

@@ -3,7 +3,7 @@
 // module's Photo, and results into plain typed arrays and ImageData. Labels and options are read by
 // the module itself.
 import { live, startWasm, hasRelaxedSimd } from './module.js';
-import { CACHE_NAME, DEMO_MODEL, isCached, hasCaches, filesFromUrl, filesFromBlobs } from './models.js';
+import { CACHE_NAME, DEMO_MODEL, isCached, hasCaches, filesFromUrl, filesFromBlobs, lowMemory } from './models.js';
 import { LoadProgress } from './progress.js';
 import { withPhoto } from './photos.js';
 import { optionsFor, partFor, GEOMETRY } from './options.js';
@@ -26,8 +26,11 @@ export class Segmenter {
    * `cache: false`. `onProgress({stage, loaded, total, progress, file, cached})` is one signal for the
    * whole load: stage 'compile' (the wasm module), 'download' (bytes across every file), 'prepare'
    * (the model built); `progress` rises from 0 to 1 and never goes back. `keepAs: 'int8'` (or 'f16')
-   * keeps the weights in Cache Storage converted (a quarter or half of the bytes; the first visit
-   * converts them here), so later visits load the smaller copy. `threads` (default: the machine's
+   * keeps the weights converted, in memory and in Cache Storage (a quarter or half of the bytes,
+   * converted as they download), so later visits load the smaller copy; `null` keeps them as they
+   * are; `'auto'` (the default) as they are, but as int8 where the device reports 4 GB of memory
+   * or less (`navigator.deviceMemory`) or the module cannot make room for them as they are, which
+   * `notes` then says. `threads` (default: the machine's
    * cores) is how many threads the WebAssembly path uses: more than one needs a cross-origin
    * isolated page and a worker (`groupseg/worker`); otherwise it runs on one and `notes` says why.
    * The first load in a page (or worker) fixes the module and its threads. The weights are streamed
@@ -35,8 +38,8 @@ export class Segmenter {
    * JavaScript; a file over `maxWeightsBytes` (default and most: 2 GiB) is refused before it is read
    * when its size is known, else as it passes the cap.
    */
-  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = null, wasmUrl, threads, relaxedSimd, maxWeightsBytes } = {}) {
-    if (![null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
+  static async load({ modelUrl, files, backend = 'auto', onProgress, cache = true, keepAs = 'auto', wasmUrl, threads, relaxedSimd, maxWeightsBytes } = {}) {
+    if (!['auto', null, 'f16', 'int8'].includes(keepAs)) throw new Error(`keepAs must be 'auto', 'f16', 'int8' or null, not ${JSON.stringify(keepAs)}`);
     if (modelUrl && files) throw new Error('Segmenter.load takes modelUrl or files, not both');
     if (!modelUrl && !files) {
       modelUrl = DEMO_MODEL;
@@ -67,9 +70,12 @@ export class Segmenter {
       const why = relaxedSimd && !hasRelaxedSimd() ? 'this browser does not have it' : 'an earlier load here started the module';
       notes.push(`${started.relaxedSimd ? 'relaxed SIMD' : 'no relaxed SIMD'}: ${wasmUrl ? 'wasmUrl names the module' : why}`);
     }
+    const short = keepAs === 'auto' && lowMemory();
+    if (short) notes.push(`The model is kept as int8: ${short}.`);
+    const keep = short ? 'int8' : keepAs;
     const f = modelUrl
-      ? await filesFromUrl(modelUrl, { cache, onProgress: (p) => progress.file(p), notes, onExpect: (urls) => progress.expect(urls), keepAs, cap: maxWeightsBytes })
-      : await filesFromBlobs(files, maxWeightsBytes);
+      ? await filesFromUrl(modelUrl, { cache, onProgress: (p) => progress.file(p), notes, onExpect: (urls) => progress.expect(urls), keepAs: keep, cap: maxWeightsBytes })
+      : await filesFromBlobs(files, { cap: maxWeightsBytes, keep, notes });
     progress.stage('download', 1);
     progress.stage('prepare', 0);
     // The token table stays in the weights file where it is on disk (Cache Storage, a File): the

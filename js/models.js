@@ -49,6 +49,16 @@ async function cachedBlob(key) {
   return hit ? hit.blob() : null;
 }
 
+/** Refuses (throws) a weights file of `size` bytes over the module's cap or `cap`. */
+function refuseOver(cap, size) {
+  const check = new (live().WeightsUpload)(cap);
+  try {
+    check.expect(size);
+  } finally {
+    check.free();
+  }
+}
+
 /** Bytes of weights handed to the module at a time (a piece it releases once read through). */
 const WEIGHTS_PIECE = 1 << 20;
 
@@ -58,11 +68,18 @@ const weightsFile = (upload, blob) => upload && { upload, blob };
 
 /**
  * Streams `stream` (a ReadableStream of bytes, `size` of them if known) into a new WeightsUpload,
- * reporting progress: the file is never whole in JavaScript, and the module releases its pieces as
- * the model reads them. Refuses a file over the module's cap before or as it arrives.
+ * or into what `sinkFor(firstPiece)` gives (a WeightsConversion), reporting progress: the file is
+ * never whole in JavaScript, and the module releases its pieces as the model reads them. Refuses a
+ * file over the module's cap before or as it arrives. Resolves to the sink.
  */
-async function streamWeights(stream, size, onBytes, cap) {
-  const upload = new (live().WeightsUpload)(cap);
+async function streamWeights(stream, size, onBytes, cap, sinkFor = () => new (live().WeightsUpload)(cap)) {
+  // Made for the first piece, which holds the header: what the file holds decides where it goes.
+  let upload = null;
+  const sink = (piece) => {
+    upload ??= sinkFor(piece);
+    if (size) upload.expect(size);
+    return upload;
+  };
   // Read into one buffer of our own where the stream allows it (a download's body and a Blob's
   // stream are byte streams): the default reader's fresh chunks would wait for the garbage
   // collector, as much memory again as the file by the end.
@@ -81,12 +98,12 @@ async function streamWeights(stream, size, onBytes, cap) {
   let received = 0;
   const full = () => {
     if (filled === WEIGHTS_PIECE) {
-      upload.push(piece);
+      sink(piece).push(piece);
       filled = 0;
     }
   };
   try {
-    if (size) upload.expect(size);
+    if (size) refuseOver(cap, size); // before a byte is read
     for (;;) {
       if (byob) {
         const { done, value } = await reader.read(new Uint8Array(piece.buffer, filled, WEIGHTS_PIECE - filled));
@@ -111,49 +128,123 @@ async function streamWeights(stream, size, onBytes, cap) {
       }
       onBytes?.(received);
     }
-    upload.push(piece.subarray(0, filled));
+    sink(piece.subarray(0, filled)).push(piece.subarray(0, filled));
     return upload;
   } catch (e) {
-    upload.free();
+    upload?.free();
     await reader.cancel().catch(() => {});
     throw e;
   }
 }
 
-/** A Blob (a File, or a copy Cache Storage keeps on disk) streamed into the module. */
-async function blobWeights(url, blob, onProgress, cap) {
-  const upload = await streamWeights(blob.stream(), blob.size, (loaded) => onProgress?.({ file: url, loaded, total: blob.size, cached: true }), cap);
-  return weightsFile(upload, blob);
+const mb = (bytes) => (bytes / 1e6).toFixed(1);
+const fileName = (url) => String(url).split('/').pop();
+
+/** Memory, in GB, a device may report (`navigator.deviceMemory`, which Chromium gives) and still
+ * get models as they are under `keepAs: 'auto'`: at or under it they are kept as int8. Running out
+ * of memory is how in-browser models most often fail on phones. */
+const LOW_MEMORY_GB = 4;
+
+/** Memory a model takes in the module, weights and work together, from the larger of the weights
+ * it holds and its file (whose pieces wait in the module until the model reads them): the load
+ * peaked at 1.09× a full-size f32 file, and segmenting took at most 11.4 MB more than the weights
+ * (a 448 window of full-size GroupViT; 8.9 MB for the shapes demo's window and prompts). */
+const needs = (bytes) => bytes * 1.1 + 16e6;
+
+/** Why `keepAs: 'auto'` keeps every model as int8 on this device, or null. */
+export function lowMemory() {
+  const gb = globalThis.navigator?.deviceMemory;
+  return typeof gb === 'number' && gb <= LOW_MEMORY_GB ? `this device reports ${gb} GB of memory` : null;
+}
+
+/**
+ * The weights `stream` brings (`size` bytes if known), into the module as `keep` says ('auto',
+ * 'int8', 'f16' or null: as they are), resolving to a weightsFile. Under 'auto' the file's header
+ * (in its first piece) decides: as they are where the module can make room for what the model
+ * would hold so, else as int8, and `notes` says why. A converted copy is kept in `store` (the
+ * original there let go) and read into the module from there; `blob` is the original on disk.
+ */
+async function weightsInto(stream, size, { url, onBytes, cap, keep, store, blob, notes }) {
+  let as = keep === 'auto' ? null : keep;
+  let int8Need = 0; // room to make for the int8 copy, when 'auto' chose it
+  let received = 0;
+  const sink = await streamWeights(stream, size, (n) => { received = n; onBytes?.(n); }, cap, (head) => {
+    if (as && head[0] === 0x50 && head[1] === 0x4b) {
+      // A PyTorch zip (a File the user chose) cannot be converted as it arrives.
+      notes?.push(`${fileName(url)} is held as it is, not as ${as}: a pytorch_model.bin is converted only whole (groupseg convert).`);
+      as = null;
+    }
+    if (keep === 'auto') {
+      const held = live().weightsHeld(head);
+      const need = held && needs(Math.max(held.asItIs, size));
+      if (held && !held.storedInt8 && !live().reserveMemory(need)) {
+        as = 'int8';
+        int8Need = needs(held.asInt8);
+        notes?.push(`${fileName(url)} is kept as int8 (${mb(held.asInt8)} MB of weights instead of ${mb(held.asItIs)} MB): `
+          + `this browser could not give the model the ${mb(need)} MB it needs as it is.`);
+      }
+    }
+    return as ? new (live().WeightsConversion)(as, cap) : new (live().WeightsUpload)(cap);
+  });
+  if (!as) return weightsFile(sink, blob);
+  const alreadyInt8 = sink.alreadyInt8;
+  const bytes = sink.finish();
+  const key = convertedKey(url, as);
+  try {
+    await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
+    await store?.delete(url); // a later visit reads the converted copy (keptWeights) first
+  } catch (e) {
+    notes?.push(`the ${as} copy of ${fileName(url)} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+      + 'the next visit downloads it again.');
+  }
+  if (keep !== 'auto' && !alreadyInt8) {
+    notes?.push(`${fileName(url)} is kept ${store ? 'in this browser ' : ''}as ${as} (${mb(bytes.length)} MB instead of ${mb(received)} MB).`);
+  }
+  if (int8Need && !live().reserveMemory(int8Need)) {
+    throw new Error(`this browser could not give the model the ${mb(int8Need)} MB it needs even as int8: close other tabs, or load a smaller model`);
+  }
+  const kept = store ? await cachedBlob(key) : null;
+  // Read from the copy on disk where there is one, so that these bytes can go.
+  const upload = await streamWeights(kept ? kept.stream() : new Blob([bytes]).stream(), bytes.length, null, cap);
+  return weightsFile(upload, kept);
+}
+
+/** A Blob (a File, or a copy Cache Storage keeps on disk) streamed into the module as `keep` says. */
+function blobWeights(url, blob, { onProgress, cap, keep = null, store = null, notes } = {}) {
+  const onBytes = (loaded) => onProgress?.({ file: url, loaded, total: blob.size, cached: true });
+  return weightsInto(blob.stream(), blob.size, { url, onBytes, cap, keep, store, blob, notes });
 }
 
 /** The weights at `url` from a converted copy in Cache Storage (int8 first), or null. */
 async function keptWeights(url, onProgress, cap) {
   for (const as of ['int8', 'f16']) {
     const blob = await cachedBlob(convertedKey(url, as));
-    if (blob) return blobWeights(url, blob, onProgress, cap);
+    if (blob) return blobWeights(url, blob, { onProgress, cap });
   }
   return null;
 }
 
 /**
- * The weights at `url` downloaded (not kept as they are), converted here to `as` ('f16' or 'int8')
- * and kept so in Cache Storage: later loads read (and the browser stores) a half or a quarter of the
- * bytes.
+ * A `pytorch_model.bin` at `url` downloaded whole (a zip cannot be converted as it arrives),
+ * converted here to `as` ('f16' or 'int8'), kept so in Cache Storage when `cache`, and read into
+ * the module.
  */
-async function convertedWeights(url, as, { onProgress, optional, notes }) {
-  const store = hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
-  const key = convertedKey(url, as);
+async function convertedZip(url, as, { cache, onProgress, optional, notes, cap }) {
+  const store = cache && hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
   const original = await fetchBytes(url, { cache: false, onProgress, optional, notes });
   if (!original) return null;
   const bytes = live().convertWeights(original, as);
+  const key = convertedKey(url, as);
   try {
     await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
   } catch (e) {
-    notes?.push(`the ${as} copy of ${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+    notes?.push(`the ${as} copy of ${fileName(url)} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
       + 'the next visit downloads it again.');
   }
-  notes?.push(`${url.split('/').pop()} is kept in this browser as ${as} (${(bytes.length / 1e6).toFixed(1)} MB instead of ${(original.length / 1e6).toFixed(1)} MB).`);
-  return bytes;
+  notes?.push(`${fileName(url)} is kept ${store ? 'in this browser ' : ''}as ${as} (${mb(bytes.length)} MB instead of ${mb(original.length)} MB).`);
+  const kept = store ? await cachedBlob(key) : null;
+  const upload = await streamWeights(kept ? kept.stream() : new Blob([bytes]).stream(), bytes.length, null, cap);
+  return weightsFile(upload, kept);
 }
 
 /**
@@ -216,32 +307,33 @@ async function download(url, { onProgress, optional = false }) {
 }
 
 /**
- * The weights at `url` streamed into the module: from Cache Storage when they are there; else
- * downloaded into Cache Storage (to disk, counted as they come) and streamed from there, or, where
- * nothing is kept (`cache` false, no Cache Storage, or a full one), streamed as they download.
- * No whole copy of the file is held in JavaScript on any of these paths.
+ * The weights at `url` streamed into the module as `keep` says: from Cache Storage when they are
+ * there; else downloaded into Cache Storage (to disk, counted as they come) and streamed from
+ * there, or, where nothing is kept (`cache` false, no Cache Storage, or a full one), streamed as
+ * they download. No whole copy of the file is held in JavaScript on any of these paths.
  */
-async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap }) {
+async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap, keep }) {
   const store = cache && hasCaches() ? await caches.open(CACHE_NAME).catch(() => null) : null;
   const fail = (e) => { throw new Error(`Could not load ${url}: ${e.message}`); };
   const hit = await store?.match(url);
-  if (hit) return blobWeights(url, await hit.blob(), onProgress, cap).catch(fail);
+  if (hit) return blobWeights(url, await hit.blob(), { onProgress, cap, keep, store, notes }).catch(fail);
   const response = await download(url, { onProgress, optional });
   if (!response) return null;
   const total = Number(response.headers.get('content-length')) || 0;
   if (total) {
-    const check = new (live().WeightsUpload)(cap);
     try {
-      check.expect(total);
+      refuseOver(cap, total);
     } catch (e) {
       await response.body.cancel().catch(() => {}); // not downloaded
       fail(e);
-    } finally {
-      check.free();
     }
   }
   const progress = (loaded) => onProgress?.({ file: url, loaded, total, cached: false });
   progress(0);
+  // Kept converted: converted as it downloads, and only the copy kept.
+  if (store && (keep === 'int8' || keep === 'f16')) {
+    return weightsInto(response.body, total, { url, onBytes: progress, cap, keep, store, blob: null, notes }).catch(fail);
+  }
   if (store) {
     let loaded = 0;
     const counted = response.body.pipeThrough(new TransformStream({
@@ -254,13 +346,13 @@ async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap }) 
     } catch (e) {
       // A full Cache Storage (or one the browser refuses) costs this load a second download and
       // the next visit a download, nothing more.
-      notes?.push(`${url.split('/').pop()} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
+      notes?.push(`${fileName(url)} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
         + 'the next visit downloads it again.');
     }
-    if (blob) return blobWeights(url, blob, null, cap).catch(fail);
-    return weightsFromUrl(url, { cache: false, onProgress, optional, notes, cap });
+    if (blob) return blobWeights(url, blob, { cap, keep, store, notes }).catch(fail);
+    return weightsFromUrl(url, { cache: false, onProgress, optional, notes, cap, keep });
   }
-  return weightsFile(await streamWeights(response.body, total, progress, cap).catch(fail), null);
+  return weightsInto(response.body, total, { url, onBytes: progress, cap, keep, store: null, blob: null, notes }).catch(fail);
 }
 
 const text = (bytes) => new TextDecoder().decode(bytes);
@@ -275,17 +367,13 @@ export async function filesFromUrl(modelUrl, { cache, onProgress, notes, onExpec
     if (!url) return null;
     const weights = name === 'model.safetensors' || name === 'pytorch_model.bin';
     if (!weights) return fetchBytes(url, { cache, onProgress, optional, notes });
-    if (!cache) return weightsFromUrl(url, { cache, onProgress, optional, notes, cap });
     // A converted copy kept by an earlier visit serves, whatever this load asks to keep.
-    const kept = await keptWeights(url, onProgress, cap);
+    const kept = cache && await keptWeights(url, onProgress, cap);
     if (kept) return kept;
-    if (keepAs) {
-      const converted = await convertedWeights(url, keepAs, { onProgress, optional, notes });
-      if (!converted) return null;
-      const upload = await streamWeights(new Blob([converted]).stream(), converted.length, null, cap);
-      return weightsFile(upload, await cachedBlob(convertedKey(url, keepAs)));
+    if (name === 'pytorch_model.bin' && (keepAs === 'int8' || keepAs === 'f16')) {
+      return convertedZip(url, keepAs, { cache, onProgress, optional, notes, cap });
     }
-    return weightsFromUrl(url, { cache, onProgress, optional, notes, cap });
+    return weightsFromUrl(url, { cache, onProgress, optional, notes, cap, keep: keepAs });
   };
   // All at once, so the sizes of all (the weights above all) are known from the start.
   onExpect?.(['config.json', 'tokenizer.json', 'preprocessor_config.json', 'model.safetensors'].map((n) => fileUrl(modelUrl, n)).filter(Boolean));
@@ -302,8 +390,9 @@ export async function filesFromUrl(modelUrl, { cache, onProgress, notes, onExpec
 /** Where each stage of a load lies in its overall progress (0–1): the wasm module's compilation, the
  * checkpoint's download, the model's preparation (weights read, uploaded to the GPU). */
 
-/** The checkpoint files from user-chosen `File`s (a FileList, an array, or a name → Blob map). */
-export async function filesFromBlobs(files, cap) {
+/** The checkpoint files from user-chosen `File`s (a FileList, an array, or a name → Blob map), the
+ * weights held as `keep` says (as for `filesFromUrl`). */
+export async function filesFromBlobs(files, { cap, keep, notes }) {
   const byName = files instanceof Map ? Object.fromEntries(files)
     : Array.isArray(files) || (typeof FileList !== 'undefined' && files instanceof FileList)
       ? Object.fromEntries([...files].map((f) => [f.name, f])) : files;
@@ -316,8 +405,9 @@ export async function filesFromBlobs(files, cap) {
     config: await byName['config.json'].text(),
     tokenizer: await bytes(byName['tokenizer.json']),
     preprocessor: byName['preprocessor_config.json'] ? await byName['preprocessor_config.json'].text() : null,
-    weights: (await blobWeights(weights.name, weights, null, cap).catch((e) => { throw new Error(`${weights.name ?? 'The weights file'}: ${e.message}`); })).upload,
-    // A File is read from disk again when the module asks for token rows.
-    weightsBlob: weights,
+    ...await blobWeights(weights.name ?? 'model.safetensors', weights, { cap, keep, notes })
+      .then(({ upload, blob }) => ({ weights: upload, weightsBlob: blob }))
+      // A File is read from disk again when the module asks for token rows.
+      .catch((e) => { throw new Error(`${weights.name ?? 'The weights file'}: ${e.message}`); }),
   };
 }

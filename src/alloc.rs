@@ -75,6 +75,19 @@ mod counted {
     static COUNTED: Counted = Counted;
 }
 
+/// Whether `bytes` more can be allocated now. In WebAssembly the memory grows to make room where
+/// the browser lets it, and the room is left free for what comes next, so that a model too large
+/// for the page is known before it loads rather than by a failed allocation midway (which ends the
+/// module). The trial allocation is not counted as the most ever live: it held nothing.
+pub fn reserve(bytes: usize) -> bool {
+    #[cfg(web)]
+    let peak = counted::PEAK.load(std::sync::atomic::Ordering::Relaxed);
+    let room = Vec::<u8>::new().try_reserve_exact(bytes).is_ok();
+    #[cfg(web)]
+    counted::PEAK.store(peak.max(counted::LIVE.load(std::sync::atomic::Ordering::Relaxed)), std::sync::atomic::Ordering::Relaxed);
+    room
+}
+
 /// What the allocator has handed out and not had back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LiveBytes {
@@ -93,5 +106,14 @@ pub fn live_bytes() -> Option<LiveBytes> {
     #[cfg(native)]
     {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn room_is_said_without_allocating_past_what_can_be() {
+        assert!(super::reserve(1 << 20));
+        assert!(!super::reserve(isize::MAX as usize + 1), "more than any allocation may be");
     }
 }

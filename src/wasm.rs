@@ -12,6 +12,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 use crate::coco;
 use crate::detect::{self, DetectOptions};
+use crate::checkpoint::convert::{HeldBytes, StoredAs, StreamingConversion};
 use crate::checkpoint::weights::{ArrivingBytes, RangesRead, WeightBytes, WeightRanges};
 use crate::pipeline::{self, CheckpointFiles, TokenizerFiles};
 use crate::segment::{self, Background, SegmentOptions, SegmentOverrides, Segmentation};
@@ -472,10 +473,87 @@ pub fn merge_coco(files: JsValue) -> Result<JsValue, JsError> {
 /// Both files stay in JavaScript's memory; the module holds a block of each at a time.
 #[wasm_bindgen(js_name = convertWeights)]
 pub fn convert_weights(bytes: js_sys::Uint8Array, to: &str) -> Result<js_sys::Uint8Array, JsError> {
-    let stored: crate::checkpoint::convert::StoredAs = to.parse().map_err(js)?;
+    let stored: StoredAs = to.parse().map_err(js)?;
     let mut out = JsArrayOut(js_sys::Uint8Array::new_with_length(0));
     crate::checkpoint::convert::convert_into(&JsBytes::new(bytes), stored, &mut out).map_err(js)?;
     Ok(out.0)
+}
+
+/// A weights file converted as it downloads (or as Cache Storage or a file reads it), for keeping a
+/// model as int8 (or f16): the original is never held, here or in JavaScript; only the converted
+/// file, in JavaScript's memory (`finish`). A file already in int8 comes back as it is.
+#[wasm_bindgen]
+pub struct WeightsConversion {
+    conversion: StreamingConversion,
+    out: JsArrayOut,
+    cap: usize,
+    received: usize,
+}
+
+#[wasm_bindgen]
+impl WeightsConversion {
+    /// `to`: "int8" or "f16"; `cap` as for `WeightsUpload`.
+    #[wasm_bindgen(constructor)]
+    pub fn new(to: &str, cap: Option<f64>) -> Result<WeightsConversion, JsError> {
+        let stored: StoredAs = to.parse().map_err(js)?;
+        let cap = WeightsUpload::new(cap)?.cap;
+        Ok(WeightsConversion { conversion: StreamingConversion::new(stored), out: JsArrayOut(js_sys::Uint8Array::new_with_length(0)), cap, received: 0 })
+    }
+
+    /// As `WeightsUpload.expect`.
+    pub fn expect(&self, bytes: f64) -> Result<(), JsError> {
+        if bytes > self.cap as f64 {
+            return Err(JsError::new(&too_large_weights(bytes as usize, self.cap, false)));
+        }
+        Ok(())
+    }
+
+    /// Converts what the file's next bytes complete; refuses to grow past the cap.
+    pub fn push(&mut self, bytes: &[u8]) -> Result<(), JsError> {
+        self.received += bytes.len();
+        if self.received > self.cap {
+            return Err(JsError::new(&too_large_weights(self.received, self.cap, true)));
+        }
+        self.conversion.push(bytes, &mut self.out).map_err(js)
+    }
+
+    /// Whether the file was in int8 already (and comes back as it is); undefined until its header
+    /// has arrived.
+    #[wasm_bindgen(getter, js_name = alreadyInt8)]
+    pub fn already_int8(&self) -> Option<bool> {
+        self.conversion.already_int8()
+    }
+
+    /// The converted file, once every byte has arrived (an error for a truncated one).
+    pub fn finish(self) -> Result<js_sys::Uint8Array, JsError> {
+        self.conversion.finish().map_err(js)?;
+        Ok(self.out.0)
+    }
+}
+
+/// Bytes a model built from a safetensors file would hold for its weights, from the file's first
+/// bytes: `{asItIs, asInt8, storedInt8}`, or undefined until `head` holds the whole header (or for
+/// a file that is not safetensors).
+#[wasm_bindgen(js_name = weightsHeld)]
+pub fn weights_held(head: &[u8]) -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Held {
+        as_it_is: f64,
+        as_int8: f64,
+        stored_int8: bool,
+    }
+    match HeldBytes::from_head(head) {
+        None => Ok(JsValue::UNDEFINED),
+        Some(h) => to_js(&Held { as_it_is: h.as_it_is as f64, as_int8: h.as_int8 as f64, stored_int8: h.stored_int8 }),
+    }
+}
+
+/// Whether `bytes` more can be allocated in the module's memory now, making room for them where
+/// the browser lets the memory grow ([`crate::alloc::reserve`]).
+#[wasm_bindgen(js_name = reserveMemory)]
+pub fn reserve_memory(bytes: f64) -> bool {
+    bytes.is_finite() && bytes >= 0.0 && bytes < u32::MAX as f64 && crate::alloc::reserve(bytes as usize)
 }
 
 /// A converted file written into an array in JavaScript's memory.

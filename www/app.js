@@ -160,7 +160,7 @@ async function loadNow(source) {
   status('Loading the model…');
   try {
     const { fromLink, ...chosen } = source;
-    const { backend, notes, capabilities } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : null }, showProgress);
+    const { backend, notes, capabilities } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : 'auto' }, showProgress);
     modelReady = true;
     // The next visit starts with the same model when the browser keeps it; a model a link named
     // (?model=) only when the person keeps it, so a link cannot choose their later visits' model.

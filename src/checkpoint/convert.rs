@@ -41,8 +41,8 @@ fn quantized(name: &str, shape: &[usize]) -> bool {
 }
 
 /// Bytes converted at a time: the file's largest tensor (the token embedding, 101 MB in f32)
-/// passes through in blocks of about this much.
-const BLOCK_BYTES: usize = 1 << 20;
+/// passes through in blocks of about this much (each widened to f32 as it is converted).
+const BLOCK_BYTES: usize = 256 << 10;
 
 /// One row of weights as `u8` codes round(w / scale) + 128 into `codes`; returns the row's scale,
 /// max|w| / 127 (1 for a row of zeros, which then decodes to zeros without dividing by zero).
@@ -55,10 +55,18 @@ fn quantize_row(row: &[f32], codes: &mut [u8]) -> f32 {
     scale
 }
 
-/// Little-endian floats of `dtype` in `raw`, as f32 (candle's conversions).
+/// Little-endian floats of `dtype` in `raw`, as f32, into one vector (no intermediate copies: in
+/// the browser a block's copies are the conversion's whole working memory).
 fn decode(dtype: DType, raw: &[u8]) -> Result<Vec<f32>> {
-    let count = raw.len() / dtype.size_in_bytes();
-    Ok(Tensor::from_raw_buffer(raw, dtype, &[count], &Device::Cpu)?.to_dtype(DType::F32)?.to_vec1::<f32>()?)
+    Ok(match dtype {
+        DType::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+        DType::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        DType::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+        _ => {
+            let count = raw.len() / dtype.size_in_bytes();
+            Tensor::from_raw_buffer(raw, dtype, &[count], &Device::Cpu)?.to_dtype(DType::F32)?.to_vec1::<f32>()?
+        }
+    })
 }
 
 /// `name`'s values, decoded, refused when any is NaN or infinite: int8 would write such a row as
