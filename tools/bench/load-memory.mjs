@@ -6,6 +6,7 @@
 // streamed from there), a later visit (from Cache Storage), and `cache: false` (streamed as it
 // downloads).
 // Usage: node tools/bench/load-memory.mjs OUT   (OUT/model: e.g. ./build.sh bench's full-size model)
+// LOAD_MEMORY_KEEP=int8 (or f16, null): the loads' keepAs (default: the package's, 'auto').
 import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { serve, launch, newPage, root } from '../../tests/browser/harness.mjs';
@@ -37,7 +38,8 @@ async function rendererKb() {
 
 const server = await serve(site);
 const mb = (b) => (b / 1048576).toFixed(1);
-console.log(`weights file: ${mb(weights)} MB (${out}/model)`);
+const keepAs = process.env.LOAD_MEMORY_KEEP === 'null' ? null : process.env.LOAD_MEMORY_KEEP;
+console.log(`weights file: ${mb(weights)} MB (${out}/model), keepAs ${keepAs === undefined ? 'the default' : keepAs}`);
 const visits = [['first visit (Cache Storage)', true, false], ['later visit (from Cache Storage)', true, true], ['cache: false', false, false]];
 let context = null;
 let browser = null;
@@ -58,13 +60,13 @@ for (const [name, cache, again] of visits) {
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
-  const memory = await page.evaluate(async ({ cache }) => {
+  const memory = await page.evaluate(async ({ cache, keepAs }) => {
     const { Segmenter } = await import('/pkg/worker.js');
-    const s = await Segmenter.load({ modelUrl: `${location.origin}/model/`, backend: 'cpu', cache, threads: 1 });
+    const s = await Segmenter.load({ modelUrl: `${location.origin}/model/`, backend: 'cpu', cache, threads: 1, keepAs });
     const m = await s.memory();
     globalThis.kept = s;
     return m;
-  }, { cache });
+  }, { cache, keepAs });
   const after = await rendererKb();
   sampling = false;
   await sampler;
