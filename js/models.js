@@ -75,11 +75,7 @@ const weightsFile = (upload, blob) => upload && { upload, blob };
 async function streamWeights(stream, size, onBytes, cap, sinkFor = () => new (live().WeightsUpload)(cap)) {
   // Made for the first piece, which holds the header: what the file holds decides where it goes.
   let upload = null;
-  const sink = (piece) => {
-    upload ??= sinkFor(piece);
-    if (size) upload.expect(size);
-    return upload;
-  };
+  const sink = (piece) => (upload ??= sinkFor(piece));
   // Read into one buffer of our own where the stream allows it (a download's body and a Blob's
   // stream are byte streams): the default reader's fresh chunks would wait for the garbage
   // collector, as much memory again as the file by the end.
@@ -189,22 +185,29 @@ async function weightsInto(stream, size, { url, onBytes, cap, keep, store, blob,
   if (!as) return weightsFile(sink, blob);
   const alreadyInt8 = sink.alreadyInt8;
   const bytes = sink.finish();
+  if (int8Need && !live().reserveMemory(int8Need)) {
+    throw new Error(`this browser could not give the model the ${mb(int8Need)} MB it needs even as int8: close other tabs, or load a smaller model`);
+  }
+  const said = keep !== 'auto' && !alreadyInt8 && `${mb(bytes.length)} MB instead of ${mb(received)} MB`;
+  return holdConverted(url, as, bytes, { store, cap, notes, said });
+}
+
+/**
+ * `bytes`, the weights at `url` converted to `as`, kept in `store` under their own key (the
+ * original there let go: a later visit reads the copy first) and read into the module from there,
+ * so that these bytes can go; `said` (sizes), when given, goes into `notes`.
+ */
+async function holdConverted(url, as, bytes, { store, cap, notes, said }) {
   const key = convertedKey(url, as);
   try {
     await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
-    await store?.delete(url); // a later visit reads the converted copy (keptWeights) first
+    await store?.delete(url);
   } catch (e) {
     notes?.push(`the ${as} copy of ${fileName(url)} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
       + 'the next visit downloads it again.');
   }
-  if (keep !== 'auto' && !alreadyInt8) {
-    notes?.push(`${fileName(url)} is kept ${store ? 'in this browser ' : ''}as ${as} (${mb(bytes.length)} MB instead of ${mb(received)} MB).`);
-  }
-  if (int8Need && !live().reserveMemory(int8Need)) {
-    throw new Error(`this browser could not give the model the ${mb(int8Need)} MB it needs even as int8: close other tabs, or load a smaller model`);
-  }
+  if (said) notes?.push(`${fileName(url)} is kept ${store ? 'in this browser ' : ''}as ${as} (${said}).`);
   const kept = store ? await cachedBlob(key) : null;
-  // Read from the copy on disk where there is one, so that these bytes can go.
   const upload = await streamWeights(kept ? kept.stream() : new Blob([bytes]).stream(), bytes.length, null, cap);
   return weightsFile(upload, kept);
 }
@@ -234,17 +237,7 @@ async function convertedZip(url, as, { cache, onProgress, optional, notes, cap }
   const original = await fetchBytes(url, { cache: false, onProgress, optional, notes });
   if (!original) return null;
   const bytes = live().convertWeights(original, as);
-  const key = convertedKey(url, as);
-  try {
-    await store?.put(key, new Response(bytes, { headers: { 'content-type': 'application/octet-stream' } }));
-  } catch (e) {
-    notes?.push(`the ${as} copy of ${fileName(url)} could not be kept in the browser's Cache Storage (${e.name ?? e.message}): `
-      + 'the next visit downloads it again.');
-  }
-  notes?.push(`${fileName(url)} is kept ${store ? 'in this browser ' : ''}as ${as} (${mb(bytes.length)} MB instead of ${mb(original.length)} MB).`);
-  const kept = store ? await cachedBlob(key) : null;
-  const upload = await streamWeights(kept ? kept.stream() : new Blob([bytes]).stream(), bytes.length, null, cap);
-  return weightsFile(upload, kept);
+  return holdConverted(url, as, bytes, { store, cap, notes, said: `${mb(bytes.length)} MB instead of ${mb(original.length)} MB` });
 }
 
 /**

@@ -84,12 +84,7 @@ impl WeightsUpload {
     /// rather refuse a model than hold it).
     #[wasm_bindgen(constructor)]
     pub fn new(cap: Option<f64>) -> Result<WeightsUpload, JsError> {
-        let cap = match cap {
-            None => MAX_WEIGHTS_BYTES,
-            Some(c) if c.is_finite() && c >= 1.0 => (c as usize).min(MAX_WEIGHTS_BYTES),
-            Some(c) => return Err(JsError::new(&format!("maxWeightsBytes must be a positive number of bytes, not {c}"))),
-        };
-        Ok(WeightsUpload { bytes: ArrivingBytes::new(), cap })
+        Ok(WeightsUpload { bytes: ArrivingBytes::new(), cap: weights_cap(cap)? })
     }
 
     /// Refuses a file announced (by its download's length or a file's size) as larger than the cap,
@@ -115,6 +110,15 @@ impl WeightsUpload {
     #[wasm_bindgen(getter)]
     pub fn length(&self) -> f64 {
         self.bytes.len() as f64
+    }
+}
+
+/// The most bytes of weights a load takes: `maxWeightsBytes` if given, never past [`MAX_WEIGHTS_BYTES`].
+fn weights_cap(cap: Option<f64>) -> Result<usize, JsError> {
+    match cap {
+        None => Ok(MAX_WEIGHTS_BYTES),
+        Some(c) if c.is_finite() && c >= 1.0 => Ok((c as usize).min(MAX_WEIGHTS_BYTES)),
+        Some(c) => Err(JsError::new(&format!("maxWeightsBytes must be a positive number of bytes, not {c}"))),
     }
 }
 
@@ -496,7 +500,7 @@ impl WeightsConversion {
     #[wasm_bindgen(constructor)]
     pub fn new(to: &str, cap: Option<f64>) -> Result<WeightsConversion, JsError> {
         let stored: StoredAs = to.parse().map_err(js)?;
-        let cap = WeightsUpload::new(cap)?.cap;
+        let cap = weights_cap(cap)?;
         Ok(WeightsConversion { conversion: StreamingConversion::new(stored), out: JsArrayOut(js_sys::Uint8Array::new_with_length(0)), cap, received: 0 })
     }
 
