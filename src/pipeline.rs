@@ -204,11 +204,6 @@ impl Segmenter {
         SegmentOptions::for_image_size(config.vision_config.image_size)
             .with(&SegmentOverrides::from(&config.segmentation))
             .map_err(|e| Error::Config(format!("its segmentation section: {e}")))?;
-        let context = config.text_config.max_position_embeddings;
-        let tokenizer = match files.tokenizer {
-            TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(&json, context)?,
-            TokenizerFiles::VocabMerges { vocab, merges } => TextTokenizer::from_vocab_merges(vocab, merges, context)?,
-        };
         let preprocessor = match files.preprocessor {
             Some(json) => PreprocessorConfig::from_json(json)?,
             None => PreprocessorConfig::default(),
@@ -223,6 +218,13 @@ impl Segmenter {
         let cpu_image = model::ImageEncoder::new(vb, &config)?;
         let image_bytes = weights.fetched_bytes() - text_bytes;
         drop(weights);
+        // Parsed once the weights file is read and let go: in the browser the file's pieces and
+        // the tokenizer's tables are then never in the module's memory together.
+        let context = config.text_config.max_position_embeddings;
+        let tokenizer = match files.tokenizer {
+            TokenizerFiles::Json(json) => TextTokenizer::from_tokenizer_json(&json, context)?,
+            TokenizerFiles::VocabMerges { vocab, merges } => TextTokenizer::from_vocab_merges(vocab, merges, context)?,
+        };
         let (image, running) = Backend::open(cpu_image, choice).await?;
         let (image_cpu, image_gpu) = image.weight_bytes(image_bytes);
         let resident = ResidentWeights { cpu: text_bytes + image_cpu, gpu: image_gpu, in_file: 0 };

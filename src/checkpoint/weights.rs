@@ -71,6 +71,10 @@ pub trait WeightBytes: Send + Sync {
         self.len() == 0
     }
 
+    /// Says that bytes `range` will not be read (a tensor left in the file): where the file is
+    /// held in pieces, a piece nothing else needs goes now rather than with the file.
+    fn pass_over(&self, _range: Range<usize>) {}
+
     /// The whole file (a PyTorch zip is read as one).
     fn to_vec(&self) -> Result<Vec<u8>> {
         let mut all = vec![0u8; self.len()];
@@ -165,6 +169,15 @@ impl ArrivingBytes {
 impl WeightBytes for ArrivingBytes {
     fn len(&self) -> usize {
         self.len
+    }
+
+    fn pass_over(&self, range: Range<usize>) {
+        let mut pieces = self.pieces.lock().unwrap_or_else(|p| p.into_inner());
+        let first = pieces.partition_point(|p| p.start + p.len <= range.start);
+        for piece in pieces[first..].iter_mut().take_while(|p| p.start < range.end) {
+            let (from, to) = (range.start.max(piece.start) - piece.start, range.end.min(piece.start + piece.len) - piece.start);
+            piece.mark_read(from..to);
+        }
     }
 
     fn read_at(&self, start: usize, out: &mut [u8]) -> Result<()> {
@@ -324,7 +337,7 @@ impl SafetensorsIndex {
 
 /// A safetensors file as a candle backend: each tensor read from the file when a module asks.
 struct Safetensors {
-    bytes: Box<dyn WeightBytes>,
+    bytes: Arc<dyn WeightBytes>,
     index: Arc<SafetensorsIndex>,
 }
 
@@ -338,7 +351,7 @@ impl SimpleBackend for Safetensors {
     }
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
-        self.index.load(self.bytes.as_ref(), name, dev)?.to_dtype(dtype)
+        self.index.load(&*self.bytes, name, dev)?.to_dtype(dtype)
     }
 
     fn contains_tensor(&self, name: &str) -> bool {
@@ -351,8 +364,8 @@ impl SimpleBackend for Safetensors {
 pub struct Weights {
     vb: VarBuilder<'static>,
     fetched: Arc<AtomicUsize>,
-    /// A safetensors file's header (a PyTorch zip has no tensor at a fixed place).
-    index: Option<Arc<SafetensorsIndex>>,
+    /// A safetensors file's header (a PyTorch zip has no tensor at a fixed place), and its bytes.
+    index: Option<(Arc<SafetensorsIndex>, Arc<dyn WeightBytes>)>,
 }
 
 impl Weights {
@@ -366,7 +379,8 @@ impl Weights {
         let (inner, index): (Box<dyn SimpleBackend>, _) = match WeightsFormat::of(bytes.as_ref())? {
             WeightsFormat::Safetensors => {
                 let index = Arc::new(SafetensorsIndex::of(bytes.as_ref())?);
-                (Box::new(Safetensors { bytes, index: Arc::clone(&index) }), Some(index))
+                let bytes: Arc<dyn WeightBytes> = Arc::from(bytes);
+                (Box::new(Safetensors { bytes: Arc::clone(&bytes), index: Arc::clone(&index) }), Some((index, bytes)))
             }
             WeightsFormat::PyTorch => (Box::new(read_pytorch(&bytes.to_vec()?, device)?), None),
         };
@@ -377,7 +391,15 @@ impl Weights {
 
     /// Where tensor `name` lies in the file, for a safetensors file.
     pub fn locate(&self, name: &str) -> Option<TensorLocation> {
-        self.index.as_ref()?.locate(name)
+        self.index.as_ref()?.0.locate(name)
+    }
+
+    /// Leaves the tensor at `at` in the file: it is not read, and the memory of the file's bytes
+    /// there is let go now (see [`WeightBytes::pass_over`]).
+    pub fn leave_in_file(&self, at: &TensorLocation) {
+        if let Some((_, bytes)) = &self.index {
+            bytes.pass_over(at.start..at.start + at.len);
+        }
     }
 
     /// The root of the checkpoint's names.

@@ -34,9 +34,10 @@ impl TextEmbeddings {
     pub fn new(vb: VarBuilder, cfg: &TextConfig, table_in: Option<&Weights>) -> Result<Self> {
         let h = cfg.hidden_size;
         let table = vb.pp("token_embedding");
-        let location = table_in.and_then(|w| w.locate(&format!("{}.weight", table.prefix())));
+        let location = table_in.and_then(|w| Some((w, w.locate(&format!("{}.weight", table.prefix()))?)));
         let token_embedding = match location {
-            Some(at) => {
+            Some((file, at)) => {
+                file.leave_in_file(&at);
                 let scale = format!("weight{SCALE_SUFFIX}");
                 let scales = if table.contains_tensor(&scale) { Some(table.get(cfg.vocab_size, &scale)?.to_vec1::<f32>()?) } else { None };
                 TokenTable::InFile(Arc::new(TokenRows::new(&at, (cfg.vocab_size, h), scales)?))
