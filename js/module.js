@@ -38,6 +38,11 @@ export function hasRelaxedSimd() {
   }
 }
 
+/** How long the threaded module may take to start (compiled, instantiated on shared memory, its
+ * workers started) before the package gives up on it and starts the single-threaded one: in Firefox
+ * ESR that start was seen to stall for good, by chance, in fresh profiles. */
+const THREADED_START_MS = 20000;
+
 /** Starts the module once: `{threads, why, relaxedSimd}`, `why` saying what kept it to fewer threads
  * than asked. Each of the threaded and single-threaded modules comes built twice, with relaxed SIMD
  * and without (the same bindings over either). Threads past the machine's cores would each start a
@@ -50,15 +55,31 @@ export function startWasm(wasmUrl, threads, relaxedSimd) {
     const clamped = threads > cores ? `${threads} threads were asked of ${cores} core${cores === 1 ? '' : 's'}` : null;
     let why = want > 1 ? whyNoThreads() : null;
     if (want > 1 && !why) {
+      const threads = import('./threaded/threads.js');
+      threads.catch(() => {}); // a failure to load it surfaces through the start
+      let stalled;
       try {
-        const m = await import('./threaded/groupseg_wasm.js');
-        await m.default(relaxed ? { module_or_path: new URL('./threaded/groupseg_wasm_relaxed_bg.wasm', import.meta.url) } : undefined);
-        await (await import('./threaded/threads.js')).startThreads(m, want);
+        const start = (async () => {
+          const m = await import('./threaded/groupseg_wasm.js');
+          await m.default(relaxed ? { module_or_path: new URL('./threaded/groupseg_wasm_relaxed_bg.wasm', import.meta.url) } : undefined);
+          await (await threads).startThreads(m, want);
+          return m;
+        })();
+        const m = await Promise.race([start, new Promise((resolve) => { stalled = setTimeout(resolve, THREADED_START_MS, null); })]);
+        if (!m) {
+          // Given up: its workers end now, and any it would start later end as they start.
+          const stop = () => threads.then((t) => t.stopThreads(), () => {});
+          stop();
+          start.then(stop, () => {});
+          throw new Error(`they took over ${THREADED_START_MS / 1000} s to start`);
+        }
         wasm = m;
         return { threads: m.threadCount(), why: clamped, relaxedSimd: m.relaxedSimd(), module: 'threaded' };
       } catch (e) {
         // E.g. a Content Security Policy without worker-src for the package: one thread still works.
         why = `the threads could not start (${e?.message ?? e})`;
+      } finally {
+        clearTimeout(stalled);
       }
     }
     const m = await import('./groupseg_wasm.js');

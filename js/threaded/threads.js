@@ -11,6 +11,11 @@ const THREAD_STACK_BYTES = 256 * 1024;
 // Workers are kept referenced: a browser may collect a worker nothing points to even while it runs.
 const workers = [];
 
+/** Ends the threads started so far (a start given up on: see `startWasm`). */
+export function stopThreads() {
+  for (const worker of workers.splice(0)) worker.terminate();
+}
+
 /** Starts `count` threads for the started module `m` (`./groupseg_wasm.js`, already initialised). */
 export async function startThreads(m, count) {
   const pool = new m.ThreadPool(count);

@@ -20,14 +20,17 @@ const types = {
 /**
  * Serves `site` (default `www/`) at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`;
  * resolves to the base URL. Cross-origin isolated (COOP + COEP, as `./build.sh serve` and the README
- * ask of a site), so the page gets threads, unless `isolated: false`.
+ * ask of a site), so the page gets threads, unless `isolated: false`; `hang(path)` picks requests
+ * left unanswered.
  */
-export async function serve(site = join(root, 'www'), { isolated = true } = {}) {
+export async function serve(site = join(root, 'www'), { isolated = true, hang = () => false } = {}) {
   const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const requests = [];
   const server = createServer(async (req, res) => {
     const path = decodeURIComponent(new URL(req.url, 'http://x').pathname);
     requests.push(path);
+    // A request `hang(path)` picks is never answered (a stalled load), until the server closes.
+    if (hang(path)) return;
     const [base, rel] = path.startsWith('/fixtures/') ? [fixtures, path.slice('/fixtures/'.length)]
       : path.startsWith('/out/') ? [outDir, path.slice('/out/'.length)]
         : [site, path === '/' ? 'index.html' : path.slice(1)];
@@ -42,7 +45,7 @@ export async function serve(site = join(root, 'www'), { isolated = true } = {}) 
     }
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { url: `http://127.0.0.1:${server.address().port}`, requests, close: () => server.close() };
+  return { url: `http://127.0.0.1:${server.address().port}`, requests, close: () => { server.close(); server.closeAllConnections(); } };
 }
 
 /**
