@@ -325,7 +325,15 @@ impl SafetensorsIndex {
             return Err(candle_core::Error::CannotFindTensor { path: name.to_string() }.bt());
         };
         let dtype = DType::try_from(info.dtype)?;
-        let mut raw = vec![0u8; info.data_offsets.1 - info.data_offsets.0];
+        let len = info.data_offsets.1 - info.data_offsets.0;
+        if dtype == DType::F32 && cfg!(target_endian = "little") && len % 4 == 0 {
+            // Read straight into the tensor's storage: the largest tensor (the token table, 101 MB
+            // in f32) is then never held twice while it is read.
+            let mut values = vec![0f32; len / 4];
+            self.read_tensor(bytes, name, 0, bytemuck::cast_slice_mut(&mut values)).map_err(candle_core::Error::wrap)?;
+            return Tensor::from_vec(values, info.shape.as_slice(), device);
+        }
+        let mut raw = vec![0u8; len];
         self.read_tensor(bytes, name, 0, &mut raw).map_err(candle_core::Error::wrap)?;
         if dtype == DType::U8 {
             // Codes become the tensor's storage as read, without a second copy.

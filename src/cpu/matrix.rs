@@ -103,24 +103,28 @@ impl Matrix {
                 Some(p) => Self::PackedInt8(Arc::new(p)),
                 None => Self::Int8(q),
             }),
+            Self::F32(w) if packed::available() && matches!(w.device(), Device::Cpu) => {
+                let (rows, cols) = w.dims2()?;
+                // Packed from the tensor's own storage, not a copy of it.
+                let (storage, layout) = w.storage_and_layout();
+                let Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
+                    unreachable!("a contiguous f32 CPU tensor (load_table)");
+                };
+                Ok(Self::Packed(Arc::new(PackedMatrix::pack(&values[layout.start_offset()..][..rows * cols], rows, cols))))
+            }
             other => Ok(other),
         }
     }
 
-    /// As [`load`](Self::load), for a table read by rows ([`gather`](Self::gather)): int8 stays in
-    /// rows (packing the token table would hold it twice while it is packed).
+    /// As [`load`](Self::load), for a table read by rows ([`gather`](Self::gather)): kept in rows
+    /// as stored, f32 or int8 (packing the token table would hold it twice while it is packed).
     pub fn load_table(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Self> {
         let shape: Shape = shape.into();
         let dims = shape.dims();
         let rows = dims.first().copied().unwrap_or(1);
         let cols = shape.elem_count() / rows.max(1);
         if !vb.contains_tensor(&format!("{name}{SCALE_SUFFIX}")) {
-            let w = vb.get(shape, name)?.reshape((rows, cols))?;
-            if packed::available() && matches!(w.device(), Device::Cpu) {
-                let values = w.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-                return Ok(Self::Packed(Arc::new(PackedMatrix::pack(&values, rows, cols))));
-            }
-            return Ok(Self::F32(w));
+            return Ok(Self::F32(vb.get(shape, name)?.reshape((rows, cols))?.to_dtype(DType::F32)?.contiguous()?));
         }
         // Asked for u8, the weights reader hands out the stored codes rather than widening them.
         let codes = vb.get_with_hints_dtype(shape, name, Init::Const(0.0), DType::U8)?;
