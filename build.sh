@@ -4,7 +4,7 @@
 #   ./build.sh serve      build the wasm module and serve www/ on http://127.0.0.1:${PORT:-8080}
 #   ./build.sh package    the npm package (ES module, TypeScript types, wasm) in pkg/
 #   ./build.sh bench      full-size CPU benchmark against transformers and onnxruntime (Python reference)
-#   ./build.sh bench-web  the package against onnxruntime-web in headless Chromium (wasm 1/2 threads, WebGPU)
+#   ./build.sh bench-web  the package against onnxruntime-web in headless Chromium (wasm 1/2 threads, WebGPU), then per engine
 #   ./build.sh fixtures   regenerate tests/fixtures with transformers (needs the Python reference)
 #   ./build.sh shapes     train the shapes demo model again (needs the Python reference; ~3.5 hours, resumable)
 #   ./build.sh fuzz [T..] run the fuzz targets (decode tokenizer config checkpoint options), MINUTES each (10)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The package against onnxruntime-web in headless Chromium (wasm on 1 and 2 threads, f32 and int8;
-# WebGPU).
+# WebGPU), then in each engine on one thread, and each engine's WebAssembly memory.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/need.sh
@@ -16,3 +16,8 @@ tools/wasm/build.sh
 need_browser
 (cd tools/bench/web && npm ci --no-audit --no-fund --loglevel=error)
 node tools/bench/web.mjs "$out"
+# Each engine (Chromium, Firefox ESR, WebKitGTK): speed on one thread against onnxruntime-web, and the
+# WebAssembly memory of f32 and int8.
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+node tools/bench/engines-speed.mjs "$out"
+node tools/bench/engines-memory.mjs "$out"
