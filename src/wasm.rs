@@ -501,7 +501,7 @@ impl WeightsConversion {
     pub fn new(to: &str, cap: Option<f64>) -> Result<WeightsConversion, JsError> {
         let stored: StoredAs = to.parse().map_err(js)?;
         let cap = weights_cap(cap)?;
-        Ok(WeightsConversion { conversion: StreamingConversion::new(stored), out: JsArrayOut(js_sys::Uint8Array::new_with_length(0)), cap, received: 0 })
+        Ok(WeightsConversion { conversion: StreamingConversion::new(stored, cap), out: JsArrayOut(js_sys::Uint8Array::new_with_length(0)), cap, received: 0 })
     }
 
     /// As `WeightsUpload.expect`.

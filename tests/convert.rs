@@ -330,7 +330,7 @@ fn a_checkpoint_streamed_in_pieces_is_released_as_it_is_read_and_segments_alike(
 
 /// `bytes` pushed through a streaming conversion in pieces of the sizes `sizes` cycles through.
 fn streamed(bytes: &[u8], to: groupseg::checkpoint::convert::StoredAs, sizes: &[usize]) -> groupseg::Result<Vec<u8>> {
-    let mut conversion = groupseg::checkpoint::convert::StreamingConversion::new(to);
+    let mut conversion = groupseg::checkpoint::convert::StreamingConversion::new(to, 1 << 30);
     let mut out = Vec::new();
     let mut at = 0;
     for &n in sizes.iter().cycle() {
@@ -394,6 +394,13 @@ fn a_conversion_as_it_arrives_refuses_truncated_longer_nan_and_zip_files() {
     longer.extend_from_slice(&[0; 16]);
     let long = streamed(&longer, StoredAs::Int8, &[4096]).unwrap_err().to_string();
     assert!(long.contains("more bytes"), "{long}");
+    // A header describing more than the conversion takes is refused before anything is laid out.
+    let mut small = groupseg::checkpoint::convert::StreamingConversion::new(StoredAs::Int8, 1000);
+    let mut out = Vec::new();
+    let header_len = u64::from_le_bytes(original[..8].try_into().unwrap()) as usize;
+    let big = small.push(&original[..8 + header_len], &mut out).unwrap_err().to_string();
+    assert!(big.contains("more than the 1000 taken"), "{big}");
+    assert!(out.is_empty(), "{} bytes laid out", out.len());
     let zip = std::fs::read(dir.join("pytorch_model.bin")).unwrap();
     let pk = streamed(&zip, StoredAs::Int8, &[4096]).unwrap_err().to_string();
     assert!(pk.contains("PyTorch zip"), "{pk}");

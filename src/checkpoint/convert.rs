@@ -313,6 +313,8 @@ fn write(tensors: &[Original], stored: StoredAs, read: &ReadBlock, out: &mut dyn
 /// file in `out`. A file already in int8 is written as it is.
 pub struct StreamingConversion {
     stored: StoredAs,
+    /// The longest file taken: a header describing more is refused before anything is laid out.
+    max_len: usize,
     state: Stream,
     /// Bytes received and not yet converted; the first is the file's byte `at`.
     pending: Vec<u8>,
@@ -331,8 +333,9 @@ enum Stream {
 }
 
 impl StreamingConversion {
-    pub fn new(stored: StoredAs) -> Self {
-        Self { stored, state: Stream::Header, pending: Vec::new(), at: 0, block: Vec::new() }
+    /// Converts to `stored` a file of at most `max_len` bytes.
+    pub fn new(stored: StoredAs, max_len: usize) -> Self {
+        Self { stored, max_len, state: Stream::Header, pending: Vec::new(), at: 0, block: Vec::new() }
     }
 
     /// Whether the file, as its header says, is already in int8 (and is then written as it is);
@@ -424,6 +427,12 @@ impl StreamingConversion {
         }
         let index = SafetensorsIndex::from_header(&self.pending[8..8 + header_len])?;
         let len = index.file_len();
+        if len > self.max_len {
+            return Err(Error::Weights(format!(
+                "the weights file's header describes {len} bytes, more than the {} taken: use a smaller model",
+                self.max_len
+            )));
+        }
         let mut tensors = index
             .tensors()
             .into_iter()

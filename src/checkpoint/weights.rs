@@ -289,7 +289,8 @@ impl SafetensorsIndex {
 
     /// The file's length as the header describes it.
     pub fn file_len(&self) -> usize {
-        self.data_start + self.metadata.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0)
+        // Saturating: a 32-bit address space cannot hold what a hostile header may describe.
+        self.data_start.saturating_add(self.metadata.tensors().values().map(|t| t.data_offsets.1).max().unwrap_or(0))
     }
 
     /// Every tensor: name, dtype and shape.
