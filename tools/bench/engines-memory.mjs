@@ -4,18 +4,13 @@
 // page's main thread (one thread: what WebKit runs everywhere), the weights streamed as they
 // download (`cache: false`, so every engine reads them the same way and the token table is held).
 // Usage: node tools/bench/engines-memory.mjs OUT   (OUT/model: e.g. ./build.sh bench's full-size model)
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { serve, root } from '../../tests/browser/harness.mjs';
+import { serve } from '../../tests/browser/harness.mjs';
+import { benchSite } from './pages.mjs';
 import { ENGINES, openEngine } from '../../tests/browser/engines.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
-const site = join(root, 'test-out', 'engines-memory');
-await rm(site, { recursive: true, force: true });
-await mkdir(site, { recursive: true });
-await writeFile(join(site, 'index.html'), '<!doctype html><title>engines-memory</title><link rel="icon" href="data:,">');
-await symlink(join(root, 'www', 'pkg'), join(site, 'pkg'));
-await symlink(join(out, 'model'), join(site, 'model'));
+const site = await benchSite('engines-memory', { model: join(out, 'model') });
 
 const mb = (b) => (b / 1048576).toFixed(1);
 const server = await serve(site);

@@ -7,18 +7,14 @@
 // downloads).
 // Usage: node tools/bench/load-memory.mjs OUT   (OUT/model: e.g. ./build.sh bench's full-size model)
 // LOAD_MEMORY_KEEP=int8 (or f16, null): the loads' keepAs (default: the package's, 'auto').
-import { mkdir, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { serve, launch, newPage, root } from '../../tests/browser/harness.mjs';
+import { serve, launch, newPage } from '../../tests/browser/harness.mjs';
+import { benchSite } from './pages.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
-const site = join(root, 'test-out', 'load-memory');
-await rm(site, { recursive: true, force: true });
-await mkdir(site, { recursive: true });
-await writeFile(join(site, 'index.html'), '<!doctype html><title>load-memory</title><link rel="icon" href="data:,">');
 // LOAD_MEMORY_PKG: another build of the package to compare with.
-await symlink(process.env.LOAD_MEMORY_PKG ?? join(root, 'www', 'pkg'), join(site, 'pkg'));
-await symlink(join(out, 'model'), join(site, 'model'));
+const site = await benchSite('load-memory', { model: join(out, 'model'), ...(process.env.LOAD_MEMORY_PKG ? { pkg: process.env.LOAD_MEMORY_PKG } : {}) });
 const weights = (await stat(join(out, 'model', 'model.safetensors'))).size;
 
 /** Resident kB of Chromium's renderer processes (where the page and its workers run). */

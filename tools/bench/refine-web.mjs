@@ -6,23 +6,17 @@
 // that labelling's median), then labelled with refinement off and on, alternating, each to its
 // label map read back; medians.
 // Usage: cargo run --release --example refine-cost -- --keep OUT/model && node refine-web.mjs OUT
-import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { serve, launch, newPage, root } from '../../tests/browser/harness.mjs';
+import { serve, launch, newPage } from '../../tests/browser/harness.mjs';
+import { benchSite, median } from './pages.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
-const site = join(root, 'test-out', 'refine-web');
-await rm(site, { recursive: true, force: true });
-await mkdir(site, { recursive: true });
-await writeFile(join(site, 'index.html'), '<!doctype html><title>refine-web</title><link rel="icon" href="data:,">');
-await symlink(join(root, 'www', 'pkg'), join(site, 'pkg'));
-await symlink(join(out, 'model'), join(site, 'model'));
+const site = await benchSite('refine-web', { model: join(out, 'model') });
 
 // [backend, threads, encoder runs, labelling runs of each kind]
 const plan = [['wasm', 1, 3, 7], ['wasm', 2, 3, 7], ['webgpu', null, 1, 3]];
 // REFINE_WEB_ONLY=wasm or webgpu: one part.
 if (process.env.REFINE_WEB_ONLY) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === process.env.REFINE_WEB_ONLY));
-const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
 const server = await serve(site);
 const browser = await launch();
 const rows = [];

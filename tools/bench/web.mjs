@@ -14,20 +14,14 @@
 // it segments a 448 window (1 and 2 threads) or a 597 × 448 photo.
 // Prints Markdown tables (ratios, memory); writes OUT/bench-web.json and OUT/bench-web.md.
 // Usage: node web.mjs OUT          (OUT holds model/ and onnx/, from reference.py and onnx_export.py)
-import { mkdir, rm, symlink, writeFile, readFile } from 'node:fs/promises';
+import { writeFile, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { cpus } from 'node:os';
-import { serve, launch, newPage, root } from '../../tests/browser/harness.mjs';
+import { serve, launch, newPage } from '../../tests/browser/harness.mjs';
+import { benchSite, ORT_DIST, median, timeOurs, timePeer } from './pages.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
-const site = join(root, 'test-out', 'bench-web');
-await rm(site, { recursive: true, force: true });
-await mkdir(site, { recursive: true });
-await writeFile(join(site, 'index.html'), '<!doctype html><title>bench-web</title><link rel="icon" href="data:,">');
-for (const [link, target] of [['pkg', join(root, 'www', 'pkg')], ['ort', join(root, 'tools', 'bench', 'web', 'node_modules', 'onnxruntime-web', 'dist')],
-  ['model', join(out, 'model')], ['model-int8', join(out, 'model-int8')], ['onnx', join(out, 'onnx')]]) {
-  await symlink(target, join(site, link));
-}
+const site = await benchSite('bench-web', { ort: ORT_DIST, model: join(out, 'model'), 'model-int8': join(out, 'model-int8'), onnx: join(out, 'onnx') });
 
 const plan = [
   // [backend, side, threads, warm-up runs, timed runs, rounds, weights]; a software adapter takes tens of
@@ -44,53 +38,8 @@ const plan = [
 const only = process.env.BENCH_ONLY;
 if (only) plan.splice(0, plan.length, ...plan.filter((p) => p[0] === only || p[6] === only));
 
-async function ours(page, [backend, side, threads, warm, runs, , weights]) {
-  return page.evaluate(async ({ backend, side, threads, warm, runs, weights }) => {
-    const { Segmenter } = await import('/pkg/worker.js');
-    const model = weights === 'int8' ? 'model-int8' : 'model';
-    const s = await Segmenter.load({ backend: backend === 'wasm' ? 'cpu' : 'webgpu', modelUrl: `${location.origin}/${model}/`, cache: false, ...(threads ? { threads } : {}) });
-    if (backend === 'wasm' && s.threads !== threads) throw new Error(`groupseg ran on ${s.threads} threads, not ${threads}: ${s.notes}`);
-    const px = new Uint8ClampedArray(side * side * 4).map((_, i) => (i % 4 === 3 ? 255 : (i * 7919) % 256));
-    const img = new ImageData(px, side, side);
-    const once = async () => {
-      const t = performance.now();
-      const e = await s.encode(img, { shortSide: side, window: side, stride: side });
-      await s.segment(e, ['cat']);
-      const ms = performance.now() - t;
-      e.dispose();
-      return ms;
-    };
-    for (let i = 0; i < warm; i++) await once();
-    const times = [];
-    for (let i = 0; i < runs; i++) times.push(await once());
-    const where = s.backend;
-    s.dispose();
-    return { times, where };
-  }, { backend, side, threads, warm, runs, weights });
-}
-
-async function peer(page, [backend, side, threads, warm, runs, , weights]) {
-  return page.evaluate(async ({ backend, side, threads, warm, runs, weights }) => {
-    const ort = await import(backend === 'webgpu' ? '/ort/ort.webgpu.min.mjs' : '/ort/ort.wasm.min.mjs');
-    ort.env.wasm.wasmPaths = `${location.origin}/ort/`;
-    ort.env.logLevel = 'error'; // its notes on node placement are not problems
-    if (threads) ort.env.wasm.numThreads = threads;
-    const graph = `/onnx/vision_${side}${weights === 'int8' ? '_q8' : ''}.onnx`;
-    const session = await ort.InferenceSession.create(graph, { executionProviders: [backend], graphOptimizationLevel: 'all', logSeverityLevel: 3 });
-    const x = new ort.Tensor('float32', Float32Array.from({ length: 3 * side * side }, (_, i) => ((i * 7919) % 256) / 128 - 1), [1, 3, side, side]);
-    const once = async () => {
-      const t = performance.now();
-      const r = await session.run({ pixel_values: x });
-      for (const v of Object.values(r)) await v.getData(); // on the CPU: a no-op; on the GPU: read back
-      return performance.now() - t;
-    };
-    for (let i = 0; i < warm; i++) await once();
-    const times = [];
-    for (let i = 0; i < runs; i++) times.push(await once());
-    await session.release();
-    return { times, where: `onnxruntime-web ${ort.env.versions.web}` };
-  }, { backend, side, threads, warm, runs, weights });
-}
+const ours = (page, [backend, side, threads, warm, runs, , weights]) => timeOurs(page, { backend, side, threads, warm, runs, weights });
+const peer = (page, [backend, side, threads, warm, runs, , weights]) => timePeer(page, { backend, side, threads, warm, runs, weights });
 
 // The int8 copy's memory: each visit a fresh page, so a fresh module, in one browser context, so
 // one Cache Storage. Visits 0, 1 and 3 on one thread (the page's module); visit 2 in
@@ -122,7 +71,6 @@ async function memory(page, visit) {
   }, visit);
 }
 
-const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
 const server = await serve(site);
 const browser = await launch();
 const results = [];
