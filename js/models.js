@@ -49,16 +49,6 @@ async function cachedBlob(key) {
   return hit ? hit.blob() : null;
 }
 
-/** Refuses (throws) a weights file of `size` bytes over the module's cap or `cap`. */
-function refuseOver(cap, size) {
-  const check = new (live().WeightsUpload)(cap);
-  try {
-    check.expect(size);
-  } finally {
-    check.free();
-  }
-}
-
 /** Bytes of weights handed to the module at a time (a piece it releases once read through). */
 const WEIGHTS_PIECE = 1 << 20;
 
@@ -99,7 +89,7 @@ async function streamWeights(stream, size, onBytes, cap, sinkFor = () => new (li
     }
   };
   try {
-    if (size) refuseOver(cap, size); // before a byte is read
+    if (size) live().refuseWeightsOver(size, cap); // before a byte is read
     for (;;) {
       if (byob) {
         const { done, value } = await reader.read(new Uint8Array(piece.buffer, filled, WEIGHTS_PIECE - filled));
@@ -315,7 +305,7 @@ async function weightsFromUrl(url, { cache, onProgress, optional, notes, cap, ke
   const total = Number(response.headers.get('content-length')) || 0;
   if (total) {
     try {
-      refuseOver(cap, total);
+      live().refuseWeightsOver(total, cap);
     } catch (e) {
       await response.body.cancel().catch(() => {}); // not downloaded
       fail(e);

@@ -87,21 +87,10 @@ impl WeightsUpload {
         Ok(WeightsUpload { bytes: ArrivingBytes::new(), cap: weights_cap(cap)? })
     }
 
-    /// Refuses a file announced (by its download's length or a file's size) as larger than the cap,
-    /// before any of it is read.
-    pub fn expect(&self, bytes: f64) -> Result<(), JsError> {
-        if bytes > self.cap as f64 {
-            return Err(JsError::new(&too_large_weights(bytes as usize, self.cap, false)));
-        }
-        Ok(())
-    }
-
     /// Appends the file's next bytes as one piece, released once the model has read all of it
     /// (the package hands over pieces of a megabyte); refuses to grow past the cap.
     pub fn push(&mut self, piece: Vec<u8>) -> Result<(), JsError> {
-        if self.bytes.len() + piece.len() > self.cap {
-            return Err(JsError::new(&too_large_weights(self.bytes.len() + piece.len(), self.cap, true)));
-        }
+        refuse_past_cap(self.bytes.len() + piece.len(), self.cap)?;
         self.bytes.push_piece(piece);
         Ok(())
     }
@@ -120,6 +109,25 @@ fn weights_cap(cap: Option<f64>) -> Result<usize, JsError> {
         Some(c) if c.is_finite() && c >= 1.0 => Ok((c as usize).min(MAX_WEIGHTS_BYTES)),
         Some(c) => Err(JsError::new(&format!("maxWeightsBytes must be a positive number of bytes, not {c}"))),
     }
+}
+
+/// Refuses a weights file announced (by its download's length or a file's size) as larger than the
+/// module loads or `cap` (`maxWeightsBytes`), before any of it is read.
+#[wasm_bindgen(js_name = refuseWeightsOver)]
+pub fn refuse_weights_over(bytes: f64, cap: Option<f64>) -> Result<(), JsError> {
+    let cap = weights_cap(cap)?;
+    if bytes > cap as f64 {
+        return Err(JsError::new(&too_large_weights(bytes as usize, cap, false)));
+    }
+    Ok(())
+}
+
+/// Refuses a file that has grown to `bytes` past `cap` as it arrives.
+fn refuse_past_cap(bytes: usize, cap: usize) -> Result<(), JsError> {
+    if bytes > cap {
+        return Err(JsError::new(&too_large_weights(bytes, cap, true)));
+    }
+    Ok(())
 }
 
 fn too_large_weights(bytes: usize, cap: usize, growing: bool) -> String {
@@ -504,20 +512,10 @@ impl WeightsConversion {
         Ok(WeightsConversion { conversion: StreamingConversion::new(stored, cap), out: JsArrayOut(js_sys::Uint8Array::new_with_length(0)), cap, received: 0 })
     }
 
-    /// As `WeightsUpload.expect`.
-    pub fn expect(&self, bytes: f64) -> Result<(), JsError> {
-        if bytes > self.cap as f64 {
-            return Err(JsError::new(&too_large_weights(bytes as usize, self.cap, false)));
-        }
-        Ok(())
-    }
-
     /// Converts what the file's next bytes complete; refuses to grow past the cap.
     pub fn push(&mut self, bytes: &[u8]) -> Result<(), JsError> {
         self.received += bytes.len();
-        if self.received > self.cap {
-            return Err(JsError::new(&too_large_weights(self.received, self.cap, true)));
-        }
+        refuse_past_cap(self.received, self.cap)?;
         self.conversion.push(bytes, &mut self.out).map_err(js)
     }
 
@@ -540,17 +538,7 @@ impl WeightsConversion {
 /// a file that is not safetensors).
 #[wasm_bindgen(js_name = weightsHeld)]
 pub fn weights_held(head: &[u8]) -> Result<JsValue, JsError> {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Held {
-        as_it_is: f64,
-        as_int8: f64,
-        stored_int8: bool,
-    }
-    match HeldBytes::from_head(head) {
-        None => Ok(JsValue::UNDEFINED),
-        Some(h) => to_js(&Held { as_it_is: h.as_it_is as f64, as_int8: h.as_int8 as f64, stored_int8: h.stored_int8 }),
-    }
+    HeldBytes::from_head(head).map_or(Ok(JsValue::UNDEFINED), |held| to_js(&held))
 }
 
 /// Whether `bytes` more can be allocated in the module's memory now, making room for them where

@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use safetensors::tensor::{Metadata, TensorInfo};
 use safetensors::View;
 
-use super::weights::{read_pytorch, SafetensorsIndex, WeightBytes, WeightsFormat, SCALE_SUFFIX};
+use super::weights::{damaged, read_pytorch, SafetensorsIndex, WeightBytes, WeightsFormat, SCALE_SUFFIX};
 use crate::error::{Error, Result};
 
 /// What a converted checkpoint stores.
@@ -464,13 +464,10 @@ fn longer(len: usize) -> Error {
     damaged(format!("more bytes arrived than the {len} its header describes"))
 }
 
-fn damaged(why: String) -> Error {
-    Error::Weights(format!("the safetensors file is damaged ({why})"))
-}
-
 /// Bytes a model built from a checkpoint holds in memory for its weights, as the checkpoint is and
 /// kept as int8: floats widen to f32, int8 codes stay bytes with an f32 scale a row.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct HeldBytes {
     pub as_it_is: usize,
     pub as_int8: usize,

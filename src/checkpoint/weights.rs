@@ -238,7 +238,8 @@ pub struct SafetensorsIndex {
     data_start: usize,
 }
 
-fn damaged(why: String) -> Error {
+/// A safetensors file that does not hold what its header says, `why` in brackets.
+pub(crate) fn damaged(why: String) -> Error {
     Error::Weights(format!("the safetensors file is damaged or truncated ({why})"))
 }
 

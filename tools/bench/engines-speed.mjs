@@ -8,14 +8,11 @@
 // timed runs after warm-up, best of two alternating rounds; a fresh page for each measurement.
 // Usage: node tools/bench/engines-speed.mjs OUT   (after ./build.sh bench-web has made OUT's models)
 import { join, resolve } from 'node:path';
-import { serve } from '../../tests/browser/harness.mjs';
-import { ENGINES, openEngine } from '../../tests/browser/engines.mjs';
-import { benchSite, ORT_DIST, median, timeOurs, timePeer } from './pages.mjs';
+import { benchSite, inEachEngine, ORT_DIST, median, timeOurs, timePeer } from './pages.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
 const site = await benchSite('engines-speed', { ort: ORT_DIST, model: join(out, 'model'), 'model-int8': join(out, 'model-int8'), onnx: join(out, 'onnx') });
 
-const engines = process.env.ENGINES ? process.env.ENGINES.split(',') : ENGINES;
 // [side, weights, warm-up runs, timed runs]
 const plan = [[224, 'f32', 3, 5], [448, 'f32', 2, 3], [224, 'int8', 3, 5], [448, 'int8', 2, 3]];
 
@@ -23,37 +20,26 @@ const plan = [[224, 'f32', 3, 5], [448, 'f32', 2, 3], [224, 'int8', 3, 5], [448,
 const ours = (page, [side, weights, warm, runs]) => timeOurs(page, { entry: '/pkg/index.js', side, threads: 1, warm, runs, weights });
 const peer = (page, [side, weights, warm, runs]) => timePeer(page, { side, threads: 1, warm, runs, weights });
 
-const server = await serve(site);
 const rows = [];
-try {
-  for (const engine of engines) {
-    const browser = await openEngine(engine);
-    try {
-      for (const item of plan) {
-        // Two rounds, alternating ours and theirs so that drift in the machine's speed falls on
-        // both; each side keeps its best round (as bench-web does).
-        const best = { ours: Infinity, peer: Infinity };
-        const seen = {};
-        for (let round = 0; round < 2; round++) {
-          for (const [who, run] of [['ours', ours], ['peer', peer]]) {
-            const page = await browser.newPage();
-            await page.goto(`${server.url}/`);
-            const r = await run(page, item);
-            await page.close();
-            best[who] = Math.min(best[who], median(r.times));
-            seen[who] = r.module ?? r.where;
-            console.error(`${browser.version} ${item[0]} ${item[1]}: ${who} ${r.times.map(Math.round).join(' ')} ms (${seen[who]})`);
-          }
-        }
-        rows.push({ engine: browser.version, side: item[0], weights: item[1], module: seen.ours, ours: best.ours, peer: best.peer, peerVersion: seen.peer });
+await inEachEngine(site, async (browser, freshPage) => {
+  for (const item of plan) {
+    // Two rounds, alternating ours and theirs so that drift in the machine's speed falls on both;
+    // each side keeps its best round (as bench-web does).
+    const best = { ours: Infinity, peer: Infinity };
+    const seen = {};
+    for (let round = 0; round < 2; round++) {
+      for (const [who, run] of [['ours', ours], ['peer', peer]]) {
+        const page = await freshPage();
+        const r = await run(page, item);
+        await page.close();
+        best[who] = Math.min(best[who], median(r.times));
+        seen[who] = r.module ?? r.where;
+        console.error(`${browser.version} ${item[0]} ${item[1]}: ${who} ${r.times.map(Math.round).join(' ')} ms (${seen[who]})`);
       }
-    } finally {
-      await browser.close();
     }
+    rows.push({ engine: browser.version, side: item[0], weights: item[1], module: seen.ours, ours: best.ours, peer: best.peer, peerVersion: seen.peer });
   }
-} finally {
-  server.close();
-}
+});
 console.log(`\nOne window, one thread, ${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC (${rows[0]?.peerVersion ?? ''})\n`);
 console.log('| engine | our module | weights | input | groupseg (ms) | onnxruntime-web (ms) | ratio |');
 console.log('|---|---|---|---|---:|---:|---:|');

@@ -2,7 +2,8 @@
 // one timed window of ours and of onnxruntime-web's in a page (any engine's: tests/browser/engines.mjs).
 import { mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { root } from '../../tests/browser/harness.mjs';
+import { root, serve } from '../../tests/browser/harness.mjs';
+import { ENGINES, openEngine } from '../../tests/browser/engines.mjs';
 
 /** A fresh folder test-out/NAME holding an empty page, the package (pkg/) and each `links` entry
  * (name → path); its path. */
@@ -17,6 +18,32 @@ export async function benchSite(name, links = {}) {
 
 /** onnxruntime-web's bundles, as npm installs them for tools/bench/web. */
 export const ORT_DIST = join(root, 'tools', 'bench', 'web', 'node_modules', 'onnxruntime-web', 'dist');
+
+/**
+ * Serves `site` and calls `visit(browser, freshPage)` in each engine (ENGINES=chromium,firefox,…
+ * picks some; all three by default), `freshPage()` opening a new page at the site's root (close it
+ * when done); each engine is closed after its visit.
+ */
+export async function inEachEngine(site, visit) {
+  const engines = process.env.ENGINES ? process.env.ENGINES.split(',') : ENGINES;
+  const server = await serve(site);
+  try {
+    for (const engine of engines) {
+      const browser = await openEngine(engine);
+      try {
+        await visit(browser, async () => {
+          const page = await browser.newPage();
+          await page.goto(`${server.url}/`);
+          return page;
+        });
+      } finally {
+        await browser.close();
+      }
+    }
+  } finally {
+    server.close();
+  }
+}
 
 export const median = (t) => [...t].sort((a, b) => a - b)[Math.floor(t.length / 2)];
 

@@ -17,7 +17,6 @@ need_browser
 (cd tools/bench/web && npm ci --no-audit --no-fund --loglevel=error)
 node tools/bench/web.mjs "$out"
 # Each engine (Chromium, Firefox ESR, WebKitGTK): speed on one thread against onnxruntime-web, and the
-# WebAssembly memory of f32 and int8.
-(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+# WebAssembly memory of f32 and int8 (need_browser installed their drivers).
 node tools/bench/engines-speed.mjs "$out"
 node tools/bench/engines-memory.mjs "$out"
