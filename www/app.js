@@ -40,6 +40,8 @@ function lastModel() {
 // hold a dozen); older photos are encoded again when asked for.
 const KEEP_ENCODINGS = 4;
 let segmenter = null;
+let threads; // ?threads=N; the package's default (every core) when unset
+const pageNotes = []; // what the page itself has to say with every load's notes (a bad ?threads=)
 const encodings = new Map(); // photo key → EncodedImage, least recently used first
 
 function forgetPhotos() {
@@ -67,7 +69,7 @@ async function load({ modelUrl, files, backend, keepAs }, onProgress) {
   forgetPhotos();
   segmenter?.dispose();
   segmenter = null;
-  segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress });
+  segmenter = await Segmenter.load({ modelUrl, files, backend, keepAs, onProgress, threads });
   return { backend: segmenter.backend, notes: segmenter.notes, capabilities: segmenter.capabilities };
 }
 
@@ -131,7 +133,11 @@ function showProgress({ stage, loaded, total, progress, file, cached }) {
   $('progress').value = progress;
   progressSeen.push(progress);
   document.body.dataset.progress = progressSeen.join(' ');
-  if (!document.body.dataset.stages?.endsWith(stage)) document.body.dataset.stages = `${document.body.dataset.stages ?? ''} ${stage}`.trim();
+  if (!document.body.dataset.stages?.endsWith(stage)) {
+    document.body.dataset.stages = `${document.body.dataset.stages ?? ''} ${stage}`.trim();
+    // Each stage's start on the page's timeline, for DevTools and tools/bench/first-paint.mjs.
+    performance.mark(`groupseg:${stage}`);
+  }
   const mb = (n) => (n / 1048576).toFixed(1);
   const pct = `${Math.floor(progress * 100)} %`;
   const name = file?.split('/').pop();
@@ -141,10 +147,13 @@ function showProgress({ stage, loaded, total, progress, file, cached }) {
 }
 
 // `data-model` on <body> says where loading stands (loading, ready, failed) and `data-source` what is
-// loading (demo, url, files), for scripts and tests. Loads run one after another, in order.
+// loading (demo, url, files), for scripts and tests. Loads run one after another, in order; a source
+// may be a promise (the first visit's model is found asynchronously), counted as waiting at once.
 let loads = Promise.resolve();
+let loadsWaiting = 0;
 function loadModel(source) {
-  loads = loads.then(() => loadNow(source));
+  loadsWaiting++;
+  loads = loads.then(() => source).then(loadNow).finally(() => loadsWaiting--);
   return loads;
 }
 
@@ -158,6 +167,7 @@ async function loadNow(source) {
   document.body.dataset.source = kind;
   $('backend-used').textContent = '';
   status('Loading the model…');
+  performance.mark('groupseg:load', { detail: kind });
   try {
     const { fromLink, ...chosen } = source;
     const { backend, notes, capabilities } = await load({ ...chosen, backend: $('backend').value, keepAs: $('keep-int8').checked ? 'int8' : 'auto' }, showProgress);
@@ -167,6 +177,7 @@ async function loadNow(source) {
     if (fromLink) offerToKeep(source.modelUrl);
     else remember(source.modelUrl ?? (kind === 'demo' ? null : undefined));
     document.body.dataset.model = 'ready';
+    performance.mark('groupseg:ready');
     suggestLabels(kind === 'demo' ? 'shapes' : 'photos');
     $('samples-row').hidden = kind !== 'demo';
     const { device, threads } = capabilities;
@@ -174,7 +185,8 @@ async function loadNow(source) {
     $('backend-used').textContent = `${kind === 'demo' ? 'Shapes demo (it knows only coloured shapes). ' : ''}Running on ${where}.`;
     $('backend-used').dataset.backend = backend;
     $('backend-used').dataset.threads = threads;
-    const note = notes?.length ? ` ${notes.join(' ')}` : '';
+    const said = [...pageNotes, ...(notes ?? [])];
+    const note = said.length ? ` ${said.join(' ')}` : '';
     status(`${photos.length ? 'Model ready: re-painting the photos…' : 'Model ready: drop photos.'}${note}`);
     for (const entry of photos) entry.request = null;
     if (photos.length) await repaintAll();
@@ -237,6 +249,7 @@ async function segmentInto(entry) {
     const shown = { segment: render, detect: renderDetect, ground: renderGround, classify: renderClassify, groups: renderGroups }[m];
     shown(entry, reply, ms);
     entry.box.dataset.mode = m;
+    performance.mark('groupseg:painted', { detail: { photo: entry.file.name, mode: m } });
     // Segmented photos go into the COCO file; other modes' results do not.
     entry.segmentation = m === 'segment' ? reply.result : null;
     $('coco-row').hidden = !photos.some((e) => e.segmentation);
@@ -267,7 +280,6 @@ async function displayBitmap(file, width, height) {
 const VERB = { segment: 'Segmenting', detect: 'Detecting in', ground: 'Grounding in', classify: 'Classifying', groups: 'Grouping' };
 
 async function segmentAll(files) {
-  if (!modelReady) return status('Load a model first (step 1).', true);
   const entries = files.map((file) => {
     const box = document.createElement('div');
     box.className = 'result';
@@ -277,6 +289,11 @@ async function segmentAll(files) {
     photos.push(entry);
     return entry;
   });
+  // Photos given before a model is ready wait for one: every load paints the photos when it ends.
+  if (!modelReady) {
+    const waiting = `${entries.length === 1 ? 'This photo waits' : 'These photos wait'} for the model`;
+    return loadsWaiting ? status(`${waiting}, which is loading.`) : status(`${waiting}: load one (step 1).`, true);
+  }
   for (const [i, entry] of entries.entries()) {
     status(`${VERB[mode()]} ${entry.file.name} (${i + 1} of ${entries.length})…`);
     await segmentInto(entry);
@@ -357,10 +374,15 @@ document.addEventListener('paste', (ev) => {
   if (files.length) segmentAll(files);
 });
 
-// ?backend=webgpu|cpu|auto and ?model=URL.
+// ?backend=webgpu|cpu|auto, ?threads=N and ?model=URL.
 const params = new URLSearchParams(location.search);
 const wanted = params.get('backend');
 if (wanted && [...$('backend').options].some((o) => o.value === wanted)) $('backend').value = wanted;
+if (params.has('threads')) {
+  const n = params.get('threads');
+  if (/^[1-9]\d{0,3}$/.test(n)) threads = Number(n);
+  else pageNotes.push(`?threads=${n} is not a number of threads (1, 2, …): the page uses every core.`);
+}
 if (params.get('model')) {
   $('model-url').value = params.get('model');
   loadModel({ modelUrl: params.get('model'), fromLink: true });
@@ -368,10 +390,10 @@ if (params.get('model')) {
   // The model of the last visit, or a hub model, when this browser still keeps it, loads offline;
   // otherwise the built-in shapes demo, so that the page works at once and without a network.
   const candidates = [lastModel(), HUB.redcaps, HUB.yfcc].filter(Boolean);
-  (async () => {
+  loadModel((async () => {
     for (const url of candidates) {
       if (await isCached(url).catch(() => false)) return { modelUrl: url };
     }
     return {};
-  })().then(loadModel);
+  })());
 }

@@ -2,7 +2,7 @@
 // Chromium started headless with WebGPU (SwiftShader) enabled.
 import { createServer } from 'node:http';
 import { existsSync } from 'node:fs';
-import { readFile, mkdir } from 'node:fs/promises';
+import { readFile, mkdir, stat } from 'node:fs/promises';
 import { extname, join, normalize, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -21,9 +21,11 @@ const types = {
  * Serves `site` (default `www/`) at `/`, `tests/fixtures/` at `/fixtures/` and `test-out/` at `/out/`;
  * resolves to the base URL. Cross-origin isolated (COOP + COEP, as `./build.sh serve` and the README
  * ask of a site), so the page gets threads, unless `isolated: false`; `hang(path)` picks requests
- * left unanswered.
+ * left unanswered, `hold(path)` those answered once the promise it gives settles. With `cacheable`,
+ * responses may be kept ten minutes, as static hosts say (GitHub Pages: `max-age=600`); by default
+ * they say nothing, so every visit asks again.
  */
-export async function serve(site = join(root, 'www'), { isolated = true, hang = () => false } = {}) {
+export async function serve(site = join(root, 'www'), { isolated = true, hang = () => false, hold = () => null, cacheable = false } = {}) {
   const isolation = isolated ? { 'cross-origin-opener-policy': 'same-origin', 'cross-origin-embedder-policy': 'require-corp' } : {};
   const requests = [];
   const server = createServer(async (req, res) => {
@@ -31,6 +33,7 @@ export async function serve(site = join(root, 'www'), { isolated = true, hang = 
     requests.push(path);
     // A request `hang(path)` picks is never answered (a stalled load), until the server closes.
     if (hang(path)) return;
+    await hold(path);
     const [base, rel] = path.startsWith('/fixtures/') ? [fixtures, path.slice('/fixtures/'.length)]
       : path.startsWith('/out/') ? [outDir, path.slice('/out/'.length)]
         : [site, path === '/' ? 'index.html' : path.slice(1)];
@@ -39,7 +42,8 @@ export async function serve(site = join(root, 'www'), { isolated = true, hang = 
     try {
       const body = await readFile(file);
       // Sizes said up front, as static servers and the Hugging Face hub do.
-      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...isolation }).end(body);
+      const caching = cacheable ? { 'cache-control': 'max-age=600', 'last-modified': (await stat(file)).mtime.toUTCString() } : {};
+      res.writeHead(200, { 'content-type': types[extname(file)] ?? 'application/octet-stream', 'content-length': body.length, ...isolation, ...caching }).end(body);
     } catch {
       res.writeHead(404, { 'content-type': 'text/plain' }).end(`not found: ${path}`);
     }

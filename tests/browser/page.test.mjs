@@ -87,6 +87,41 @@ test('a model loaded from a URL is served from the cache on the next visit', asy
   await context.close();
 });
 
+test('a photo given while the model loads waits for it and is painted; ?threads= picks the threads', async () => {
+  let release;
+  const gate = new Promise((ok) => { release = ok; });
+  const held = await serve(undefined, { hold: (path) => (path.endsWith('tiny-3stage/model.safetensors') ? gate : null) });
+  try {
+    const page = await newPage(browser);
+    await page.goto(`${held.url}/?backend=cpu&threads=1&model=${encodeURIComponent(`${held.url}/fixtures/tiny-3stage/`)}`);
+    await page.waitForFunction(() => document.body.dataset.stages?.includes('download'));
+    await dropPhoto(page, join(model, 'photo.png'), 'photo.png');
+    assert.equal(await page.textContent('#status'), 'This photo waits for the model, which is loading.');
+    assert.equal(await page.textContent('.result'), 'photo.png: waiting…');
+    release();
+    await modelSettled(page, 'url');
+    await done(page);
+    assert.equal(await page.locator('.result canvas').count() > 0, true, 'the waiting photo was painted');
+    assert.equal(await page.textContent('#backend-used'), 'Running on CPU, 1 thread.');
+    // Each stage of the load and the painted photo are on the page's timeline, in order.
+    const marks = await page.evaluate(() => performance.getEntriesByType('mark').map((m) => m.name));
+    assert.deepEqual(marks.filter((m) => m.startsWith('groupseg:')),
+      ['groupseg:load', 'groupseg:compile', 'groupseg:download', 'groupseg:prepare', 'groupseg:ready', 'groupseg:painted']);
+    assert.deepEqual(page.problems, []);
+    await page.close();
+    // A threads value that is not one is said with the load's notes; the page loads on every core.
+    const bad = await newPage(browser);
+    await bad.goto(`${held.url}/?backend=cpu&threads=two`);
+    await modelSettled(bad, 'demo');
+    assert.match(await bad.textContent('#status'), /ready.*\?threads=two is not a number of threads \(1, 2, …\): the page uses every core\./);
+    const cores = await bad.evaluate(() => navigator.hardwareConcurrency);
+    assert.equal(await bad.textContent('#backend-used'), `Shapes demo (it knows only coloured shapes). Running on CPU, ${cores} thread${cores === 1 ? '' : 's'}.`);
+    await bad.close();
+  } finally {
+    held.close();
+  }
+});
+
 test('a model kept as int8 is converted once, stored at about a quarter, and loads from that copy', async () => {
   const context = await browser.newContext();
   const model = `${server.url}/fixtures/tiny-2stage/`; // an f32 checkpoint
