@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The package against onnxruntime-web in headless Chromium (wasm on 1 and 2 threads, f32 and int8;
-# WebGPU), then in each engine on one thread, and each engine's WebAssembly memory.
+# WebGPU), then in each engine on one thread, each engine's WebAssembly memory, and a returning
+# visitor's time to the first painted photo.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 source tools/need.sh
@@ -20,3 +21,6 @@ node tools/bench/web.mjs "$out"
 # WebAssembly memory of f32 and int8 (need_browser installed their drivers).
 node tools/bench/engines-speed.mjs "$out"
 node tools/bench/engines-memory.mjs "$out"
+# A returning visitor's time from opening the page to the first painted photo (f32 and int8, 1 and
+# 2 threads), with where it goes.
+node tools/bench/first-paint.mjs "$out"
