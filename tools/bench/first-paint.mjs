@@ -54,10 +54,11 @@ async function visit(context, url) {
   const given = await page.evaluate(() => performance.now());
   await page.setInputFiles('#photos', photo);
   try {
-    await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length, null, { timeout: 300000, polling: 50 });
+    await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length, null, { timeout: Number(process.env.FIRST_PAINT_TIMEOUT_MS ?? 300000), polling: 50 });
   } catch (e) {
     const seen = await page.evaluate(() => ({ model: document.body.dataset.model, status: document.getElementById('status').textContent,
-      result: document.querySelector('.result')?.textContent, marks: performance.getEntriesByType('mark').map((m) => m.name) }));
+      result: document.querySelector('.result')?.textContent, marks: performance.getEntriesByType('mark').map((m) => m.name),
+      progress: document.body.dataset.progress?.split(' ').slice(-3), bar: document.getElementById('progress-text').textContent }));
     throw new Error(`${url}: no photo painted (${JSON.stringify(seen)}; ${page.problems.join('; ')})`, { cause: e });
   }
   const marks = await page.evaluate(() => Object.fromEntries(performance.getEntriesByType('mark')
