@@ -154,7 +154,7 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     println!("\n{}", seg.backend());
     let w = seg.resident_weights();
     println!("resident weights, GPU backend: {:.1} MB in CPU memory, {:.1} MB on the GPU", w.cpu as f64 / 1e6, w.gpu as f64 / 1e6);
-    let software = seg.gpu().is_some_and(|g| g.encoder().adapter().is_software());
+    let software = matches!(seg.backend(), RunningBackend::Gpu(adapter) if adapter.is_software());
     let (warmup, runs) = if software { (1, 3) } else { (3, 20) };
     let t224 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x224)).unwrap()));
     let t448 = median_ms(warmup, runs, || drop(groupseg::block_on(seg.image_features(x448)).unwrap()));
@@ -174,13 +174,9 @@ fn gpu_section(dir: &std::path::Path, x224: &Tensor, x448: &Tensor) {
     println!("segment a 448×597 photo, 10 labels: GPU {gpu_ms:.1} ms, CPU {cpu_ms:.1} ms (ratio {:.2})", gpu_ms / cpu_ms);
 
     // Per-kernel times of one 448 window, from timestamp queries.
-    let encoder = seg.gpu().expect("the GPU backend runs").encoder();
-    let device = encoder.gpu();
     let peak = std::env::var("GROUPSEG_BENCH_PEAK_GFLOPS").ok().and_then(|v| v.parse::<f64>().ok());
-    match device.start_profile() {
-        Ok(()) => {
-            drop(groupseg::block_on(seg.image_features(x448)).unwrap());
-            let kernels = groupseg::block_on(device.finish_profile()).unwrap();
+    match groupseg::block_on(seg.profile_image_features(x448)) {
+        Ok((_, kernels)) => {
             let total: f64 = kernels.iter().map(|k| k.ms).sum();
             println!("\nkernels of one 448 window (timestamp queries; {total:.1} ms on the GPU in all)");
             println!("{:<14} {:>10} {:>10} {:>7} {:>10}", "kernel", "dispatches", "ms", "share", "GFLOP/s");

@@ -7,6 +7,8 @@ use candle_core::Tensor;
 use crate::error::{Error, Result};
 use crate::gpu::compose::GpuEncoding;
 use crate::gpu::{encoder, AdapterSummary};
+/// A GPU kernel's time in a profiled run ([`Backend::profile_features`]).
+pub use crate::gpu::profile::KernelTime;
 use crate::model::{self, ImageFeatures};
 use crate::segment::{self, LabelOptions, Segmentation, WindowLayout};
 
@@ -242,12 +244,18 @@ impl Backend {
         }
     }
 
-    /// The GPU backend, when it runs (benchmarks and tests reach its device through it).
-    pub fn gpu(&self) -> Option<&GpuBackend> {
-        match self {
-            Self::Gpu(g) => Some(g),
-            Self::Cpu(_) => None,
-        }
+    /// [`ImageBackend::features`] with each GPU kernel's time (timestamp queries), for benchmarks
+    /// and tests; an error on the CPU, or on a GPU without timestamp queries.
+    pub async fn profile_features(&self, pixel_values: &Tensor) -> Result<(ImageFeatures, Vec<KernelTime>)> {
+        let Self::Gpu(g) = self else {
+            return Err(Error::GpuUnavailable("kernel times need the GPU backend: this segmenter runs on the CPU".into()));
+        };
+        let device = g.encoder().gpu();
+        device.start_profile()?;
+        let features = g.features(pixel_values).await;
+        // Finished whatever the run gave, so that no profile is left on.
+        let kernels = device.finish_profile().await;
+        Ok((features?, kernels?))
     }
 
     /// [`ImageBackend::encode`] on the backend held.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
 
-use crate::backend::{Backend, BackendChoice, Composition, Encoding, GpuBackend, RunningBackend};
+use crate::backend::{Backend, BackendChoice, Composition, Encoding, KernelTime, RunningBackend};
 use crate::error::{Error, Result};
 use crate::groups::{self, Groups};
 use crate::checkpoint::weights::{WeightBytes, WeightRanges, Weights};
@@ -329,9 +329,10 @@ impl Segmenter {
         &self.running
     }
 
-    /// The GPU backend, when it runs.
-    pub fn gpu(&self) -> Option<&GpuBackend> {
-        self.image.gpu()
+    /// The image features of `pixel_values` with each GPU kernel's time (timestamp queries), for
+    /// benchmarks and tests: an error where the image encoder runs on the CPU or the GPU cannot time.
+    pub async fn profile_image_features(&self, pixel_values: &Tensor) -> Result<(ImageFeatures, Vec<KernelTime>)> {
+        self.image.profile_features(pixel_values).await
     }
 
     /// Bytes of weights kept in CPU memory and on the GPU.

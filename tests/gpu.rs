@@ -393,12 +393,13 @@ fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
     use groupseg::{BackendChoice, Segmenter};
     let dir = fixture("tiny-2stage");
     let seg = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Gpu).unwrap();
-    let device = seg.gpu().unwrap().encoder().gpu();
-    assert!(device.timestamps, "lavapipe has timestamp queries; {} does not", device.adapter.name);
     let pixels = Tensor::randn(0f32, 1.0, (2, 3, 32, 32), &Device::Cpu).unwrap();
-    device.start_profile().unwrap();
-    groupseg::block_on(seg.image_features(&pixels)).unwrap();
-    let kernels = groupseg::block_on(device.finish_profile()).unwrap();
+    // lavapipe has timestamp queries: an error here means the profile could not run.
+    let (features, kernels) = groupseg::block_on(seg.profile_image_features(&pixels)).unwrap();
+    // The profiled run gives the features an unprofiled one does.
+    let plain = groupseg::block_on(seg.image_features(&pixels)).unwrap();
+    let diff = (features.image_embeds - plain.image_embeds).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+    assert!(diff < 1e-5, "profiled features differ by {diff}");
     let names: Vec<&str> = kernels.iter().map(|k| k.name).collect();
     for want in ["matmul", "layer_norm", "softmax", "add", "transpose", "columns", "rows"] {
         assert!(names.contains(&want), "{want} missing from {names:?}");
@@ -409,8 +410,19 @@ fn kernel_profile_times_every_dispatch_and_counts_matmul_work() {
     let matmul = kernels.iter().find(|k| k.name == "matmul").unwrap();
     assert!(matmul.flops > 0 && matmul.gflops().is_some());
     assert!(kernels.iter().filter(|k| k.name != "matmul").all(|k| k.flops == 0));
-    // Profiling is off again.
-    assert!(groupseg::block_on(device.finish_profile()).is_err());
+    // A second profiled run times the same kernels (the first one's profile was closed).
+    let (_, again) = groupseg::block_on(seg.profile_image_features(&pixels)).unwrap();
+    let counts = |ks: &[groupseg::backend::KernelTime]| {
+        let mut c: Vec<_> = ks.iter().map(|k| (k.name, k.dispatches)).collect();
+        c.sort();
+        c
+    };
+    assert_eq!(counts(&again), counts(&kernels));
+    // On the CPU there is nothing to time, and the error says so.
+    let cpu = Segmenter::load_on(&dir, &Device::Cpu, BackendChoice::Cpu).unwrap();
+    let Err(err) = groupseg::block_on(cpu.profile_image_features(&pixels)) else { panic!("a CPU segmenter timed GPU kernels") };
+    let err = err.to_string();
+    assert!(err.contains("kernel times need the GPU backend"), "{err}");
 }
 
 #[test]
