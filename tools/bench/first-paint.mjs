@@ -5,56 +5,29 @@
 // the page's own performance marks (groupseg:load, :compile, :download, :prepare, :ready, :painted).
 // Each variant (f32 and int8 weights, 1 and 2 threads) gets a fresh browser profile: a first visit
 // that opens ?model=… and keeps it, then RUNS returning visits, each a new tab.
-// Usage: node tools/bench/first-paint.mjs OUT   (OUT/model, OUT/model-int8: ./build.sh bench-web's)
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+// Usage: node tools/bench/first-paint.mjs OUT   (OUT/model, OUT/model-int8, OUT/photo.png: ./build.sh bench-web's)
+import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { deflateSync, crc32 } from 'node:zlib';
 import { root, serve, launch, newPage } from '../../tests/browser/harness.mjs';
 import { benchSite, median } from './pages.mjs';
 
 const out = resolve(process.argv[2] ?? 'bench-out');
 const RUNS = Number(process.env.FIRST_PAINT_RUNS ?? 3);
+/** How long a load or a photo may take before the visit counts as stalled. */
+const TIMEOUT = Number(process.env.FIRST_PAINT_TIMEOUT_MS ?? 300000);
 const www = join(root, 'www');
-const links = Object.fromEntries((await readdir(www)).filter((n) => n !== 'index.html').map((n) => [n, join(www, n)]));
+const links = Object.fromEntries((await readdir(www)).map((n) => [n, join(www, n)]));
 const site = await benchSite('first-paint', { ...links, model: join(out, 'model'), 'model-int8': join(out, 'model-int8') });
-// benchSite's empty page, replaced by the real one.
-await writeFile(join(site, 'index.html'), await readFile(join(www, 'index.html')));
-
-/** A 640×480 RGB PNG of smooth colour fields: photo-sized (two 448 windows at the model's size). */
-function photoPng(width = 640, height = 480) {
-  const raw = Buffer.alloc((width * 3 + 1) * height);
-  for (let y = 0; y < height; y++) {
-    const row = y * (width * 3 + 1);
-    for (let x = 0; x < width; x++) {
-      raw[row + 1 + x * 3] = (x * 255) / width;
-      raw[row + 2 + x * 3] = (y * 255) / height;
-      raw[row + 3 + x * 3] = ((x + y) * 97) % 256;
-    }
-  }
-  const chunk = (type, data) => {
-    const len = Buffer.alloc(4);
-    len.writeUInt32BE(data.length);
-    const body = Buffer.concat([Buffer.from(type), data]);
-    const crc = Buffer.alloc(4);
-    crc.writeUInt32BE(crc32(body));
-    return Buffer.concat([len, body, crc]);
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header.set([8, 2, 0, 0, 0], 8); // 8 bits, RGB
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk('IHDR', header), chunk('IDAT', deflateSync(raw)), chunk('IEND', Buffer.alloc(0))]);
-}
-const photo = { name: 'photo.png', mimeType: 'image/png', buffer: photoPng() };
+// The 640×480 photo tools/reference/reference.py writes beside the model (two 448 windows).
+const photo = { name: 'photo.png', mimeType: 'image/png', buffer: await readFile(join(out, 'photo.png')) };
 
 /** One returning visit: the page's marks (ms from the navigation) up to the first painted photo. */
 async function visit(context, url) {
   const page = await newPage(context);
   await page.goto(url, { waitUntil: 'domcontentloaded' });
-  const given = await page.evaluate(() => performance.now());
   await page.setInputFiles('#photos', photo);
   try {
-    await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length, null, { timeout: Number(process.env.FIRST_PAINT_TIMEOUT_MS ?? 300000), polling: 50 });
+    await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length, null, { timeout: TIMEOUT, polling: 50 });
   } catch (e) {
     const seen = await page.evaluate(() => ({ model: document.body.dataset.model, status: document.getElementById('status').textContent,
       result: document.querySelector('.result')?.textContent, marks: performance.getEntriesByType('mark').map((m) => m.name),
@@ -67,13 +40,13 @@ async function visit(context, url) {
   // The same photo again, as a second photo (encoded anew): what a photo costs once the module is warm.
   const again = await page.evaluate(() => performance.now());
   await page.setInputFiles('#photos', { ...photo, name: 'again.png' });
-  await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length > 1, null, { timeout: 300000, polling: 50 });
+  await page.waitForFunction(() => performance.getEntriesByName('groupseg:painted').length > 1, null, { timeout: TIMEOUT, polling: 50 });
   marks.again = await page.evaluate((again) => performance.getEntriesByName('groupseg:painted')[1].startTime - again, again);
   const where = await page.textContent('#backend-used');
   const problems = page.problems;
   await page.close();
   if (problems.length) throw new Error(`the page reported: ${problems.join('; ')}`);
-  return { ...marks, given, where };
+  return { ...marks, where };
 }
 
 const PHASES = [
@@ -101,7 +74,7 @@ try {
       // The first visit: a link names the model, the person keeps it.
       const first = await newPage(context);
       await first.goto(`${server.url}/?model=${encodeURIComponent(`${server.url}/${dir}/`)}&threads=${threads}`);
-      await first.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.model), null, { timeout: 300000 });
+      await first.waitForFunction(() => ['ready', 'failed'].includes(document.body.dataset.model), null, { timeout: TIMEOUT });
       if (await first.evaluate(() => document.body.dataset.model) !== 'ready') throw new Error(`${dir}: ${await first.textContent('#status')}`);
       await first.click('#keep-model');
       await first.close();

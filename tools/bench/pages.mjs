@@ -5,13 +5,13 @@ import { join } from 'node:path';
 import { root, serve } from '../../tests/browser/harness.mjs';
 import { ENGINES, openEngine } from '../../tests/browser/engines.mjs';
 
-/** A fresh folder test-out/NAME holding an empty page, the package (pkg/) and each `links` entry
- * (name → path); its path. */
+/** A fresh folder test-out/NAME holding the package (pkg/), each `links` entry (name → path) and,
+ * unless they name one, an empty page; its path. */
 export async function benchSite(name, links = {}) {
   const site = join(root, 'test-out', name);
   await rm(site, { recursive: true, force: true });
   await mkdir(site, { recursive: true });
-  await writeFile(join(site, 'index.html'), `<!doctype html><title>${name}</title><link rel="icon" href="data:,">`);
+  if (!links['index.html']) await writeFile(join(site, 'index.html'), `<!doctype html><title>${name}</title><link rel="icon" href="data:,">`);
   for (const [link, target] of Object.entries({ pkg: join(root, 'www', 'pkg'), ...links })) await symlink(target, join(site, link));
   return site;
 }
